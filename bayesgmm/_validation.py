@@ -1,0 +1,130 @@
+"""Input checks run in Python before anything is traced.
+
+Every error names what is wrong and what to change.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from bayesgmm.covariance import get_structure
+
+
+def check_data(X, *, name: str = "X", allow_nan: bool = False) -> np.ndarray:
+    """Return ``X`` as a 2-D float ndarray, or raise a ValueError that says why not.
+
+    Accepts lists, integer and float arrays (read-only too), and pandas DataFrames.
+    """
+    if hasattr(X, "to_numpy") and hasattr(X, "columns"):  # pandas / polars DataFrame
+        X = X.to_numpy()
+    try:
+        array = np.asarray(X)
+    except Exception as error:  # ragged lists and the like
+        raise ValueError(f"{name} could not be read as a 2-D numeric array: {error}") from None
+    if array.dtype == object:
+        try:
+            array = array.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{name} contains non-numeric values; convert or drop those columns first."
+            ) from None
+    if np.iscomplexobj(array):
+        raise ValueError(f"{name} is complex; Gaussian mixtures need real data (take .real or abs).")
+    if array.dtype.kind == "b" or array.dtype.kind not in "biuf":
+        raise ValueError(
+            f"{name} has dtype {array.dtype}; it must be numeric (int or float)."
+        )
+    if array.ndim == 1:
+        raise ValueError(
+            f"{name} is 1-D with shape {array.shape}; pass a 2-D array (n_samples, n_features). "
+            f"For a single feature use X.reshape(-1, 1)."
+        )
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {array.shape}.")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {array.shape}); it needs at least one row and one column.")
+    array = array.astype(np.float64, copy=False) if array.dtype.kind != "f" else array
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad_rows = np.flatnonzero(~finite.all(axis=1))
+        kind = "NaN" if np.isnan(array).any() else "infinite values"
+        if not (allow_nan and kind == "NaN" and not np.isinf(array).any()):
+            raise ValueError(
+                f"{name} contains {kind} in {bad_rows.size} row(s) (first: row {bad_rows[0]}); "
+                f"drop or impute them before fitting."
+            )
+    return array
+
+
+def check_n_components(k, n_samples: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise ValueError(f"k (n_components) must be a positive integer, got {k!r}.")
+    if k < 1:
+        raise ValueError(f"k (n_components) must be >= 1, got {k}.")
+    if k > n_samples:
+        raise ValueError(
+            f"k={k} components need at least {k} samples, but X has {n_samples}; "
+            f"use fewer components or more data."
+        )
+    return int(k)
+
+
+def check_positive_int(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def check_nonnegative_float(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+    return float(value)
+
+
+def check_choice(value, name: str, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}.")
+    return value
+
+
+def check_initial_parameters(weights, means, covariances, *, k: int, d: int, covariance_type: str):
+    """Validate user-given initial parameters; return float64 arrays (or None).
+
+    Covariances are in scikit-learn's layout for the type and must be positive definite.
+    """
+    structure = get_structure(covariance_type)
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != (k,):
+            raise ValueError(f"weights_init must have shape ({k},), got {weights.shape}.")
+        if not np.all(np.isfinite(weights)) or np.any(weights < 0) or np.any(weights > 1):
+            raise ValueError("weights_init must be finite and in [0, 1].")
+        if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
+            raise ValueError(f"weights_init must sum to 1, got sum {weights.sum():.8g}; normalise it.")
+    if means is not None:
+        means = np.asarray(means, dtype=np.float64)
+        if means.shape != (k, d):
+            raise ValueError(f"means_init must have shape ({k}, {d}), got {means.shape}.")
+        if not np.all(np.isfinite(means)):
+            raise ValueError("means_init contains NaN or infinite values.")
+    if covariances is not None:
+        covariances = np.asarray(covariances, dtype=np.float64)
+        expected = structure.scale_shape(k, d)
+        if covariances.shape != expected:
+            raise ValueError(
+                f"covariances_init for covariance_type={covariance_type!r} must have shape "
+                f"{expected} (scikit-learn's layout), got {covariances.shape}."
+            )
+        if not np.all(np.isfinite(covariances)):
+            raise ValueError("covariances_init contains NaN or infinite values.")
+        if covariance_type in ("full", "tied"):
+            matrices = covariances.reshape((-1, d, d))
+            if not np.allclose(matrices, np.swapaxes(matrices, -1, -2), rtol=1e-8, atol=1e-12):
+                raise ValueError("covariances_init must be symmetric.")
+            if np.any(np.linalg.eigvalsh(matrices)[..., 0] <= 0):
+                raise ValueError("covariances_init must be positive definite (all eigenvalues > 0).")
+        elif np.any(covariances <= 0):
+            raise ValueError("covariances_init must be positive (variances > 0).")
+    return weights, means, covariances

@@ -1,0 +1,326 @@
+"""The four covariance structures of a Gaussian mixture, in one table.
+
+Every place that depends on the covariance type looks it up here
+(``STRUCTURES[covariance_type]``); no other module branches on the type.
+Each structure stores the Cholesky factor of the covariance ("scale", the
+NumPyro ``scale_tril`` convention) in the layout of its type:
+
+==========  ===================  ==========================  ==================
+type        scale                covariances (scikit-learn)   second moments
+==========  ===================  ==========================  ==================
+full        (k, d, d) lower L_k  (k, d, d)  L_k L_kᵀ          (k, d, d)
+tied        (d, d) lower L       (d, d)     L Lᵀ              (d, d) summed
+diag        (k, d) std devs      (k, d)     variances         (k, d)
+spherical   (k,) std devs        (k,)       variances         (k,) summed over d
+==========  ===================  ==========================  ==================
+
+The kernels work in a ``(component, feature, row)`` layout: ``whiten`` maps a
+chunk of rows ``x (c, d)`` to ``y[k, :, i] = L_k⁻¹ (x_i − μ_k)``, shape
+``(k, d, c)``.  The squared norm of ``y`` is the Mahalanobis distance for the
+E-step, and the responsibility-weighted second moments of ``y`` are the
+M-step's sufficient statistics *about the current means* in whitened
+coordinates; ``unwhiten`` maps them back once per iteration
+(``S_k = L_k W_k L_kᵀ``).  Accumulating about the current means is what keeps
+float32 accurate when components sit far from the origin or from each other.
+
+All functions are pure, unbatched and ``vmap``-safe; none of them jit.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax.numpy as jnp
+from jax import Array
+from jax.scipy.linalg import solve_triangular
+
+HIGHEST = "highest"
+
+
+class CovarianceStructure(NamedTuple):
+    """The small pure functions that define one covariance type.
+
+    Attributes
+    ----------
+    name : str
+    scale_shape : (k, d) -> tuple
+        Shape of the Cholesky factor ("scale") for ``k`` components, ``d`` features.
+    inverse_scale : scale -> inverse
+        ``L⁻¹`` (full, tied) or ``1/σ`` (diag, spherical); computed once per iteration.
+    whiten : (x (c, d), means (k, d), inverse) -> y (k, d, c)
+    half_log_det : (scale, n_features) -> (k,) or ()
+        ``log |Σ_k|^{1/2} = Σ_j log L_k[j, j]`` (a scalar for tied).
+    second_moment : (resp (k, c), y (k, d, c), sq_norm (k, c)) -> W
+        Whitened second moments; shape in the module table.
+    unwhiten : (first_w (k, d), W, scale) -> (first (k, d), second)
+        Statistics about the shift in data coordinates.
+    scale_from_moments : (counts (k,), nk (k,), first (k, d), delta (k, d), second, reg_covar) -> scale
+        M-step: the Cholesky factor of the covariance about the new means
+        ``shift + delta``, plus ``reg_covar`` on the diagonal.
+    colour : (scale, labels (n,), noise (n, d)) -> (n, d)
+        ``L_{z_i} ε_i``, used for sampling.
+    covariances : scale -> covariances in scikit-learn's layout
+    precisions : scale -> precisions in scikit-learn's layout
+    precisions_cholesky : scale -> scikit-learn's ``precisions_cholesky_``
+        (``L⁻ᵀ`` for full/tied, ``1/σ`` for diag/spherical).
+    from_covariances : covariances -> scale
+    n_parameters : (k, d) -> int
+        Free parameters of the covariances alone.
+    identity_scale : (k, d, dtype) -> scale
+        Unit covariance, used to accumulate raw moments at initialisation.
+    """
+
+    name: str
+    scale_shape: Callable[[int, int], tuple]
+    inverse_scale: Callable
+    whiten: Callable
+    half_log_det: Callable
+    second_moment: Callable
+    unwhiten: Callable
+    scale_from_moments: Callable
+    colour: Callable
+    covariances: Callable
+    precisions: Callable
+    precisions_cholesky: Callable
+    from_covariances: Callable
+    n_parameters: Callable[[int, int], int]
+    identity_scale: Callable
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _eye_like(matrix: Array) -> Array:
+    return jnp.broadcast_to(jnp.eye(matrix.shape[-1], dtype=matrix.dtype), matrix.shape)
+
+
+def _triangular_inverse(scale_tril: Array) -> Array:
+    """``L⁻¹`` for a lower-triangular ``L`` of shape (..., d, d), by a triangular solve."""
+    return solve_triangular(scale_tril, _eye_like(scale_tril), lower=True)
+
+
+def _cholesky(covariance: Array) -> Array:
+    symmetric = 0.5 * (covariance + jnp.swapaxes(covariance, -1, -2))
+    return jnp.linalg.cholesky(symmetric)
+
+
+def _gram(scale_tril: Array) -> Array:
+    return jnp.matmul(scale_tril, jnp.swapaxes(scale_tril, -1, -2), precision=HIGHEST)
+
+
+def _outer_scatter(counts, first, delta, second):
+    """Σ r (x−μ)(x−μ)ᵀ per component from moments about a shift m, with μ = m + δ."""
+    cross = first[:, :, None] * delta[:, None, :]
+    return (
+        second
+        - cross
+        - jnp.swapaxes(cross, -1, -2)
+        + counts[:, None, None] * delta[:, :, None] * delta[:, None, :]
+    )
+
+
+def _diag_scatter(counts, first, delta, second):
+    """Σ r (x−μ)² per component and feature, from moments about a shift."""
+    return second - 2.0 * first * delta + counts[:, None] * delta**2
+
+
+def _sym_pair_count(d: int) -> int:
+    return d * (d + 1) // 2
+
+
+# ----------------------------------------------------------------------------- full
+
+
+def _full_whiten(x, means, inverse):
+    projected = jnp.einsum("ked,cd->kec", inverse, x, precision=HIGHEST)
+    offsets = jnp.einsum("ked,kd->ke", inverse, means, precision=HIGHEST)
+    return projected - offsets[:, :, None]
+
+
+def _full_second_moment(resp, y, sq_norm):
+    return jnp.einsum("kdc,kec->kde", y * resp[:, None, :], y, precision=HIGHEST)
+
+
+def _full_unwhiten(first_w, second_w, scale):
+    first = jnp.einsum("kde,ke->kd", scale, first_w, precision=HIGHEST)
+    second = jnp.matmul(
+        jnp.matmul(scale, second_w, precision=HIGHEST), jnp.swapaxes(scale, -1, -2), precision=HIGHEST
+    )
+    return first, second
+
+
+def _full_scale_from_moments(counts, nk, first, delta, second, reg_covar):
+    covariance = _outer_scatter(counts, first, delta, second) / nk[:, None, None]
+    return _cholesky(covariance + reg_covar * _eye_like(covariance))
+
+
+def _full_colour(scale, labels, noise):
+    return jnp.einsum("nde,ne->nd", scale[labels], noise, precision=HIGHEST)
+
+
+FULL = CovarianceStructure(
+    name="full",
+    scale_shape=lambda k, d: (k, d, d),
+    inverse_scale=_triangular_inverse,
+    whiten=_full_whiten,
+    half_log_det=lambda scale, d: jnp.sum(jnp.log(jnp.diagonal(scale, axis1=-2, axis2=-1)), axis=-1),
+    second_moment=_full_second_moment,
+    unwhiten=_full_unwhiten,
+    scale_from_moments=_full_scale_from_moments,
+    colour=_full_colour,
+    covariances=_gram,
+    precisions=lambda scale: _gram(jnp.swapaxes(_triangular_inverse(scale), -1, -2)),
+    precisions_cholesky=lambda scale: jnp.swapaxes(_triangular_inverse(scale), -1, -2),
+    from_covariances=_cholesky,
+    n_parameters=lambda k, d: k * _sym_pair_count(d),
+    identity_scale=lambda k, d, dtype: jnp.broadcast_to(jnp.eye(d, dtype=dtype), (k, d, d)),
+)
+
+
+# ----------------------------------------------------------------------------- tied
+
+
+def _tied_whiten(x, means, inverse):
+    projected = jnp.matmul(inverse, x.T, precision=HIGHEST)  # (d, c)
+    offsets = jnp.matmul(means, inverse.T, precision=HIGHEST)  # (k, d)
+    return projected[None, :, :] - offsets[:, :, None]
+
+
+def _tied_second_moment(resp, y, sq_norm):
+    return jnp.einsum("kdc,kec->de", y * resp[:, None, :], y, precision=HIGHEST)
+
+
+def _tied_unwhiten(first_w, second_w, scale):
+    first = jnp.matmul(first_w, scale.T, precision=HIGHEST)
+    second = jnp.matmul(jnp.matmul(scale, second_w, precision=HIGHEST), scale.T, precision=HIGHEST)
+    return first, second
+
+
+def _tied_scale_from_moments(counts, nk, first, delta, second, reg_covar):
+    zero = jnp.zeros_like(second)
+    correction = _outer_scatter(counts, first, delta, jnp.broadcast_to(zero, (counts.shape[0],) + zero.shape))
+    covariance = (second + jnp.sum(correction, axis=0)) / jnp.sum(nk)
+    return _cholesky(covariance + reg_covar * _eye_like(covariance))
+
+
+TIED = CovarianceStructure(
+    name="tied",
+    scale_shape=lambda k, d: (d, d),
+    inverse_scale=_triangular_inverse,
+    whiten=_tied_whiten,
+    half_log_det=lambda scale, d: jnp.sum(jnp.log(jnp.diagonal(scale))),
+    second_moment=_tied_second_moment,
+    unwhiten=_tied_unwhiten,
+    scale_from_moments=_tied_scale_from_moments,
+    colour=lambda scale, labels, noise: jnp.matmul(noise, scale.T, precision=HIGHEST),
+    covariances=_gram,
+    precisions=lambda scale: _gram(_triangular_inverse(scale).T),
+    precisions_cholesky=lambda scale: _triangular_inverse(scale).T,
+    from_covariances=_cholesky,
+    n_parameters=lambda k, d: _sym_pair_count(d),
+    identity_scale=lambda k, d, dtype: jnp.eye(d, dtype=dtype),
+)
+
+
+# ----------------------------------------------------------------------------- diag
+
+
+def _diag_scale_from_moments(counts, nk, first, delta, second, reg_covar):
+    variance = jnp.maximum(_diag_scatter(counts, first, delta, second) / nk[:, None], 0.0)
+    return jnp.sqrt(variance + reg_covar)
+
+
+DIAG = CovarianceStructure(
+    name="diag",
+    scale_shape=lambda k, d: (k, d),
+    inverse_scale=lambda scale: 1.0 / scale,
+    whiten=lambda x, means, inverse: (x.T[None, :, :] - means[:, :, None]) * inverse[:, :, None],
+    half_log_det=lambda scale, d: jnp.sum(jnp.log(scale), axis=-1),
+    second_moment=lambda resp, y, sq_norm: jnp.einsum("kc,kdc->kd", resp, y * y, precision=HIGHEST),
+    unwhiten=lambda first_w, second_w, scale: (scale * first_w, scale**2 * second_w),
+    scale_from_moments=_diag_scale_from_moments,
+    colour=lambda scale, labels, noise: scale[labels] * noise,
+    covariances=lambda scale: scale**2,
+    precisions=lambda scale: 1.0 / scale**2,
+    precisions_cholesky=lambda scale: 1.0 / scale,
+    from_covariances=jnp.sqrt,
+    n_parameters=lambda k, d: k * d,
+    identity_scale=lambda k, d, dtype: jnp.ones((k, d), dtype=dtype),
+)
+
+
+# ----------------------------------------------------------------------------- spherical
+
+
+def _spherical_scale_from_moments(counts, nk, first, delta, second, reg_covar):
+    n_features = first.shape[-1]
+    scatter = second - 2.0 * jnp.sum(first * delta, axis=-1) + counts * jnp.sum(delta**2, axis=-1)
+    variance = jnp.maximum(scatter / (nk * n_features), 0.0)
+    return jnp.sqrt(variance + reg_covar)
+
+
+SPHERICAL = CovarianceStructure(
+    name="spherical",
+    scale_shape=lambda k, d: (k,),
+    inverse_scale=lambda scale: 1.0 / scale,
+    whiten=lambda x, means, inverse: (x.T[None, :, :] - means[:, :, None]) * inverse[:, None, None],
+    half_log_det=lambda scale, d: d * jnp.log(scale),
+    second_moment=lambda resp, y, sq_norm: jnp.sum(resp * sq_norm, axis=-1),
+    unwhiten=lambda first_w, second_w, scale: (scale[:, None] * first_w, scale**2 * second_w),
+    scale_from_moments=_spherical_scale_from_moments,
+    colour=lambda scale, labels, noise: scale[labels][:, None] * noise,
+    covariances=lambda scale: scale**2,
+    precisions=lambda scale: 1.0 / scale**2,
+    precisions_cholesky=lambda scale: 1.0 / scale,
+    from_covariances=jnp.sqrt,
+    n_parameters=lambda k, d: k,
+    identity_scale=lambda k, d, dtype: jnp.ones((k,), dtype=dtype),
+)
+
+
+STRUCTURES: dict[str, CovarianceStructure] = {
+    structure.name: structure for structure in (FULL, TIED, DIAG, SPHERICAL)
+}
+COVARIANCE_TYPES: tuple[str, ...] = tuple(STRUCTURES)
+
+
+def get_structure(covariance_type: str) -> CovarianceStructure:
+    """Look up a covariance type, with an error that lists the valid ones."""
+    try:
+        return STRUCTURES[covariance_type]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}."
+        ) from None
+
+
+LOG_2PI = 1.8378770664093453  # log(2π)
+
+
+def whitened_log_joint(structure, log_weights, means, inverse, half_log_det, x):
+    """Per-component log joint densities of a chunk of rows, and its whitened rows.
+
+    ``log p(x_i, z_i = k) = log π_k − ½ (d log 2π + ‖y_ki‖²) − log |Σ_k|^{1/2}``
+    with ``y_ki = L_k⁻¹ (x_i − μ_k)``.
+
+    Parameters
+    ----------
+    structure : CovarianceStructure
+    log_weights : (k,)
+    means : (k, d)
+    inverse : ``structure.inverse_scale(scale)``
+    half_log_det : (k,) or ()
+    x : (c, d)
+
+    Returns
+    -------
+    log_joint : (k, c)
+    y : (k, d, c)
+    sq_norm : (k, c)
+        Squared Mahalanobis distances ``‖y_ki‖²``.
+    """
+    n_features = x.shape[-1]
+    y = structure.whiten(x, means, inverse)
+    sq_norm = jnp.sum(y * y, axis=1)
+    log_density = -0.5 * (n_features * LOG_2PI + sq_norm) - jnp.reshape(half_log_det, (-1, 1))
+    return log_weights[:, None] + log_density, y, sq_norm

@@ -1,0 +1,269 @@
+"""``GMMParams``: the parameters of a Gaussian mixture, shared by EM and the posterior.
+
+A frozen dataclass registered as a JAX pytree (``covariance_type`` is static), so it
+passes through ``jit``, ``vmap`` and ``lax`` loops.  Leading batch axes are allowed
+(a posterior is a ``GMMParams`` with ``(chain, draw)`` axes in front); every method
+maps over them.
+
+Shapes for ``k`` components and ``d`` features, per covariance type:
+
+==========  ============  ============  =======================================
+type        weights       means         scale (Cholesky factor of covariance)
+==========  ============  ============  =======================================
+full        (..., k)      (..., k, d)   (..., k, d, d) lower-triangular
+tied        (..., k)      (..., k, d)   (..., d, d) lower-triangular
+diag        (..., k)      (..., k, d)   (..., k, d) standard deviations
+spherical   (..., k)      (..., k, d)   (..., k) standard deviations
+==========  ============  ============  =======================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from bayesgmm.covariance import get_structure, whitened_log_joint
+
+
+def _scale_ndim(covariance_type: str) -> int:
+    return len(get_structure(covariance_type).scale_shape(1, 1))
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["weights", "means", "scale"],
+    meta_fields=["covariance_type"],
+)
+@dataclasses.dataclass(frozen=True)
+class GMMParams:
+    """Parameters of a Gaussian mixture with ``k`` components in ``d`` dimensions.
+
+    Parameters
+    ----------
+    weights : array (..., k)
+        Mixing weights, non-negative, summing to one.
+    means : array (..., k, d)
+        Component means.
+    scale : array
+        Cholesky factor of the covariance in the layout of ``covariance_type``:
+        full ``(..., k, d, d)``, tied ``(..., d, d)``, diag ``(..., k, d)`` (standard
+        deviations), spherical ``(..., k)`` (standard deviations).
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        Static (part of the pytree structure, not a leaf).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesgmm import GMMParams
+    >>> params = GMMParams.from_covariances(
+    ...     weights=[0.3, 0.7], means=[[0.0], [3.0]], covariances=[1.0, 0.25],
+    ...     covariance_type="spherical")
+    >>> params.n_components, params.n_features, params.n_parameters
+    (2, 1, 5)
+    >>> np.round(np.asarray(params.predict_proba([[0.0], [3.0]])), 3)
+    array([[1.   , 0.   ],
+           [0.001, 0.999]])
+    """
+
+    weights: Array
+    means: Array
+    scale: Array
+    covariance_type: str = "full"
+
+    def __post_init__(self):
+        structure = get_structure(self.covariance_type)
+        leaves = (self.weights, self.means, self.scale)
+        # JAX rebuilds pytrees with placeholder leaves (None, object(), specs); check
+        # shapes only when every leaf is array-like.
+        if not all(hasattr(leaf, "shape") and hasattr(leaf, "ndim") for leaf in leaves):
+            return
+        if self.means.ndim < 2:
+            raise ValueError(f"means must have shape (..., k, d), got shape {self.means.shape}.")
+        k, d = self.means.shape[-2:]
+        expected = structure.scale_shape(k, d)
+        if self.weights.shape[-1:] != (k,):
+            raise ValueError(
+                f"weights must have shape (..., {k}) to match means {self.means.shape}, "
+                f"got {self.weights.shape}."
+            )
+        if self.scale.shape[self.scale.ndim - len(expected):] != expected or self.scale.ndim < len(expected):
+            raise ValueError(
+                f"scale for covariance_type={self.covariance_type!r} must end in shape {expected} "
+                f"(k={k}, d={d}), got {self.scale.shape}."
+            )
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_covariances(cls, weights, means, covariances, covariance_type: str = "full") -> "GMMParams":
+        """Build from covariances in scikit-learn's layout (``GaussianMixture.covariances_``).
+
+        Parameters
+        ----------
+        weights : array-like (..., k)
+        means : array-like (..., k, d)
+        covariances : array-like
+            full ``(..., k, d, d)``, tied ``(..., d, d)``, diag ``(..., k, d)``,
+            spherical ``(..., k)``.
+        covariance_type : str
+        """
+        structure = get_structure(covariance_type)
+        dtype = jnp.result_type(float)
+        means = jnp.asarray(means, dtype=dtype)
+        covariances = jnp.asarray(covariances, dtype=dtype)
+        return cls(jnp.asarray(weights, dtype=dtype), means, structure.from_covariances(covariances), covariance_type)
+
+    # ------------------------------------------------------------------ shape facts
+
+    @property
+    def structure(self):
+        return get_structure(self.covariance_type)
+
+    @property
+    def n_components(self) -> int:
+        return self.means.shape[-2]
+
+    @property
+    def n_features(self) -> int:
+        return self.means.shape[-1]
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return tuple(self.means.shape[:-2])
+
+    @property
+    def dtype(self):
+        return self.means.dtype
+
+    @property
+    def n_parameters(self) -> int:
+        """Free parameters: weights (k − 1), means (k·d) and covariances (by type)."""
+        k, d = self.n_components, self.n_features
+        return (k - 1) + k * d + self.structure.n_parameters(k, d)
+
+    # ------------------------------------------------------------------ derived parameters
+
+    @property
+    def covariances(self) -> Array:
+        """Covariances in scikit-learn's layout for the type (``L Lᵀ`` or ``σ²``)."""
+        return self.structure.covariances(self.scale)
+
+    @property
+    def precisions(self) -> Array:
+        """Inverse covariances in scikit-learn's layout for the type."""
+        return self.structure.precisions(self.scale)
+
+    @property
+    def precisions_cholesky(self) -> Array:
+        """scikit-learn's ``precisions_cholesky_``: ``L⁻ᵀ`` (full, tied) or ``1/σ``."""
+        return self.structure.precisions_cholesky(self.scale)
+
+    # ------------------------------------------------------------------ densities
+
+    def log_joint(self, X) -> Array:
+        """``log π_k + log N(x_i | μ_k, Σ_k)``, shape (..., n, k)."""
+        X = self._as_data(X)
+        return _map_batch(lambda p: _log_joint(p, X).T, self)
+
+    def log_prob(self, X) -> Array:
+        """Log density of each row under the mixture, shape (..., n)."""
+        return jax.nn.logsumexp(self.log_joint(X), axis=-1)
+
+    score_samples = log_prob
+
+    def score(self, X) -> Array:
+        """Mean log-likelihood per row, shape (...)."""
+        return jnp.mean(self.log_prob(X), axis=-1)
+
+    def predict_proba(self, X) -> Array:
+        """Posterior component probabilities (responsibilities), shape (..., n, k)."""
+        return jax.nn.softmax(self.log_joint(X), axis=-1)
+
+    def predict(self, X) -> Array:
+        """Most probable component of each row, shape (..., n)."""
+        return jnp.argmax(self.log_joint(X), axis=-1)
+
+    def bic(self, X) -> Array:
+        """Bayesian information criterion ``−2 log L + p log n`` (lower is better)."""
+        n = jnp.shape(X)[0]
+        return -2.0 * n * self.score(X) + self.n_parameters * math.log(n)
+
+    def aic(self, X) -> Array:
+        """Akaike information criterion ``−2 log L + 2 p`` (lower is better)."""
+        n = jnp.shape(X)[0]
+        return -2.0 * n * self.score(X) + 2.0 * self.n_parameters
+
+    def sample(self, n_samples: int, seed: int | Array = 0) -> tuple[Array, Array]:
+        """Draw ``n_samples`` rows from the mixture.
+
+        Parameters
+        ----------
+        n_samples : int
+            Static: the number of rows.
+        seed : int or PRNG key
+
+        Returns
+        -------
+        X : (..., n_samples, d)
+        labels : (..., n_samples) int
+        """
+        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        key = jax.random.key(seed) if isinstance(seed, (int, np.integer)) else seed
+        keys = jax.random.split(key, math.prod(self.batch_shape)).reshape(self.batch_shape)
+        return _map_batch(lambda p, k: _sample(p, k, int(n_samples)), self, keys)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _as_data(self, X) -> Array:
+        X = jnp.asarray(X, dtype=self.dtype)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(
+                f"X must have shape (n_samples, {self.n_features}) to match these parameters, "
+                f"got shape {X.shape}."
+            )
+        return X
+
+
+def _log_joint(params: GMMParams, X: Array) -> Array:
+    """Unbatched: (k, n) log joint densities."""
+    structure = params.structure
+    log_joint, _, _ = whitened_log_joint(
+        structure,
+        jnp.log(params.weights),
+        params.means,
+        structure.inverse_scale(params.scale),
+        structure.half_log_det(params.scale, params.n_features),
+        X,
+    )
+    return log_joint
+
+
+def _sample(params: GMMParams, key: Array, n_samples: int) -> tuple[Array, Array]:
+    key_labels, key_noise = jax.random.split(key)
+    labels = jax.random.categorical(key_labels, jnp.log(params.weights), shape=(n_samples,))
+    noise = jax.random.normal(key_noise, (n_samples, params.n_features), dtype=params.dtype)
+    X = params.means[labels] + params.structure.colour(params.scale, labels, noise)
+    return X, labels
+
+
+def _map_batch(fn: Callable[..., Any], params: GMMParams, *batched_args) -> Any:
+    """Apply an unbatched ``fn(params, *args)`` over the leading batch axes of ``params``.
+
+    ``batched_args`` carry the same batch axes as ``params``.
+    """
+    batch_shape = params.batch_shape
+    if not batch_shape:
+        return fn(params, *batched_args)
+    flat = jax.tree.map(
+        lambda leaf: leaf.reshape((-1,) + leaf.shape[len(batch_shape):]), (params, batched_args)
+    )
+    out = jax.vmap(lambda p, a: fn(p, *a))(*flat)
+    return jax.tree.map(lambda leaf: leaf.reshape(batch_shape + leaf.shape[1:]), out)
