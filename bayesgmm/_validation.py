@@ -71,7 +71,7 @@ def check_n_components(k, n_samples: int) -> int:
     return int(k)
 
 
-def check_positive_int(value, name: str, minimum: int) -> int:
+def check_int_at_least(value, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
     return int(value)

@@ -60,6 +60,8 @@ class CovarianceStructure(NamedTuple):
     colour : (scale, labels (n,), noise (n, d)) -> (n, d)
         ``L_{z_i} ε_i``, used for sampling.
     covariances : scale -> covariances in scikit-learn's layout
+    covariance_matrices : (scale, k, d) -> (k, d, d)
+        Dense covariance matrices for every type (for plots and ArviZ).
     precisions : scale -> precisions in scikit-learn's layout
     precisions_cholesky : scale -> scikit-learn's ``precisions_cholesky_``
         (``L⁻ᵀ`` for full/tied, ``1/σ`` for diag/spherical).
@@ -80,6 +82,7 @@ class CovarianceStructure(NamedTuple):
     scale_from_moments: Callable
     colour: Callable
     covariances: Callable
+    covariance_matrices: Callable
     precisions: Callable
     precisions_cholesky: Callable
     from_covariances: Callable
@@ -169,6 +172,7 @@ FULL = CovarianceStructure(
     scale_from_moments=_full_scale_from_moments,
     colour=_full_colour,
     covariances=_gram,
+    covariance_matrices=lambda scale, k, d: _gram(scale),
     precisions=lambda scale: _gram(jnp.swapaxes(_triangular_inverse(scale), -1, -2)),
     precisions_cholesky=lambda scale: jnp.swapaxes(_triangular_inverse(scale), -1, -2),
     from_covariances=_cholesky,
@@ -214,6 +218,7 @@ TIED = CovarianceStructure(
     scale_from_moments=_tied_scale_from_moments,
     colour=lambda scale, labels, noise: jnp.matmul(noise, scale.T, precision=HIGHEST),
     covariances=_gram,
+    covariance_matrices=lambda scale, k, d: jnp.broadcast_to(_gram(scale), (k,) + scale.shape),
     precisions=lambda scale: _gram(_triangular_inverse(scale).T),
     precisions_cholesky=lambda scale: _triangular_inverse(scale).T,
     from_covariances=_cholesky,
@@ -241,6 +246,7 @@ DIAG = CovarianceStructure(
     scale_from_moments=_diag_scale_from_moments,
     colour=lambda scale, labels, noise: scale[labels] * noise,
     covariances=lambda scale: scale**2,
+    covariance_matrices=lambda scale, k, d: (scale**2)[:, :, None] * jnp.eye(d, dtype=scale.dtype),
     precisions=lambda scale: 1.0 / scale**2,
     precisions_cholesky=lambda scale: 1.0 / scale,
     from_covariances=jnp.sqrt,
@@ -270,6 +276,7 @@ SPHERICAL = CovarianceStructure(
     scale_from_moments=_spherical_scale_from_moments,
     colour=lambda scale, labels, noise: scale[labels][:, None] * noise,
     covariances=lambda scale: scale**2,
+    covariance_matrices=lambda scale, k, d: (scale**2)[:, None, None] * jnp.eye(d, dtype=scale.dtype),
     precisions=lambda scale: 1.0 / scale**2,
     precisions_cholesky=lambda scale: 1.0 / scale,
     from_covariances=jnp.sqrt,

@@ -335,8 +335,8 @@ def em_fit(
     n_samples, n_features = X.shape
     k = _validation.check_n_components(k, n_samples)
     structure = get_structure(covariance_type)
-    n_init = _validation.check_positive_int(n_init, "n_init", 1)
-    max_iter = _validation.check_positive_int(max_iter, "max_iter", 0)
+    n_init = _validation.check_int_at_least(n_init, "n_init", 1)
+    max_iter = _validation.check_int_at_least(max_iter, "max_iter", 0)
     tol = _validation.check_nonnegative_float(tol, "tol")
     reg_covar = _validation.check_nonnegative_float(reg_covar, "reg_covar")
     init = _validation.check_choice(init, "init", INIT_METHODS)
@@ -344,7 +344,7 @@ def em_fit(
         weights_init, means_init, covariances_init, k=k, d=n_features, covariance_type=covariance_type
     )
     if chunk_size is not None:
-        chunk_size = min(_validation.check_positive_int(chunk_size, "chunk_size", 1), n_samples)
+        chunk_size = min(_validation.check_int_at_least(chunk_size, "chunk_size", 1), n_samples)
     if all(value is not None for value in (weights_init, means_init, covariances_init)):
         n_init = 1
     chunk_size = chunk_size or default_chunk_size(n_samples, k, n_features, n_init)

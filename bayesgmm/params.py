@@ -156,6 +156,11 @@ class GMMParams:
         return self.structure.covariances(self.scale)
 
     @property
+    def covariance_matrices(self) -> Array:
+        """Dense covariance matrices for every type, shape (..., k, d, d)."""
+        return _map_batch(lambda p: p.structure.covariance_matrices(p.scale, p.n_components, p.n_features), self)
+
+    @property
     def precisions(self) -> Array:
         """Inverse covariances in scikit-learn's layout for the type."""
         return self.structure.precisions(self.scale)
