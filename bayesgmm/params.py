@@ -69,7 +69,7 @@ class GMMParams:
     (2, 1, 5)
     >>> np.round(np.asarray(params.predict_proba([[0.0], [3.0]])), 3)
     array([[1.   , 0.   ],
-           [0.001, 0.999]])
+           [0.002, 0.998]])
     """
 
     weights: Array
