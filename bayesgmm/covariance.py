@@ -70,6 +70,21 @@ class CovarianceStructure(NamedTuple):
         Free parameters of the covariances alone.
     identity_scale : (k, d, dtype) -> scale
         Unit covariance, used to accumulate raw moments at initialisation.
+    std_shape : (k, d) -> tuple
+        Shape of the standard deviations in the Bayesian model: full/diag (k, d),
+        tied (d,), spherical (k,).
+    correlation_batch : (k,) -> tuple or None
+        Batch shape of the LKJ correlation Cholesky factors: full (k,), tied (),
+        diag/spherical None (no correlations).
+    assemble_scale : (std, correlation_cholesky or None) -> scale
+        ``diag(σ) L_corr`` (full, tied) or ``σ`` (diag, spherical).
+    split_scale : scale -> (std, correlation_cholesky or None)
+        The inverse of ``assemble_scale``.
+    permute : (scale, permutation (k,)) -> scale
+        Reorder components (tied: unchanged).
+    std_prior_values : (values (d,), k) -> array of ``std_shape``
+        Spread a per-feature prior hyperparameter over the standard deviations
+        (spherical: the mean over features).
     """
 
     name: str
@@ -88,6 +103,12 @@ class CovarianceStructure(NamedTuple):
     from_covariances: Callable
     n_parameters: Callable[[int, int], int]
     identity_scale: Callable
+    std_shape: Callable[[int, int], tuple]
+    correlation_batch: Callable
+    assemble_scale: Callable
+    split_scale: Callable
+    permute: Callable
+    std_prior_values: Callable
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -129,6 +150,16 @@ def _diag_scatter(counts, first, delta, second):
 
 def _sym_pair_count(d: int) -> int:
     return d * (d + 1) // 2
+
+
+def _split_tril(scale_tril):
+    """A Cholesky factor as row standard deviations and a correlation Cholesky factor."""
+    std = jnp.sqrt(jnp.sum(scale_tril**2, axis=-1))
+    return std, scale_tril / std[..., :, None]
+
+
+def _keep_std(scale):
+    return scale, None
 
 
 # ----------------------------------------------------------------------------- full
@@ -178,6 +209,12 @@ FULL = CovarianceStructure(
     from_covariances=_cholesky,
     n_parameters=lambda k, d: k * _sym_pair_count(d),
     identity_scale=lambda k, d, dtype: jnp.broadcast_to(jnp.eye(d, dtype=dtype), (k, d, d)),
+    std_shape=lambda k, d: (k, d),
+    correlation_batch=lambda k: (k,),
+    std_prior_values=lambda values, k: jnp.broadcast_to(values, (k,) + values.shape),
+    assemble_scale=lambda std, correlation: std[..., :, None] * correlation,
+    split_scale=_split_tril,
+    permute=lambda scale, permutation: scale[permutation],
 )
 
 
@@ -224,6 +261,12 @@ TIED = CovarianceStructure(
     from_covariances=_cholesky,
     n_parameters=lambda k, d: _sym_pair_count(d),
     identity_scale=lambda k, d, dtype: jnp.eye(d, dtype=dtype),
+    std_shape=lambda k, d: (d,),
+    correlation_batch=lambda k: (),
+    std_prior_values=lambda values, k: values,
+    assemble_scale=lambda std, correlation: std[..., :, None] * correlation,
+    split_scale=_split_tril,
+    permute=lambda scale, permutation: scale,
 )
 
 
@@ -252,6 +295,12 @@ DIAG = CovarianceStructure(
     from_covariances=jnp.sqrt,
     n_parameters=lambda k, d: k * d,
     identity_scale=lambda k, d, dtype: jnp.ones((k, d), dtype=dtype),
+    std_shape=lambda k, d: (k, d),
+    correlation_batch=lambda k: None,
+    std_prior_values=lambda values, k: jnp.broadcast_to(values, (k,) + values.shape),
+    assemble_scale=lambda std, correlation: std,
+    split_scale=_keep_std,
+    permute=lambda scale, permutation: scale[permutation],
 )
 
 
@@ -282,6 +331,12 @@ SPHERICAL = CovarianceStructure(
     from_covariances=jnp.sqrt,
     n_parameters=lambda k, d: k,
     identity_scale=lambda k, d, dtype: jnp.ones((k,), dtype=dtype),
+    std_shape=lambda k, d: (k,),
+    correlation_batch=lambda k: None,
+    std_prior_values=lambda values, k: jnp.broadcast_to(jnp.mean(values), (k,)),
+    assemble_scale=lambda std, correlation: std,
+    split_scale=_keep_std,
+    permute=lambda scale, permutation: scale[permutation],
 )
 
 

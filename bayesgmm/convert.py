@@ -1,0 +1,76 @@
+"""``Posterior`` -> ArviZ 1.x ``xarray.DataTree`` (arviz-base imported lazily).
+
+Groups and variables (dims in brackets; ``chain, draw`` lead every posterior variable):
+
+- posterior: ``weights[component]``, ``means[component, feature]``,
+  ``covariances[component, feature, feature_bis]`` (dense matrices for every type)
+- log_likelihood: ``obs[obs_id]`` (per-row log-likelihood, for LOO/WAIC)
+- observed_data: ``obs[obs_id, feature]``
+- sample_stats: NUTS ``diverging, energy, n_steps, tree_depth, acceptance_rate, lp``
+- posterior_predictive (on request): ``obs[obs_id, feature]``, one replicate per draw
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _arviz_base():
+    # arviz-base 1.3 with numpyro 0.22 breaks from_numpyro when arviz is imported first
+    # unless this module is loaded; import it first so import order never matters.
+    import numpyro.infer.initialization  # noqa: F401
+
+    try:
+        import arviz_base
+    except ImportError:
+        raise ImportError("Posterior.to_arviz needs ArviZ 1.x: pip install 'bayesgmm[bayes]'.") from None
+    return arviz_base
+
+
+def to_datatree(posterior, *, posterior_predictive: bool = False):
+    """Convert a ``bayesgmm.Posterior`` to an ``xarray.DataTree`` with named dims."""
+    import jax
+
+    arviz_base = _arviz_base()
+    params = posterior.params
+    k, d = params.n_components, params.n_features
+    n = posterior.X.shape[0]
+    coords = {
+        "component": np.arange(k),
+        "feature": list(posterior.feature_names),
+        "feature_bis": list(posterior.feature_names),
+        "obs_id": np.arange(n),
+    }
+    dims = {
+        "weights": ["component"],
+        "means": ["component", "feature"],
+        "covariances": ["component", "feature", "feature_bis"],
+        # log_likelihood's obs has no feature axis: from_dict skips trailing event dims there
+        "obs": ["obs_id", "feature"],
+    }
+    groups = {
+        "posterior": {
+            "weights": np.asarray(params.weights),
+            "means": np.asarray(params.means),
+            "covariances": np.asarray(params.covariance_matrices),
+        },
+        "log_likelihood": {"obs": np.asarray(posterior.log_likelihood)},
+        "observed_data": {"obs": posterior.X},
+    }
+    stats = {name: value for name, value in posterior.sample_stats.items() if np.ndim(value) >= 2}
+    if stats:
+        groups["sample_stats"] = stats
+    if posterior_predictive:
+        keys = jax.random.split(jax.random.key(0), posterior.num_chains * posterior.num_draws)
+        flat = jax.tree.map(lambda leaf: leaf.reshape((-1,) + leaf.shape[2:]), params)
+        replicates = jax.vmap(lambda p, key: p.sample(n, key)[0])(flat, keys)
+        groups["posterior_predictive"] = {
+            "obs": np.asarray(replicates).reshape((posterior.num_chains, posterior.num_draws, n, d))
+        }
+    return arviz_base.from_dict(
+        groups,
+        coords=coords,
+        dims=dims,
+        sample_dims=["chain", "draw"],
+        attrs={"inference_library": "bayesgmm", "method": posterior.method},
+    )

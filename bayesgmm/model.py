@@ -1,0 +1,204 @@
+"""The Bayesian Gaussian mixture in NumPyro, with the assignments marginalised.
+
+``p(x_i) = Σ_k π_k N(x_i | μ_k, Σ_k)`` is evaluated with ``GMMParams.log_prob`` (a
+logsumexp over components), so NUTS and SVI need no enumeration.  The model works on
+standardised data ``z = (x − c) / s`` (``c`` the feature means, ``s`` one scalar, so every
+covariance structure is preserved); ``Priors`` are stated on the data's own scale and
+``Priors.resolve`` moves them to the standardised one.
+
+Sites (``k`` components, ``d`` features; shapes per covariance type from the table in
+``covariance.py``):
+
+==================  ==========================================================
+``weights``         (k,) ~ Dirichlet(α, ..., α)
+``means``           (k, d), each coordinate ~ Normal(m_j, s_j)
+``stds``            full/diag (k, d), tied (d,), spherical (k,); LogNormal or HalfNormal
+``corr_cholesky``   full (k, d, d), tied (d, d) ~ LKJCholesky(d, η); absent otherwise
+``obs``             (n, d) observed rows, one log-likelihood term per row
+==================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from jax import Array
+from numpyro.distributions import constraints
+
+from bayesgmm.covariance import get_structure
+from bayesgmm.params import GMMParams
+
+STD_PRIORS = ("lognormal", "halfnormal")
+
+
+class MixtureLikelihood(dist.Distribution):
+    """A Gaussian mixture as a NumPyro distribution over one row (event shape (d,)).
+
+    ``log_prob`` marginalises the component (logsumexp); used as the likelihood of
+    ``obs`` so that ``numpyro.infer.log_likelihood`` gives one term per row.
+    """
+
+    support = constraints.real_vector
+    arg_constraints = {}
+    pytree_data_fields = ("params",)
+
+    def __init__(self, params: GMMParams, *, validate_args=None):
+        self.params = params
+        super().__init__(batch_shape=(), event_shape=(params.n_features,), validate_args=validate_args)
+
+    def log_prob(self, value):
+        flat = jnp.reshape(value, (-1, self.params.n_features))
+        return self.params.log_prob(flat).reshape(jnp.shape(value)[:-1])
+
+    def sample(self, key, sample_shape=()):
+        n = max(1, math.prod(sample_shape))
+        X, _ = self.params.sample(n, key)
+        return X.reshape(tuple(sample_shape) + (self.params.n_features,))
+
+
+class Hyperparameters(NamedTuple):
+    """Prior hyperparameters on the standardised scale (arrays, so changing them does not recompile)."""
+
+    weight_concentration: Array  # () Dirichlet α
+    mean_loc: Array  # (d,)
+    mean_scale: Array  # (d,)
+    std_loc: Array  # (d,) LogNormal loc of log σ; unused for HalfNormal
+    std_scale: Array  # (d,) LogNormal scale of log σ, or HalfNormal scale
+    lkj_concentration: Array  # () LKJ η
+
+
+@dataclasses.dataclass(frozen=True)
+class Priors:
+    """Priors of the Bayesian Gaussian mixture, on the data's own scale.
+
+    Every field left as ``None`` gets a weakly informative default derived from the
+    data ``X`` (feature means ``x̄_j`` and standard deviations ``sd_j``), stated here:
+
+    Parameters
+    ----------
+    weight_concentration : float, default 1.0
+        ``π ~ Dirichlet(α, ..., α)``; α = 1 is uniform on the simplex.
+    mean_loc : array (d,), default ``x̄``
+        ``μ_kj ~ Normal(mean_loc_j, mean_scale_j)`` independently.
+    mean_scale : array (d,), default ``2 sd_j``
+    std_prior : {"lognormal", "halfnormal"}, default "lognormal"
+        Prior on each component standard deviation σ (per feature; spherical: one σ
+        per component, using the hyperparameters averaged over features).
+    std_loc : array (d,), default ``log(sd_j / 2)``
+        LogNormal only: ``log σ_kj ~ Normal(std_loc_j, std_scale_j)`` (median ``sd_j / 2``).
+    std_scale : array (d,), default 1.0 (LogNormal) or ``sd_j`` (HalfNormal)
+        LogNormal: the sd of ``log σ``; HalfNormal: ``σ_kj ~ HalfNormal(std_scale_j)``.
+    lkj_concentration : float, default 2.0
+        Correlations (full, tied): ``L_corr ~ LKJCholesky(d, η)``; η = 1 is uniform over
+        correlation matrices, η > 1 favours weak correlations.
+    """
+
+    weight_concentration: float = 1.0
+    mean_loc: object = None
+    mean_scale: object = None
+    std_prior: str = "lognormal"
+    std_loc: object = None
+    std_scale: object = None
+    lkj_concentration: float = 2.0
+
+    def __post_init__(self):
+        if self.std_prior not in STD_PRIORS:
+            raise ValueError(f"std_prior must be one of {STD_PRIORS}, got {self.std_prior!r}.")
+        for name in ("weight_concentration", "lkj_concentration"):
+            value = getattr(self, name)
+            if not (np.isscalar(value) and np.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}.")
+
+    def resolve(self, center: np.ndarray, scale: float, feature_std: np.ndarray) -> Hyperparameters:
+        """Hyperparameters on the standardised scale ``z = (x − center) / scale``.
+
+        Parameters
+        ----------
+        center : (d,) the feature means used to standardise
+        scale : the scalar used to standardise
+        feature_std : (d,) the data's feature standard deviations (for the defaults)
+        """
+        d = center.shape[0]
+
+        def vector(value, default, name, positive):
+            value = default if value is None else np.broadcast_to(np.asarray(value, dtype=np.float64), (d,))
+            if value.shape != (d,) or not np.all(np.isfinite(value)) or (positive and np.any(value <= 0)):
+                raise ValueError(f"Priors.{name} must be a finite{' positive' if positive else ''} "
+                                 f"scalar or array of shape ({d},), got {value!r}.")
+            return value
+
+        mean_loc = vector(self.mean_loc, center, "mean_loc", False)
+        mean_scale = vector(self.mean_scale, 2.0 * feature_std, "mean_scale", True)
+        if self.std_prior == "lognormal":
+            std_loc = vector(self.std_loc, np.log(feature_std / 2.0), "std_loc", False) - np.log(scale)
+            std_scale = vector(self.std_scale, np.ones(d), "std_scale", True)
+        else:
+            std_loc = np.zeros(d)
+            std_scale = vector(self.std_scale, feature_std, "std_scale", True) / scale
+        dtype = jnp.result_type(float)
+        return Hyperparameters(
+            weight_concentration=jnp.asarray(self.weight_concentration, dtype),
+            mean_loc=jnp.asarray((mean_loc - center) / scale, dtype),
+            mean_scale=jnp.asarray(mean_scale / scale, dtype),
+            std_loc=jnp.asarray(std_loc, dtype),
+            std_scale=jnp.asarray(std_scale, dtype),
+            lkj_concentration=jnp.asarray(self.lkj_concentration, dtype),
+        )
+
+
+def std_distribution(hyper: Hyperparameters, std_prior: str, covariance_type: str, k: int) -> dist.Distribution:
+    """The prior on the ``stds`` site, shaped for the covariance type."""
+    structure = get_structure(covariance_type)
+    shape = structure.std_shape(k, hyper.mean_loc.shape[0])
+    if std_prior == "lognormal":
+        base = dist.LogNormal(structure.std_prior_values(hyper.std_loc, k),
+                              structure.std_prior_values(hyper.std_scale, k))
+    else:
+        base = dist.HalfNormal(structure.std_prior_values(hyper.std_scale, k))
+    return base.expand(shape).to_event(len(shape))
+
+
+def params_from_sites(sites: dict, covariance_type: str) -> GMMParams:
+    """Assemble ``GMMParams`` from the model's sites (any leading batch axes)."""
+    structure = get_structure(covariance_type)
+    stds = sites["stds"]
+    correlation = sites.get("corr_cholesky")
+    if correlation is None and structure.correlation_batch(1) is not None:
+        correlation = jnp.ones(stds.shape + (1,), stds.dtype)  # d == 1: no correlations
+    return GMMParams(sites["weights"], sites["means"], structure.assemble_scale(stds, correlation), covariance_type)
+
+
+def sites_from_params(params: GMMParams) -> dict:
+    """The inverse of ``params_from_sites``: initial values for the model's sites."""
+    stds, correlation = params.structure.split_scale(params.scale)
+    sites = {"weights": params.weights, "means": params.means, "stds": stds}
+    if correlation is not None and params.n_features > 1:
+        sites["corr_cholesky"] = correlation
+    return sites
+
+
+def gmm_model(X: Array, hyper: Hyperparameters, *, k: int, covariance_type: str, std_prior: str = "lognormal"):
+    """The NumPyro model of a ``k``-component Gaussian mixture for standardised rows ``X (n, d)``.
+
+    Assignments are marginalised: ``obs`` has one log-likelihood term per row.
+    """
+    structure = get_structure(covariance_type)
+    n, d = X.shape
+    sites = {
+        "weights": numpyro.sample("weights", dist.Dirichlet(jnp.full((k,), hyper.weight_concentration))),
+        "means": numpyro.sample("means", dist.Normal(hyper.mean_loc, hyper.mean_scale).expand((k, d)).to_event(2)),
+        "stds": numpyro.sample("stds", std_distribution(hyper, std_prior, covariance_type, k)),
+    }
+    batch = structure.correlation_batch(k)
+    if batch is not None and d > 1:
+        lkj = dist.LKJCholesky(d, hyper.lkj_concentration)
+        sites["corr_cholesky"] = numpyro.sample("corr_cholesky", lkj.expand(batch).to_event(len(batch)))
+    params = params_from_sites(sites, covariance_type)
+    with numpyro.plate("obs_id", n):
+        numpyro.sample("obs", MixtureLikelihood(params), obs=X)

@@ -1,0 +1,172 @@
+"""infer(): recovery of a known mixture, r-hat after relabelling, SVI/MAP vs NUTS, priors, caching."""
+
+import logging
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import bayesgmm
+from bayesgmm import GMMParams
+from bayesgmm.infer import relabel
+from bayesgmm.model import Priors
+from tests._references import COVARIANCE_TYPES
+
+TRUE_MEANS = np.array([[-5.0, 0.0], [0.0, 5.0], [5.0, 0.0]])
+TRUE_WEIGHTS = np.array([0.3, 0.3, 0.4])
+
+
+def _separated_data(n=500, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(3, size=n, p=TRUE_WEIGHTS)
+    covariances = np.array([[[1.0, 0.3], [0.3, 0.8]], [[0.6, -0.2], [-0.2, 1.2]], [[1.5, 0.0], [0.0, 0.5]]])
+    noise = np.einsum("nij,nj->ni", np.linalg.cholesky(covariances)[labels], rng.normal(size=(n, 2)))
+    return TRUE_MEANS[labels] + noise
+
+
+def _order_to_truth(posterior):
+    """Index of the reference component nearest each true mean."""
+    from tests._references import match_components
+
+    return match_components(TRUE_MEANS, np.asarray(posterior.reference.means))
+
+
+@pytest.fixture(scope="module")
+def nuts_posterior():
+    return bayesgmm.infer(_separated_data(), 3, method="nuts", num_warmup=500, num_samples=1000, num_chains=4,
+                          progress_bar=False)
+
+
+@pytest.mark.slow
+def test_nuts_recovers_means_with_good_diagnostics(nuts_posterior):
+    import arviz_stats
+
+    posterior = nuts_posterior
+    order = _order_to_truth(posterior)
+    means = np.asarray(posterior.params.means)[:, :, order]  # (chain, draw, k, d)
+    mean, sd = means.mean(axis=(0, 1)), means.std(axis=(0, 1))
+    # each coordinate within 3 posterior sd of the generating value
+    assert np.all(np.abs(mean - TRUE_MEANS) < 3 * sd), (mean, sd)
+    rhat = arviz_stats.rhat(posterior.to_arviz())
+    worst = max(float(rhat[name].max()) for name in rhat.data_vars)
+    assert worst < 1.01, rhat
+    divergences = posterior.sample_stats["diverging"].mean()
+    assert divergences < 0.01
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method, guide", [("svi", "normal"), ("svi", "multivariate_normal"),
+                                           ("svi", "lowrank_multivariate_normal"), ("map", "normal")])
+def test_svi_and_map_agree_with_nuts(nuts_posterior, method, guide):
+    """Posterior means of SVI draws (or the MAP point) within 3 NUTS posterior sd."""
+    posterior = bayesgmm.infer(_separated_data(), 3, method=method, guide=guide, num_steps=3000,
+                               num_samples=500, progress_bar=False)
+    reference_order = _order_to_truth(nuts_posterior)
+    order = _order_to_truth(posterior)
+    nuts_means = np.asarray(nuts_posterior.params.means)[:, :, reference_order]
+    means = np.asarray(posterior.params.means)[:, :, order]
+    assert np.all(np.abs(means.mean(axis=(0, 1)) - nuts_means.mean(axis=(0, 1))) < 3 * nuts_means.std(axis=(0, 1)))
+    nuts_weights = np.asarray(nuts_posterior.params.weights)[:, :, reference_order]
+    weights = np.asarray(posterior.params.weights)[:, :, order]
+    assert np.all(np.abs(weights.mean(axis=(0, 1)) - nuts_weights.mean(axis=(0, 1))) < 3 * nuts_weights.std(axis=(0, 1)))
+
+
+def test_relabel_undoes_known_permutations():
+    rng = np.random.default_rng(0)
+    reference = GMMParams.from_covariances(TRUE_WEIGHTS, TRUE_MEANS, np.array([1.0, 2.0, 3.0]), "spherical")
+    permutations = np.stack([rng.permutation(3) for _ in range(12)]).reshape(3, 4, 3)
+    shuffled = jax.vmap(jax.vmap(lambda p: GMMParams(reference.weights[p], reference.means[p], reference.scale[p],
+                                                     "spherical")))(jnp.asarray(permutations))
+    noisy = GMMParams(shuffled.weights, shuffled.means + 0.1 * rng.normal(size=shuffled.means.shape),
+                      shuffled.scale, "spherical")
+    relabelled, found = relabel(noisy, TRUE_MEANS)
+    for chain in range(3):
+        for draw in range(4):
+            np.testing.assert_array_equal(permutations[chain, draw][found[chain, draw]], [0, 1, 2])
+    np.testing.assert_allclose(relabelled.scale, np.broadcast_to(reference.scale, (3, 4, 3)))
+    np.testing.assert_allclose(relabelled.weights, np.broadcast_to(TRUE_WEIGHTS, (3, 4, 3)))
+
+
+def test_prior_changes_the_posterior():
+    """A tight prior on the means far from the data pulls the MAP estimate towards it."""
+    X = _separated_data(n=60)
+    loose = bayesgmm.infer(X, 3, method="map", num_steps=1500, progress_bar=False)
+    tight = bayesgmm.infer(X, 3, method="map", num_steps=1500, progress_bar=False,
+                           prior=Priors(mean_loc=[20.0, 20.0], mean_scale=[0.5, 0.5]))
+    distance = lambda p: np.linalg.norm(np.asarray(p.params.means)[0, 0] - 20.0, axis=-1).mean()  # noqa: E731
+    assert distance(tight) < distance(loose) - 5.0
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_every_covariance_type_and_one_feature(covariance_type):
+    X = _separated_data(n=120)
+    posterior = bayesgmm.infer(X, 3, method="map", covariance_type=covariance_type, num_steps=500,
+                               progress_bar=False)
+    assert posterior.params.batch_shape == (1, 1)
+    assert np.all(np.isfinite(posterior.log_likelihood))
+    one = bayesgmm.infer(X[:, :1], 2, method="map", covariance_type=covariance_type, num_steps=300,
+                         progress_bar=False)
+    assert np.all(np.isfinite(np.asarray(one.params.covariance_matrices)))
+
+
+def test_log_likelihood_is_on_the_data_scale():
+    """The stored per-row log-likelihood equals log p(x | θ) of the data-scale parameters."""
+    X = _separated_data(n=80) * 100.0 + 1000.0
+    posterior = bayesgmm.infer(X, 3, method="map", num_steps=300, progress_bar=False)
+    single = jax.tree.map(lambda leaf: leaf[0, 0], posterior.params)
+    np.testing.assert_allclose(posterior.log_likelihood[0, 0], single.log_prob(X), rtol=1e-9)
+
+
+def test_to_arviz_groups_dims_and_loo(nuts_posterior):
+    import arviz_stats
+    import pandas as pd
+
+    tree = nuts_posterior.to_arviz(posterior_predictive=True)
+    assert {"posterior", "log_likelihood", "observed_data", "sample_stats", "posterior_predictive"} <= set(tree.children)
+    posterior = tree["posterior"]
+    assert posterior["covariances"].dims == ("chain", "draw", "component", "feature", "feature_bis")
+    assert tree["log_likelihood"]["obs"].dims == ("chain", "draw", "obs_id")
+    assert tree["observed_data"]["obs"].dims == ("obs_id", "feature")
+    assert tree["posterior_predictive"]["obs"].shape == (4, 1000, 500, 2)
+    assert "diverging" in tree["sample_stats"]
+    loo = arviz_stats.loo(tree)
+    assert np.isfinite(loo.elpd)
+    summary = nuts_posterior.summary()
+    assert isinstance(summary, pd.DataFrame) and "r_hat" in summary.columns
+
+
+def test_feature_names_from_dataframe():
+    import pandas as pd
+
+    frame = pd.DataFrame(_separated_data(n=60), columns=["eruptions", "waiting"])
+    posterior = bayesgmm.infer(frame, 2, method="map", num_steps=200, progress_bar=False)
+    tree = posterior.to_arviz()
+    assert list(tree["posterior"]["means"].coords["feature"].values) == ["eruptions", "waiting"]
+
+
+def test_second_call_with_new_data_does_not_recompile(caplog):
+    settings = dict(method="nuts", num_warmup=20, num_samples=20, num_chains=2, progress_bar=False)
+    bayesgmm.infer(_separated_data(n=100, seed=1), 3, **settings)
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        caplog.clear()
+        bayesgmm.infer(_separated_data(n=100, seed=2), 3, **settings)
+    compiled = [r.getMessage() for r in caplog.records if "ompil" in r.getMessage()]
+    assert compiled == [], compiled
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first", ["arviz", "numpyro"])
+def test_import_order_does_not_matter(first):
+    other = {"arviz": "numpyro", "numpyro": "arviz"}[first]
+    code = (
+        f"import {first}, {other}, bayesgmm, numpy as np\n"
+        "X = np.random.default_rng(0).normal(size=(40, 2))\n"
+        "p = bayesgmm.infer(X, 2, num_warmup=30, num_samples=30, num_chains=2, progress_bar=False)\n"
+        "print(sorted(p.to_arviz().children))\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr
+    assert "posterior" in completed.stdout
