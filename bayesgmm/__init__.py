@@ -4,18 +4,20 @@ Public API (explicit re-exports; ArviZ and matplotlib load only when used):
 
 - ``em_fit(X, k, ...)`` -> ``EMResult``: maximum likelihood by EM.
 - ``infer(X, k, method="nuts" | "svi" | "map", ...)`` -> ``Posterior``; ``Priors``.
+- ``loo_compare(X, ks, ...)``: choose the number of components by PSIS-LOO.
 - ``GMMParams``: the parameter pytree shared by every fit, density and plot.
 - ``save(params, path)`` / ``load(path)``: ``.npz`` or ``.json``, never pickle.
 - ``ConvergenceWarning``.
 """
 
 from bayesgmm.em import ConvergenceWarning, EMResult, em_fit
-from bayesgmm.infer import Posterior, infer  # rebinds the name ``infer`` from the module to the function
+from bayesgmm.inference import Posterior, infer
 from bayesgmm.io import load, save
 from bayesgmm.model import Priors
 from bayesgmm.params import GMMParams
+from bayesgmm.selection import LooComparison, loo_compare
 
 __version__ = "0.1.0"
 
-__all__ = ["ConvergenceWarning", "EMResult", "GMMParams", "Posterior", "Priors", "em_fit", "infer", "load", "save",
-           "__version__"]
+__all__ = ["ConvergenceWarning", "EMResult", "GMMParams", "LooComparison", "Posterior", "Priors", "em_fit", "infer",
+           "load", "loo_compare", "save", "__version__"]

@@ -23,7 +23,7 @@ def _arviz_base():
     try:
         import arviz_base
     except ImportError:
-        raise ImportError("Posterior.to_arviz needs ArviZ 1.x: pip install 'bayesgmm[bayes]'.") from None
+        raise ImportError("Posterior.to_arviz needs ArviZ 1.x: pip install arviz-base arviz-stats.") from None
     return arviz_base
 
 
@@ -72,5 +72,5 @@ def to_datatree(posterior, *, posterior_predictive: bool = False):
         coords=coords,
         dims=dims,
         sample_dims=["chain", "draw"],
-        attrs={"inference_library": "bayesgmm", "method": posterior.method},
+        attrs={"posterior": {"inference_library": "bayesgmm", "method": posterior.method}},
     )

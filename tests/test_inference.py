@@ -11,7 +11,7 @@ import pytest
 
 import bayesgmm
 from bayesgmm import GMMParams
-from bayesgmm.infer import relabel
+from bayesgmm.inference import relabel
 from bayesgmm.model import Priors
 from tests._references import COVARIANCE_TYPES
 
@@ -170,3 +170,31 @@ def test_import_order_does_not_matter(first):
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr
     assert "posterior" in completed.stdout
+
+
+@pytest.mark.slow
+def test_loo_prefers_the_generating_number_of_components():
+    X = _separated_data(n=300, seed=3)
+    comparison = bayesgmm.loo_compare(X, [1, 2, 3], num_warmup=200, num_samples=200, num_chains=2,
+                                      progress_bar=False)
+    assert comparison.best_k == 3
+    assert list(comparison.table.index)[0] == "k=3"
+    # three well-separated clusters: the gap to k=2 is many standard errors
+    row = comparison.table.loc["k=2"]
+    assert row["elpd_diff"] > 4 * row["dse"]
+
+
+def test_arviz_plots_accept_the_tree(nuts_posterior):
+    arviz_plots = pytest.importorskip("arviz_plots")
+    plot = arviz_plots.plot_trace_dist(nuts_posterior.to_arviz(), var_names=["weights"])
+    assert plot is not None
+
+
+def test_svi_second_call_does_not_recompile(caplog):
+    settings = dict(method="svi", num_steps=50, num_samples=10, progress_bar=False)
+    bayesgmm.infer(_separated_data(n=100, seed=1), 3, **settings)
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        caplog.clear()
+        bayesgmm.infer(_separated_data(n=100, seed=2), 3, **settings)
+    compiled = [r.getMessage() for r in caplog.records if "Finished XLA compilation" in r.getMessage()]
+    assert compiled == [], compiled

@@ -102,13 +102,79 @@ def _model(k, covariance_type, std_prior):
     return functools.partial(gmm_model, k=k, covariance_type=covariance_type, std_prior=std_prior)
 
 
-@functools.lru_cache(maxsize=16)
-def _nuts_runner(k, covariance_type, std_prior, num_warmup, num_samples, num_chains, progress_bar):
-    from numpyro.infer import MCMC, NUTS
+class _NutsProgram(NamedTuple):
+    run: object  # jitted (keys (chains,), init_params, Z, hyper) -> (constrained draws, stats)
 
-    kernel = NUTS(_model(k, covariance_type, std_prior), target_accept_prob=0.8)
-    return MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                chain_method="vectorized", progress_bar=progress_bar, jit_model_args=True)
+
+@functools.lru_cache(maxsize=16)
+def _nuts_program(k, covariance_type, std_prior, num_warmup, num_samples, progress_bar, example):
+    """One compiled NUTS program per configuration: data and hyperparameters are arguments.
+
+    Built from NumPyro's functional interface (``initialize_model(dynamic_args=True)`` and
+    ``hmc``) because ``MCMC.run`` recompiles its sampling loop for every new data set.
+    ``example`` is a hashable token holding example arguments, used only to trace the model.
+    """
+    from numpyro.infer.hmc import hmc
+    from numpyro.infer.util import initialize_model
+
+    model = _model(k, covariance_type, std_prior)
+    model_info = initialize_model(jax.random.key(0), model, dynamic_args=True, model_args=example.args)
+    init_kernel, sample_kernel = hmc(potential_fn_gen=model_info.potential_fn, algo="NUTS")
+    postprocess_gen = model_info.postprocess_fn
+    total = num_warmup + num_samples
+
+    def report(step):
+        if progress_bar:
+            every = max(1, total // 10)
+            jax.lax.cond(
+                (step % every == 0) | (step == total - 1),
+                lambda: jax.debug.callback(_print_progress, step, total, ordered=False),
+                lambda: None,
+            )
+
+    def one_chain(key, init_params, Z, hyper):
+        args = (Z, hyper)
+        state = init_kernel(init_params, num_warmup, target_accept_prob=0.8, model_args=args, rng_key=key)
+
+        def warmup(state, step):
+            report(step)
+            return sample_kernel(state, model_args=args), None
+
+        def draw(state, step):
+            report(step)
+            state = sample_kernel(state, model_args=args)
+            return state, (state.z, state.diverging, state.energy, state.num_steps, state.accept_prob,
+                           state.potential_energy)
+
+        state, _ = jax.lax.scan(warmup, state, jnp.arange(num_warmup))
+        _, trace = jax.lax.scan(draw, state, jnp.arange(num_warmup, total))
+        unconstrained, diverging, energy, num_steps, accept_prob, potential_energy = trace
+        constrained = jax.vmap(postprocess_gen(*args))(unconstrained)
+        stats = dict(diverging=diverging, energy=energy, num_steps=num_steps, accept_prob=accept_prob,
+                     potential_energy=potential_energy)
+        return constrained, stats
+
+    run = jax.jit(jax.vmap(one_chain, in_axes=(0, 0, None, None)))
+    return _NutsProgram(run)
+
+
+def _print_progress(step, total):
+    print(f"NUTS: step {int(step) + 1}/{total}", flush=True)
+
+
+class _Example(NamedTuple):
+    """Hashable by shape and dtype only, so the program cache keys on shapes, not values."""
+
+    args: tuple
+
+    def _key(self):
+        return tuple((leaf.shape, str(leaf.dtype)) for leaf in jax.tree.leaves(self.args))
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __eq__(self, other):
+        return isinstance(other, _Example) and self._key() == other._key()
 
 
 def _unconstrained(model, Z, hyper, sites):
@@ -119,25 +185,24 @@ def _unconstrained(model, Z, hyper, sites):
 
 def _run_nuts(key, Z, hyper, start: GMMParams, *, k, covariance_type, std_prior, num_warmup, num_samples,
               num_chains, progress_bar):
-    mcmc = _nuts_runner(k, covariance_type, std_prior, num_warmup, num_samples, num_chains, progress_bar)
+    program = _nuts_program(k, covariance_type, std_prior, num_warmup, num_samples, progress_bar,
+                            _Example((Z, hyper)))
     key_jitter, key_run = jax.random.split(key)
     start_values = _unconstrained(_model(k, covariance_type, std_prior), Z, hyper, sites_from_params(start))
     flat, unravel = ravel_pytree(start_values)
     jitter = _INIT_JITTER * jax.random.normal(key_jitter, (num_chains,) + flat.shape, flat.dtype)
     init_params = jax.vmap(unravel)(flat + jitter)
-    extra = ("diverging", "energy", "num_steps", "accept_prob", "potential_energy")
-    mcmc.run(key_run, Z, hyper, init_params=init_params, extra_fields=extra)
-    draws = mcmc.get_samples(group_by_chain=True)
-    stats = mcmc.get_extra_fields(group_by_chain=True)
+    draws, stats = program.run(jax.random.split(key_run, num_chains), init_params, Z, hyper)
+    num_steps = np.asarray(stats["num_steps"])
     sample_stats = {
         "diverging": np.asarray(stats["diverging"]),
         "energy": np.asarray(stats["energy"]),
-        "n_steps": np.asarray(stats["num_steps"]),
-        "tree_depth": np.floor(np.log2(np.maximum(np.asarray(stats["num_steps"]), 1))).astype(int) + 1,
+        "n_steps": num_steps,
+        "tree_depth": np.floor(np.log2(np.maximum(num_steps, 1))).astype(int) + 1,
         "acceptance_rate": np.asarray(stats["accept_prob"]),
         "lp": -np.asarray(stats["potential_energy"]),
     }
-    return draws, sample_stats
+    return {name: draws[name] for name in start_values}, sample_stats
 
 
 class _Optimiser(NamedTuple):
@@ -177,7 +242,13 @@ def _start_state(optimiser: _Optimiser, key, Z, hyper, start_values: dict):
     state = svi.init(key, Z, hyper)
     params = svi.optim.get_params(state.optim_state)  # unconstrained
     if "auto_loc" in params:  # AutoMultivariateNormal / AutoLowRankMultivariateNormal
-        params = {**params, "auto_loc": ravel_pytree(start_values)[0].astype(params["auto_loc"].dtype)}
+        # The guide packs sites in its own order; unpacking is a linear split-and-reshape,
+        # so its transpose is the exact packing.
+        unpack = optimiser.guide._unpack_latent
+        (packed,) = jax.linear_transpose(unpack, params["auto_loc"])(
+            {name: jnp.asarray(value, params["auto_loc"].dtype) for name, value in start_values.items()}
+        )
+        params = {**params, "auto_loc": packed}
     else:  # AutoNormal / AutoDelta: one loc per site
         params = {**params, **{f"{name}_auto_loc": value for name, value in start_values.items()}}
     return SVIState(svi.optim.init(params), state.mutable_state, state.rng_key)
