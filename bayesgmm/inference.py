@@ -209,12 +209,13 @@ class _Optimiser(NamedTuple):
     svi: object
     guide: object
     run: object  # jitted (state, Z, hyper) -> (state, losses)
+    draw: object  # jitted (key, params, Z, hyper) -> draws from the guide
 
 
 @functools.lru_cache(maxsize=16)
-def _optimiser(k, covariance_type, std_prior, guide_name, num_steps):
+def _optimiser(k, covariance_type, std_prior, guide_name, num_steps, num_samples):
     from numpyro import optim
-    from numpyro.infer import SVI, Trace_ELBO, autoguide
+    from numpyro.infer import SVI, Predictive, Trace_ELBO, autoguide
 
     model = _model(k, covariance_type, std_prior)
     guide = {
@@ -231,7 +232,11 @@ def _optimiser(k, covariance_type, std_prior, guide_name, num_steps):
     def run(state, Z, hyper):
         return jax.lax.scan(lambda s, _: svi.update(s, Z, hyper), state, None, length=num_steps)
 
-    return _Optimiser(svi, guide, run)
+    @jax.jit
+    def draw(key, params, Z, hyper):
+        return Predictive(guide, params=params, num_samples=num_samples)(key, Z, hyper)
+
+    return _Optimiser(svi, guide, run, draw)
 
 
 def _start_state(optimiser: _Optimiser, key, Z, hyper, start_values: dict):
@@ -256,9 +261,7 @@ def _start_state(optimiser: _Optimiser, key, Z, hyper, start_values: dict):
 
 def _run_optimiser(key, Z, hyper, start: GMMParams, *, k, covariance_type, std_prior, guide_name, num_steps,
                    num_samples):
-    from numpyro.infer import Predictive
-
-    optimiser = _optimiser(k, covariance_type, std_prior, guide_name, num_steps)
+    optimiser = _optimiser(k, covariance_type, std_prior, guide_name, num_steps, num_samples)
     key_init, key_draws = jax.random.split(key)
     start_values = _unconstrained(_model(k, covariance_type, std_prior), Z, hyper, sites_from_params(start))
     state, losses = optimiser.run(_start_state(optimiser, key_init, Z, hyper, start_values), Z, hyper)
@@ -267,8 +270,7 @@ def _run_optimiser(key, Z, hyper, start: GMMParams, *, k, covariance_type, std_p
         values = optimiser.guide.median(params)
         draws = {name: value[None, None] for name, value in values.items()}
     else:
-        predictive = Predictive(optimiser.guide, params=params, num_samples=num_samples)
-        draws = {name: value[None] for name, value in predictive(key_draws, Z, hyper).items()
+        draws = {name: value[None] for name, value in optimiser.draw(key_draws, params, Z, hyper).items()
                  if name in ("weights", "means", "stds", "corr_cholesky")}
     return draws, {"loss": np.asarray(losses)}
 
