@@ -89,7 +89,9 @@ def run_fit(args) -> int:
               f"{result.n_iter} iterations, converged: {result.converged}")
         params = result.params
     else:
-        posterior = infer(X, args.k, method=args.method, covariance_type=args.covariance_type, seed=args.seed,
+        import pandas as pd
+
+        posterior = infer(pd.DataFrame(X, columns=names), args.k, method=args.method, covariance_type=args.covariance_type, seed=args.seed,
                           num_warmup=args.num_warmup, num_samples=args.num_samples, num_chains=args.num_chains,
                           progress_bar=False)
         if args.method == "map":
@@ -135,8 +137,8 @@ def run_demo(args) -> int:
 
         print(f"\nBayesian fit of k = {best_k} by NUTS (2 chains, 500 warm-up + 500 draws), "
               "components labelled as the EM fit:")
-        posterior = infer(X, best_k, method="nuts", num_warmup=500, num_samples=500, num_chains=2,
-                          seed=args.seed, progress_bar=False)
+        posterior = infer(load_faithful(as_frame=True), best_k, method="nuts", num_warmup=500, num_samples=500,
+                          num_chains=2, seed=args.seed, progress_bar=False)
         print(_posterior_summary(posterior))
         divergent = int(posterior.sample_stats["diverging"].sum())
         print(f"divergent transitions: {divergent}; r_hat near 1 and large ess_bulk mean the chains agree.")

@@ -107,20 +107,20 @@ class _NutsProgram(NamedTuple):
 
 
 @functools.lru_cache(maxsize=16)
-def _nuts_program(k, covariance_type, std_prior, num_warmup, num_samples, progress_bar, example):
+def _nuts_program(k, covariance_type, std_prior, num_warmup, num_samples, progress_bar):
     """One compiled NUTS program per configuration: data and hyperparameters are arguments.
 
-    Built from NumPyro's functional interface (``initialize_model(dynamic_args=True)`` and
-    ``hmc``) because ``MCMC.run`` recompiles its sampling loop for every new data set.
-    ``example`` is a hashable token holding example arguments, used only to trace the model.
+    Built from NumPyro's functional ``hmc`` with a potential that takes the model's
+    arguments, because ``MCMC.run`` recompiles its sampling loop for every new data set.
+    Warm-up and sampling are one ``lax.scan`` so the NUTS kernel is compiled once.
     """
     from numpyro.infer.hmc import hmc
-    from numpyro.infer.util import initialize_model
+    from numpyro.infer.util import constrain_fn, potential_energy
 
     model = _model(k, covariance_type, std_prior)
-    model_info = initialize_model(jax.random.key(0), model, dynamic_args=True, model_args=example.args)
-    init_kernel, sample_kernel = hmc(potential_fn_gen=model_info.potential_fn, algo="NUTS")
-    postprocess_gen = model_info.postprocess_fn
+    init_kernel, sample_kernel = hmc(
+        potential_fn_gen=lambda *args: functools.partial(potential_energy, model, args, {}), algo="NUTS"
+    )
     total = num_warmup + num_samples
 
     def report(step):
@@ -136,22 +136,18 @@ def _nuts_program(k, covariance_type, std_prior, num_warmup, num_samples, progre
         args = (Z, hyper)
         state = init_kernel(init_params, num_warmup, target_accept_prob=0.8, model_args=args, rng_key=key)
 
-        def warmup(state, step):
-            report(step)
-            return sample_kernel(state, model_args=args), None
-
-        def draw(state, step):
-            report(step)
+        def step(state, index):
+            report(index)
             state = sample_kernel(state, model_args=args)
             return state, (state.z, state.diverging, state.energy, state.num_steps, state.accept_prob,
                            state.potential_energy)
 
-        state, _ = jax.lax.scan(warmup, state, jnp.arange(num_warmup))
-        _, trace = jax.lax.scan(draw, state, jnp.arange(num_warmup, total))
-        unconstrained, diverging, energy, num_steps, accept_prob, potential_energy = trace
-        constrained = jax.vmap(postprocess_gen(*args))(unconstrained)
+        _, trace = jax.lax.scan(step, state, jnp.arange(total))
+        trace = jax.tree.map(lambda leaf: leaf[num_warmup:], trace)
+        unconstrained, diverging, energy, num_steps, accept_prob, potential_energy_ = trace
+        constrained = jax.vmap(lambda z: constrain_fn(model, args, {}, z))(unconstrained)
         stats = dict(diverging=diverging, energy=energy, num_steps=num_steps, accept_prob=accept_prob,
-                     potential_energy=potential_energy)
+                     potential_energy=potential_energy_)
         return constrained, stats
 
     run = jax.jit(jax.vmap(one_chain, in_axes=(0, 0, None, None)))
@@ -162,21 +158,6 @@ def _print_progress(step, total):
     print(f"NUTS: step {int(step) + 1}/{total}", flush=True)
 
 
-class _Example(NamedTuple):
-    """Hashable by shape and dtype only, so the program cache keys on shapes, not values."""
-
-    args: tuple
-
-    def _key(self):
-        return tuple((leaf.shape, str(leaf.dtype)) for leaf in jax.tree.leaves(self.args))
-
-    def __hash__(self):
-        return hash(self._key())
-
-    def __eq__(self, other):
-        return isinstance(other, _Example) and self._key() == other._key()
-
-
 def _unconstrained(model, Z, hyper, sites):
     from numpyro.infer.util import unconstrain_fn
 
@@ -185,8 +166,7 @@ def _unconstrained(model, Z, hyper, sites):
 
 def _run_nuts(key, Z, hyper, start: GMMParams, *, k, covariance_type, std_prior, num_warmup, num_samples,
               num_chains, progress_bar):
-    program = _nuts_program(k, covariance_type, std_prior, num_warmup, num_samples, progress_bar,
-                            _Example((Z, hyper)))
+    program = _nuts_program(k, covariance_type, std_prior, num_warmup, num_samples, progress_bar)
     key_jitter, key_run = jax.random.split(key)
     start_values = _unconstrained(_model(k, covariance_type, std_prior), Z, hyper, sites_from_params(start))
     flat, unravel = ravel_pytree(start_values)
