@@ -28,7 +28,8 @@ All functions are pure, unbatched and ``vmap``-safe; none of them jit.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax.numpy as jnp
 from jax import Array

@@ -16,7 +16,6 @@ parameters returned.
 from __future__ import annotations
 
 import functools
-import math
 import warnings
 from typing import NamedTuple
 

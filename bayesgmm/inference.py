@@ -42,7 +42,7 @@ class Standardisation(NamedTuple):
     scale: float
 
     @classmethod
-    def of(cls, X: np.ndarray) -> "Standardisation":
+    def of(cls, X: np.ndarray) -> Standardisation:
         scale = float(np.sqrt(np.mean(np.var(X, axis=0))))
         return cls(X.mean(axis=0), scale if scale > 0 else 1.0)
 

@@ -11,7 +11,8 @@ Pure functions: the caller (``em.em_fit``) jits and vmaps them over restarts.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

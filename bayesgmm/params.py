@@ -22,7 +22,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -102,7 +103,7 @@ class GMMParams:
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def from_covariances(cls, weights, means, covariances, covariance_type: str = "full") -> "GMMParams":
+    def from_covariances(cls, weights, means, covariances, covariance_type: str = "full") -> GMMParams:
         """Build from covariances in scikit-learn's layout (``GaussianMixture.covariances_``).
 
         Parameters

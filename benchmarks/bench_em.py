@@ -57,17 +57,24 @@ import importlib.util
 import json
 import os
 import platform
-import shlex
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from _common import (
+    cpu_model,
+    exact_command,
+    git_revision,
+    load_average,
+    memory_total,
+    package_version,
+    write_section,
+)
 
 # ----------------------------------------------------------------------------- constants
 
@@ -101,7 +108,7 @@ class Workload(NamedTuple):
         return f"{self.n},{self.d},{self.k}"
 
     @classmethod
-    def from_arg(cls, text: str) -> "Workload":
+    def from_arg(cls, text: str) -> Workload:
         n, d, k = (int(part) for part in text.split(","))
         return cls(n, d, k)
 
@@ -377,57 +384,16 @@ def table_row(workload: Workload, results: dict[str, dict | None], iters: int) -
     return "| " + " | ".join(cells) + " |"
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
-def memory_total() -> str:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return f"{int(line.split()[1]) / 2**20:.1f} GiB"
-    except OSError:
-        pass
-    return "unknown"
 
 
-def load_average() -> str:
-    """1-minute load average: timings on a busy machine are not comparable."""
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except OSError:
-        return "unknown"
 
 
-def package_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
-def git_revision() -> str:
-    try:
-        completed = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True
-        )
-    except OSError:
-        return "unknown"
-    return completed.stdout.strip() or "unknown"
 
 
-def exact_command() -> str:
-    """The command line, prefixed by the environment variables that affect the timings."""
-    relevant = ("PYTHONPATH", "XLA_FLAGS", "JAX_PLATFORMS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                "MKL_NUM_THREADS", *TUNED_MALLOC)
-    env = [f"{name}={shlex.quote(os.environ[name])}" for name in relevant if name in os.environ]
-    return " ".join(env + [shlex.join(sys.orig_argv)])
 
 
 def render_section(args: argparse.Namespace, rows: list[str], runtimes: dict[str, str], load: str) -> str:
@@ -446,7 +412,7 @@ def render_section(args: argparse.Namespace, rows: list[str], runtimes: dict[str
         SECTION_START,
         "## EM per iteration: bayesgmm vs scikit-learn",
         "",
-        f"- Date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
+        f"- Date: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}",
         f"- Machine: {cpu_model()}, {os.cpu_count()} logical cores, {memory_total()} RAM ({platform.platform()}); "
         f"load average before the run: {load}",
         f"- Versions: Python {platform.python_version()}, {versions}; bayesgmm commit {git_revision()}",
@@ -472,20 +438,6 @@ def render_section(args: argparse.Namespace, rows: list[str], runtimes: dict[str
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the bench_em section of ``path`` (or add it), atomically."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    start, end = text.find(SECTION_START), text.find(SECTION_END)
-    if start != -1 and end > start:
-        text = text[:start] + section + text[end + len(SECTION_END):].removeprefix("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644  # temp files are created 0600
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(text)
-    os.chmod(handle.name, mode)
-    os.replace(handle.name, path)
 
 
 def run_benchmarks(args: argparse.Namespace) -> None:
@@ -516,7 +468,7 @@ def run_benchmarks(args: argparse.Namespace) -> None:
                 )
         rows.append(table_row(workload, results, args.iters))
     section = render_section(args, rows, runtimes, load)
-    write_section(args.output, section)
+    write_section(args.output, section, SECTION_START, SECTION_END)
     print(section)
     print(f"Wrote {args.output}", file=sys.stderr)
 

@@ -73,21 +73,27 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.metadata
 import json
 import os
 import platform
-import shlex
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from _common import (
+    cpu_model,
+    exact_command,
+    git_revision,
+    load_average,
+    memory_total,
+    package_version,
+    write_section,
+)
 
 # ----------------------------------------------------------------------------- constants
 
@@ -554,57 +560,16 @@ def goals(ours: dict | None, baseline: dict | None) -> list[str]:
 
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
-def memory_total() -> str:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return f"{int(line.split()[1]) / 2**20:.1f} GiB"
-    except OSError:
-        pass
-    return "unknown"
 
 
-def load_average() -> str:
-    """1-minute load average: timings on a busy machine are not comparable."""
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except OSError:
-        return "unknown"
 
 
-def package_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
-def git_revision() -> str:
-    try:
-        completed = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True
-        )
-    except OSError:
-        return "unknown"
-    return completed.stdout.strip() or "unknown"
 
 
-def exact_command() -> str:
-    """The command line, prefixed by the environment variables that affect the timings."""
-    relevant = ("PYTHONPATH", "XLA_FLAGS", "JAX_PLATFORMS", "JAX_ENABLE_X64", "OMP_NUM_THREADS",
-                "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    env = [f"{name}={shlex.quote(os.environ[name])}" for name in relevant if name in os.environ]
-    return " ".join(env + [shlex.join(sys.orig_argv)])
 
 
 def render_section(args: argparse.Namespace, workload: Workload, rows: list[str], runtimes: dict[str, str],
@@ -661,20 +626,6 @@ def render_section(args: argparse.Namespace, workload: Workload, rows: list[str]
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the bench_infer section of ``path`` (or add it), atomically."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    start, end = text.find(SECTION_START), text.find(SECTION_END)
-    if start != -1 and end > start:
-        text = text[:start] + section + text[end + len(SECTION_END):].removeprefix("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644  # temp files are created 0600
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
-        handle.write(text)
-    os.chmod(handle.name, mode)
-    os.replace(handle.name, path)
 
 
 def log_result(name: str, chains: int, result: dict) -> None:
@@ -711,7 +662,7 @@ def run_benchmarks(args: argparse.Namespace) -> None:
         rows.append(table_row(labels[library], chains, result))
     goal_lines = goals(results.get(("bayesgmm", args.chains)), results.get(("numpyro", args.chains)))
     section = render_section(args, workload, rows, runtimes, goal_lines, load_before, load_average())
-    write_section(args.output, section)
+    write_section(args.output, section, SECTION_START, SECTION_END)
     print(section)
     print(f"Wrote {args.output}", file=sys.stderr)
 
