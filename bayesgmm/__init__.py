@@ -19,5 +19,17 @@ from bayesgmm.selection import LooComparison, loo_compare
 
 __version__ = "0.1.0"
 
-__all__ = ["ConvergenceWarning", "EMResult", "GMMParams", "LooComparison", "Posterior", "Priors", "em_fit", "infer",
-           "load", "loo_compare", "save", "__version__"]
+__all__ = [
+    "ConvergenceWarning",
+    "EMResult",
+    "GMMParams",
+    "LooComparison",
+    "Posterior",
+    "Priors",
+    "em_fit",
+    "infer",
+    "load",
+    "loo_compare",
+    "save",
+    "__version__",
+]

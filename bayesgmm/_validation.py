@@ -27,15 +27,11 @@ def check_data(X, *, name: str = "X", allow_nan: bool = False) -> np.ndarray:
         try:
             array = array.astype(np.float64)
         except (TypeError, ValueError):
-            raise ValueError(
-                f"{name} contains non-numeric values; convert or drop those columns first."
-            ) from None
+            raise ValueError(f"{name} contains non-numeric values; convert or drop those columns first.") from None
     if np.iscomplexobj(array):
         raise ValueError(f"{name} is complex; Gaussian mixtures need real data (take .real or abs).")
     if array.dtype.kind == "b" or array.dtype.kind not in "biuf":
-        raise ValueError(
-            f"{name} has dtype {array.dtype}; it must be numeric (int or float)."
-        )
+        raise ValueError(f"{name} has dtype {array.dtype}; it must be numeric (int or float).")
     if array.ndim == 1:
         raise ValueError(
             f"{name} is 1-D with shape {array.shape}; pass a 2-D array (n_samples, n_features). "
@@ -65,8 +61,7 @@ def check_n_components(k, n_samples: int) -> int:
         raise ValueError(f"k (n_components) must be >= 1, got {k}.")
     if k > n_samples:
         raise ValueError(
-            f"k={k} components need at least {k} samples, but X has {n_samples}; "
-            f"use fewer components or more data."
+            f"k={k} components need at least {k} samples, but X has {n_samples}; use fewer components or more data."
         )
     return int(k)
 

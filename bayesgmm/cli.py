@@ -36,7 +36,10 @@ def describe_params(params, feature_names) -> str:
     lines = []
     for component in range(params.n_components):
         lines.append(f"  component {component}: weight {weights[component]:.4f}")
-        lines.append("    mean        " + "  ".join(f"{name}={value:.4f}" for name, value in zip(feature_names, means[component])))
+        lines.append(
+            "    mean        "
+            + "  ".join(f"{name}={value:.4f}" for name, value in zip(feature_names, means[component]))
+        )
         lines.append("    covariance")
         lines.append(_format_matrix(covariances[component], indent="      "))
     return "\n".join(lines)
@@ -83,17 +86,28 @@ def run_fit(args) -> int:
     X, names = read_table(args.file, args.columns)
     print(f"{args.file}: {X.shape[0]} rows, features {', '.join(names)}")
     if args.method == "em":
-        result = em_fit(X, args.k, covariance_type=args.covariance_type, n_init=args.n_init, seed=args.seed,
-                        max_iter=args.max_iter)
-        print(f"EM: mean log-likelihood {result.log_likelihood:.4f}, BIC {float(result.params.bic(X)):.2f}, "
-              f"{result.n_iter} iterations, converged: {result.converged}")
+        result = em_fit(
+            X, args.k, covariance_type=args.covariance_type, n_init=args.n_init, seed=args.seed, max_iter=args.max_iter
+        )
+        print(
+            f"EM: mean log-likelihood {result.log_likelihood:.4f}, BIC {float(result.params.bic(X)):.2f}, "
+            f"{result.n_iter} iterations, converged: {result.converged}"
+        )
         params = result.params
     else:
         import pandas as pd
 
-        posterior = infer(pd.DataFrame(X, columns=names), args.k, method=args.method, covariance_type=args.covariance_type, seed=args.seed,
-                          num_warmup=args.num_warmup, num_samples=args.num_samples, num_chains=args.num_chains,
-                          progress_bar=False)
+        posterior = infer(
+            pd.DataFrame(X, columns=names),
+            args.k,
+            method=args.method,
+            covariance_type=args.covariance_type,
+            seed=args.seed,
+            num_warmup=args.num_warmup,
+            num_samples=args.num_samples,
+            num_chains=args.num_chains,
+            progress_bar=False,
+        )
         if args.method == "map":
             params = posterior.mean_params()
             print("MAP estimate (posterior mode):")
@@ -124,8 +138,14 @@ def run_demo(args) -> int:
     bics = {k: float(fit.params.bic(X)) for k, fit in fits.items()}
     best_k = min(bics, key=bics.get)
     rows = [
-        [k, f"{fit.log_likelihood:.4f}", f"{bics[k]:.2f}", fit.n_iter, "yes" if fit.converged else "no",
-         "<- lowest BIC" if k == best_k else ""]
+        [
+            k,
+            f"{fit.log_likelihood:.4f}",
+            f"{bics[k]:.2f}",
+            fit.n_iter,
+            "yes" if fit.converged else "no",
+            "<- lowest BIC" if k == best_k else "",
+        ]
         for k, fit in fits.items()
     ]
     print(_format_table(["k", "mean log-lik", "BIC", "iterations", "converged", ""], rows))
@@ -135,10 +155,20 @@ def run_demo(args) -> int:
     if args.posterior:
         from bayesgmm import infer
 
-        print(f"\nBayesian fit of k = {best_k} by NUTS (2 chains, 500 warm-up + 500 draws), "
-              "components labelled as the EM fit:")
-        posterior = infer(load_faithful(as_frame=True), best_k, method="nuts", num_warmup=500, num_samples=500,
-                          num_chains=2, seed=args.seed, progress_bar=False)
+        print(
+            f"\nBayesian fit of k = {best_k} by NUTS (2 chains, 500 warm-up + 500 draws), "
+            "components labelled as the EM fit:"
+        )
+        posterior = infer(
+            load_faithful(as_frame=True),
+            best_k,
+            method="nuts",
+            num_warmup=500,
+            num_samples=500,
+            num_chains=2,
+            seed=args.seed,
+            progress_bar=False,
+        )
         print(_posterior_summary(posterior))
         divergent = int(posterior.sample_stats["diverging"].sum())
         print(f"divergent transitions: {divergent}; r_hat near 1 and large ess_bulk mean the chains agree.")
@@ -163,10 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-k", type=int, default=4, help="fit k = 1..MAX_K components (default 4)")
     demo.add_argument("--n-init", type=int, default=5, help="EM restarts per k (default 5)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--plot", default="bayesgmm-demo.png",
-                      help="PNG file for the density plot (default bayesgmm-demo.png; '' for none)")
-    demo.add_argument("--no-posterior", dest="posterior", action="store_false",
-                      help="skip the Bayesian (NUTS) part of the demo")
+    demo.add_argument(
+        "--plot",
+        default="bayesgmm-demo.png",
+        help="PNG file for the density plot (default bayesgmm-demo.png; '' for none)",
+    )
+    demo.add_argument(
+        "--no-posterior", dest="posterior", action="store_false", help="skip the Bayesian (NUTS) part of the demo"
+    )
     demo.set_defaults(run=run_demo)
 
     fit = commands.add_parser("fit", help="fit a mixture to a CSV (with header) or .npy file")

@@ -136,12 +136,7 @@ def _gram(scale_tril: Array) -> Array:
 def _outer_scatter(counts, first, delta, second):
     """Σ r (x−μ)(x−μ)ᵀ per component from moments about a shift m, with μ = m + δ."""
     cross = first[:, :, None] * delta[:, None, :]
-    return (
-        second
-        - cross
-        - jnp.swapaxes(cross, -1, -2)
-        + counts[:, None, None] * delta[:, :, None] * delta[:, None, :]
-    )
+    return second - cross - jnp.swapaxes(cross, -1, -2) + counts[:, None, None] * delta[:, :, None] * delta[:, None, :]
 
 
 def _diag_scatter(counts, first, delta, second):
@@ -178,9 +173,7 @@ def _full_second_moment(resp, y, sq_norm):
 
 def _full_unwhiten(first_w, second_w, scale):
     first = jnp.einsum("kde,ke->kd", scale, first_w, precision=HIGHEST)
-    second = jnp.matmul(
-        jnp.matmul(scale, second_w, precision=HIGHEST), jnp.swapaxes(scale, -1, -2), precision=HIGHEST
-    )
+    second = jnp.matmul(jnp.matmul(scale, second_w, precision=HIGHEST), jnp.swapaxes(scale, -1, -2), precision=HIGHEST)
     return first, second
 
 
@@ -341,9 +334,7 @@ SPHERICAL = CovarianceStructure(
 )
 
 
-STRUCTURES: dict[str, CovarianceStructure] = {
-    structure.name: structure for structure in (FULL, TIED, DIAG, SPHERICAL)
-}
+STRUCTURES: dict[str, CovarianceStructure] = {structure.name: structure for structure in (FULL, TIED, DIAG, SPHERICAL)}
 COVARIANCE_TYPES: tuple[str, ...] = tuple(STRUCTURES)
 
 
@@ -352,9 +343,7 @@ def get_structure(covariance_type: str) -> CovarianceStructure:
     try:
         return STRUCTURES[covariance_type]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}."
-        ) from None
+        raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}.") from None
 
 
 LOG_2PI = 1.8378770664093453  # log(2π)

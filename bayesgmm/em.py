@@ -189,8 +189,15 @@ def _all_finite(params: GMMParams) -> Array:
 
 def _fit_one(key, chunks, mask, tol, reg_covar, user_init, *, k, n_samples, covariance_type, init, max_iter):
     params = _initial_params(
-        key, chunks, mask, k=k, n_samples=n_samples, covariance_type=covariance_type,
-        init=init, reg_covar=reg_covar, user_init=user_init,
+        key,
+        chunks,
+        mask,
+        k=k,
+        n_samples=n_samples,
+        covariance_type=covariance_type,
+        init=init,
+        reg_covar=reg_covar,
+        user_init=user_init,
     )
     dtype = chunks.dtype
 
@@ -224,9 +231,7 @@ def _fit_one(key, chunks, mask, tol, reg_covar, user_init, *, k, n_samples, cova
     return state._replace(log_likelihood=final, history=state.history.at[state.n_iter].set(final))
 
 
-@functools.partial(
-    jax.jit, static_argnames=("k", "n_samples", "covariance_type", "init", "max_iter", "chunk_size")
-)
+@functools.partial(jax.jit, static_argnames=("k", "n_samples", "covariance_type", "init", "max_iter", "chunk_size"))
 def _fit_restarts(X, keys, tol, reg_covar, user_init, *, k, n_samples, covariance_type, init, max_iter, chunk_size):
     chunks, mask = chunk_rows(X, chunk_size)
     fit = functools.partial(

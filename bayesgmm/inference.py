@@ -90,7 +90,7 @@ def relabel(params: GMMParams, reference_means: np.ndarray) -> tuple[GMMParams, 
     permute = lambda p, perm: GMMParams(  # noqa: E731
         p.weights[perm], p.means[perm], structure.permute(p.scale, perm), p.covariance_type
     )
-    flat_params = jax.tree.map(lambda leaf: leaf.reshape((-1,) + leaf.shape[len(batch_shape):]), params)
+    flat_params = jax.tree.map(lambda leaf: leaf.reshape((-1,) + leaf.shape[len(batch_shape) :]), params)
     permuted = jax.vmap(permute)(flat_params, jnp.asarray(permutations.reshape((-1, k))))
     return jax.tree.map(lambda leaf: leaf.reshape(batch_shape + leaf.shape[1:]), permuted), permutations
 
@@ -139,15 +139,26 @@ def _nuts_program(k, covariance_type, std_prior, num_warmup, num_samples, progre
         def step(state, index):
             report(index)
             state = sample_kernel(state, model_args=args)
-            return state, (state.z, state.diverging, state.energy, state.num_steps, state.accept_prob,
-                           state.potential_energy)
+            return state, (
+                state.z,
+                state.diverging,
+                state.energy,
+                state.num_steps,
+                state.accept_prob,
+                state.potential_energy,
+            )
 
         _, trace = jax.lax.scan(step, state, jnp.arange(total))
         trace = jax.tree.map(lambda leaf: leaf[num_warmup:], trace)
         unconstrained, diverging, energy, num_steps, accept_prob, potential_energy_ = trace
         constrained = jax.vmap(lambda z: constrain_fn(model, args, {}, z))(unconstrained)
-        stats = dict(diverging=diverging, energy=energy, num_steps=num_steps, accept_prob=accept_prob,
-                     potential_energy=potential_energy_)
+        stats = dict(
+            diverging=diverging,
+            energy=energy,
+            num_steps=num_steps,
+            accept_prob=accept_prob,
+            potential_energy=potential_energy_,
+        )
         return constrained, stats
 
     run = jax.jit(jax.vmap(one_chain, in_axes=(0, 0, None, None)))
@@ -164,8 +175,9 @@ def _unconstrained(model, Z, hyper, sites):
     return unconstrain_fn(model, (Z, hyper), {}, sites)
 
 
-def _run_nuts(key, Z, hyper, start: GMMParams, *, k, covariance_type, std_prior, num_warmup, num_samples,
-              num_chains, progress_bar):
+def _run_nuts(
+    key, Z, hyper, start: GMMParams, *, k, covariance_type, std_prior, num_warmup, num_samples, num_chains, progress_bar
+):
     program = _nuts_program(k, covariance_type, std_prior, num_warmup, num_samples, progress_bar)
     key_jitter, key_run = jax.random.split(key)
     start_values = _unconstrained(_model(k, covariance_type, std_prior), Z, hyper, sites_from_params(start))
@@ -239,8 +251,9 @@ def _start_state(optimiser: _Optimiser, key, Z, hyper, start_values: dict):
     return SVIState(svi.optim.init(params), state.mutable_state, state.rng_key)
 
 
-def _run_optimiser(key, Z, hyper, start: GMMParams, *, k, covariance_type, std_prior, guide_name, num_steps,
-                   num_samples):
+def _run_optimiser(
+    key, Z, hyper, start: GMMParams, *, k, covariance_type, std_prior, guide_name, num_steps, num_samples
+):
     optimiser = _optimiser(k, covariance_type, std_prior, guide_name, num_steps, num_samples)
     key_init, key_draws = jax.random.split(key)
     start_values = _unconstrained(_model(k, covariance_type, std_prior), Z, hyper, sites_from_params(start))
@@ -250,8 +263,11 @@ def _run_optimiser(key, Z, hyper, start: GMMParams, *, k, covariance_type, std_p
         values = optimiser.guide.median(params)
         draws = {name: value[None, None] for name, value in values.items()}
     else:
-        draws = {name: value[None] for name, value in optimiser.draw(key_draws, params, Z, hyper).items()
-                 if name in ("weights", "means", "stds", "corr_cholesky")}
+        draws = {
+            name: value[None]
+            for name, value in optimiser.draw(key_draws, params, Z, hyper).items()
+            if name in ("weights", "means", "stds", "corr_cholesky")
+        }
     return draws, {"loss": np.asarray(losses)}
 
 
@@ -280,8 +296,9 @@ class Posterior:
     priors : Priors
     """
 
-    def __init__(self, *, params, log_likelihood, method, reference, sample_stats, permutations, X, feature_names,
-                 priors):
+    def __init__(
+        self, *, params, log_likelihood, method, reference, sample_stats, permutations, X, feature_names, priors
+    ):
         self.params = params
         self.log_likelihood = log_likelihood
         self.method = method
@@ -306,8 +323,12 @@ class Posterior:
         structure = self.params.structure
         weights = jnp.mean(self.params.weights, axis=axes)
         covariances = jnp.mean(self.params.covariances, axis=axes)
-        return GMMParams(weights / jnp.sum(weights), jnp.mean(self.params.means, axis=axes),
-                         structure.from_covariances(covariances), self.params.covariance_type)
+        return GMMParams(
+            weights / jnp.sum(weights),
+            jnp.mean(self.params.means, axis=axes),
+            structure.from_covariances(covariances),
+            self.params.covariance_type,
+        )
 
     def log_prob(self, X) -> Array:
         """Posterior predictive log density ``log (1/S) Σ_s p(x | θ_s)``, shape (n,)."""
@@ -418,11 +439,28 @@ def infer(
     key = jax.random.key(seed)
     settings = dict(k=k, covariance_type=covariance_type, std_prior=prior.std_prior)
     if method == "nuts":
-        draws, sample_stats = _run_nuts(key, Z, hyper, start, num_warmup=num_warmup, num_samples=num_samples,
-                                        num_chains=num_chains, progress_bar=progress_bar, **settings)
+        draws, sample_stats = _run_nuts(
+            key,
+            Z,
+            hyper,
+            start,
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            num_chains=num_chains,
+            progress_bar=progress_bar,
+            **settings,
+        )
     else:
-        draws, sample_stats = _run_optimiser(key, Z, hyper, start, guide_name="map" if method == "map" else guide,
-                                             num_steps=num_steps, num_samples=num_samples, **settings)
+        draws, sample_stats = _run_optimiser(
+            key,
+            Z,
+            hyper,
+            start,
+            guide_name="map" if method == "map" else guide,
+            num_steps=num_steps,
+            num_samples=num_samples,
+            **settings,
+        )
     params_standard, permutations = relabel(params_from_sites(draws, covariance_type), np.asarray(start.means))
     log_likelihood = params_standard.log_prob(Z) - d * math.log(standard.scale)
     return Posterior(

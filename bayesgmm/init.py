@@ -122,7 +122,9 @@ def lloyd(chunks: Array, mask: Array, centers: Array, *, max_iter: int = 300, to
     return centers
 
 
-def initial_assignment(method: str, key: Array, chunks: Array, mask: Array, k: int, n_samples: int) -> InitialAssignment:
+def initial_assignment(
+    method: str, key: Array, chunks: Array, mask: Array, k: int, n_samples: int
+) -> InitialAssignment:
     """Initial responsibilities for EM by ``method`` (see ``INIT_METHODS``).
 
     - "kmeans": k-means++ seeding then Lloyd iterations; hard assignments.

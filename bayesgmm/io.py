@@ -54,6 +54,7 @@ def save(params: GMMParams, path) -> None:
     arrays = {name: np.asarray(getattr(params, name)) for name in _FIELDS}
     suffix = path.suffix.lower()
     if suffix == ".npz":
+
         def write(file):
             np.savez(
                 file,
@@ -68,7 +69,10 @@ def save(params: GMMParams, path) -> None:
             "version": VERSION,
             "covariance_type": params.covariance_type,
             "dtype": str(arrays["means"].dtype),
-            **{name: {"shape": list(a.shape), "data": a.astype(np.float64).ravel().tolist()} for name, a in arrays.items()},
+            **{
+                name: {"shape": list(a.shape), "data": a.astype(np.float64).ravel().tolist()}
+                for name, a in arrays.items()
+            },
         }
 
         def write(file):
@@ -86,7 +90,9 @@ def load(path) -> GMMParams:
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
                 fields = {name: archive[name] for name in archive.files}
-            header = {name: fields.pop(name).item() for name in ("format", "version", "covariance_type") if name in fields}
+            header = {
+                name: fields.pop(name).item() for name in ("format", "version", "covariance_type") if name in fields
+            }
             arrays = {name: fields.get(name) for name in _FIELDS}
         elif suffix == ".json":
             document = json.loads(path.read_text())

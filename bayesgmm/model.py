@@ -129,8 +129,10 @@ class Priors:
         def vector(value, default, name, positive):
             value = default if value is None else np.broadcast_to(np.asarray(value, dtype=np.float64), (d,))
             if value.shape != (d,) or not np.all(np.isfinite(value)) or (positive and np.any(value <= 0)):
-                raise ValueError(f"Priors.{name} must be a finite{' positive' if positive else ''} "
-                                 f"scalar or array of shape ({d},), got {value!r}.")
+                raise ValueError(
+                    f"Priors.{name} must be a finite{' positive' if positive else ''} "
+                    f"scalar or array of shape ({d},), got {value!r}."
+                )
             return value
 
         mean_loc = vector(self.mean_loc, center, "mean_loc", False)
@@ -157,8 +159,9 @@ def std_distribution(hyper: Hyperparameters, std_prior: str, covariance_type: st
     structure = get_structure(covariance_type)
     shape = structure.std_shape(k, hyper.mean_loc.shape[0])
     if std_prior == "lognormal":
-        base = dist.LogNormal(structure.std_prior_values(hyper.std_loc, k),
-                              structure.std_prior_values(hyper.std_scale, k))
+        base = dist.LogNormal(
+            structure.std_prior_values(hyper.std_loc, k), structure.std_prior_values(hyper.std_scale, k)
+        )
     else:
         base = dist.HalfNormal(structure.std_prior_values(hyper.std_scale, k))
     return base.expand(shape).to_event(len(shape))

@@ -91,10 +91,9 @@ class GMMParams:
         expected = structure.scale_shape(k, d)
         if self.weights.shape[-1:] != (k,):
             raise ValueError(
-                f"weights must have shape (..., {k}) to match means {self.means.shape}, "
-                f"got {self.weights.shape}."
+                f"weights must have shape (..., {k}) to match means {self.means.shape}, got {self.weights.shape}."
             )
-        if self.scale.shape[self.scale.ndim - len(expected):] != expected or self.scale.ndim < len(expected):
+        if self.scale.shape[self.scale.ndim - len(expected) :] != expected or self.scale.ndim < len(expected):
             raise ValueError(
                 f"scale for covariance_type={self.covariance_type!r} must end in shape {expected} "
                 f"(k={k}, d={d}), got {self.scale.shape}."
@@ -232,8 +231,7 @@ class GMMParams:
         X = jnp.asarray(X, dtype=self.dtype)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(
-                f"X must have shape (n_samples, {self.n_features}) to match these parameters, "
-                f"got shape {X.shape}."
+                f"X must have shape (n_samples, {self.n_features}) to match these parameters, got shape {X.shape}."
             )
         return X
 
@@ -268,8 +266,6 @@ def _map_batch(fn: Callable[..., Any], params: GMMParams, *batched_args) -> Any:
     batch_shape = params.batch_shape
     if not batch_shape:
         return fn(params, *batched_args)
-    flat = jax.tree.map(
-        lambda leaf: leaf.reshape((-1,) + leaf.shape[len(batch_shape):]), (params, batched_args)
-    )
+    flat = jax.tree.map(lambda leaf: leaf.reshape((-1,) + leaf.shape[len(batch_shape) :]), (params, batched_args))
     out = jax.vmap(lambda p, a: fn(p, *a))(*flat)
     return jax.tree.map(lambda leaf: leaf.reshape(batch_shape + leaf.shape[1:]), out)

@@ -35,8 +35,9 @@ def _ellipse_points(mean, covariance, radius, n_points=100):
     return (mean[:, None] + radius * np.linalg.cholesky(covariance) @ circle).T
 
 
-def plot_density(params, X=None, *, ax=None, n_grid: int = 200, n_levels: int = 12, ellipses: bool = True,
-                 feature_names=("x1", "x2")):
+def plot_density(
+    params, X=None, *, ax=None, n_grid: int = 200, n_levels: int = 12, ellipses: bool = True, feature_names=("x1", "x2")
+):
     """Contours of the mixture's log density, with the data and 1- and 2-sd component ellipses.
 
     Parameters
@@ -75,8 +76,9 @@ def plot_density(params, X=None, *, ax=None, n_grid: int = 200, n_levels: int = 
         spread = 3.0 * np.sqrt(np.stack([np.diag(c) for c in full]))
         low, high = (means - spread).min(axis=0), (means + spread).max(axis=0)
     pad = 0.1 * (high - low)
-    grid_x, grid_y = np.meshgrid(np.linspace(low[0] - pad[0], high[0] + pad[0], n_grid),
-                                 np.linspace(low[1] - pad[1], high[1] + pad[1], n_grid))
+    grid_x, grid_y = np.meshgrid(
+        np.linspace(low[0] - pad[0], high[0] + pad[0], n_grid), np.linspace(low[1] - pad[1], high[1] + pad[1], n_grid)
+    )
     log_density = np.asarray(params.log_prob(np.column_stack([grid_x.ravel(), grid_y.ravel()]))).reshape(grid_x.shape)
     top = log_density.max()
     levels = np.linspace(top - 8.0, top, n_levels)

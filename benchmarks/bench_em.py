@@ -192,8 +192,14 @@ def time_bayesgmm(problem: Problem, iters: int, repeats: int) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", bayesgmm.ConvergenceWarning)
             result = bayesgmm.em_fit(
-                problem.X, len(problem.weights), covariance_type="full", max_iter=iters, tol=0.0,
-                reg_covar=REG_COVAR, weights_init=problem.weights, means_init=problem.means,
+                problem.X,
+                len(problem.weights),
+                covariance_type="full",
+                max_iter=iters,
+                tol=0.0,
+                reg_covar=REG_COVAR,
+                weights_init=problem.weights,
+                means_init=problem.means,
                 covariances_init=problem.covariances,
             )
         jax.block_until_ready(result.params)
@@ -230,8 +236,13 @@ def time_sklearn(problem: Problem, iters: int, repeats: int) -> dict:
 
     def fit():
         model = GaussianMixture(
-            len(problem.weights), covariance_type="full", max_iter=iters, tol=0.0,
-            reg_covar=REG_COVAR, weights_init=problem.weights, means_init=problem.means,
+            len(problem.weights),
+            covariance_type="full",
+            max_iter=iters,
+            tol=0.0,
+            reg_covar=REG_COVAR,
+            weights_init=problem.weights,
+            means_init=problem.means,
             precisions_init=precisions,
         )
         with warnings.catch_warnings():
@@ -314,14 +325,25 @@ def worker_environment(malloc: str) -> dict[str, str]:
 def run_worker(library: str, malloc: str, workload: Workload, args: argparse.Namespace) -> dict:
     """Time ``library`` in a fresh process; return its result, or ``{"error": ...}``."""
     command = [
-        sys.executable, str(SCRIPT), "--worker", library, "--malloc", malloc,
-        "--workload", workload.to_arg(), "--seed", str(args.seed),
-        "--iters", str(args.iters), "--repeats", str(args.repeats),
+        sys.executable,
+        str(SCRIPT),
+        "--worker",
+        library,
+        "--malloc",
+        malloc,
+        "--workload",
+        workload.to_arg(),
+        "--seed",
+        str(args.seed),
+        "--iters",
+        str(args.iters),
+        "--repeats",
+        str(args.repeats),
     ]
     completed = subprocess.run(command, env=worker_environment(malloc), capture_output=True, text=True)
     for line in reversed(completed.stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
+            return json.loads(line[len(RESULT_PREFIX) :])
     message = (completed.stderr.strip().splitlines() or ["no output"])[-1]
     print(f"  {library} ({malloc} malloc) failed (exit {completed.returncode}):\n{completed.stderr}", file=sys.stderr)
     return {"error": message}
@@ -364,8 +386,7 @@ def table_row(workload: Workload, results: dict[str, dict | None], iters: int) -
         (r for r in (results["sklearn_default"], results["sklearn_tuned"]) if r and "error" not in r), None
     )
     delta = (
-        f"{abs(bayes['log_likelihood'] - reference['log_likelihood']):.1e}"
-        if reference and ours is not None else "—"
+        f"{abs(bayes['log_likelihood'] - reference['log_likelihood']):.1e}" if reference and ours is not None else "—"
     )
     pomegranate = format_cell(results["pomegranate"], iters, "not installed")
     if results["pomegranate"] and "error" not in results["pomegranate"] and reference:
@@ -384,23 +405,17 @@ def table_row(workload: Workload, results: dict[str, dict | None], iters: int) -
     return "| " + " | ".join(cells) + " |"
 
 
-
-
-
-
-
-
-
-
-
-
-
-
 def render_section(args: argparse.Namespace, rows: list[str], runtimes: dict[str, str], load: str) -> str:
     versions = ", ".join(
         f"{label} {package_version(name)}"
-        for label, name in [("jax", "jax"), ("jaxlib", "jaxlib"), ("numpy", "numpy"), ("scikit-learn", "scikit-learn"),
-                            ("pomegranate", "pomegranate"), ("torch", "torch")]
+        for label, name in [
+            ("jax", "jax"),
+            ("jaxlib", "jaxlib"),
+            ("numpy", "numpy"),
+            ("scikit-learn", "scikit-learn"),
+            ("pomegranate", "pomegranate"),
+            ("torch", "torch"),
+        ]
         if not (label in ("pomegranate", "torch") and package_version(name) == "not installed")
     )
     header = (
@@ -438,8 +453,6 @@ def render_section(args: argparse.Namespace, rows: list[str], runtimes: dict[str
     return "\n".join(lines) + "\n"
 
 
-
-
 def run_benchmarks(args: argparse.Namespace) -> None:
     pomegranate_available = importlib.util.find_spec("pomegranate") is not None
     load = load_average()
@@ -464,7 +477,8 @@ def run_benchmarks(args: argparse.Namespace) -> None:
                     f"  {name:16s} per iter {format_ms(per_iteration_ms(result, args.iters))} ms "
                     f"(calls: {', '.join(f'{t:.3f}' for t in result['times'])} s{first}), "
                     f"mean loglik {result['log_likelihood']:.10f}",
-                    file=sys.stderr, flush=True,
+                    file=sys.stderr,
+                    flush=True,
                 )
         rows.append(table_row(workload, results, args.iters))
     section = render_section(args, rows, runtimes, load)
@@ -475,14 +489,24 @@ def run_benchmarks(args: argparse.Namespace) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", choices=sorted(WORKLOADS), default="all",
-                        help="'small': one quick workload; 'all' (default): every workload")
+    parser.add_argument(
+        "--sizes",
+        choices=sorted(WORKLOADS),
+        default="all",
+        help="'small': one quick workload; 'all' (default): every workload",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per library and workload (default 5)")
     parser.add_argument("--iters", type=int, default=20, help="EM iterations per call (default 20)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
-                        help="Markdown file to update (default benchmarks/RESULTS.md)")
-    parser.add_argument("--skip-sklearn-above", type=int, default=None, metavar="N",
-                        help="do not time scikit-learn on workloads with more than N rows")
+    parser.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help="Markdown file to update (default benchmarks/RESULTS.md)"
+    )
+    parser.add_argument(
+        "--skip-sklearn-above",
+        type=int,
+        default=None,
+        metavar="N",
+        help="do not time scikit-learn on workloads with more than N rows",
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"data seed (default {DEFAULT_SEED})")
     # Hidden: used when the script re-invokes itself to time one library in a fresh process.
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)

@@ -221,8 +221,11 @@ def datatree(draws: dict[str, np.ndarray]):
 
     return arviz_base.from_dict(
         {"posterior": draws},
-        dims={"weights": ["component"], "means": ["component", "feature"],
-              "covariances": ["component", "feature", "feature_bis"]},
+        dims={
+            "weights": ["component"],
+            "means": ["component", "feature"],
+            "covariances": ["component", "feature", "feature_bis"],
+        },
         sample_dims=["chain", "draw"],
     )
 
@@ -281,8 +284,10 @@ def setup_jax(x64: bool):
 
 def runtime_string(jax, library: str) -> str:
     device = jax.devices()[0]
-    return (f"{library}, JAX backend {jax.default_backend()} ({device.device_kind}, "
-            f"{jax.device_count()} device(s)), dtype {jax.numpy.result_type(float)}")
+    return (
+        f"{library}, JAX backend {jax.default_backend()} ({device.device_kind}, "
+        f"{jax.device_count()} device(s)), dtype {jax.numpy.result_type(float)}"
+    )
 
 
 def timed_calls(plan, call, counter) -> list[dict]:
@@ -294,12 +299,17 @@ def timed_calls(plan, call, counter) -> list[dict]:
         result = call(replicate, seed)
         elapsed = time.perf_counter() - start
         compiles_after, seconds_after = counter.snapshot()
-        records.append({
-            "role": role, "replicate": replicate, "seed": seed, "time": elapsed,
-            "compilations": compiles_after - compiles_before,
-            "compile_seconds": seconds_after - seconds_before,
-            **result(),  # diagnostics, computed after the timing
-        })
+        records.append(
+            {
+                "role": role,
+                "replicate": replicate,
+                "seed": seed,
+                "time": elapsed,
+                "compilations": compiles_after - compiles_before,
+                "compile_seconds": seconds_after - seconds_before,
+                **result(),  # diagnostics, computed after the timing
+            }
+        )
     return records
 
 
@@ -316,12 +326,24 @@ def time_bayesgmm(workload: Workload, args: argparse.Namespace) -> dict:
         X = make_data(workload, args.seed, replicate)
         hyper = hyperparameters(X)
         prior = bayesgmm.Priors(
-            weight_concentration=WEIGHT_CONCENTRATION, mean_loc=hyper.mean_loc, mean_scale=hyper.mean_scale,
-            std_prior="halfnormal", std_scale=hyper.std_scale, lkj_concentration=LKJ_CONCENTRATION,
+            weight_concentration=WEIGHT_CONCENTRATION,
+            mean_loc=hyper.mean_loc,
+            mean_scale=hyper.mean_scale,
+            std_prior="halfnormal",
+            std_scale=hyper.std_scale,
+            lkj_concentration=LKJ_CONCENTRATION,
         )
         post = bayesgmm.infer(
-            X, workload.k, method="nuts", covariance_type="full", prior=prior, num_warmup=args.num_warmup,
-            num_samples=args.num_samples, num_chains=args.chains, seed=seed, progress_bar=False,
+            X,
+            workload.k,
+            method="nuts",
+            covariance_type="full",
+            prior=prior,
+            num_warmup=args.num_warmup,
+            num_samples=args.num_samples,
+            num_chains=args.chains,
+            seed=seed,
+            progress_bar=False,
         )
         jax.block_until_ready(post.params)
 
@@ -371,8 +393,12 @@ def time_numpyro(workload: Workload, args: argparse.Namespace) -> dict:
     counter = CompileCounter()
     reference = generating_mixture(workload.d, workload.k, args.seed).means
     mcmc = MCMC(
-        NUTS(functools.partial(plain_model, k=workload.k)), num_warmup=args.num_warmup,
-        num_samples=args.num_samples, num_chains=args.chains, chain_method="vectorized", progress_bar=False,
+        NUTS(functools.partial(plain_model, k=workload.k)),
+        num_warmup=args.num_warmup,
+        num_samples=args.num_samples,
+        num_chains=args.chains,
+        chain_method="vectorized",
+        progress_bar=False,
     )
     data: dict[int, tuple] = {}  # replicate -> (X, hyper) as device arrays, kept alive: MCMC caches by id()
 
@@ -428,17 +454,29 @@ def run_worker_main(args: argparse.Namespace) -> None:
 def run_worker(library: str, chains: int, repeats: int, workload: Workload, args: argparse.Namespace) -> dict:
     """Time ``library`` in a fresh process; return its result, or ``{"error": ...}``."""
     command = [
-        sys.executable, str(SCRIPT), "--worker", library, "--workload", workload.to_arg(),
-        "--seed", str(args.seed), "--chains", str(chains), "--repeats", str(repeats),
-        "--num-warmup", str(args.num_warmup), "--num-samples", str(args.num_samples),
+        sys.executable,
+        str(SCRIPT),
+        "--worker",
+        library,
+        "--workload",
+        workload.to_arg(),
+        "--seed",
+        str(args.seed),
+        "--chains",
+        str(chains),
+        "--repeats",
+        str(repeats),
+        "--num-warmup",
+        str(args.num_warmup),
+        "--num-samples",
+        str(args.num_samples),
     ] + (["--x64"] if args.x64 else [])
     completed = subprocess.run(command, capture_output=True, text=True)
     for line in reversed(completed.stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
+            return json.loads(line[len(RESULT_PREFIX) :])
     message = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-    print(f"  {library} ({chains} chains) failed (exit {completed.returncode}):\n{completed.stderr}",
-          file=sys.stderr)
+    print(f"  {library} ({chains} chains) failed (exit {completed.returncode}):\n{completed.stderr}", file=sys.stderr)
     return {"error": message}
 
 
@@ -466,14 +504,19 @@ def summarise(result: dict) -> dict:
         "nan": sum(c["nan"] + c.get("raw_nan", 0) for c in everything),
     }
     for prefix in ("", "raw_") if "raw_min_bulk_ess" in first else ("",):
-        summary.update({
-            f"{prefix}min_ess": (median_or_none([c[f"{prefix}min_bulk_ess"] for c in warm]) if warm
-                                 else first[f"{prefix}min_bulk_ess"]),
-            f"{prefix}ess_per_s": median_or_none([c[f"{prefix}min_bulk_ess"] / c["time"] for c in warm]),
-            f"{prefix}ess_per_net_s": median_or_none([c[f"{prefix}min_bulk_ess"] / net(c) for c in warm]),
-            f"{prefix}max_rhat": max(c[f"{prefix}max_rhat"] for c in everything),
-            f"{prefix}max_rhat_means": max(c[f"{prefix}max_rhat_means"] for c in everything),
-        })
+        summary.update(
+            {
+                f"{prefix}min_ess": (
+                    median_or_none([c[f"{prefix}min_bulk_ess"] for c in warm])
+                    if warm
+                    else first[f"{prefix}min_bulk_ess"]
+                ),
+                f"{prefix}ess_per_s": median_or_none([c[f"{prefix}min_bulk_ess"] / c["time"] for c in warm]),
+                f"{prefix}ess_per_net_s": median_or_none([c[f"{prefix}min_bulk_ess"] / net(c) for c in warm]),
+                f"{prefix}max_rhat": max(c[f"{prefix}max_rhat"] for c in everything),
+                f"{prefix}max_rhat_means": max(c[f"{prefix}max_rhat_means"] for c in everything),
+            }
+        )
     return summary
 
 
@@ -490,9 +533,17 @@ def fmt_rhat(value: float | None) -> str:
 
 
 COLUMNS = (
-    "method", "chains", "first call, compile incl. (s)", "warm call (s) [compiles, compile s]",
-    "warm call excl. compilation (s)", "min bulk ESS", "min bulk ESS/s", "min bulk ESS/s excl. compilation",
-    "max r-hat", "max r-hat, means", "divergences per call",
+    "method",
+    "chains",
+    "first call, compile incl. (s)",
+    "warm call (s) [compiles, compile s]",
+    "warm call excl. compilation (s)",
+    "min bulk ESS",
+    "min bulk ESS/s",
+    "min bulk ESS/s excl. compilation",
+    "max r-hat",
+    "max r-hat, means",
+    "divergences per call",
 )
 
 
@@ -551,41 +602,38 @@ def goals(ours: dict | None, baseline: dict | None) -> list[str]:
         f"max r-hat on the means {b['raw_max_rhat_means']:.3f} raw, {b['max_rhat_means']:.3f} relabelled."
     )
     if o["warm_compilations"]:
-        lines.append(f"- Warning: bayesgmm compiled during its warm calls (median {o['warm_compilations']:g} "
-                     "programs per call); new data of the same shape should not recompile.")
+        lines.append(
+            f"- Warning: bayesgmm compiled during its warm calls (median {o['warm_compilations']:g} "
+            "programs per call); new data of the same shape should not recompile."
+        )
     if o["nan"] or b["nan"]:
-        lines.append(f"- Warning: NaN ESS / r-hat values (bayesgmm {o['nan']}, "
-                     f"plain NumPyro {b['nan']}) were skipped.")
+        lines.append(f"- Warning: NaN ESS / r-hat values (bayesgmm {o['nan']}, plain NumPyro {b['nan']}) were skipped.")
     return lines
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-def render_section(args: argparse.Namespace, workload: Workload, rows: list[str], runtimes: dict[str, str],
-                   goal_lines: list[str], load_before: str, load_after: str) -> str:
+def render_section(
+    args: argparse.Namespace,
+    workload: Workload,
+    rows: list[str],
+    runtimes: dict[str, str],
+    goal_lines: list[str],
+    load_before: str,
+    load_after: str,
+) -> str:
     versions = ", ".join(
         f"{name} {package_version(name)}"
         for name in ("jax", "jaxlib", "numpyro", "numpy", "scipy", "arviz-base", "arviz-stats")
     )
     mixture = generating_mixture(workload.d, workload.k, args.seed)
-    separation = min(
-        np.linalg.norm(a - b) for i, a in enumerate(mixture.means) for b in mixture.means[i + 1:]
-    ) if workload.k > 1 else float("nan")
+    separation = (
+        min(np.linalg.norm(a - b) for i, a in enumerate(mixture.means) for b in mixture.means[i + 1 :])
+        if workload.k > 1
+        else float("nan")
+    )
     header = "| " + " | ".join(COLUMNS) + " |"
     lines = [
         SECTION_START,
-        "## NUTS: bayesgmm `infer(method=\"nuts\")` vs a plain NumPyro mixture model",
+        '## NUTS: bayesgmm `infer(method="nuts")` vs a plain NumPyro mixture model',
         "",
         f"- Date: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}",
         f"- Machine: {cpu_model()}, {os.cpu_count()} logical cores, {memory_total()} RAM "
@@ -626,21 +674,23 @@ def render_section(args: argparse.Namespace, workload: Workload, rows: list[str]
     return "\n".join(lines) + "\n"
 
 
-
-
 def log_result(name: str, chains: int, result: dict) -> None:
     if "error" in result:
         return
     for call in result["calls"]:
-        extra = (f", raw: ESS {call['raw_min_bulk_ess']:.0f}, r-hat {call['raw_max_rhat']:.3f}"
-                 if "raw_min_bulk_ess" in call else "")
+        extra = (
+            f", raw: ESS {call['raw_min_bulk_ess']:.0f}, r-hat {call['raw_max_rhat']:.3f}"
+            if "raw_min_bulk_ess" in call
+            else ""
+        )
         print(
             f"  {name:9s} {chains} chains {call['role']:8s} {call['time']:7.2f} s "
             f"({call['compilations']} compiles, {call['compile_seconds']:.1f} s): min bulk ESS "
             f"{call['min_bulk_ess']:.0f}, max r-hat {call['max_rhat']:.3f} "
             f"(means {call['max_rhat_means']:.3f}), "
             f"divergences {call['divergences']}{extra}",
-            file=sys.stderr, flush=True,
+            file=sys.stderr,
+            flush=True,
         )
 
 
@@ -669,20 +719,23 @@ def run_benchmarks(args: argparse.Namespace) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="check the script: n={n}, {num_warmup}+{num_samples} per chain, {repeats} warm "
-                        "call (explicit options still win)".format(**QUICK))
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="check the script: n={n}, {num_warmup}+{num_samples} per chain, {repeats} warm "
+        "call (explicit options still win)".format(**QUICK),
+    )
     parser.add_argument("--n", type=int, default=None, help=f"rows (default {FULL['n']})")
     parser.add_argument("--d", type=int, default=2, help="features (default 2)")
     parser.add_argument("--k", type=int, default=3, help="components (default 3)")
     parser.add_argument("--num-warmup", type=int, default=None, help=f"default {FULL['num_warmup']}")
     parser.add_argument("--num-samples", type=int, default=None, help=f"default {FULL['num_samples']}")
     parser.add_argument("--chains", type=int, default=4, help="chains (default 4)")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help=f"warm calls per method (default {FULL['repeats']})")
+    parser.add_argument("--repeats", type=int, default=None, help=f"warm calls per method (default {FULL['repeats']})")
     parser.add_argument("--x64", action="store_true", help="run both in float64 (default: JAX's float32)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
-                        help="Markdown file to update (default benchmarks/RESULTS.md)")
+    parser.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help="Markdown file to update (default benchmarks/RESULTS.md)"
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"data seed (default {DEFAULT_SEED})")
     # Hidden: used when the script re-invokes itself to time one library in a fresh process.
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)

@@ -21,8 +21,9 @@ from bayesgmm.model import Priors
 REPLICATIONS = 100
 N_ROWS = 40
 THIN = 4  # 2 chains x 200 draws -> 100 draws, thinned to reduce autocorrelation
-PRIOR = Priors(weight_concentration=2.0, mean_loc=0.0, mean_scale=3.0, std_prior="lognormal",
-               std_loc=0.0, std_scale=0.5)
+PRIOR = Priors(
+    weight_concentration=2.0, mean_loc=0.0, mean_scale=3.0, std_prior="lognormal", std_loc=0.0, std_scale=0.5
+)
 
 
 def _label_invariant(weights, means, stds):
@@ -48,9 +49,18 @@ def test_nuts_ranks_are_uniform():
         stds = np.exp(rng.normal(0.0, 0.5, size=2))
         truth = GMMParams(weights, means[:, None], stds[:, None], "diag")
         X, _ = truth.sample(N_ROWS, seed=replication)
-        posterior = bayesgmm.infer(np.asarray(X), 2, method="nuts", covariance_type="diag", prior=PRIOR,
-                                   num_warmup=300, num_samples=200, num_chains=2, seed=replication,
-                                   progress_bar=False)
+        posterior = bayesgmm.infer(
+            np.asarray(X),
+            2,
+            method="nuts",
+            covariance_type="diag",
+            prior=PRIOR,
+            num_warmup=300,
+            num_samples=200,
+            num_chains=2,
+            seed=replication,
+            progress_bar=False,
+        )
         draws = _label_invariant(
             np.asarray(posterior.params.weights).reshape(-1, 2)[::THIN],
             np.asarray(posterior.params.means).reshape(-1, 2)[::THIN],

@@ -33,8 +33,9 @@ def test_demo_numbers_match_a_direct_fit(capsys):
 
 
 def test_bad_arguments_exit_2():
-    completed = subprocess.run([sys.executable, "-m", "bayesgmm.cli", "demo", "--max-k", "0"],
-                               capture_output=True, text=True)
+    completed = subprocess.run(
+        [sys.executable, "-m", "bayesgmm.cli", "demo", "--max-k", "0"], capture_output=True, text=True
+    )
     assert completed.returncode == 2
     assert completed.stdout == ""
     assert completed.stderr.strip().splitlines() == ["bayesgmm: error: --max-k and --n-init must be >= 1, got 0 and 5."]
@@ -74,8 +75,27 @@ def test_fit_em_from_csv_matches_em_fit(tmp_path, capsys):
 @pytest.mark.slow
 def test_fit_nuts_prints_a_posterior_summary(tmp_path, capsys):
     csv = _write_csv(tmp_path / "data.csv", load_faithful(), ["eruptions", "waiting"])
-    assert main(["fit", str(csv), "-k", "2", "--method", "nuts", "--num-warmup", "200", "--num-samples", "200",
-                 "--num-chains", "2", "--columns", "waiting,eruptions"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                str(csv),
+                "-k",
+                "2",
+                "--method",
+                "nuts",
+                "--num-warmup",
+                "200",
+                "--num-samples",
+                "200",
+                "--num-chains",
+                "2",
+                "--columns",
+                "waiting,eruptions",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "NUTS posterior summary" in out and "r_hat" in out and "ess_bulk" in out
     assert "means[0, waiting]" in out and "means[1, eruptions]" in out

@@ -33,15 +33,26 @@ def _initial_parameters(X, k, covariance_type, seed):
 def _fit_both(X, k, covariance_type, *, tol, max_iter, seed=0):
     weights, means, covariances = _initial_parameters(X, k, covariance_type, seed)
     reference = GaussianMixture(
-        k, covariance_type=covariance_type, tol=tol, max_iter=max_iter, weights_init=weights,
-        means_init=means, precisions_init=precisions_from_covariances(covariances, covariance_type),
+        k,
+        covariance_type=covariance_type,
+        tol=tol,
+        max_iter=max_iter,
+        weights_init=weights,
+        means_init=means,
+        precisions_init=precisions_from_covariances(covariances, covariance_type),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         reference.fit(X)
         result = bayesgmm.em_fit(
-            X, k, covariance_type=covariance_type, tol=tol, max_iter=max_iter,
-            weights_init=weights, means_init=means, covariances_init=covariances,
+            X,
+            k,
+            covariance_type=covariance_type,
+            tol=tol,
+            max_iter=max_iter,
+            weights_init=weights,
+            means_init=means,
+            covariances_init=covariances,
         )
     return reference, result
 
@@ -120,8 +131,15 @@ def test_one_component_is_the_closed_form(covariance_type):
 def test_invariant_to_row_order(covariance_type):
     X, _ = make_mixture_data(np.random.default_rng(5), 400, 2, 3)
     weights, means, covariances = _initial_parameters(X, 3, covariance_type, seed=0)
-    kwargs = dict(covariance_type=covariance_type, weights_init=weights, means_init=means,
-                  covariances_init=covariances, tol=1e-8, max_iter=1000, chunk_size=64)
+    kwargs = dict(
+        covariance_type=covariance_type,
+        weights_init=weights,
+        means_init=means,
+        covariances_init=covariances,
+        tol=1e-8,
+        max_iter=1000,
+        chunk_size=64,
+    )
     result = bayesgmm.em_fit(X, 3, **kwargs)
     shuffled = bayesgmm.em_fit(X[np.random.default_rng(6).permutation(len(X))], 3, **kwargs)
     # only the summation order changes: agreement to float64 round-off
@@ -165,15 +183,22 @@ def test_best_of_ten_at_least_sklearn(load, covariance_type, k):
     """
     X = load()
     seeds = range(10)
-    ours = np.array([
-        bayesgmm.em_fit(X, k, covariance_type=covariance_type, n_init=10, tol=1e-6, max_iter=1000, seed=s).log_likelihood
-        for s in seeds
-    ])
-    reference = np.array([
-        GaussianMixture(k, covariance_type=covariance_type, n_init=10, tol=1e-6, max_iter=1000,
-                        random_state=s).fit(X).score(X)
-        for s in seeds
-    ])
+    ours = np.array(
+        [
+            bayesgmm.em_fit(
+                X, k, covariance_type=covariance_type, n_init=10, tol=1e-6, max_iter=1000, seed=s
+            ).log_likelihood
+            for s in seeds
+        ]
+    )
+    reference = np.array(
+        [
+            GaussianMixture(k, covariance_type=covariance_type, n_init=10, tol=1e-6, max_iter=1000, random_state=s)
+            .fit(X)
+            .score(X)
+            for s in seeds
+        ]
+    )
     assert ours.max() >= reference.max() - 1e-6
     assert np.sum(ours >= reference - 1e-6) >= len(seeds) // 2
 
@@ -266,7 +291,9 @@ def test_accepts_lists_ints_float32_read_only_and_dataframes():
     reference = bayesgmm.em_fit(X, 2, seed=0).log_likelihood
     assert bayesgmm.em_fit(X.tolist(), 2, seed=0).log_likelihood == pytest.approx(reference, rel=1e-12)
     assert bayesgmm.em_fit(read_only, 2, seed=0).log_likelihood == pytest.approx(reference, rel=1e-12)
-    assert bayesgmm.em_fit(pd.DataFrame(X, columns=["a", "b"]), 2, seed=0).log_likelihood == pytest.approx(reference, rel=1e-12)
+    assert bayesgmm.em_fit(pd.DataFrame(X, columns=["a", "b"]), 2, seed=0).log_likelihood == pytest.approx(
+        reference, rel=1e-12
+    )
     assert np.isfinite(bayesgmm.em_fit(X.astype(np.float32), 2, seed=0).log_likelihood)
     assert np.isfinite(bayesgmm.em_fit((X * 10).astype(int), 2, seed=0).log_likelihood)
 

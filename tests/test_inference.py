@@ -36,8 +36,9 @@ def _order_to_truth(posterior):
 
 @pytest.fixture(scope="module")
 def nuts_posterior():
-    return bayesgmm.infer(_separated_data(), 3, method="nuts", num_warmup=500, num_samples=1000, num_chains=4,
-                          progress_bar=False)
+    return bayesgmm.infer(
+        _separated_data(), 3, method="nuts", num_warmup=500, num_samples=1000, num_chains=4, progress_bar=False
+    )
 
 
 @pytest.mark.slow
@@ -58,12 +59,15 @@ def test_nuts_recovers_means_with_good_diagnostics(nuts_posterior):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method, guide", [("svi", "normal"), ("svi", "multivariate_normal"),
-                                           ("svi", "lowrank_multivariate_normal"), ("map", "normal")])
+@pytest.mark.parametrize(
+    "method, guide",
+    [("svi", "normal"), ("svi", "multivariate_normal"), ("svi", "lowrank_multivariate_normal"), ("map", "normal")],
+)
 def test_svi_and_map_agree_with_nuts(nuts_posterior, method, guide):
     """Posterior means of SVI draws (or the MAP point) within 3 NUTS posterior sd."""
-    posterior = bayesgmm.infer(_separated_data(), 3, method=method, guide=guide, num_steps=3000,
-                               num_samples=500, progress_bar=False)
+    posterior = bayesgmm.infer(
+        _separated_data(), 3, method=method, guide=guide, num_steps=3000, num_samples=500, progress_bar=False
+    )
     reference_order = _order_to_truth(nuts_posterior)
     order = _order_to_truth(posterior)
     nuts_means = np.asarray(nuts_posterior.params.means)[:, :, reference_order]
@@ -71,17 +75,21 @@ def test_svi_and_map_agree_with_nuts(nuts_posterior, method, guide):
     assert np.all(np.abs(means.mean(axis=(0, 1)) - nuts_means.mean(axis=(0, 1))) < 3 * nuts_means.std(axis=(0, 1)))
     nuts_weights = np.asarray(nuts_posterior.params.weights)[:, :, reference_order]
     weights = np.asarray(posterior.params.weights)[:, :, order]
-    assert np.all(np.abs(weights.mean(axis=(0, 1)) - nuts_weights.mean(axis=(0, 1))) < 3 * nuts_weights.std(axis=(0, 1)))
+    assert np.all(
+        np.abs(weights.mean(axis=(0, 1)) - nuts_weights.mean(axis=(0, 1))) < 3 * nuts_weights.std(axis=(0, 1))
+    )
 
 
 def test_relabel_undoes_known_permutations():
     rng = np.random.default_rng(0)
     reference = GMMParams.from_covariances(TRUE_WEIGHTS, TRUE_MEANS, np.array([1.0, 2.0, 3.0]), "spherical")
     permutations = np.stack([rng.permutation(3) for _ in range(12)]).reshape(3, 4, 3)
-    shuffled = jax.vmap(jax.vmap(lambda p: GMMParams(reference.weights[p], reference.means[p], reference.scale[p],
-                                                     "spherical")))(jnp.asarray(permutations))
-    noisy = GMMParams(shuffled.weights, shuffled.means + 0.1 * rng.normal(size=shuffled.means.shape),
-                      shuffled.scale, "spherical")
+    shuffled = jax.vmap(
+        jax.vmap(lambda p: GMMParams(reference.weights[p], reference.means[p], reference.scale[p], "spherical"))
+    )(jnp.asarray(permutations))
+    noisy = GMMParams(
+        shuffled.weights, shuffled.means + 0.1 * rng.normal(size=shuffled.means.shape), shuffled.scale, "spherical"
+    )
     relabelled, found = relabel(noisy, TRUE_MEANS)
     for chain in range(3):
         for draw in range(4):
@@ -94,8 +102,14 @@ def test_prior_changes_the_posterior():
     """A tight prior on the means far from the data pulls the MAP estimate towards it."""
     X = _separated_data(n=60)
     loose = bayesgmm.infer(X, 3, method="map", num_steps=1500, progress_bar=False)
-    tight = bayesgmm.infer(X, 3, method="map", num_steps=1500, progress_bar=False,
-                           prior=Priors(mean_loc=[20.0, 20.0], mean_scale=[0.5, 0.5]))
+    tight = bayesgmm.infer(
+        X,
+        3,
+        method="map",
+        num_steps=1500,
+        progress_bar=False,
+        prior=Priors(mean_loc=[20.0, 20.0], mean_scale=[0.5, 0.5]),
+    )
     distance = lambda p: np.linalg.norm(np.asarray(p.params.means)[0, 0] - 20.0, axis=-1).mean()  # noqa: E731
     assert distance(tight) < distance(loose) - 5.0
 
@@ -103,12 +117,10 @@ def test_prior_changes_the_posterior():
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_every_covariance_type_and_one_feature(covariance_type):
     X = _separated_data(n=120)
-    posterior = bayesgmm.infer(X, 3, method="map", covariance_type=covariance_type, num_steps=500,
-                               progress_bar=False)
+    posterior = bayesgmm.infer(X, 3, method="map", covariance_type=covariance_type, num_steps=500, progress_bar=False)
     assert posterior.params.batch_shape == (1, 1)
     assert np.all(np.isfinite(posterior.log_likelihood))
-    one = bayesgmm.infer(X[:, :1], 2, method="map", covariance_type=covariance_type, num_steps=300,
-                         progress_bar=False)
+    one = bayesgmm.infer(X[:, :1], 2, method="map", covariance_type=covariance_type, num_steps=300, progress_bar=False)
     assert np.all(np.isfinite(np.asarray(one.params.covariance_matrices)))
 
 
@@ -125,7 +137,9 @@ def test_to_arviz_groups_dims_and_loo(nuts_posterior):
     import pandas as pd
 
     tree = nuts_posterior.to_arviz(posterior_predictive=True)
-    assert {"posterior", "log_likelihood", "observed_data", "sample_stats", "posterior_predictive"} <= set(tree.children)
+    assert {"posterior", "log_likelihood", "observed_data", "sample_stats", "posterior_predictive"} <= set(
+        tree.children
+    )
     posterior = tree["posterior"]
     assert posterior["covariances"].dims == ("chain", "draw", "component", "feature", "feature_bis")
     assert tree["log_likelihood"]["obs"].dims == ("chain", "draw", "obs_id")
@@ -175,8 +189,7 @@ def test_import_order_does_not_matter(first):
 @pytest.mark.slow
 def test_loo_prefers_the_generating_number_of_components():
     X = _separated_data(n=300, seed=3)
-    comparison = bayesgmm.loo_compare(X, [1, 2, 3], num_warmup=200, num_samples=200, num_chains=2,
-                                      progress_bar=False)
+    comparison = bayesgmm.loo_compare(X, [1, 2, 3], num_warmup=200, num_samples=200, num_chains=2, progress_bar=False)
     assert comparison.best_k == 3
     assert list(comparison.table.index)[0] == "k=3"
     # three well-separated clusters: the gap to k=2 is many standard errors

@@ -55,10 +55,16 @@ def _write_json(path, document):
         (lambda p: _write_json(p / "x.json", [1, 2]), "top level is not an object"),
         (lambda p: _write_json(p / "x.json", {"format": "other"}), "not a bayesgmm parameter file"),
         (lambda p: _write_json(p / "x.json", {"format": "bayesgmm.GMMParams", "version": 99}), "format version 99"),
-        (lambda p: _write_json(p / "x.json", {"format": "bayesgmm.GMMParams", "version": 1, "covariance_type": "x"}),
-         "unknown covariance_type"),
-        (lambda p: _write_json(p / "x.json", {"format": "bayesgmm.GMMParams", "version": 1, "covariance_type": "diag"}),
-         "lacks the field"),
+        (
+            lambda p: _write_json(p / "x.json", {"format": "bayesgmm.GMMParams", "version": 1, "covariance_type": "x"}),
+            "unknown covariance_type",
+        ),
+        (
+            lambda p: _write_json(
+                p / "x.json", {"format": "bayesgmm.GMMParams", "version": 1, "covariance_type": "diag"}
+            ),
+            "lacks the field",
+        ),
         (lambda p: (p / "x.npz").write_bytes(b"garbage") and p / "x.npz", "not a valid bayesgmm parameter file"),
         (lambda p: (p / "x.pkl").write_bytes(b"x") and p / "x.pkl", "unknown file extension"),
     ],
@@ -71,8 +77,13 @@ def test_malformed_files_give_clear_errors(tmp_path, make, message):
 def test_npz_with_pickled_object_is_refused(tmp_path):
     """An .npz holding an object array (which needs pickle) is rejected, not unpickled."""
     path = tmp_path / "evil.npz"
-    np.savez(path, format=np.array("bayesgmm.GMMParams"), version=np.array(1),
-             covariance_type=np.array("diag"), weights=np.array([object()], dtype=object))
+    np.savez(
+        path,
+        format=np.array("bayesgmm.GMMParams"),
+        version=np.array(1),
+        covariance_type=np.array("diag"),
+        weights=np.array([object()], dtype=object),
+    )
     with pytest.raises(ValueError, match="not a valid bayesgmm parameter file"):
         bayesgmm.load(path)
     assert zipfile.is_zipfile(path)

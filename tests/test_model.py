@@ -37,16 +37,20 @@ def test_log_density_is_priors_plus_likelihood(covariance_type, std_prior):
     k, d, n = 3, 3, 40
     X = rng.normal(size=(n, d))
     covariances = covariances_in_layout(np.stack([random_spd(rng, d) for _ in range(k)]), covariance_type)
-    params = GMMParams.from_covariances(rng.dirichlet(np.ones(k)), rng.normal(size=(k, d)), covariances,
-                                        covariance_type)
+    params = GMMParams.from_covariances(
+        rng.dirichlet(np.ones(k)), rng.normal(size=(k, d)), covariances, covariance_type
+    )
     priors = Priors(weight_concentration=1.5, std_prior=std_prior, lkj_concentration=2.5)
     hyper = priors.resolve(np.zeros(d), 1.0, np.ones(d) * 1.3)
     sites = sites_from_params(params)
-    value, _ = log_density(gmm_model, (jnp.asarray(X), hyper), dict(k=k, covariance_type=covariance_type,
-                                                                    std_prior=std_prior), sites)
+    value, _ = log_density(
+        gmm_model, (jnp.asarray(X), hyper), dict(k=k, covariance_type=covariance_type, std_prior=std_prior), sites
+    )
     # independent reference
     expected = stats.dirichlet(np.full(k, 1.5)).logpdf(np.asarray(params.weights))
-    expected += stats.norm(np.asarray(hyper.mean_loc), np.asarray(hyper.mean_scale)).logpdf(np.asarray(params.means)).sum()
+    expected += (
+        stats.norm(np.asarray(hyper.mean_loc), np.asarray(hyper.mean_scale)).logpdf(np.asarray(params.means)).sum()
+    )
     stds = np.asarray(sites["stds"])
     if std_prior == "lognormal":
         loc, scale = np.asarray(hyper.std_loc), np.asarray(hyper.std_scale)
@@ -59,8 +63,12 @@ def test_log_density_is_priors_plus_likelihood(covariance_type, std_prior):
     if "corr_cholesky" in sites:
         expected += np.sum(_lkj_cholesky_logpdf(np.asarray(sites["corr_cholesky"]), 2.5))
     full = full_covariances(np.asarray(params.covariances), covariance_type, k, d)
-    per_component = np.stack([np.log(w) + stats.multivariate_normal(m, c).logpdf(X)
-                              for w, m, c in zip(np.asarray(params.weights), np.asarray(params.means), full)])
+    per_component = np.stack(
+        [
+            np.log(w) + stats.multivariate_normal(m, c).logpdf(X)
+            for w, m, c in zip(np.asarray(params.weights), np.asarray(params.means), full)
+        ]
+    )
     expected += np.sum(np.logaddexp.reduce(per_component, axis=0))
     np.testing.assert_allclose(float(value), expected, rtol=1e-10)
 

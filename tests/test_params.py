@@ -79,7 +79,9 @@ def test_batched_params_equal_one_at_a_time(covariance_type):
     assert log_prob.shape == (2, 3, 40)
     for index, single in enumerate(singles):
         np.testing.assert_allclose(log_prob.reshape(6, 40)[index], single.log_prob(X), rtol=1e-12)
-    vmapped = jax.vmap(lambda p: p.predict_proba(X))(jax.tree.map(lambda leaf: leaf.reshape((6,) + leaf.shape[2:]), batch))
+    vmapped = jax.vmap(lambda p: p.predict_proba(X))(
+        jax.tree.map(lambda leaf: leaf.reshape((6,) + leaf.shape[2:]), batch)
+    )
     np.testing.assert_allclose(vmapped.reshape(2, 3, 40, K), batch.predict_proba(X), rtol=1e-12)
     assert batch.covariances.shape[:2] == (2, 3)
     assert batch.bic(X).shape == (2, 3)
