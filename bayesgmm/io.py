@@ -29,6 +29,9 @@ def atomic_write(path, write) -> None:
     try:
         with os.fdopen(handle, "wb") as file:
             write(file)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -1,6 +1,7 @@
 """save/load round-trips exactly, never uses pickle, and rejects malformed files clearly."""
 
 import json
+import os
 import zipfile
 
 import jax
@@ -30,6 +31,9 @@ def test_round_trip_is_exact(tmp_path, suffix, covariance_type):
         assert restored.dtype == original.dtype
         np.testing.assert_array_equal(restored, original)
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # ordinary permissions, not mkstemp's 0600
 
 
 def test_float32_and_batched_round_trip(tmp_path):
