@@ -362,7 +362,7 @@ def em_fit(
         None if covariances_init is None else structure.from_covariances(jnp.asarray(covariances_init, dtype)),
     )
     key = jax.random.key(seed) if isinstance(seed, (int, np.integer)) else seed
-    state, restart_log_likelihoods = _fit_restarts(
+    state, _ = _fit_restarts(  # the second value: every restart's final log-likelihood
         X_centered,
         jax.random.split(key, n_init),
         jnp.asarray(tol, dtype),
