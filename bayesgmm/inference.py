@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import jax
@@ -48,22 +49,18 @@ class Standardisation(NamedTuple):
 
     def to_data(self, params: GMMParams) -> GMMParams:
         """Parameters of the standardised data mapped back to the data's scale."""
-        dtype = params.dtype
-        return GMMParams(
-            params.weights,
-            params.means * jnp.asarray(self.scale, dtype) + jnp.asarray(self.center, dtype),
-            params.scale * jnp.asarray(self.scale, dtype),
-            params.covariance_type,
-        )
+        return _affine(params, np.asarray(self.center), np.asarray(self.scale))
 
     def to_standard(self, params: GMMParams) -> GMMParams:
-        dtype = params.dtype
-        return GMMParams(
-            params.weights,
-            (params.means - jnp.asarray(self.center, dtype)) / jnp.asarray(self.scale, dtype),
-            params.scale / jnp.asarray(self.scale, dtype),
-            params.covariance_type,
-        )
+        return _affine(params, -np.asarray(self.center) / self.scale, np.asarray(1.0 / self.scale))
+
+
+@jax.jit
+def _affine(params: GMMParams, shift, factor) -> GMMParams:
+    """The mixture of ``factor · x + shift`` for ``x`` from ``params`` (one compile per shape)."""
+    dtype = params.dtype
+    means = params.means * factor.astype(dtype) + shift.astype(dtype)
+    return GMMParams(params.weights, means, params.scale * factor.astype(dtype), params.covariance_type)
 
 
 # ----------------------------------------------------------------------------- relabelling
@@ -86,13 +83,31 @@ def relabel(params: GMMParams, reference_means: np.ndarray) -> tuple[GMMParams, 
     flat = means.reshape((-1, k, means.shape[-1]))
     cost = np.sum((reference_means[None, :, None, :] - flat[:, None, :, :]) ** 2, axis=-1)  # (S, ref k, draw k)
     permutations = np.stack([linear_sum_assignment(c)[1] for c in cost]).reshape(batch_shape + (k,))
-    structure = params.structure
-    permute = lambda p, perm: GMMParams(  # noqa: E731
-        p.weights[perm], p.means[perm], structure.permute(p.scale, perm), p.covariance_type
-    )
-    flat_params = jax.tree.map(lambda leaf: leaf.reshape((-1,) + leaf.shape[len(batch_shape) :]), params)
-    permuted = jax.vmap(permute)(flat_params, jnp.asarray(permutations.reshape((-1, k))))
+    flat_params = jax.tree.map(lambda leaf: jnp.reshape(leaf, (-1,) + leaf.shape[len(batch_shape) :]), params)
+    permuted = _permute_components(flat_params, jnp.asarray(permutations.reshape((-1, k))))
     return jax.tree.map(lambda leaf: leaf.reshape(batch_shape + leaf.shape[1:]), permuted), permutations
+
+
+@jax.jit
+def _permute_components(params: GMMParams, permutations: Array) -> GMMParams:
+    """Reorder the components of draws ``params`` (leading axis S) by ``permutations (S, k)``."""
+    structure = params.structure
+
+    def permute(draw: GMMParams, permutation: Array) -> GMMParams:
+        scale = structure.permute(draw.scale, permutation)
+        return GMMParams(draw.weights[permutation], draw.means[permutation], scale, draw.covariance_type)
+
+    return jax.vmap(permute)(params, permutations)
+
+
+@functools.partial(jax.jit, static_argnames="covariance_type")
+def _params_and_log_likelihood(draws: dict, Z: Array, covariance_type: str) -> tuple[GMMParams, Array]:
+    """Draws of the model's sites as ``GMMParams`` and ``log p(z_i | θ_s)`` per draw and row.
+
+    The log-likelihood does not depend on the labelling, so it is taken before relabelling.
+    """
+    params = params_from_sites(draws, covariance_type)
+    return params, params.log_prob(Z)
 
 
 # ----------------------------------------------------------------------------- runners
@@ -102,42 +117,60 @@ def _model(k, covariance_type, std_prior):
     return functools.partial(gmm_model, k=k, covariance_type=covariance_type, std_prior=std_prior)
 
 
-class _NutsProgram(NamedTuple):
-    run: object  # jitted (keys (chains,), init_params, Z, hyper) -> (constrained draws, stats)
+CHAIN_METHODS = ("auto", "sequential", "vectorized")
+
+
+def resolve_chain_method(chain_method: str) -> str:
+    """``"auto"``: chains one after another on CPU, vectorised (``vmap``) on accelerators.
+
+    On CPU the unbatched NUTS program traces and compiles about twice as fast and runs
+    faster than the vectorised one (a vmapped tree builder waits for every chain's longest
+    trajectory); on a GPU, vectorised chains share each kernel launch.
+    """
+    chain_method = _validation.check_choice(chain_method, "chain_method", CHAIN_METHODS)
+    if chain_method == "auto":
+        return "sequential" if jax.default_backend() == "cpu" else "vectorized"
+    return chain_method
 
 
 @functools.lru_cache(maxsize=16)
-def _nuts_program(k, covariance_type, std_prior, num_warmup, num_samples, progress_bar):
+def _nuts_program(k, covariance_type, std_prior, num_warmup, num_samples, num_chains, chain_method, progress_bar):
     """One compiled NUTS program per configuration: data and hyperparameters are arguments.
+
+    ``run(key, start_sites, Z, hyper) -> (constrained draws (chain, draw, ...), stats)``
+    unconstrains the start, jitters it per chain, runs warm-up and sampling, and
+    constrains the draws, all in one jitted function (no eager ops, one compilation).
 
     Built from NumPyro's functional ``hmc`` with a potential that takes the model's
     arguments, because ``MCMC.run`` recompiles its sampling loop for every new data set.
-    Warm-up and sampling are one ``lax.scan`` so the NUTS kernel is compiled once.
+    The potential is itself jitted, so the model is traced once rather than at every place
+    NUTS evaluates it; warm-up and sampling are one ``lax.scan``.
     """
     from numpyro.infer.hmc import hmc
-    from numpyro.infer.util import constrain_fn, potential_energy
+    from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
     model = _model(k, covariance_type, std_prior)
+    potential = jax.jit(lambda unconstrained, Z, hyper: potential_energy(model, (Z, hyper), {}, unconstrained))
     init_kernel, sample_kernel = hmc(
-        potential_fn_gen=lambda *args: functools.partial(potential_energy, model, args, {}), algo="NUTS"
+        potential_fn_gen=lambda Z, hyper: functools.partial(potential, Z=Z, hyper=hyper), algo="NUTS"
     )
     total = num_warmup + num_samples
 
-    def report(step):
+    def report(chain, step):
         if progress_bar:
             every = max(1, total // 10)
             jax.lax.cond(
                 (step % every == 0) | (step == total - 1),
-                lambda: jax.debug.callback(_print_progress, step, total, ordered=False),
+                lambda: jax.debug.callback(_print_progress, chain, step, total, ordered=False),
                 lambda: None,
             )
 
-    def one_chain(key, init_params, Z, hyper):
+    def one_chain(chain, key, init_params, Z, hyper):
         args = (Z, hyper)
         state = init_kernel(init_params, num_warmup, target_accept_prob=0.8, model_args=args, rng_key=key)
 
         def step(state, index):
-            report(index)
+            report(chain, index)
             state = sample_kernel(state, model_args=args)
             return state, (
                 state.z,
@@ -161,30 +194,73 @@ def _nuts_program(k, covariance_type, std_prior, num_warmup, num_samples, progre
         )
         return constrained, stats
 
-    run = jax.jit(jax.vmap(one_chain, in_axes=(0, 0, None, None)))
-    return _NutsProgram(run)
+    @jax.jit
+    def run(key, start_sites, Z, hyper):
+        key_jitter, key_chains = jax.random.split(key)
+        flat, unravel = ravel_pytree(unconstrain_fn(model, (Z, hyper), {}, start_sites))
+        jitter = _INIT_JITTER * jax.random.normal(key_jitter, (num_chains,) + flat.shape, flat.dtype)
+        chains = (jnp.arange(num_chains), jax.random.split(key_chains, num_chains), jax.vmap(unravel)(flat + jitter))
+        if chain_method == "vectorized":
+            return jax.vmap(one_chain, in_axes=(0, 0, 0, None, None))(*chains, Z, hyper)
+        return jax.lax.map(lambda chain: one_chain(*chain, Z, hyper), chains)
+
+    return run
 
 
-def _print_progress(step, total):
-    print(f"NUTS: step {int(step) + 1}/{total}", flush=True)
+def _print_progress(chain, step, total):
+    print(f"NUTS: chain {int(chain) + 1}, step {int(step) + 1}/{total}", flush=True)
 
 
-def _unconstrained(model, Z, hyper, sites):
+@functools.lru_cache(maxsize=16)
+def _unconstrainer(k, covariance_type, std_prior):
+    """Jitted ``(Z, hyper, sites) -> unconstrained sites`` for one model configuration."""
     from numpyro.infer.util import unconstrain_fn
 
-    return unconstrain_fn(model, (Z, hyper), {}, sites)
+    model = _model(k, covariance_type, std_prior)
+    return jax.jit(lambda Z, hyper, sites: unconstrain_fn(model, (Z, hyper), {}, sites))
 
 
-def _run_nuts(
-    key, Z, hyper, start: GMMParams, *, k, covariance_type, std_prior, num_warmup, num_samples, num_chains, progress_bar
-):
-    program = _nuts_program(k, covariance_type, std_prior, num_warmup, num_samples, progress_bar)
-    key_jitter, key_run = jax.random.split(key)
-    start_values = _unconstrained(_model(k, covariance_type, std_prior), Z, hyper, sites_from_params(start))
-    flat, unravel = ravel_pytree(start_values)
-    jitter = _INIT_JITTER * jax.random.normal(key_jitter, (num_chains,) + flat.shape, flat.dtype)
-    init_params = jax.vmap(unravel)(flat + jitter)
-    draws, stats = program.run(jax.random.split(key_run, num_chains), init_params, Z, hyper)
+@functools.lru_cache(maxsize=16)
+def _nuts_executable(config: tuple, signature: tuple, treedef):
+    """The NUTS program compiled ahead of time for one configuration and argument signature.
+
+    ``config`` are ``_nuts_program``'s arguments; ``signature`` the ``ShapeDtypeStruct`` leaves
+    of ``(key, start_sites, Z, hyper)`` and ``treedef`` their structure. Compiling needs
+    only shapes, so ``infer`` runs this in a worker thread while the EM start is fitted.
+    """
+    abstract_args = jax.tree.unflatten(treedef, signature)
+    return _nuts_program(*config).lower(*abstract_args).compile()
+
+
+def _compile_nuts_async(pool, config: tuple, key, Z, hyper, k: int, covariance_type: str):
+    """Start compiling the NUTS program in ``pool``; returns a future of the executable."""
+    d = Z.shape[1]
+    dummy_start = jax.eval_shape(
+        lambda: sites_from_params(
+            GMMParams(
+                jnp.ones((k,), Z.dtype),
+                jnp.zeros((k, d), Z.dtype),
+                get_structure(covariance_type).identity_scale(k, d, Z.dtype),
+                covariance_type,
+            )
+        )
+    )
+    abstract_args = jax.tree.map(
+        lambda leaf: jax.ShapeDtypeStruct(jnp.shape(leaf), leaf.dtype), (key, dummy_start, Z, hyper)
+    )
+    signature, treedef = jax.tree.flatten(abstract_args)
+    x64 = jax.config.jax_enable_x64  # a thread does not inherit the caller's enable_x64 context
+
+    def compile_in_thread():
+        with jax.enable_x64(x64):
+            return _nuts_executable(config, tuple(signature), treedef)
+
+    return pool.submit(compile_in_thread)
+
+
+def _run_nuts(key, Z, hyper, start: GMMParams, executable):
+    start_sites = sites_from_params(start)
+    draws, stats = executable(key, start_sites, Z, hyper)
     num_steps = np.asarray(stats["num_steps"])
     sample_stats = {
         "diverging": np.asarray(stats["diverging"]),
@@ -194,7 +270,7 @@ def _run_nuts(
         "acceptance_rate": np.asarray(stats["accept_prob"]),
         "lp": -np.asarray(stats["potential_energy"]),
     }
-    return {name: draws[name] for name in start_values}, sample_stats
+    return {name: draws[name] for name in start_sites}, sample_stats
 
 
 class _Optimiser(NamedTuple):
@@ -256,7 +332,7 @@ def _run_optimiser(
 ):
     optimiser = _optimiser(k, covariance_type, std_prior, guide_name, num_steps, num_samples)
     key_init, key_draws = jax.random.split(key)
-    start_values = _unconstrained(_model(k, covariance_type, std_prior), Z, hyper, sites_from_params(start))
+    start_values = _unconstrainer(k, covariance_type, std_prior)(Z, hyper, sites_from_params(start))
     state, losses = optimiser.run(_start_state(optimiser, key_init, Z, hyper, start_values), Z, hyper)
     params = optimiser.svi.get_params(state)
     if guide_name == "map":
@@ -381,6 +457,7 @@ def infer(
     guide: str = "normal",
     seed: int = 0,
     progress_bar: bool = True,
+    chain_method: str = "auto",
 ) -> Posterior:
     """Posterior inference for a ``k``-component Gaussian mixture.
 
@@ -402,6 +479,10 @@ def infer(
     guide : {"normal", "multivariate_normal", "lowrank_multivariate_normal"}
     seed : int
     progress_bar : bool
+    chain_method : {"auto", "sequential", "vectorized"}
+        How NUTS runs its chains: "sequential" (``lax.map``, one compiled chain) or
+        "vectorized" (``vmap``). "auto" picks sequential on CPU, where it compiles about
+        twice as fast and runs faster, and vectorized on GPU/TPU.
 
     Returns
     -------
@@ -419,6 +500,7 @@ def infer(
     get_structure(covariance_type)
     method = _validation.check_choice(method, "method", METHODS)
     guide = _validation.check_choice(guide, "guide", GUIDES)
+    chain_method = resolve_chain_method(chain_method)
     num_warmup = _validation.check_int_at_least(num_warmup, "num_warmup", 1)
     num_samples = _validation.check_int_at_least(num_samples, "num_samples", 1)
     num_chains = _validation.check_int_at_least(num_chains, "num_chains", 1)
@@ -431,38 +513,35 @@ def infer(
     standard = Standardisation.of(X)
     dtype = jnp.result_type(float)
     Z = jnp.asarray((X - standard.center) / standard.scale, dtype)
-    hyper = prior.resolve(standard.center, standard.scale, np.maximum(X.std(axis=0), 1e-12))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        start = em_fit(np.asarray(Z), k, covariance_type=covariance_type, n_init=5, seed=seed, max_iter=500).params
-
+    hyper = prior.resolve(standard.center, standard.scale, np.maximum(X.std(axis=0), 1e-12), k)
     key = jax.random.key(seed)
     settings = dict(k=k, covariance_type=covariance_type, std_prior=prior.std_prior)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # leaving the block waits for the compilation
+        if method == "nuts":  # compile the sampler (it needs only shapes) while EM finds the start
+            config = (
+                k,
+                covariance_type,
+                prior.std_prior,
+                num_warmup,
+                num_samples,
+                num_chains,
+                chain_method,
+                progress_bar,
+            )
+            executable = _compile_nuts_async(pool, config, key, Z, hyper, k, covariance_type)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            start = em_fit(np.asarray(Z), k, covariance_type=covariance_type, n_init=5, seed=seed, max_iter=500).params
     if method == "nuts":
-        draws, sample_stats = _run_nuts(
-            key,
-            Z,
-            hyper,
-            start,
-            num_warmup=num_warmup,
-            num_samples=num_samples,
-            num_chains=num_chains,
-            progress_bar=progress_bar,
-            **settings,
-        )
+        draws, sample_stats = _run_nuts(key, Z, hyper, start, executable.result())
     else:
+        guide_name = "map" if method == "map" else guide
         draws, sample_stats = _run_optimiser(
-            key,
-            Z,
-            hyper,
-            start,
-            guide_name="map" if method == "map" else guide,
-            num_steps=num_steps,
-            num_samples=num_samples,
-            **settings,
+            key, Z, hyper, start, guide_name=guide_name, num_steps=num_steps, num_samples=num_samples, **settings
         )
-    params_standard, permutations = relabel(params_from_sites(draws, covariance_type), np.asarray(start.means))
-    log_likelihood = params_standard.log_prob(Z) - d * math.log(standard.scale)
+    params_standard, log_likelihood = _params_and_log_likelihood(draws, Z, covariance_type)
+    params_standard, permutations = relabel(params_standard, np.asarray(start.means))
+    log_likelihood = np.asarray(log_likelihood) - d * math.log(standard.scale)
     return Posterior(
         params=standard.to_data(params_standard),
         log_likelihood=np.asarray(log_likelihood),

@@ -29,7 +29,9 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from jax import Array
+from jax.scipy.special import xlogy
 from numpyro.distributions import constraints
+from scipy.special import gammaln, multigammaln
 
 from bayesgmm.covariance import get_structure
 from bayesgmm.params import GMMParams
@@ -63,14 +65,66 @@ class MixtureLikelihood(dist.Distribution):
 
 
 class Hyperparameters(NamedTuple):
-    """Prior hyperparameters on the standardised scale (arrays, so changing them does not recompile)."""
+    """Prior hyperparameters on the standardised scale (arrays, so changing them does not recompile).
+
+    The Dirichlet and LKJ log-normalisers depend only on hyperparameters; they are computed
+    on the host (scipy) so that the traced log density holds no ``lgamma`` (each one lowers
+    to ~500 XLA operations, and NUTS evaluates the density at several places in its program).
+    """
 
     weight_concentration: Array  # () Dirichlet α
+    weight_log_normalizer: Array  # () log Γ(kα) − k log Γ(α)
     mean_loc: Array  # (d,)
     mean_scale: Array  # (d,)
     std_loc: Array  # (d,) LogNormal loc of log σ; unused for HalfNormal
     std_scale: Array  # (d,) LogNormal scale of log σ, or HalfNormal scale
     lkj_concentration: Array  # () LKJ η
+    lkj_log_normalizer: Array  # () minus the log normalising constant of LKJCholesky(d, η)
+
+
+def _dirichlet_log_normalizer(concentration: float, k: int) -> float:
+    """``log Γ(kα) − k log Γ(α)``: the log normaliser of a symmetric Dirichlet(α, ..., α)."""
+    return float(gammaln(k * concentration) - k * gammaln(concentration))
+
+
+def _lkj_log_normalizer(concentration: float, d: int) -> float:
+    """Minus NumPyro's ``LKJCholesky(d, η)`` normalising term (the same formula, on the host)."""
+    if d < 2:
+        return 0.0
+    alpha = concentration + 0.5 * (d - 1)
+    normalize_term = 0.5 * (d - 1) * math.log(math.pi) + multigammaln(alpha - 0.5, d - 1) - (d - 1) * gammaln(alpha)
+    return float(-normalize_term)
+
+
+class _SymmetricDirichlet(dist.Dirichlet):
+    """``Dirichlet(α, ..., α)`` with its log-normaliser given (see ``Hyperparameters``)."""
+
+    pytree_data_fields = ("log_normalizer",)
+
+    def __init__(self, concentration: Array, log_normalizer: Array, *, validate_args=None):
+        self.log_normalizer = log_normalizer
+        super().__init__(concentration, validate_args=validate_args)
+
+    def log_prob(self, value):
+        return jnp.sum(xlogy(self.concentration - 1.0, value), axis=-1) + self.log_normalizer
+
+
+class _LKJCholesky(dist.LKJCholesky):
+    """``LKJCholesky(d, η)`` with its log-normaliser given (see ``Hyperparameters``).
+
+    Unnormalised density as NumPyro's: ``Π_{i≥2} L_ii^(2η − 2 + d − i)``.
+    """
+
+    pytree_data_fields = ("log_normalizer",)
+
+    def __init__(self, dimension: int, concentration: Array, log_normalizer: Array, *, validate_args=None):
+        self.log_normalizer = log_normalizer
+        super().__init__(dimension, concentration, validate_args=validate_args)
+
+    def log_prob(self, value):
+        rows = jnp.arange(1, self.dimension)
+        order = 2.0 * jnp.expand_dims(self.concentration, axis=-1) - ((3 - self.dimension) + rows)
+        return jnp.sum(order * jnp.log(value[..., rows, rows]), axis=-1) + self.log_normalizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +169,7 @@ class Priors:
             if not (np.isscalar(value) and np.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}.")
 
-    def resolve(self, center: np.ndarray, scale: float, feature_std: np.ndarray) -> Hyperparameters:
+    def resolve(self, center: np.ndarray, scale: float, feature_std: np.ndarray, n_components: int) -> Hyperparameters:
         """Hyperparameters on the standardised scale ``z = (x − center) / scale``.
 
         Parameters
@@ -123,6 +177,7 @@ class Priors:
         center : (d,) the feature means used to standardise
         scale : the scalar used to standardise
         feature_std : (d,) the data's feature standard deviations (for the defaults)
+        n_components : int, the number of mixture components ``k``
         """
         d = center.shape[0]
 
@@ -146,11 +201,15 @@ class Priors:
         dtype = jnp.result_type(float)
         return Hyperparameters(
             weight_concentration=jnp.asarray(self.weight_concentration, dtype),
+            weight_log_normalizer=jnp.asarray(
+                _dirichlet_log_normalizer(self.weight_concentration, n_components), dtype
+            ),
             mean_loc=jnp.asarray((mean_loc - center) / scale, dtype),
             mean_scale=jnp.asarray(mean_scale / scale, dtype),
             std_loc=jnp.asarray(std_loc, dtype),
             std_scale=jnp.asarray(std_scale, dtype),
             lkj_concentration=jnp.asarray(self.lkj_concentration, dtype),
+            lkj_log_normalizer=jnp.asarray(_lkj_log_normalizer(self.lkj_concentration, d), dtype),
         )
 
 
@@ -194,13 +253,15 @@ def gmm_model(X: Array, hyper: Hyperparameters, *, k: int, covariance_type: str,
     structure = get_structure(covariance_type)
     n, d = X.shape
     sites = {
-        "weights": numpyro.sample("weights", dist.Dirichlet(jnp.full((k,), hyper.weight_concentration))),
+        "weights": numpyro.sample(
+            "weights", _SymmetricDirichlet(jnp.full((k,), hyper.weight_concentration), hyper.weight_log_normalizer)
+        ),
         "means": numpyro.sample("means", dist.Normal(hyper.mean_loc, hyper.mean_scale).expand((k, d)).to_event(2)),
         "stds": numpyro.sample("stds", std_distribution(hyper, std_prior, covariance_type, k)),
     }
     batch = structure.correlation_batch(k)
     if batch is not None and d > 1:
-        lkj = dist.LKJCholesky(d, hyper.lkj_concentration)
+        lkj = _LKJCholesky(d, hyper.lkj_concentration, hyper.lkj_log_normalizer)
         sites["corr_cholesky"] = numpyro.sample("corr_cholesky", lkj.expand(batch).to_event(len(batch)))
     params = params_from_sites(sites, covariance_type)
     with numpyro.plate("obs_id", n):

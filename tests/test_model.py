@@ -41,7 +41,7 @@ def test_log_density_is_priors_plus_likelihood(covariance_type, std_prior):
         rng.dirichlet(np.ones(k)), rng.normal(size=(k, d)), covariances, covariance_type
     )
     priors = Priors(weight_concentration=1.5, std_prior=std_prior, lkj_concentration=2.5)
-    hyper = priors.resolve(np.zeros(d), 1.0, np.ones(d) * 1.3)
+    hyper = priors.resolve(np.zeros(d), 1.0, np.ones(d) * 1.3, k)
     sites = sites_from_params(params)
     value, _ = log_density(
         gmm_model, (jnp.asarray(X), hyper), dict(k=k, covariance_type=covariance_type, std_prior=std_prior), sites
@@ -88,4 +88,4 @@ def test_priors_are_validated():
     with pytest.raises(ValueError, match="weight_concentration must be a positive number"):
         Priors(weight_concentration=0.0)
     with pytest.raises(ValueError, match=r"Priors.mean_scale must be a finite positive"):
-        Priors(mean_scale=[-1.0, 1.0]).resolve(np.zeros(2), 1.0, np.ones(2))
+        Priors(mean_scale=[-1.0, 1.0]).resolve(np.zeros(2), 1.0, np.ones(2), 2)
