@@ -123,3 +123,22 @@ def check_initial_parameters(weights, means, covariances, *, k: int, d: int, cov
         elif np.any(covariances <= 0):
             raise ValueError("covariances_init must be positive (variances > 0).")
     return weights, means, covariances
+
+
+def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray:
+    """Per-row weights as a float64 (n_samples,) array (ones when ``None``)."""
+    if sample_weight is None:
+        return np.ones(n_samples)
+    try:
+        weights = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("sample_weight must be numeric, one non-negative weight per row of X.") from None
+    if weights.shape != (n_samples,):
+        raise ValueError(f"sample_weight must have shape ({n_samples},), one weight per row of X; got {weights.shape}.")
+    if not np.all(np.isfinite(weights)):
+        raise ValueError("sample_weight contains NaN or infinite values; weights must be finite and >= 0.")
+    if np.any(weights < 0):
+        raise ValueError(f"sample_weight must be >= 0; it has {int(np.sum(weights < 0))} negative value(s).")
+    if not weights.sum() > 0:
+        raise ValueError("sample_weight is zero for every row; at least one row needs a positive weight.")
+    return weights

@@ -23,6 +23,13 @@ coordinates; ``unwhiten`` maps them back once per iteration
 (``S_k = L_k W_k L_kᵀ``).  Accumulating about the current means is what keeps
 float32 accurate when components sit far from the origin or from each other.
 
+A second formulation ("raw" moments, used in float64) writes the log density as a linear
+function of quadratic features of the rows, ``log N(x | μ_k, Σ_k) = c_k + xᵀ P_k μ_k
+− ½ q(x)·Q_k`` with ``q(x)`` the distinct products ``x_i x_j`` (full, tied), ``x_j²`` (diag) or
+``‖x‖²`` (spherical); then the E-step is one matrix product ``[x, q(x)] W`` per chunk and the
+M-step's statistics one more, ``rᵀ [x, q(x)]``: half the flops of the whitened form, at the
+price of moments about the origin (fine in float64 on centred data, not in float32).
+
 All functions are pure, unbatched and ``vmap``-safe; none of them jit.
 """
 
@@ -32,6 +39,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 from jax.scipy.linalg import solve_triangular
 
@@ -86,6 +94,23 @@ class CovarianceStructure(NamedTuple):
     std_prior_values : (values (d,), k) -> array of ``std_shape``
         Spread a per-feature prior hyperparameter over the standard deviations
         (spherical: the mean over features).
+    raw_features : x (c, d) -> q (c, p)
+        Quadratic features of the rows: full/tied ``x_i x_j`` for ``i <= j``
+        (p = d(d+1)/2), diag ``x_j²`` (p = d), spherical ``‖x‖²`` (p = 1).
+    quadratic_coefficients : (inverse, k) -> Q (k, p)
+        ``q(x) · Q_k = xᵀ P_k x`` with ``P_k = Σ_k⁻¹``.
+    precision_mean : (inverse, means (k, d)) -> (k, d)
+        ``P_k μ_k``.
+    second_from_raw : S (k, p) -> second moments in the type's layout
+        From ``S_k = Σ_i r_ik q(x_i)`` (tied: summed over components).
+    component_valid : (scale, k) -> (k,) bool
+        Each component's Cholesky factor is finite with a positive diagonal.
+    reset_components : (mask (k,) bool, new scale, old scale) -> scale
+        ``new`` for the components in ``mask``, ``old`` elsewhere (tied: the shared
+        factor is replaced only if every component is in ``mask``).
+    layout_from_full : (covariance (d, d), k) -> covariances in scikit-learn's layout
+        One covariance matrix given to all ``k`` components (diag: its diagonal,
+        spherical: the mean variance).
     """
 
     name: str
@@ -110,6 +135,13 @@ class CovarianceStructure(NamedTuple):
     split_scale: Callable
     permute: Callable
     std_prior_values: Callable
+    raw_features: Callable
+    quadratic_coefficients: Callable
+    precision_mean: Callable
+    second_from_raw: Callable
+    component_valid: Callable
+    reset_components: Callable
+    layout_from_full: Callable
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -156,6 +188,49 @@ def _split_tril(scale_tril):
 
 def _keep_std(scale):
     return scale, None
+
+
+def _upper_indices(d: int):
+    """Row and column indices of the entries ``i <= j`` of a (d, d) matrix."""
+    return np.triu_indices(d)
+
+
+def _pair_features(x):
+    rows, cols = _upper_indices(x.shape[-1])
+    return x[:, rows] * x[:, cols]
+
+
+def _pair_coefficients(precision):
+    """Coefficients of ``x_i x_j`` (i <= j) in ``xᵀ P x``: ``P_ii`` and ``2 P_ij``."""
+    d = precision.shape[-1]
+    rows, cols = _upper_indices(d)
+    return precision[..., rows, cols] * np.where(rows == cols, 1.0, 2.0)
+
+
+def _symmetric_from_pairs(pairs, d: int):
+    """(..., d(d+1)/2) upper-triangular entries -> (..., d, d) symmetric matrices."""
+    rows, cols = _upper_indices(d)
+    upper = jnp.zeros(pairs.shape[:-1] + (d, d), pairs.dtype).at[..., rows, cols].set(pairs)
+    return upper + jnp.swapaxes(upper, -1, -2) - upper * jnp.eye(d, dtype=pairs.dtype)
+
+
+def _precision_from_inverse(inverse):
+    """``P = L⁻ᵀ L⁻¹`` from ``L⁻¹`` (..., d, d)."""
+    return jnp.matmul(jnp.swapaxes(inverse, -1, -2), inverse, precision=HIGHEST)
+
+
+def _valid_tril(scale):
+    diagonal = jnp.diagonal(scale, axis1=-2, axis2=-1)
+    return jnp.all(jnp.isfinite(scale), axis=(-2, -1)) & jnp.all(diagonal > 0, axis=-1)
+
+
+def _reset_per_component(mask, new, old):
+    return jnp.where(mask.reshape(mask.shape + (1,) * (jnp.ndim(new) - 1)), new, old)
+
+
+def _sqrt_pairs(d: int) -> int:
+    """d from d(d+1)/2."""
+    return int(round((np.sqrt(8 * d + 1) - 1) / 2))
 
 
 # ----------------------------------------------------------------------------- full
@@ -209,6 +284,15 @@ FULL = CovarianceStructure(
     assemble_scale=lambda std, correlation: std[..., :, None] * correlation,
     split_scale=_split_tril,
     permute=lambda scale, permutation: scale[permutation],
+    raw_features=_pair_features,
+    quadratic_coefficients=lambda inverse, k: _pair_coefficients(_precision_from_inverse(inverse)),
+    precision_mean=lambda inverse, means: jnp.einsum(
+        "kji,kj->ki", inverse, jnp.einsum("kij,kj->ki", inverse, means, precision=HIGHEST), precision=HIGHEST
+    ),
+    second_from_raw=lambda pairs: _symmetric_from_pairs(pairs, _sqrt_pairs(pairs.shape[-1])),
+    component_valid=lambda scale, k: _valid_tril(scale),
+    reset_components=_reset_per_component,
+    layout_from_full=lambda covariance, k: jnp.broadcast_to(covariance, (k,) + covariance.shape),
 )
 
 
@@ -261,6 +345,15 @@ TIED = CovarianceStructure(
     assemble_scale=lambda std, correlation: std[..., :, None] * correlation,
     split_scale=_split_tril,
     permute=lambda scale, permutation: scale,
+    raw_features=_pair_features,
+    quadratic_coefficients=lambda inverse, k: jnp.broadcast_to(
+        _pair_coefficients(_precision_from_inverse(inverse)), (k, _sym_pair_count(inverse.shape[-1]))
+    ),
+    precision_mean=lambda inverse, means: jnp.matmul(means, _precision_from_inverse(inverse), precision=HIGHEST),
+    second_from_raw=lambda pairs: _symmetric_from_pairs(jnp.sum(pairs, axis=0), _sqrt_pairs(pairs.shape[-1])),
+    component_valid=lambda scale, k: jnp.broadcast_to(_valid_tril(scale), (k,)),
+    reset_components=lambda mask, new, old: jnp.where(jnp.all(mask), new, old),
+    layout_from_full=lambda covariance, k: covariance,
 )
 
 
@@ -295,6 +388,13 @@ DIAG = CovarianceStructure(
     assemble_scale=lambda std, correlation: std,
     split_scale=_keep_std,
     permute=lambda scale, permutation: scale[permutation],
+    raw_features=lambda x: x * x,
+    quadratic_coefficients=lambda inverse, k: inverse**2,
+    precision_mean=lambda inverse, means: means * inverse**2,
+    second_from_raw=lambda squares: squares,
+    component_valid=lambda scale, k: jnp.all(jnp.isfinite(scale) & (scale > 0), axis=-1),
+    reset_components=_reset_per_component,
+    layout_from_full=lambda covariance, k: jnp.broadcast_to(jnp.diagonal(covariance), (k, covariance.shape[-1])),
 )
 
 
@@ -331,6 +431,13 @@ SPHERICAL = CovarianceStructure(
     assemble_scale=lambda std, correlation: std,
     split_scale=_keep_std,
     permute=lambda scale, permutation: scale[permutation],
+    raw_features=lambda x: jnp.sum(x * x, axis=-1, keepdims=True),
+    quadratic_coefficients=lambda inverse, k: (inverse**2)[:, None],
+    precision_mean=lambda inverse, means: means * (inverse**2)[:, None],
+    second_from_raw=lambda squares: squares[:, 0],
+    component_valid=lambda scale, k: jnp.isfinite(scale) & (scale > 0),
+    reset_components=_reset_per_component,
+    layout_from_full=lambda covariance, k: jnp.full((k,), jnp.mean(jnp.diagonal(covariance)), covariance.dtype),
 )
 
 
@@ -376,3 +483,17 @@ def whitened_log_joint(structure, log_weights, means, inverse, half_log_det, x):
     sq_norm = jnp.sum(y * y, axis=1)
     log_density = -0.5 * (n_features * LOG_2PI + sq_norm) - jnp.reshape(half_log_det, (-1, 1))
     return log_weights[:, None] + log_density, y, sq_norm
+
+
+def raw_coefficients(structure, log_weights, means, inverse, half_log_det):
+    """``W (d + p, k)`` and ``b (k,)`` with ``log π_k + log N(x | μ_k, Σ_k) = [x, q(x)] W_k + b_k``.
+
+    ``q = structure.raw_features``; ``W = [P_k μ_k ; −½ Q_k]`` and
+    ``b_k = log π_k − log |Σ_k|^{1/2} − ½ (d log 2π + μ_kᵀ P_k μ_k)``.
+    """
+    k, d = means.shape
+    linear = structure.precision_mean(inverse, means)
+    quadratic = structure.quadratic_coefficients(inverse, k)
+    coefficients = jnp.concatenate([linear, -0.5 * quadratic], axis=1).T
+    offsets = log_weights - jnp.broadcast_to(half_log_det, (k,)) - 0.5 * (d * LOG_2PI + jnp.sum(means * linear, axis=1))
+    return coefficients, offsets

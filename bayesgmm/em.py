@@ -2,20 +2,28 @@
 
 Kernels (pure, unjitted, ``vmap``-safe):
 
-- ``e_step(params, chunks, mask)`` -> ``SufficientStatistics``: one pass over the rows in
-  chunks (``lax.scan``), accumulating sums; never an (n, k, d) array.
-- ``m_step(stats, reference, reg_covar)`` -> ``GMMParams``.
+- ``e_step(params, rows, moments)`` -> ``(SufficientStatistics, WorstRow)``: one pass over
+  the weighted rows in chunks (``chunks.accumulate``), accumulating sums; never an (n, k, d)
+  array. Two formulations give the same statistics: ``"whitened"`` (second moments about
+  the current means in whitened coordinates: accurate in float32 far from the origin) and
+  ``"raw"`` (moments about the origin of the centred data from quadratic features: one
+  matrix product per chunk each way, half the flops; used in float64).
+- ``m_step(stats, reg_covar, covariance_type)`` -> ``GMMParams`` (scikit-learn's M-step).
+- ``repair(...)``: what EM does with degenerate components (see ``em_fit``).
 
-Driver: ``em_fit(X, k, ...)`` validates in Python, then runs one jitted function that
-vmaps ``n_init`` restarts, each a ``lax.while_loop`` of E/M steps, and keeps the best.
-Semantics follow ``sklearn.mixture.GaussianMixture`` (same stopping rule, same
-``reg_covar``, same initialisations), except that ``log_likelihood`` is that of the
-parameters returned.
+Driver: ``em_fit(X, k, ...)`` validates in Python, centres and rescales the data on the
+host (float64; the scale is a power of two, so every step is exactly scale-equivariant),
+then runs one jitted function that vmaps ``n_init`` restarts, each a ``lax.while_loop`` of
+E/M steps, and keeps the best. Semantics follow ``sklearn.mixture.GaussianMixture`` (same
+stopping rule, same ``reg_covar``, same initialisations), except that ``log_likelihood`` is
+that of the parameters returned.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 import warnings
 from typing import NamedTuple
 
@@ -25,30 +33,67 @@ import numpy as np
 from jax import Array, lax
 
 from bayesgmm import _validation
-from bayesgmm.covariance import get_structure, whitened_log_joint
-from bayesgmm.init import INIT_METHODS, initial_assignment
+from bayesgmm.chunks import Rows, WorstRow, accumulate, add, chunk_rows, zeros_like_shapes
+from bayesgmm.covariance import get_structure, raw_coefficients, whitened_log_joint
+from bayesgmm.init import INIT_METHODS, init_draws, initial_assignment
 from bayesgmm.params import GMMParams
+from bayesgmm.sharding import ShardedRows
 
-# Elements of the (k, d, chunk) whitened array per chunk: big enough for efficient
-# matrix products, small enough to stay in cache-friendly, bounded memory.
+MOMENTS = ("auto", "whitened", "raw")
+DEGENERATE = ("reseed", "raise")
+
+# Elements of the per-chunk working array ((k, d, rows) whitened rows, or (rows, d + p)
+# quadratic features): big enough for efficient matrix products, small enough for cache.
 _CHUNK_ELEMENTS = 1 << 20
+# A component holding less than this fraction of one average row's weight is empty.
+_EMPTY_FRACTION = 1e-3
 
 
 class ConvergenceWarning(UserWarning):
     """EM stopped at ``max_iter`` before the log-likelihood change fell below ``tol``."""
 
 
-class SufficientStatistics(NamedTuple):
-    """Sums over rows for one set of parameters; they add across chunks and devices.
+class DegenerateComponentWarning(UserWarning):
+    """EM re-seeded an empty component or regularised a singular covariance (see ``em_fit``)."""
 
-    Moments are taken in whitened coordinates about the current means,
-    ``y_ik = L_k⁻¹ (x_i − μ_k)``.
+
+class SufficientStatistics(NamedTuple):
+    """Sums over weighted rows for one set of parameters, in data coordinates about ``shift``.
+
+    With responsibilities ``r_ik`` and row weights ``w_i``:
     """
 
-    counts: Array  # (k,) Σ_i r_ik
-    first: Array  # (k, d) Σ_i r_ik y_ik
-    second: Array  # full (k, d, d), tied (d, d), diag (k, d), spherical (k,): Σ r y yᵀ (by type)
-    log_likelihood: Array  # () Σ_i log p(x_i)
+    counts: Array  # (k,) Σ_i w_i r_ik
+    first: Array  # (k, d) Σ_i w_i r_ik (x_i − shift_k)
+    second: Array  # Σ w r (x − shift)(x − shift)ᵀ: full (k, d, d), tied (d, d) summed, diag (k, d), spherical (k,)
+    log_likelihood: Array  # () Σ_i w_i log p(x_i)
+    max_log_resp: Array  # () Σ_i w_i max_k log r_ik (the classification term of ICL)
+    shift: Array | None = None  # (k, d) the current means ("whitened") or zeros ("raw")
+
+
+class DegenerateEvents(NamedTuple):
+    """What ``repair`` did, per component, over a fit."""
+
+    reseeded: Array  # (k,) int number of times the component was re-seeded
+    first_reseed: Array  # (k,) int iteration of the first re-seed, −1 if none
+    regularised: Array  # (k,) int number of M-steps whose covariance needed the fallback reg_covar
+    first_regularised: Array  # (k,) int iteration of the first, −1 if none
+
+    @classmethod
+    def none(cls, k: int) -> DegenerateEvents:
+        zeros, never = jnp.zeros((k,), jnp.int32), jnp.full((k,), -1, jnp.int32)
+        return cls(zeros, never, zeros, never)
+
+    def record(self, iteration, reseeded, regularised) -> DegenerateEvents:
+        def first(previous, now):
+            return jnp.where((previous < 0) & now, iteration, previous)
+
+        return DegenerateEvents(
+            self.reseeded + reseeded,
+            first(self.first_reseed, reseeded),
+            self.regularised + regularised,
+            first(self.first_regularised, regularised),
+        )
 
 
 class EMResult(NamedTuple):
@@ -57,7 +102,7 @@ class EMResult(NamedTuple):
     params : GMMParams
         The fitted parameters (after the last M-step).
     log_likelihood : float
-        Mean per-row log-likelihood of ``params``.
+        Mean per-row log-likelihood of ``params`` (weighted by ``sample_weight``).
     n_iter : int
         Number of EM iterations (M-steps) of the best restart.
     converged : bool
@@ -65,6 +110,8 @@ class EMResult(NamedTuple):
     log_likelihood_history : ndarray (n_iter + 1,)
         Mean log-likelihood of the parameters before each iteration, then of the
         returned parameters (the last entry equals ``log_likelihood``).
+    restart_log_likelihoods : ndarray (n_init,)
+        The final mean log-likelihood of every restart (−inf for a failed one).
     """
 
     params: GMMParams
@@ -72,180 +119,394 @@ class EMResult(NamedTuple):
     n_iter: int
     converged: bool
     log_likelihood_history: np.ndarray
+    restart_log_likelihoods: np.ndarray
 
 
 # ----------------------------------------------------------------------------- kernels
 
 
-def chunk_rows(X: Array, chunk_size: int) -> tuple[Array, Array]:
-    """Pad ``X (n, d)`` to whole chunks: ``chunks (m, c, d)`` and ``mask (m, c)``."""
-    n, d = X.shape
-    n_chunks = -(-n // chunk_size)
-    padded = jnp.pad(X, ((0, n_chunks * chunk_size - n), (0, 0)))
-    mask = (jnp.arange(n_chunks * chunk_size) < n).astype(X.dtype)
-    return padded.reshape((n_chunks, chunk_size, d)), mask.reshape((n_chunks, chunk_size))
+def resolve_moments(moments: str, dtype) -> str:
+    """``"auto"``: ``"raw"`` in float64, ``"whitened"`` in lower precision."""
+    moments = _validation.check_choice(moments, "moments", MOMENTS)
+    if moments == "auto":
+        return "raw" if jnp.dtype(dtype) == jnp.float64 else "whitened"
+    return moments
 
 
-def _weighted_statistics(structure, resp, y, sq_norm, log_norm) -> SufficientStatistics:
-    return SufficientStatistics(
-        counts=jnp.sum(resp, axis=1),
-        first=jnp.einsum("kc,kdc->kd", resp, y, precision="highest"),
-        second=structure.second_moment(resp, y, sq_norm),
-        log_likelihood=log_norm,
-    )
+def _combine(a, b):
+    return add(a[0], b[0]), a[1].merge(b[1])
 
 
-def _accumulate(chunk_statistics, chunks: Array, mask: Array) -> SufficientStatistics:
-    """Sum ``chunk_statistics(x, mask, row_ids, chunk_index)`` over all chunks."""
-    n_chunks, chunk_size, _ = chunks.shape
-
-    def step(total, inputs):
-        index, x, m = inputs
-        stats = chunk_statistics(x, m, index * chunk_size + jnp.arange(chunk_size), index)
-        return jax.tree.map(jnp.add, total, stats), None
-
-    shapes = jax.eval_shape(chunk_statistics, chunks[0], mask[0], jnp.arange(chunk_size), 0)
-    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    return lax.scan(step, zeros, (jnp.arange(n_chunks), chunks, mask))[0]
+def _identity_with_worst(shapes):
+    sums, worst = shapes
+    return zeros_like_shapes(sums), WorstRow.identity(worst)
 
 
-def e_step(params: GMMParams, chunks: Array, mask: Array) -> SufficientStatistics:
+def e_step(params: GMMParams, rows: Rows, moments: str = "whitened") -> tuple[SufficientStatistics, WorstRow]:
     """Responsibility-weighted sufficient statistics of ``params`` over all rows.
 
     Parameters
     ----------
     params : GMMParams (unbatched)
-    chunks : (m, c, d) rows, padded
-    mask : (m, c) 1 for real rows, 0 for padding
+    rows : Rows (chunks (m, c, d), weights (m, c))
+    moments : {"whitened", "raw"}
+        How the statistics are accumulated (module docstring); both return statistics in
+        data coordinates, "whitened" about the current means, "raw" about the origin.
+
+    Returns
+    -------
+    stats : SufficientStatistics
+    worst : WorstRow
+        The row of lowest log-likelihood (to re-seed an empty component).
     """
     structure = params.structure
-    log_weights = jnp.log(params.weights)
+    d = params.n_features
+    log_weights = jnp.log(params.weights)  # −inf for inactive components (weight 0)
     inverse = structure.inverse_scale(params.scale)
-    half_log_det = structure.half_log_det(params.scale, params.n_features)
+    half_log_det = structure.half_log_det(params.scale, d)
 
-    def chunk_statistics(x, m, row_ids, chunk_index):
+    if moments == "raw":
+        coefficients, offsets = raw_coefficients(structure, log_weights, params.means, inverse, half_log_det)
+
+        def chunk_statistics(x, w, row_ids, chunk_index):
+            features = jnp.concatenate([x, structure.raw_features(x)], axis=1)  # (c, d + p)
+            log_joint = jnp.matmul(features, coefficients, precision="highest") + offsets  # (c, k)
+            log_norm = jax.nn.logsumexp(log_joint, axis=1)
+            resp = jnp.exp(log_joint - log_norm[:, None]) * w[:, None]
+            moments_ = jnp.matmul(resp.T, features, precision="highest")  # (k, d + p)
+            sums = SufficientStatistics(
+                counts=jnp.sum(resp, axis=0),
+                first=moments_[:, :d],
+                second=structure.second_from_raw(moments_[:, d:]),
+                log_likelihood=jnp.sum(w * log_norm),
+                max_log_resp=jnp.sum(w * (jnp.max(log_joint, axis=1) - log_norm)),
+            )
+            return sums, WorstRow.of_chunk(log_norm, w, row_ids)
+
+        sums, worst = accumulate(rows, chunk_statistics, _combine, _identity_with_worst)
+        return sums._replace(shift=jnp.zeros_like(params.means)), worst
+
+    def chunk_statistics(x, w, row_ids, chunk_index):
         log_joint, y, sq_norm = whitened_log_joint(structure, log_weights, params.means, inverse, half_log_det, x)
         log_norm = jax.nn.logsumexp(log_joint, axis=0)
-        resp = jnp.exp(log_joint - log_norm) * m
-        return _weighted_statistics(structure, resp, y, sq_norm, jnp.sum(log_norm * m))
+        resp = jnp.exp(log_joint - log_norm) * w
+        sums = SufficientStatistics(
+            counts=jnp.sum(resp, axis=1),
+            first=jnp.einsum("kc,kdc->kd", resp, y, precision="highest"),
+            second=structure.second_moment(resp, y, sq_norm),
+            log_likelihood=jnp.sum(w * log_norm),
+            max_log_resp=jnp.sum(w * (jnp.max(log_joint, axis=0) - log_norm)),
+        )
+        return sums, WorstRow.of_chunk(log_norm, w, row_ids)
 
-    return _accumulate(chunk_statistics, chunks, mask)
+    sums, worst = accumulate(rows, chunk_statistics, _combine, _identity_with_worst)
+    first, second = structure.unwhiten(sums.first, sums.second, params.scale)
+    return sums._replace(first=first, second=second, shift=params.means), worst
 
 
-def m_step(stats: SufficientStatistics, reference: GMMParams, reg_covar) -> GMMParams:
-    """New parameters from statistics taken about ``reference``'s means and scale.
+def m_step(stats: SufficientStatistics, reg_covar, covariance_type: str, active: Array | None = None) -> GMMParams:
+    """New parameters from statistics about ``stats.shift`` (scikit-learn's M-step).
 
-    As scikit-learn: ``n_k = Σ r_ik + 10 ε``, ``μ_k = Σ r x / n_k``, covariance about the
-    new means divided by ``n_k`` plus ``reg_covar`` on the diagonal, weights ``n_k / Σ n_k``.
+    ``n_k = Σ w r_ik + 10 ε``, ``μ_k = shift_k + Σ w r (x − shift_k) / n_k``, covariance
+    about the new means divided by ``n_k`` plus ``reg_covar`` on the diagonal, weights
+    ``n_k / Σ n_k``. Components outside ``active`` keep weight exactly 0.
     """
-    structure = reference.structure
-    first, second = structure.unwhiten(stats.first, stats.second, reference.scale)
+    structure = get_structure(covariance_type)
     nk = stats.counts + 10 * jnp.finfo(stats.counts.dtype).eps
-    delta = first / nk[:, None]
-    scale = structure.scale_from_moments(stats.counts, nk, first, delta, second, reg_covar)
-    return GMMParams(nk / jnp.sum(nk), reference.means + delta, scale, reference.covariance_type)
+    if active is not None:
+        nk = jnp.where(active, nk, 0.0)
+    safe_nk = jnp.where(nk > 0, nk, 1.0)
+    delta = stats.first / safe_nk[:, None]
+    scale = structure.scale_from_moments(stats.counts, safe_nk, stats.first, delta, stats.second, reg_covar)
+    return GMMParams(nk / jnp.sum(nk), stats.shift + delta, scale, covariance_type)
 
 
-def _initial_params(key, chunks, mask, *, k, n_samples, covariance_type, init, reg_covar, user_init):
+def repair(
+    params: GMMParams,
+    stats: SufficientStatistics,
+    seed_row: Array | None,
+    *,
+    reg_covar,
+    fallback_reg,
+    reseed_scale: Array,
+    mean_row_weight,
+    active: Array,
+) -> tuple[GMMParams, Array, Array]:
+    """Fix degenerate components after an M-step; returns ``(params, reseeded (k,), regularised (k,))``.
+
+    - A covariance that is not positive definite (non-finite Cholesky factor; a component on
+      one point or duplicates with ``reg_covar`` 0, a constant feature...) is recomputed with
+      ``fallback_reg`` on its diagonal instead of ``reg_covar``.
+    - An empty component (``Σ w r < _EMPTY_FRACTION`` of an average row's weight) or one still
+      invalid is re-seeded: mean at the worst-fitting row (``seed_row``; one empty component
+      per M-step, the first, so that two never restart at the same row; the others wait with
+      their tiny weight), covariance the data's (``reseed_scale``) shrunk by ``k^(−2/d)`` (the
+      share of the data's volume of one of ``k`` components; tied: the shared covariance is
+      kept unless it is itself invalid), weight ``1/k``; then the weights are renormalised.
+
+    Inactive components are left as they are.
+    """
+    structure = params.structure
+    k = params.n_components
+    valid = structure.component_valid(params.scale, k)
+    regularised = active & ~valid
+    nk = stats.counts + 10 * jnp.finfo(stats.counts.dtype).eps
+    safe_nk = jnp.where(active, nk, 1.0)
+    delta = stats.first / safe_nk[:, None]
+    fallback = structure.scale_from_moments(stats.counts, safe_nk, stats.first, delta, stats.second, fallback_reg)
+    scale = structure.reset_components(regularised, fallback, params.scale)
+    still_invalid = active & ~structure.component_valid(scale, k)
+    empty = active & (stats.counts < _EMPTY_FRACTION * mean_row_weight)
+    if seed_row is None:  # initial parameters: nothing to re-seed from yet
+        return dataclasses.replace(params, scale=scale), jnp.zeros_like(empty), regularised
+    first_empty = jnp.arange(k) == jnp.argmax(empty)
+    reseeded = (empty & first_empty) | still_invalid
+    n_active = jnp.sum(active)
+    means = jnp.where(reseeded[:, None], seed_row, params.means)
+    shrink = n_active.astype(scale.dtype) ** (-1.0 / params.n_features)
+    scale = structure.reset_components(reseeded, reseed_scale * shrink, scale)
+    weights = params.weights * jnp.sum(jnp.where(active, nk, 0.0))
+    weights = jnp.where(reseeded, jnp.sum(weights) / n_active, weights)
+    weights = jnp.where(active, weights, 0.0)
+    weights = weights / jnp.sum(weights)
+    return GMMParams(weights, means, scale, params.covariance_type), reseeded, regularised
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+class _Setting(NamedTuple):
+    """Dynamic (traced) inputs of a fit besides the data; all on the centred, rescaled scale."""
+
+    tol: Array  # ()
+    reg_covar: Array  # ()
+    fallback_reg: Array  # () reg_covar for covariances that are not positive definite
+    reseed_scale: Array  # the data covariance's Cholesky factor in the type's layout
+    total_weight: Array  # () Σ w
+    mean_row_weight: Array  # () Σ w / #{w > 0}
+    active: Array  # (k,) bool: the components in use (a prefix; all by default)
+
+
+class _LoopState(NamedTuple):
+    params: GMMParams
+    n_iter: Array  # () int: M-steps done
+    last_log_likelihood: Array  # () of the parameters before the last M-step
+    change: Array  # () change in mean log-likelihood at the last M-step
+    stop: Array  # () bool: the last M-step was the final one; the next E-step only scores
+    done: Array  # () bool
+    failed: Array  # () bool: a covariance stopped being positive definite ("raise")
+    log_likelihood: Array  # () of the returned parameters (set when done)
+    max_log_resp: Array  # () Σ_i w_i max_k log r_ik of the returned parameters (set when done)
+    history: Array  # (max_iter + 1,)
+    events: DegenerateEvents
+
+
+def _keep_inactive(structure, new: GMMParams, old: GMMParams, active: Array) -> GMMParams:
+    """Inactive components keep their (finite, unused) means and scale; their weight stays 0."""
+    means = jnp.where(active[:, None], new.means, old.means)
+    return dataclasses.replace(new, means=means, scale=structure.reset_components(~active, old.scale, new.scale))
+
+
+def _initial_params(draws, rows: Rows, setting: _Setting, user_init, *, k, covariance_type, init, degenerate):
+    structure = get_structure(covariance_type)
     weights_init, means_init, scale_init = user_init
     if weights_init is not None and means_init is not None and scale_init is not None:
-        return GMMParams(weights_init, means_init, scale_init, covariance_type)
-    structure = get_structure(covariance_type)
-    d = chunks.shape[-1]
-    assignment = initial_assignment(init, key, chunks, mask, k, n_samples)
-    reference = GMMParams(
-        jnp.full((k,), 1.0 / k, chunks.dtype),
-        assignment.shift,
-        structure.identity_scale(k, d, chunks.dtype),
-        covariance_type,
-    )
+        return GMMParams(weights_init, means_init, scale_init, covariance_type), jnp.zeros((k,), bool)
+    d, dtype = rows.n_features, rows.chunks.dtype
+    assignment = initial_assignment(init, draws, rows, k, setting.active)
+    identity = structure.identity_scale(k, d, dtype)
+    inverse = structure.inverse_scale(identity)
 
-    def chunk_statistics(x, m, row_ids, chunk_index):
-        resp = assignment.responsibilities(x, row_ids, chunk_index) * m
-        y = structure.whiten(x, reference.means, structure.inverse_scale(reference.scale))
-        return _weighted_statistics(structure, resp, y, jnp.sum(y * y, axis=1), jnp.zeros((), x.dtype))
+    def chunk_statistics(x, w, row_ids, chunk_index):
+        resp = assignment.responsibilities(x, row_ids, chunk_index) * w
+        y = structure.whiten(x, assignment.shift, inverse)
+        return SufficientStatistics(
+            counts=jnp.sum(resp, axis=1),
+            first=jnp.einsum("kc,kdc->kd", resp, y, precision="highest"),
+            second=structure.second_moment(resp, y, jnp.sum(y * y, axis=1)),
+            log_likelihood=jnp.zeros((), dtype),
+            max_log_resp=jnp.zeros((), dtype),
+        )
 
-    params = m_step(_accumulate(chunk_statistics, chunks, mask), reference, reg_covar)
-    return GMMParams(
+    stats = accumulate(rows, chunk_statistics)._replace(shift=assignment.shift)
+    params = m_step(stats, setting.reg_covar, covariance_type, setting.active)
+    start = GMMParams(params.weights, assignment.shift, identity, covariance_type)
+    params = _keep_inactive(structure, params, start, setting.active)
+    regularised = jnp.zeros((k,), bool)
+    if degenerate == "reseed":
+        params, _, regularised = repair(
+            params,
+            stats,
+            None,
+            reg_covar=setting.reg_covar,
+            fallback_reg=setting.fallback_reg,
+            reseed_scale=setting.reseed_scale,
+            mean_row_weight=setting.mean_row_weight,
+            active=setting.active,
+        )
+    params = GMMParams(
         params.weights if weights_init is None else weights_init,
         params.means if means_init is None else means_init,
         params.scale if scale_init is None else scale_init,
         covariance_type,
     )
-
-
-class _LoopState(NamedTuple):
-    params: GMMParams
-    log_likelihood: Array  # () of the parameters before the last M-step
-    change: Array  # () last change in mean log-likelihood
-    n_iter: Array  # () int
-    failed: Array  # () bool: a covariance stopped being positive definite
-    history: Array  # (max_iter + 1,)
+    return params, regularised
 
 
 def _all_finite(params: GMMParams) -> Array:
     return jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(params)]))
 
 
-def _fit_one(key, chunks, mask, tol, reg_covar, user_init, *, k, n_samples, covariance_type, init, max_iter):
-    params = _initial_params(
-        key,
-        chunks,
-        mask,
-        k=k,
-        n_samples=n_samples,
-        covariance_type=covariance_type,
-        init=init,
-        reg_covar=reg_covar,
-        user_init=user_init,
+def _fit_one(
+    draws, rows: Rows, setting: _Setting, user_init, *, k, covariance_type, init, max_iter, moments, degenerate
+):
+    """One restart: initialise, then E/M steps in a ``while_loop`` (one E-step in the program)."""
+    structure = get_structure(covariance_type)
+    params, regularised = _initial_params(
+        draws, rows, setting, user_init, k=k, covariance_type=covariance_type, init=init, degenerate=degenerate
     )
-    dtype = chunks.dtype
+    X_flat, _ = rows.flat()
+    dtype = rows.chunks.dtype
+    active = setting.active
+
+    def invalid(params):
+        return ~_all_finite(params) | jnp.any(active & ~structure.component_valid(params.scale, k))
 
     def body(state: _LoopState) -> _LoopState:
-        stats = e_step(state.params, chunks, mask)
-        log_likelihood = stats.log_likelihood / n_samples
-        new_params = m_step(stats, state.params, reg_covar)
-        return _LoopState(
-            params=new_params,
-            log_likelihood=log_likelihood,
-            change=log_likelihood - state.log_likelihood,
-            n_iter=state.n_iter + 1,
-            failed=~_all_finite(new_params),
-            history=state.history.at[state.n_iter].set(log_likelihood),
+        stats, worst = e_step(state.params, rows, moments)
+        log_likelihood = stats.log_likelihood / setting.total_weight
+        history = state.history.at[state.n_iter].set(log_likelihood)
+        new = _keep_inactive(structure, m_step(stats, setting.reg_covar, covariance_type, active), state.params, active)
+        events = state.events
+        if degenerate == "reseed":
+            new, reseeded, regularised = repair(
+                new,
+                stats,
+                X_flat[worst.row],
+                reg_covar=setting.reg_covar,
+                fallback_reg=setting.fallback_reg,
+                reseed_scale=setting.reseed_scale,
+                mean_row_weight=setting.mean_row_weight,
+                active=active,
+            )
+            events = events.record(state.n_iter + 1, reseeded, regularised)
+        change = log_likelihood - state.last_log_likelihood
+        finishing = state.stop  # this E-step scored the returned parameters
+        failed = ~finishing & invalid(new)
+        n_iter = state.n_iter + 1
+        running = _LoopState(
+            params=new,
+            n_iter=n_iter,
+            last_log_likelihood=log_likelihood,
+            change=change,
+            stop=(jnp.abs(change) < setting.tol) | (n_iter >= max_iter),
+            done=failed,
+            failed=failed,
+            log_likelihood=jnp.where(failed, -jnp.inf, log_likelihood).astype(dtype),
+            max_log_resp=state.max_log_resp,
+            history=history,
+            events=events,
         )
-
-    def cond(state: _LoopState) -> Array:
-        return (state.n_iter < max_iter) & ~(jnp.abs(state.change) < tol) & ~state.failed
+        finished = state._replace(
+            done=True, log_likelihood=log_likelihood, max_log_resp=stats.max_log_resp, history=history
+        )
+        return jax.tree.map(lambda a, b: jnp.where(finishing, a, b), finished, running)
 
     start = _LoopState(
         params=params,
-        log_likelihood=jnp.asarray(-jnp.inf, dtype),
-        change=jnp.asarray(jnp.inf, dtype),
         n_iter=jnp.asarray(0),
-        failed=~_all_finite(params),
+        last_log_likelihood=jnp.asarray(-jnp.inf, dtype),
+        change=jnp.asarray(jnp.inf, dtype),
+        stop=jnp.asarray(max_iter == 0),
+        done=invalid(params),
+        failed=invalid(params),
+        log_likelihood=jnp.asarray(-jnp.inf, dtype),
+        max_log_resp=jnp.asarray(0.0, dtype),
         history=jnp.full((max_iter + 1,), jnp.nan, dtype),
+        events=DegenerateEvents.none(k).record(0, jnp.zeros((k,), bool), regularised),
     )
-    state = lax.while_loop(cond, body, start)
-    final = e_step(state.params, chunks, mask).log_likelihood / n_samples
-    final = jnp.where(state.failed | ~jnp.isfinite(final), -jnp.inf, final)
-    return state._replace(log_likelihood=final, history=state.history.at[state.n_iter].set(final))
+    state = lax.while_loop(lambda state: ~state.done, body, start)
+    return state._replace(log_likelihood=jnp.where(jnp.isfinite(state.log_likelihood), state.log_likelihood, -jnp.inf))
 
 
-@functools.partial(jax.jit, static_argnames=("k", "n_samples", "covariance_type", "init", "max_iter", "chunk_size"))
-def _fit_restarts(X, keys, tol, reg_covar, user_init, *, k, n_samples, covariance_type, init, max_iter, chunk_size):
-    chunks, mask = chunk_rows(X, chunk_size)
-    fit = functools.partial(
-        _fit_one, k=k, n_samples=n_samples, covariance_type=covariance_type, init=init, max_iter=max_iter
-    )
-    states = jax.vmap(fit, in_axes=(0, None, None, None, None, None))(keys, chunks, mask, tol, reg_covar, user_init)
-    best = jnp.argmax(states.log_likelihood)
-    return jax.tree.map(lambda leaf: leaf[best], states), states.log_likelihood
+@functools.partial(
+    jax.jit, static_argnames=("k", "covariance_type", "init", "max_iter", "chunk_size", "moments", "degenerate", "mesh")
+)
+def fit_batch(X, weights, draws, active, setting, user_init, *, chunk_size, mesh, **static):
+    """Fits of one data set, vmapped, in groups of restarts; the best restart of each group.
+
+    Parameters
+    ----------
+    X, weights : (n, d), (n,) rescaled rows and their weights (sharded over ``mesh``, if any)
+    draws : (groups, restarts, ...) each fit's ``init_draws``
+    active : (groups, k) bool, the components each group uses (a prefix: a group's number
+        of components is ``active.sum()``; the others keep weight 0)
+    setting : _Setting (its ``active`` is replaced per group)
+    user_init : user-given initial parameters (or Nones), shared by all fits
+
+    Returns
+    -------
+    best : _LoopState with a leading (groups,) axis
+    log_likelihoods : (groups, restarts) every fit's final mean log-likelihood
+    """
+    rows = chunk_rows(X, weights, chunk_size, mesh)
+    fit = functools.partial(_fit_one, **static)
+
+    def one(draws, active):
+        return fit(draws, rows, setting._replace(active=active), user_init)
+
+    restarts = jax.vmap(one, in_axes=(0, None))
+    states = jax.vmap(restarts)(draws, active)  # (groups, restarts)
+    best = jnp.argmax(states.log_likelihood, axis=1)
+    pick = jax.vmap(lambda group, index: jax.tree.map(lambda leaf: leaf[index], group))
+    return pick(states, best), states.log_likelihood
 
 
-def default_chunk_size(n_samples: int, k: int, d: int, n_init: int = 1) -> int:
-    """Rows per chunk so that the (k, d, rows) whitened array holds about 2**20 elements."""
-    rows = _CHUNK_ELEMENTS // max(1, k * d * n_init)
+def default_chunk_size(n_samples: int, k: int, d: int, n_init: int = 1, moments: str = "whitened") -> int:
+    """Rows per chunk so that the per-chunk working array holds about 2**20 elements.
+
+    "whitened": the (k, d, rows) whitened rows; "raw": the (rows, d + p + k) features and
+    log-densities, with ``p`` quadratic features (d(d+1)/2 for full covariances).
+    """
+    width = k * d if moments == "whitened" else d + d * (d + 1) // 2 + k
+    rows = _CHUNK_ELEMENTS // max(1, width * n_init)
     return int(min(n_samples, max(256, rows)))
+
+
+def _power_of_two_scale(variance: float) -> float:
+    """``2^round(log2 sd)``: dividing by it is exact, so EM on the rescaled data is EM on the data."""
+    if not np.isfinite(variance) or variance <= 0:
+        return 1.0
+    return float(2.0 ** np.round(0.5 * np.log2(variance)))
+
+
+def _warn_degenerate(events: DegenerateEvents, *, reg_covar, fallback_reg, context="", stacklevel=4):
+    for component in np.flatnonzero(np.asarray(events.reseeded)):
+        warnings.warn(
+            f"{context}EM re-seeded component {component} {int(events.reseeded[component])} time(s), first at "
+            f"iteration {int(events.first_reseed[component])}: it was empty (held under {_EMPTY_FRACTION:g} of an "
+            "average row's weight) or its covariance could not be made positive definite. It restarted at the "
+            "worst-fitting row with the data's covariance. Fewer components (k) may fit these data better.",
+            DegenerateComponentWarning,
+            stacklevel=stacklevel,
+        )
+    for component in np.flatnonzero(np.asarray(events.regularised)):
+        warnings.warn(
+            f"{context}EM regularised the covariance of component {component} in {int(events.regularised[component])} "
+            f"M-step(s), first at iteration {int(events.first_regularised[component])}: with reg_covar={reg_covar:g} "
+            "it was not positive definite (the component sat on too few distinct points, duplicate rows or a "
+            f"constant feature), so reg_covar={fallback_reg:.3g} was added to its diagonal instead. Increase "
+            "reg_covar, use fewer components or covariance_type='diag'.",
+            DegenerateComponentWarning,
+            stacklevel=stacklevel,
+        )
+
+
+_DEGENERATE_ERROR = (
+    "Fitting the mixture failed: a component's covariance stopped being positive definite (for instance a "
+    "component collapsed onto a single point or onto duplicate rows). Increase reg_covar (now {reg_covar:g}), "
+    "use fewer components (now {k}), a constrained covariance_type such as 'diag', or degenerate='reseed'."
+)
 
 
 def em_fit(
@@ -262,6 +523,9 @@ def em_fit(
     weights_init=None,
     means_init=None,
     covariances_init=None,
+    sample_weight=None,
+    degenerate: str = "reseed",
+    moments: str = "auto",
     chunk_size: int | None = None,
 ) -> EMResult:
     """Fit a Gaussian mixture by maximum likelihood with EM.
@@ -271,7 +535,7 @@ def em_fit(
     X : array-like (n_samples, n_features)
         Data; lists, int/float arrays and pandas DataFrames are accepted.
     k : int
-        Number of components, ``1 <= k <= n_samples``.
+        Number of components, ``1 <= k <=`` the number of rows of positive weight.
     covariance_type : {"full", "tied", "diag", "spherical"}
         Covariance structure; shapes of the fitted ``covariances`` per type:
         full (k, d, d), tied (d, d), diag (k, d), spherical (k,).
@@ -293,30 +557,50 @@ def em_fit(
     covariances_init : array-like, optional
         In scikit-learn's layout for ``covariance_type``. When all three are given,
         no random initialisation runs (and restarts would be identical, so one runs).
+    sample_weight : array-like (n_samples,), optional
+        Non-negative weight per row: a row of integer weight ``m`` counts as ``m`` copies
+        of it, a row of weight 0 is dropped. The log-likelihood is the weighted mean.
+    degenerate : {"reseed", "raise"}
+        What to do when a component degenerates. "reseed" (default): a covariance that is
+        not positive definite gets a larger diagonal term for that M-step, and an empty
+        component restarts at one of the worst-fitting rows with the data's covariance;
+        each is reported by a ``DegenerateComponentWarning`` naming the component and the
+        iteration; the result is never NaN. "raise": a ``ValueError`` (scikit-learn's
+        behaviour).
+    moments : {"auto", "whitened", "raw"}
+        How the E-step accumulates the statistics (both give the same fit up to round-off):
+        "whitened" about the current means in whitened coordinates (accurate in float32),
+        "raw" from quadratic features (half the flops; for float64). "auto": "raw" in
+        float64, "whitened" otherwise.
     chunk_size : int, optional
-        Rows per E-step chunk; by default about ``2**20 / (k d n_init)``.
+        Rows per E-step chunk; by default about ``2**20`` working elements per chunk.
 
     Returns
     -------
     EMResult
-        ``(params, log_likelihood, n_iter, converged, log_likelihood_history)``.
+        ``(params, log_likelihood, n_iter, converged, log_likelihood_history,
+        restart_log_likelihoods)``.
 
     Raises
     ------
     ValueError
-        On invalid input, or when a covariance stops being positive definite
-        (increase ``reg_covar``).
+        On invalid input, or with ``degenerate="raise"`` when a covariance stops being
+        positive definite (increase ``reg_covar``).
 
     Warns
     -----
     ConvergenceWarning
         When the best restart did not converge within ``max_iter``.
+    DegenerateComponentWarning
+        When ``degenerate="reseed"`` had to act on the returned restart.
 
     Notes
     -----
     Computes in float64 when ``jax_enable_x64`` is on, else float32. The data are
-    centred (in float64, on the host) before fitting and the means shifted back, so
-    float32 keeps its digits on data far from the origin.
+    centred (weighted mean, in float64, on the host) and divided by a power of two near
+    their standard deviation before fitting, and the parameters mapped back: the
+    rescaling is exact, float32 keeps its digits on data far from the origin, and values
+    near the floating-point limits (1e150) stay finite. ``reg_covar`` is on the data's scale.
 
     Examples
     --------
@@ -335,64 +619,226 @@ def em_fit(
     A. P. Dempster, N. M. Laird and D. B. Rubin, "Maximum likelihood from incomplete
     data via the EM algorithm", JRSS B 39(1), 1977.
     """
+    reg_covar = _validation.check_nonnegative_float(reg_covar, "reg_covar")
+    data = prepare_data(X, sample_weight, dtype=jnp.result_type(float))
+    k = _validation.check_n_components(k, data.n_positive)
+    weights_init, means_init, covariances_init = _validation.check_initial_parameters(
+        weights_init, means_init, covariances_init, k=k, d=data.n_features, covariance_type=covariance_type
+    )
+    user_init = (weights_init, means_init, covariances_init)
+    if all(value is not None for value in user_init):
+        n_init = 1
+    ((result, _),) = fit_groups(
+        data,
+        [k],
+        covariance_type=covariance_type,
+        n_init=n_init,
+        init=init,
+        max_iter=max_iter,
+        tol=tol,
+        reg_covar=reg_covar,
+        seed=seed,
+        user_init=user_init,
+        degenerate=degenerate,
+        moments=moments,
+        chunk_size=chunk_size,
+    )
+    return result
+
+
+def prepare_data(X, sample_weight=None, *, dtype) -> _Prepared:
+    """Validate ``X`` (array-like or ``ShardedRows``) and ``sample_weight``; centre and rescale."""
+    if isinstance(X, ShardedRows):
+        if sample_weight is not None:
+            raise ValueError("With sharded rows, pass sample_weight to bayesgmm.shard, not to em_fit.")
+        return _prepare_sharded(X, dtype)
     X = _validation.check_data(X)
-    n_samples, n_features = X.shape
-    k = _validation.check_n_components(k, n_samples)
+    return _prepare(X, _validation.check_sample_weight(sample_weight, X.shape[0]), dtype)
+
+
+def fit_groups(
+    data: _Prepared,
+    ks: list[int],
+    *,
+    covariance_type: str,
+    n_init: int,
+    init: str,
+    max_iter: int,
+    tol: float,
+    reg_covar: float,
+    seed,
+    user_init=(None, None, None),
+    degenerate: str = "reseed",
+    moments: str = "auto",
+    chunk_size: int | None = None,
+    context: str = "",
+) -> list[tuple[EMResult, float]]:
+    """One ``EMResult`` per number of components in ``ks``, all fitted in one batched program.
+
+    The fits use ``max(ks)`` components with the extra ones switched off (weight 0), so
+    fits with different ``k`` have equal shapes and run vmapped together with their
+    ``n_init`` restarts; each equals ``em_fit`` with that ``k`` and ``seed`` up to
+    round-off (the initial draws of a restart do not depend on ``k``, except for
+    ``init="random"``). ``user_init`` (weights, means, covariances in scikit-learn's layout,
+    on the data's scale, or Nones) needs a single ``k``.
+
+    Returns ``(result, Σ_i w_i max_k log r_ik)`` pairs; the second is ICL's classification term.
+    """
     structure = get_structure(covariance_type)
+    dtype = data.X.dtype
     n_init = _validation.check_int_at_least(n_init, "n_init", 1)
     max_iter = _validation.check_int_at_least(max_iter, "max_iter", 0)
     tol = _validation.check_nonnegative_float(tol, "tol")
-    reg_covar = _validation.check_nonnegative_float(reg_covar, "reg_covar")
     init = _validation.check_choice(init, "init", INIT_METHODS)
-    weights_init, means_init, covariances_init = _validation.check_initial_parameters(
-        weights_init, means_init, covariances_init, k=k, d=n_features, covariance_type=covariance_type
-    )
+    degenerate = _validation.check_choice(degenerate, "degenerate", DEGENERATE)
+    moments = resolve_moments(moments, dtype)
+    k_max = max(ks)
+    n_rows = data.X.shape[0]
     if chunk_size is not None:
-        chunk_size = min(_validation.check_int_at_least(chunk_size, "chunk_size", 1), n_samples)
-    if all(value is not None for value in (weights_init, means_init, covariances_init)):
-        n_init = 1
-    chunk_size = chunk_size or default_chunk_size(n_samples, k, n_features, n_init)
-
-    dtype = jnp.result_type(float)
-    center = X.mean(axis=0)
-    X_centered = jnp.asarray(X - center, dtype=dtype)
-    user_init = (
+        chunk_size = min(_validation.check_int_at_least(chunk_size, "chunk_size", 1), n_rows)
+    chunk_size = chunk_size or default_chunk_size(n_rows, k_max, data.n_features, n_init * len(ks), moments)
+    weights_init, means_init, covariances_init = user_init
+    scaled_init = (
         None if weights_init is None else jnp.asarray(weights_init, dtype),
-        None if means_init is None else jnp.asarray(means_init - center, dtype),
-        None if covariances_init is None else structure.from_covariances(jnp.asarray(covariances_init, dtype)),
+        None if means_init is None else jnp.asarray((means_init - data.center) / data.scale, dtype),
+        None
+        if covariances_init is None
+        else structure.from_covariances(jnp.asarray(covariances_init / data.scale**2, dtype)),
     )
-    key = jax.random.key(seed) if isinstance(seed, (int, np.integer)) else seed
-    state, _ = _fit_restarts(  # the second value: every restart's final log-likelihood
-        X_centered,
-        jax.random.split(key, n_init),
-        jnp.asarray(tol, dtype),
-        jnp.asarray(reg_covar, dtype),
-        user_init,
-        k=k,
-        n_samples=n_samples,
+    setting = _setting(data, structure, k_max, reg_covar, tol, dtype)
+    draws = init_draws(seed, n_init, k_max, init, data.n_positive)
+    states, log_likelihoods = fit_batch(
+        data.X,
+        data.weights,
+        jnp.broadcast_to(draws, (len(ks),) + draws.shape),
+        jnp.arange(k_max)[None, :] < jnp.asarray(ks)[:, None],
+        setting,
+        scaled_init,
+        k=k_max,
         covariance_type=covariance_type,
         init=init,
         max_iter=max_iter,
         chunk_size=chunk_size,
+        moments=moments,
+        degenerate=degenerate,
+        mesh=data.mesh,
     )
-    if bool(state.failed) or not np.isfinite(float(state.log_likelihood)):
-        raise ValueError(
-            "Fitting the mixture failed: a component's covariance stopped being positive "
-            "definite (for instance a component collapsed onto a single point or onto "
-            f"duplicate rows). Increase reg_covar (now {reg_covar:g}), use fewer components "
-            f"(now {k}), or use a constrained covariance_type such as 'diag'."
+    states = jax.device_get(states)
+    results = []
+    for group, k in enumerate(ks):
+        state = jax.tree.map(lambda leaf, group=group: leaf[group], states)
+        if bool(state.failed) or not np.isfinite(float(state.log_likelihood)):
+            raise ValueError(context + _DEGENERATE_ERROR.format(reg_covar=reg_covar, k=k))
+        state = state._replace(
+            params=_first_components(state.params, k), events=jax.tree.map(lambda leaf, k=k: leaf[:k], state.events)
         )
-    n_iter = int(state.n_iter)
-    converged = bool(jnp.abs(state.change) < tol)
-    if not converged and max_iter > 0:
-        warnings.warn(
-            f"EM did not converge in max_iter={max_iter} iterations: the last change in mean "
-            f"log-likelihood was {float(state.change):.3g} (tol={tol:g}). Increase max_iter or "
-            "tol, or try other initialisations (n_init, init).",
-            ConvergenceWarning,
-            stacklevel=2,
+        _warn_degenerate(
+            state.events, reg_covar=reg_covar, fallback_reg=float(setting.fallback_reg) * data.scale**2, context=context
         )
-    params = state.params
-    params = GMMParams(params.weights, params.means + jnp.asarray(center, dtype), params.scale, covariance_type)
-    history = np.asarray(state.history)[: n_iter + 1]
-    return EMResult(params, float(state.log_likelihood), n_iter, converged, history)
+        result = data.result(state, log_likelihoods[group], tol=tol, max_iter=max_iter, context=context)
+        results.append((result, float(state.max_log_resp)))
+    return results
+
+
+def _first_components(params: GMMParams, k: int) -> GMMParams:
+    """The first ``k`` components (those in use); their weights already sum to 1."""
+    first = np.arange(k)
+    scale = params.structure.permute(jnp.asarray(params.scale), first)
+    return GMMParams(jnp.asarray(params.weights[:k]), jnp.asarray(params.means[:k]), scale, params.covariance_type)
+
+
+class _Prepared(NamedTuple):
+    """Data centred and rescaled for fitting, their moments, and how to map results back."""
+
+    X: Array  # (n, d) (X − center) / scale in the compute dtype (sharded over mesh, if any)
+    weights: Array  # (n,) row weights in the compute dtype
+    center: np.ndarray  # (d,) weighted mean, float64
+    scale: float  # a power of two near the data's standard deviation
+    covariance: np.ndarray  # (d, d) weighted covariance of the rescaled data, float64
+    total_weight: float
+    n_positive: int  # rows of positive weight
+    mesh: object = None
+
+    @property
+    def n_features(self) -> int:
+        return self.center.shape[0]
+
+    def result(self, state: _LoopState, restart_log_likelihoods, *, tol: float, max_iter: int, context="") -> EMResult:
+        """The EMResult on the data's scale; warns on non-convergence."""
+        n_iter = int(state.n_iter)
+        converged = bool(jnp.abs(state.change) < tol)
+        if not converged and max_iter > 0:
+            warnings.warn(
+                f"{context}EM did not converge in max_iter={max_iter} iterations: the last change in mean "
+                f"log-likelihood was {float(state.change):.3g} (tol={tol:g}). Increase max_iter or "
+                "tol, or try other initialisations (n_init, init).",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+        params = state.params
+        dtype = params.dtype
+        d = params.n_features
+        params = GMMParams(
+            params.weights,
+            params.means * jnp.asarray(self.scale, dtype) + jnp.asarray(self.center, dtype),
+            params.scale * jnp.asarray(self.scale, dtype),
+            params.covariance_type,
+        )
+        log_scale = d * math.log(self.scale)
+        history = np.asarray(state.history)[: n_iter + 1] - log_scale
+        return EMResult(
+            params,
+            float(state.log_likelihood) - log_scale,
+            n_iter,
+            converged,
+            history,
+            np.asarray(restart_log_likelihoods) - log_scale,
+        )
+
+
+def _prepare(X: np.ndarray, weights: np.ndarray, dtype) -> _Prepared:
+    """Centre and rescale in-memory rows (float64, on the host)."""
+    total = float(weights.sum())
+    center = weights @ X / total
+    centred = X - center
+    covariance = (centred * weights[:, None]).T @ centred / total
+    scale = _power_of_two_scale(float(np.mean(np.diag(covariance))))
+    return _Prepared(
+        jnp.asarray(centred / scale, dtype),
+        jnp.asarray(weights, dtype),
+        center,
+        scale,
+        covariance / scale**2,
+        total,
+        int(np.count_nonzero(weights)),
+    )
+
+
+def _prepare_sharded(rows: ShardedRows, dtype) -> _Prepared:
+    """Centre and rescale sharded rows on their devices (the rows stay where they are)."""
+    from bayesgmm.sharding import _standardise, describe
+
+    total, center, covariance, n_positive = describe(rows)
+    scale = _power_of_two_scale(float(np.mean(np.diag(covariance))))
+    X = _standardise(rows.X.astype(dtype), jnp.asarray(center, dtype), jnp.asarray(scale, dtype))
+    return _Prepared(X, rows.weights.astype(dtype), center, scale, covariance / scale**2, total, n_positive, rows.mesh)
+
+
+def _setting(data: _Prepared, structure, k: int, reg_covar: float, tol: float, dtype) -> _Setting:
+    """The fit's dynamic settings on the rescaled data (fallback regularisation, re-seed covariance...)."""
+    reg = reg_covar / data.scale**2
+    eps = float(jnp.finfo(dtype).eps)
+    fallback = max(10.0 * reg, 1e3 * eps * max(1.0, float(np.mean(np.diag(data.covariance)))))
+    d = data.covariance.shape[0]
+    reseed = structure.from_covariances(
+        jnp.asarray(structure.layout_from_full(data.covariance + max(reg, fallback) * np.eye(d), k), dtype)
+    )
+    return _Setting(
+        tol=jnp.asarray(tol, dtype),
+        reg_covar=jnp.asarray(reg, dtype),
+        fallback_reg=jnp.asarray(fallback, dtype),
+        reseed_scale=reseed,
+        total_weight=jnp.asarray(data.total_weight, dtype),
+        mean_row_weight=jnp.asarray(data.total_weight / data.n_positive, dtype),
+        active=jnp.ones((k,), bool),
+    )

@@ -16,9 +16,13 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array, lax
 
+from bayesgmm.chunks import Rows, accumulate
+
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+_MAX_TRIALS = 8  # k-means++ candidates drawn per center (more for k > 403); 2 + floor(log k) are used
 
 
 class InitialAssignment(NamedTuple):
@@ -38,15 +42,29 @@ def _squared_distances(x: Array, centers: Array) -> Array:
     return jnp.sum(diff * diff, axis=-1)
 
 
-def kmeans_plusplus(key: Array, X: Array, weights: Array, k: int) -> Array:
+def _n_local_trials(n_centers) -> Array:
+    """scikit-learn's number of k-means++ candidates per center, ``2 + floor(log k)``."""
+    return 2 + jnp.floor(jnp.log(n_centers)).astype(jnp.int32)
+
+
+def kmeans_plusplus(draws: Array, X: Array, weights: Array, k: int, n_active=None) -> Array:
     """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007; scikit-learn's variant).
+
+    The first center is a row drawn with probability proportional to its weight; each
+    next one is the best (lowest potential) of ``2 + floor(log k)`` candidates drawn with
+    probability proportional to ``w_i D(x_i)²``.
 
     Parameters
     ----------
-    key : PRNG key
+    draws : (k, T) uniforms on [0, 1): row ``i`` draws the candidates for center ``i``
+        (``init_draws``; the first center uses ``draws[0, 0]``)
     X : (n, d) rows
     weights : (n,) row weights; zero for padding rows, which are never chosen.
-    k : number of centers
+    k : number of centers (static)
+    n_active : int array (), optional
+        Seed only the first ``n_active <= k`` centers (the rest repeat the first); with the
+        same draws, the first ``n_active`` equal those of a run with ``k = n_active``. Used
+        to batch fits with different numbers of components.
 
     Returns
     -------
@@ -56,27 +74,35 @@ def kmeans_plusplus(key: Array, X: Array, weights: Array, k: int) -> Array:
     ----------
     D. Arthur and S. Vassilvitskii, "k-means++: the advantages of careful seeding", SODA 2007.
     """
-    n_local_trials = 2 + int(math.log(k))
-    key_first, key_rest = jax.random.split(key)
-    first = jax.random.categorical(key_first, jnp.log(weights))
-    closest = jnp.sum((X - X[first]) ** 2, axis=-1) * weights
-    indices = jnp.zeros((k,), dtype=jnp.int32).at[0].set(first.astype(jnp.int32))
+    n_active = jnp.asarray(k if n_active is None else n_active)
+    n_trials = _n_local_trials(n_active)
+    draws = draws.astype(X.dtype)
+    trials = jnp.arange(draws.shape[1])
 
     def add_center(i, carry):
-        indices, closest = carry
+        indices, closest = carry  # closest: w_i D(x_i)² (the weights before the first center)
         cumulative = jnp.cumsum(closest)
-        draws = jax.random.uniform(jax.random.fold_in(key_rest, i), (n_local_trials,), dtype=X.dtype)
-        candidates = jnp.clip(jnp.searchsorted(cumulative, draws * cumulative[-1]), 0, X.shape[0] - 1)
-        candidate_closest = jnp.minimum(closest, _squared_distances(X, X[candidates]) * weights)
-        best = jnp.argmin(jnp.sum(candidate_closest, axis=-1))
-        return indices.at[i].set(candidates[best].astype(indices.dtype)), candidate_closest[best]
+        candidates = jnp.clip(jnp.searchsorted(cumulative, draws[i] * cumulative[-1]), 0, X.shape[0] - 1)
+        distances = _squared_distances(X, X[candidates]) * weights  # (T, n)
+        candidate_closest = jnp.where(i == 0, distances, jnp.minimum(closest, distances))
+        usable = jnp.where(i == 0, trials < 1, trials < n_trials)  # the first center is one plain draw
+        best = jnp.argmin(jnp.where(usable, jnp.sum(candidate_closest, axis=-1), jnp.inf))
+        chosen = i < n_active
+        indices = indices.at[i].set(jnp.where(chosen, candidates[best], indices[0]).astype(indices.dtype))
+        return indices, jnp.where(chosen, candidate_closest[best], closest)
 
-    indices, _ = lax.fori_loop(1, k, add_center, (indices, closest))
+    indices = jnp.zeros((k,), dtype=jnp.int32)
+    indices, _ = lax.fori_loop(0, k, add_center, (indices, weights.astype(X.dtype)))
     return indices
 
 
-def lloyd(chunks: Array, mask: Array, centers: Array, *, max_iter: int = 300, tol: float = 1e-4) -> Array:
-    """Lloyd's k-means iterations over chunked rows.
+def _nearest(x: Array, centers: Array, active: Array) -> Array:
+    """(c,) index of the nearest active center of each row."""
+    return jnp.argmin(jnp.where(active[:, None], _squared_distances(x, centers), jnp.inf), axis=0)
+
+
+def lloyd(rows: Rows, centers: Array, active: Array, *, max_iter: int = 300, tol: float = 1e-4) -> Array:
+    """Lloyd's k-means iterations over weighted, chunked rows.
 
     Stops when the total squared center shift is at most ``tol`` times the mean
     feature variance (scikit-learn's rule) or after ``max_iter`` iterations.
@@ -84,34 +110,32 @@ def lloyd(chunks: Array, mask: Array, centers: Array, *, max_iter: int = 300, to
 
     Parameters
     ----------
-    chunks : (m, c, d) rows in chunks
-    mask : (m, c) 1 for real rows, 0 for padding
+    rows : Rows (chunks and row weights)
     centers : (k, d) starting centers
+    active : (k,) bool; inactive centers are never assigned rows
 
     Returns
     -------
     centers : (k, d)
     """
     k = centers.shape[0]
-    n = jnp.sum(mask)
-    mean = jnp.einsum("mc,mcd->d", mask, chunks) / n
-    variance = jnp.einsum("mc,mcd->d", mask, (chunks - mean) ** 2) / n
+    X, weights = rows.flat()
+    total = jnp.sum(weights)
+    mean = weights @ X / total
+    variance = weights @ (X - mean) ** 2 / total
     threshold = tol * jnp.mean(variance)
 
     def sums_and_counts(centers):
-        def per_chunk(carry, xs):
-            x, m = xs
-            labels = jnp.argmin(_squared_distances(x, centers), axis=0)
-            one_hot = jax.nn.one_hot(labels, k, axis=0, dtype=x.dtype) * m
-            return (carry[0] + one_hot @ x, carry[1] + jnp.sum(one_hot, axis=1)), None
+        def per_chunk(x, w, row_ids, chunk_index):
+            one_hot = jax.nn.one_hot(_nearest(x, centers, active), k, axis=0, dtype=x.dtype) * w
+            return one_hot @ x, jnp.sum(one_hot, axis=1)
 
-        zeros = (jnp.zeros_like(centers), jnp.zeros((k,), centers.dtype))
-        return lax.scan(per_chunk, zeros, (chunks, mask))[0]
+        return accumulate(rows, per_chunk)
 
     def body(state):
         i, centers, _ = state
         sums, counts = sums_and_counts(centers)
-        new = jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1)[:, None], centers)
+        new = jnp.where(counts[:, None] > 0, sums / jnp.where(counts > 0, counts, 1)[:, None], centers)
         return i + 1, new, jnp.sum((new - centers) ** 2)
 
     def cond(state):
@@ -122,43 +146,82 @@ def lloyd(chunks: Array, mask: Array, centers: Array, *, max_iter: int = 300, to
     return centers
 
 
-def initial_assignment(
-    method: str, key: Array, chunks: Array, mask: Array, k: int, n_samples: int
-) -> InitialAssignment:
+def init_draws(seed, n_init: int, k: int, method: str, n_positive: int):
+    """The random numbers every restart's initialisation needs, drawn on the host.
+
+    Drawing them with NumPy (one independent stream per restart, from
+    ``SeedSequence(seed).spawn``) keeps the random-number generator out of the compiled
+    program, where each call site costs about half a second of XLA compilation; and each
+    restart's draws do not depend on ``n_init``, nor their first rows on ``k``.
+
+    Parameters
+    ----------
+    seed : int, or a JAX PRNG key (its bits seed the streams)
+    n_init : int
+    k : int
+    method : one of ``INIT_METHODS``
+    n_positive : int, the number of rows of positive weight
+
+    Returns
+    -------
+    kmeans, k-means++: (n_init, k, T) uniforms on [0, 1) (``T`` candidates per center);
+    random_from_data: (n_init, k) int ranks of distinct rows among those of positive weight
+    (so the rows drawn do not depend on padding or on how rows are laid out on devices);
+    random: (n_init,) uint32 seeds for the responsibilities drawn in the program.
+    """
+    if not isinstance(seed, (int, np.integer)):  # a JAX key
+        seed = [int(word) for word in np.asarray(jax.random.key_data(seed)).ravel()]
+    streams = [np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(n_init)]
+    if method in ("kmeans", "k-means++"):
+        trials = max(_MAX_TRIALS, 2 + int(math.log(k)))
+        return np.stack([stream.random((k, trials)) for stream in streams])
+    if method == "random_from_data":
+        return np.stack([stream.permutation(n_positive)[:k] for stream in streams]).astype(np.int32)
+    if method == "random":
+        return np.array([stream.integers(0, 2**32, dtype=np.uint32) for stream in streams])
+    raise ValueError(f"init must be one of {INIT_METHODS}, got {method!r}.")
+
+
+def initial_assignment(method: str, draws: Array, rows: Rows, k: int, active: Array) -> InitialAssignment:
     """Initial responsibilities for EM by ``method`` (see ``INIT_METHODS``).
 
     - "kmeans": k-means++ seeding then Lloyd iterations; hard assignments.
     - "k-means++": k-means++ seeds; one point per component (covariance = reg_covar).
     - "random": responsibilities uniform on [0, 1), normalised per row.
-    - "random_from_data": k distinct rows; one point per component.
+    - "random_from_data": k distinct rows of positive weight; one point per component.
+
+    ``draws`` are one restart's ``init_draws``. Only the ``active`` components (a (k,)
+    bool mask, a prefix) get rows.
     """
-    d = chunks.shape[-1]
-    flat = chunks.reshape((-1, d))
-    flat_mask = mask.reshape((-1,))
+    flat, flat_weights = rows.flat()
+    n_active = jnp.sum(active)
 
     def from_indices(indices):
         def responsibilities(x, row_ids, chunk_index):
-            return (indices[:, None] == row_ids[None, :]).astype(x.dtype)
+            return ((indices[:, None] == row_ids[None, :]) & active[:, None]).astype(x.dtype)
 
         return InitialAssignment(responsibilities, flat[indices])
 
     if method == "kmeans":
-        centers = lloyd(chunks, mask, flat[kmeans_plusplus(key, flat, flat_mask, k)])
+        seeds = flat[kmeans_plusplus(draws, flat, flat_weights, k, n_active)]
+        centers = lloyd(rows, seeds, active)
 
         def responsibilities(x, row_ids, chunk_index):
-            labels = jnp.argmin(_squared_distances(x, centers), axis=0)
-            return jax.nn.one_hot(labels, k, axis=0, dtype=x.dtype)
+            return jax.nn.one_hot(_nearest(x, centers, active), k, axis=0, dtype=x.dtype)
 
         return InitialAssignment(responsibilities, centers)
     if method == "k-means++":
-        return from_indices(kmeans_plusplus(key, flat, flat_mask, k))
-    if method == "random_from_data":
-        return from_indices(jax.random.choice(key, n_samples, (k,), replace=False))
+        return from_indices(kmeans_plusplus(draws, flat, flat_weights, k, n_active))
+    if method == "random_from_data":  # the rows of those ranks among the rows of positive weight
+        ranks = jnp.cumsum(flat_weights > 0)
+        return from_indices(jnp.searchsorted(ranks, draws + 1).astype(jnp.int32))
     if method == "random":
+        key = jax.random.key(draws)
 
         def responsibilities(x, row_ids, chunk_index):
-            draws = jax.random.uniform(jax.random.fold_in(key, chunk_index), (k, x.shape[0]), dtype=x.dtype)
-            return draws / jnp.sum(draws, axis=0, keepdims=True)
+            uniform = jax.random.uniform(jax.random.fold_in(key, chunk_index), (k, x.shape[0]), dtype=x.dtype)
+            uniform = uniform * active[:, None]
+            return uniform / jnp.sum(uniform, axis=0, keepdims=True)
 
-        return InitialAssignment(responsibilities, jnp.zeros((k, d), chunks.dtype))
+        return InitialAssignment(responsibilities, jnp.zeros((k, rows.n_features), rows.chunks.dtype))
     raise ValueError(f"init must be one of {INIT_METHODS}, got {method!r}.")

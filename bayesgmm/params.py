@@ -205,6 +205,16 @@ class GMMParams:
         n = jnp.shape(X)[0]
         return -2.0 * n * self.score(X) + 2.0 * self.n_parameters
 
+    def icl(self, X) -> Array:
+        """Integrated completed likelihood ``BIC − 2 Σ_i log max_k r_ik`` (lower is better).
+
+        BIC plus twice the entropy of the hard classification (Biernacki, Celeux and Govaert
+        2000; mclust's ICL with the sign flipped): it penalises overlapping components.
+        """
+        log_joint = self.log_joint(X)
+        log_resp = log_joint - jax.nn.logsumexp(log_joint, axis=-1, keepdims=True)
+        return self.bic(X) - 2.0 * jnp.sum(jnp.max(log_resp, axis=-1), axis=-1)
+
     def sample(self, n_samples: int, seed: int | Array = 0) -> tuple[Array, Array]:
         """Draw ``n_samples`` rows from the mixture.
 

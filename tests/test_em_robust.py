@@ -1,0 +1,204 @@
+"""em_fit on weighted rows, degenerate data, extreme scales, and the two E-step formulations."""
+
+import warnings
+
+import jax
+import numpy as np
+import pytest
+
+import bayesgmm
+from bayesgmm.em import DegenerateComponentWarning
+from tests._references import COVARIANCE_TYPES, covariances_in_layout, make_mixture_data
+
+
+def _fit(X, k, **kwargs):
+    """em_fit for a fixed number of iterations (tol=0): not converging is expected, so not warned."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bayesgmm.ConvergenceWarning)
+        return bayesgmm.em_fit(X, k, **kwargs)
+
+
+def _start(X, k, covariance_type, seed=0):
+    rng = np.random.default_rng(seed)
+    means = X[rng.choice(len(X), size=k, replace=False)]
+    data_covariance = np.atleast_2d(np.cov(X.T))
+    covariances = covariances_in_layout(np.repeat(data_covariance[None], k, axis=0), covariance_type)
+    return dict(weights_init=np.full(k, 1.0 / k), means_init=means, covariances_init=covariances)
+
+
+def _assert_same_fit(a, b, rtol):
+    np.testing.assert_allclose(a.params.weights, b.params.weights, rtol=rtol)
+    np.testing.assert_allclose(a.params.means, b.params.means, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(a.params.covariances, b.params.covariances, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(a.log_likelihood, b.log_likelihood, rtol=rtol)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_integer_weights_equal_repeated_rows(covariance_type):
+    """Weight m counts as m copies (same initial parameters): equal to round-off.
+
+    The spec asks for 1e-8 in float64; only summation order differs (weighted sums vs
+    repeated terms), ~1e-14 after 10 iterations.
+    """
+    X, _ = make_mixture_data(np.random.default_rng(20), 120, 2, 3)
+    counts = np.random.default_rng(21).integers(0, 4, size=len(X))  # zeros drop rows
+    start = _start(X, 3, covariance_type)
+    kwargs = dict(covariance_type=covariance_type, tol=0.0, max_iter=10, **start)
+    weighted = _fit(X, 3, sample_weight=counts, **kwargs)
+    repeated = _fit(np.repeat(X, counts, axis=0), 3, **kwargs)
+    _assert_same_fit(weighted, repeated, rtol=1e-8)
+
+
+def test_zero_weights_drop_rows_also_for_kmeans_init():
+    """k-means++ never draws a zero-weight row and Lloyd ignores them: the same fit as without them."""
+    X, _ = make_mixture_data(np.random.default_rng(22), 300, 2, 3)
+    keep = np.random.default_rng(23).random(len(X)) < 0.7
+    weighted = bayesgmm.em_fit(X, 3, sample_weight=keep.astype(float), seed=4, n_init=3)
+    subset = bayesgmm.em_fit(X[keep], 3, seed=4, n_init=3)
+    _assert_same_fit(weighted, subset, rtol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        (np.ones(5), r"shape \(20,\)"),
+        (-np.ones(20), r">= 0"),
+        (np.full(20, np.nan), r"NaN"),
+        (np.zeros(20), r"zero for every row"),
+        (np.r_[np.ones(2), np.zeros(18)], r"k=3 components need at least 3"),
+    ],
+)
+def test_bad_sample_weight_is_a_clear_error(weights, message):
+    with pytest.raises(ValueError, match=message):
+        bayesgmm.em_fit(np.random.default_rng(0).normal(size=(20, 2)), 3, sample_weight=weights)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_raw_and_whitened_moments_agree(covariance_type):
+    """Two accumulations of the same statistics: equal to float64 round-off after 15 iterations.
+
+    The raw form loses about eps * (|mu| / sigma)^2 ~ 1e-14 to cancellation on these centred
+    data; 1e-9 leaves room for that while any algebra slip shows at 1e-3.
+    """
+    X, _ = make_mixture_data(np.random.default_rng(24), 500, 3, 3)
+    kwargs = dict(covariance_type=covariance_type, tol=0.0, max_iter=15, **_start(X, 3, covariance_type))
+    raw = _fit(X, 3, moments="raw", **kwargs)
+    whitened = _fit(X, 3, moments="whitened", **kwargs)
+    _assert_same_fit(raw, whitened, rtol=1e-9)
+    np.testing.assert_allclose(raw.log_likelihood_history, whitened.log_likelihood_history, rtol=1e-10)
+
+
+def test_power_of_two_rescaling_is_exact_for_huge_and_tiny_data():
+    """Data at 1e150 or 1e-150 give the rescaled fit of the same data at unit scale.
+
+    Dividing by a power of two is exact, so the only differences are in the final
+    rescaling of the parameters (1 ulp) and the log-likelihood shift d log s.
+    """
+    X, _ = make_mixture_data(np.random.default_rng(25), 200, 2, 2)
+    unit = bayesgmm.em_fit(X, 2, seed=1, reg_covar=0.0)
+    for factor in (2.0**500, 2.0**-500):  # ~3e150, ~3e-151
+        scaled = bayesgmm.em_fit(X * factor, 2, seed=1, reg_covar=0.0)
+        np.testing.assert_allclose(np.asarray(scaled.params.means) / factor, unit.params.means, rtol=1e-12)
+        np.testing.assert_allclose(
+            np.asarray(scaled.params.covariances) / factor**2, unit.params.covariances, rtol=1e-12
+        )
+        np.testing.assert_allclose(scaled.log_likelihood + 2 * np.log(factor), unit.log_likelihood, rtol=1e-12)
+
+
+def test_mixed_feature_scales_are_affine_equivariant():
+    """Features at 1e-6 and 1e6: the fit is the unit-scale fit with each feature rescaled.
+
+    With reg_covar=0 EM is exactly affine-equivariant; a ratio of 1e12 between the feature
+    scales must cost no more than a few digits (float64 keeps ~16).
+    """
+    X, _ = make_mixture_data(np.random.default_rng(26), 300, 2, 2)
+    scales = np.array([1e-6, 1e6])
+    start = _start(X, 2, "full")
+    unit = bayesgmm.em_fit(X, 2, reg_covar=0.0, tol=1e-10, max_iter=500, **start)
+    scaled_start = dict(
+        weights_init=start["weights_init"],
+        means_init=start["means_init"] * scales,
+        covariances_init=start["covariances_init"] * np.outer(scales, scales),
+    )
+    mixed = bayesgmm.em_fit(X * scales, 2, reg_covar=0.0, tol=1e-10, max_iter=500, **scaled_start)
+    np.testing.assert_allclose(np.asarray(mixed.params.means) / scales, unit.params.means, rtol=1e-7)
+    np.testing.assert_allclose(
+        np.asarray(mixed.params.covariances) / np.outer(scales, scales), unit.params.covariances, rtol=1e-7
+    )
+    np.testing.assert_allclose(mixed.log_likelihood + np.log(scales).sum(), unit.log_likelihood, rtol=1e-9)
+
+
+def _quiet_fit(X, k, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = bayesgmm.em_fit(X, k, **kwargs)
+    messages = [str(w.message) for w in caught if issubclass(w.category, DegenerateComponentWarning)]
+    return result, messages
+
+
+def _finite(result):
+    return np.isfinite(result.log_likelihood) and all(
+        np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(result.params)
+    )
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_empty_component_is_reseeded_with_a_warning(covariance_type):
+    """A component started far from every row gets no responsibility: EM re-seeds it and says so.
+
+    Here the worst-fitting row (under the one live component, spread over both clusters) is at
+    the outer edge of a cluster, so after re-seeding there the fit reaches the two-cluster
+    optimum that a good start reaches (same log-likelihood to tol), instead of keeping a dead
+    component. (Re-seeding is a heuristic: elsewhere it may reach another local optimum.)
+    """
+    rng = np.random.default_rng(27)
+    X = np.concatenate([rng.normal([-4, 0], 1, (150, 2)), rng.normal([4, 0], 1, (150, 2))])
+    start = _start(X, 2, covariance_type)
+    start["means_init"] = np.array([[0.0, 0.0], [1e4, 1e4]])  # component 1 is far from everything
+    result, messages = _quiet_fit(X, 2, covariance_type=covariance_type, tol=1e-8, max_iter=500, **start)
+    assert _finite(result)
+    assert any("re-seeded component 1" in message and "iteration 1" in message for message in messages)
+    good = bayesgmm.em_fit(X, 2, covariance_type=covariance_type, tol=1e-8, max_iter=500, seed=0)
+    assert result.log_likelihood == pytest.approx(good.log_likelihood, abs=1e-6)
+    assert min(np.asarray(result.params.weights)) > 0.4
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_singular_covariance_is_regularised_with_a_warning(covariance_type):
+    """Two distinct rows repeated, reg_covar=0: each component sits on one point (zero covariance).
+
+    The fallback regularisation keeps the fit finite and says which component it touched.
+    """
+    X = np.repeat(np.array([[-3.0, 1.0], [3.0, 2.0]]), 60, axis=0)
+    result, messages = _quiet_fit(X, 2, covariance_type=covariance_type, reg_covar=0.0)
+    assert _finite(result)
+    assert any("regularised the covariance of component" in message for message in messages)
+    with pytest.raises(ValueError, match="Increase reg_covar"):
+        bayesgmm.em_fit(X, 2, covariance_type=covariance_type, reg_covar=0.0, degenerate="raise")
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_degenerate_data_never_gives_nan(covariance_type):
+    """n == k, duplicate rows with more components than distinct points, one repeated row."""
+    rng = np.random.default_rng(29)
+    cases = [
+        (rng.normal(size=(4, 2)), 4, 1e-6),
+        (rng.normal(size=(4, 2)), 4, 0.0),
+        (np.repeat(rng.normal(size=(3, 2)), 10, axis=0), 5, 1e-6),
+        (np.repeat(rng.normal(size=(1, 2)), 30, axis=0), 2, 0.0),
+    ]
+    for X, k, reg_covar in cases:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", bayesgmm.ConvergenceWarning)
+            result, _ = _quiet_fit(X, k, covariance_type=covariance_type, reg_covar=reg_covar)
+        assert _finite(result), (X.shape, k, reg_covar)
+
+
+def test_sklearn_regularisation_case_raises_like_sklearn():
+    """scikit-learn's test_regularisation data with reg_covar=0 and degenerate='raise' fail with a ValueError."""
+    X = np.vstack((np.ones((5, 5)), np.zeros((5, 5))))
+    for covariance_type in COVARIANCE_TYPES:
+        with pytest.raises(ValueError, match="reg_covar"):
+            bayesgmm.em_fit(X, 10, covariance_type=covariance_type, reg_covar=0.0, degenerate="raise")
+        result = bayesgmm.em_fit(X, 10, covariance_type=covariance_type, reg_covar=1e-6, degenerate="raise")
+        assert _finite(result)

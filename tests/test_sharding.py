@@ -1,0 +1,64 @@
+"""EM on rows sharded over 4 (fake CPU) devices equals the single-device fit.
+
+The device count is fixed when JAX starts, so the sharded fits run in a subprocess with
+``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys, warnings
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import numpy as np
+    import bayesgmm
+    from tests._references import make_mixture_data
+
+    assert jax.device_count() == 4, jax.devices()
+    X, _ = make_mixture_data(np.random.default_rng(40), 1003, 3, 3)  # 1003: uneven blocks, padding
+    weights = np.random.default_rng(41).integers(0, 3, size=len(X)).astype(float)
+    out = {}
+    for covariance_type in ("full", "tied", "diag", "spherical"):
+        for init in ("kmeans", "random_from_data"):
+            kwargs = dict(covariance_type=covariance_type, init=init, n_init=2, seed=3, tol=1e-8, max_iter=300)
+            single = bayesgmm.em_fit(X, 3, sample_weight=weights, chunk_size=128, **kwargs)
+            rows = bayesgmm.shard(X, sample_weight=weights)
+            assert len(rows.X.sharding.device_set) == 4
+            sharded = bayesgmm.em_fit(rows, 3, chunk_size=64, **kwargs)
+            out[covariance_type + "/" + init] = [
+                [float(single.log_likelihood), float(sharded.log_likelihood)],
+                [np.asarray(single.params.means).tolist(), np.asarray(sharded.params.means).tolist()],
+                [np.asarray(single.params.covariances).tolist(), np.asarray(sharded.params.covariances).tolist()],
+                [single.n_iter, sharded.n_iter],
+            ]
+    print("RESULT" + json.dumps(out))
+    """
+)
+
+
+@pytest.mark.slow
+def test_sharded_fit_equals_single_device_fit():
+    """Same data, weights, seeds and initialisation: equal to float64 round-off (spec: 1e-9 relative).
+
+    Only the order of summation differs (per-device partial sums, other chunk sizes).
+    """
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    completed = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, cwd=root, capture_output=True, text=True, timeout=900
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    line = next(line for line in completed.stdout.splitlines() if line.startswith("RESULT"))
+    for case, (log_likelihoods, means, covariances, n_iter) in json.loads(line[len("RESULT") :]).items():
+        np.testing.assert_allclose(log_likelihoods[1], log_likelihoods[0], rtol=1e-9, err_msg=case)
+        np.testing.assert_allclose(means[1], means[0], rtol=1e-9, atol=1e-9, err_msg=case)
+        np.testing.assert_allclose(covariances[1], covariances[0], rtol=1e-9, atol=1e-9, err_msg=case)
+        assert n_iter[0] == n_iter[1], case
