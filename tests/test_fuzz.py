@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import bayesgmm
 from bayesgmm import GMMParams, _validation
@@ -689,3 +690,50 @@ def test_cli_reader_on_corrupted_bytes(tmp_path_factory, suffix, data):
     path = tmp_path_factory.mktemp("bytes") / f"data{suffix}"
     path.write_bytes(data.draw(corruptions(original)))
     _read_outcome(path)
+
+
+# ----------------------------------------------------------------------------- input validation
+
+
+@settings(max_examples=300, **_SETTINGS)
+@given(
+    X=hnp.arrays(
+        dtype=hnp.scalar_dtypes() | st.just(np.dtype(np.longdouble)) | st.just(np.dtype(object)),
+        shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4),
+    )
+)
+def test_check_data_returns_finite_float_arrays_or_a_value_error(X):
+    """Whatever array em_fit or infer is given, it gets a 2-D finite float32/float64 array or a ValueError."""
+    try:
+        array = _validation.check_data(X)
+    except ValueError as error:
+        assert "\n" not in str(error)
+        return
+    assert array.ndim == 2 and min(array.shape) >= 1
+    assert array.dtype in (np.float32, np.float64) and np.all(np.isfinite(array))
+
+
+_NESTED = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3) | st.complex_numbers(),
+    lambda children: st.lists(children, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, **_SETTINGS)
+@given(
+    weights=_NESTED | st.none(),
+    means=_NESTED | st.none(),
+    covariances=_NESTED | st.none(),
+    covariance_type=st.sampled_from(list(_SCALES)),
+)
+def test_initial_parameters_are_arrays_or_a_value_error(weights, means, covariances, covariance_type):
+    try:
+        checked = _validation.check_initial_parameters(
+            weights, means, covariances, k=2, d=1, covariance_type=covariance_type
+        )
+    except ValueError as error:
+        assert "\n" not in str(error)
+        return
+    for value in checked:
+        assert value is None or (value.dtype == np.float64 and np.all(np.isfinite(value)))
