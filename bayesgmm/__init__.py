@@ -10,7 +10,11 @@ Public API (explicit re-exports; ArviZ and matplotlib load only when used):
 - ``GMMParams``: the parameter pytree shared by every fit, density and plot.
 - ``save(params, path)`` / ``load(path)``: ``.npz`` or ``.json``, never pickle.
 - ``ConvergenceWarning``, ``DegenerateComponentWarning``.
+- ``GaussianMixture`` (EM) and ``BayesianGMM`` (``infer``): scikit-learn estimators, loaded
+  on first use (they need ``pip install 'bayesgmm[sklearn]'``).
 """
+
+import importlib as _importlib
 
 from bayesgmm.em import ConvergenceWarning, DegenerateComponentWarning, EMResult, em_fit
 from bayesgmm.inference import Posterior, infer
@@ -22,11 +26,27 @@ from bayesgmm.sharding import ShardedRows, shard
 
 __version__ = "0.1.0"
 
+_SKLEARN_ESTIMATORS = ("BayesianGMM", "GaussianMixture")
+
+
+def __getattr__(name: str):
+    """Load the scikit-learn estimators on first use, so ``import bayesgmm`` does not import sklearn."""
+    if name in _SKLEARN_ESTIMATORS:
+        return getattr(_importlib.import_module("bayesgmm.sklearn"), name)
+    raise AttributeError(f"module 'bayesgmm' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SKLEARN_ESTIMATORS))
+
+
 __all__ = [
+    "BayesianGMM",
     "ConvergenceWarning",
     "DegenerateComponentWarning",
     "EMResult",
     "GMMParams",
+    "GaussianMixture",
     "LooComparison",
     "Posterior",
     "Priors",

@@ -5,7 +5,9 @@ Every error names what is wrong and what to change.
 
 from __future__ import annotations
 
+import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -26,6 +28,8 @@ def check_data(X, *, name: str = "X", allow_nan: bool = False) -> np.ndarray:
     if array.dtype == object:
         try:
             array = array.astype(np.float64)
+        except OverflowError:  # Python ints beyond the float range
+            raise ValueError(f"{name} contains integers too large for float64; rescale the data.") from None
         except (TypeError, ValueError):
             raise ValueError(f"{name} contains non-numeric values; convert or drop those columns first.") from None
     if np.iscomplexobj(array):
@@ -41,7 +45,9 @@ def check_data(X, *, name: str = "X", allow_nan: bool = False) -> np.ndarray:
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {array.shape}.")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"{name} is empty (shape {array.shape}); it needs at least one row and one column.")
-    array = array.astype(np.float64, copy=False) if array.dtype.kind != "f" else array
+    if array.dtype not in (np.float32, np.float64):  # ints, float16, long double: JAX takes neither of the last two
+        with np.errstate(over="ignore"):  # long doubles beyond float64 become inf, reported below
+            array = array.astype(np.float64)
     finite = np.isfinite(array)
     if not finite.all():
         bad_rows = np.flatnonzero(~finite.all(axis=1))
@@ -51,7 +57,26 @@ def check_data(X, *, name: str = "X", allow_nan: bool = False) -> np.ndarray:
                 f"{name} contains {kind} in {bad_rows.size} row(s) (first: row {bad_rows[0]}); "
                 f"drop or impute them before fitting."
             )
+    _check_spread(array, name)
     return array
+
+
+def _check_spread(array: np.ndarray, name: str) -> None:
+    """Raise when the squared deviations from the column means would overflow float64.
+
+    EM and the Bayesian model sum squared deviations over all ``n d`` entries, so each
+    deviation must stay below ``sqrt(max_float64 / (n d))`` (with a safety factor of 10).
+    """
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns when NaN is allowed
+        center = np.nanmean(array, axis=0, dtype=np.float64)
+        spread = np.nanmax(np.maximum(np.nanmax(array, axis=0) - center, center - np.nanmin(array, axis=0)))
+    limit = math.sqrt(np.finfo(np.float64).max / array.size) / 10
+    if not spread <= limit and not np.isnan(spread):
+        raise ValueError(
+            f"{name} has values up to {spread:.3g} away from their column means; their squares overflow "
+            f"float64 (limit {limit:.3g} for this size). Rescale the data, for instance divide by {spread:.0e}."
+        )
 
 
 def check_n_components(k, n_samples: int) -> int:
@@ -79,9 +104,16 @@ def check_nonnegative_float(value, name: str) -> float:
 
 
 def check_choice(value, name: str, choices) -> str:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}.")
     return value
+
+
+def _as_float_array(value, name: str) -> np.ndarray:
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name} must be an array of numbers, got {type(value).__name__}.") from None
 
 
 def check_initial_parameters(weights, means, covariances, *, k: int, d: int, covariance_type: str):
@@ -91,7 +123,7 @@ def check_initial_parameters(weights, means, covariances, *, k: int, d: int, cov
     """
     structure = get_structure(covariance_type)
     if weights is not None:
-        weights = np.asarray(weights, dtype=np.float64)
+        weights = _as_float_array(weights, "weights_init")
         if weights.shape != (k,):
             raise ValueError(f"weights_init must have shape ({k},), got {weights.shape}.")
         if not np.all(np.isfinite(weights)) or np.any(weights < 0) or np.any(weights > 1):
@@ -99,13 +131,13 @@ def check_initial_parameters(weights, means, covariances, *, k: int, d: int, cov
         if not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-6):
             raise ValueError(f"weights_init must sum to 1, got sum {weights.sum():.8g}; normalise it.")
     if means is not None:
-        means = np.asarray(means, dtype=np.float64)
+        means = _as_float_array(means, "means_init")
         if means.shape != (k, d):
             raise ValueError(f"means_init must have shape ({k}, {d}), got {means.shape}.")
         if not np.all(np.isfinite(means)):
             raise ValueError("means_init contains NaN or infinite values.")
     if covariances is not None:
-        covariances = np.asarray(covariances, dtype=np.float64)
+        covariances = _as_float_array(covariances, "covariances_init")
         expected = structure.scale_shape(k, d)
         if covariances.shape != expected:
             raise ValueError(

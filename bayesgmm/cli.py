@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -59,15 +60,27 @@ def read_table(path: str, columns: str | None):
     if not file.is_file():
         raise ValueError(f"{path}: no such file.")
     if file.suffix.lower() == ".npy":
-        X = np.load(file, allow_pickle=False)
-        names = [f"x{j}" for j in range(X.shape[1])] if X.ndim == 2 else []
+        from bayesgmm.io import read_npy
+
+        X = read_npy(file)  # never unpickles, never opens an .npz, refuses forged headers
+        if X.ndim != 2:
+            raise ValueError(f"{path}: the array has shape {X.shape}; it must be 2-D (n_samples, n_features).")
+        names = [f"x{j}" for j in range(X.shape[1])]
     elif file.suffix.lower() in (".csv", ".txt"):
-        with file.open() as handle:
-            names = [name.strip().strip('"') for name in handle.readline().strip().split(",")]
         try:
-            X = np.loadtxt(file, delimiter=",", skiprows=1, ndmin=2)
+            with file.open(encoding="utf-8") as handle:
+                names = [name.strip().strip('"') for name in handle.readline().strip().split(",")]
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "loadtxt: input contained no data", UserWarning)
+                X = np.loadtxt(file, delimiter=",", skiprows=1, ndmin=2, encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path}: not UTF-8 text ({error}).") from None
         except ValueError as error:
             raise ValueError(f"{path}: every value after the header line must be a number ({error}).") from None
+        if X.size == 0:
+            raise ValueError(f"{path}: no data rows; the file needs a header line and at least one row of numbers.")
+        if X.shape[1] != len(names):
+            raise ValueError(f"{path}: the header names {len(names)} column(s) but the rows have {X.shape[1]} values.")
     else:
         raise ValueError(f"{path}: unsupported file type {file.suffix!r}; use .csv (with a header line) or .npy.")
     if columns:
@@ -82,7 +95,10 @@ def read_table(path: str, columns: str | None):
 
 def run_fit(args) -> int:
     from bayesgmm import em_fit, infer
+    from bayesgmm.io import check_output_path
 
+    if args.out:
+        check_output_path(args.out)  # refuse a bad --out before the fit, not after it
     X, names = read_table(args.file, args.columns)
     print(f"{args.file}: {X.shape[0]} rows, features {', '.join(names)}")
     if args.method == "em":
@@ -225,7 +241,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except ValueError as error:
+    except (ValueError, OSError) as error:  # bad input, or an --out that cannot be written
         print(f"bayesgmm: error: {error}", file=sys.stderr)
         return 2
 

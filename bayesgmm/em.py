@@ -532,7 +532,7 @@ def em_fit(
 
     Parameters
     ----------
-    X : array-like (n_samples, n_features)
+    X : array-like of shape (n_samples, n_features)
         Data; lists, int/float arrays and pandas DataFrames are accepted.
     k : int
         Number of components, ``1 <= k <=`` the number of rows of positive weight.
@@ -552,8 +552,8 @@ def em_fit(
     reg_covar : float
         Added to the covariance diagonal in every M-step.
     seed : int or PRNG key
-    weights_init : array-like (k,), optional
-    means_init : array-like (k, d), optional
+    weights_init : array-like of shape (k,), optional
+    means_init : array-like of shape (k, d), optional
     covariances_init : array-like, optional
         In scikit-learn's layout for ``covariance_type``. When all three are given,
         no random initialisation runs (and restarts would be identical, so one runs).

@@ -463,7 +463,7 @@ def infer(
 
     Parameters
     ----------
-    X : array-like (n_samples, n_features); a DataFrame's column names become feature names.
+    X : array-like of shape (n_samples, n_features); a DataFrame's column names become feature names.
     k : int
     method : {"nuts", "svi", "map"}
         "nuts": multi-chain NUTS (chains vectorised on one device), started near the EM fit.

@@ -3,23 +3,35 @@
 Files are written atomically: to a temporary file in the same folder, then renamed.
 Both formats round-trip exactly (JSON stores floats by their shortest repr, which
 Python reads back to the same bits; the dtype is recorded).
+
+``load`` trusts nothing in a file: every field is checked (type, dtype, shape, finite
+values, weights summing to one, a Cholesky factor with a positive diagonal) before any
+array is built, the ``.npy`` members of an ``.npz`` are read from their headers without
+ever unpickling, and an array is only allocated when the file really holds its bytes.
+Anything wrong is a ``ValueError`` that names the file and the problem.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from bayesgmm.covariance import COVARIANCE_TYPES
+from bayesgmm.covariance import COVARIANCE_TYPES, get_structure
 from bayesgmm.params import GMMParams
 
 FORMAT = "bayesgmm.GMMParams"
 VERSION = 1
+SUFFIXES = (".npz", ".json")
 _FIELDS = ("weights", "means", "scale")
+_HEADER = ("format", "version", "covariance_type")
+_DTYPES = ("float32", "float64")
 
 
 def atomic_write(path, write) -> None:
@@ -38,8 +50,39 @@ def atomic_write(path, write) -> None:
         raise
 
 
+def check_output_path(path) -> Path:
+    """Return ``path`` as a ``Path`` if ``save`` can write there, else raise a ValueError.
+
+    Checks the extension (``.npz`` or ``.json``) and that the folder exists, so a command
+    can refuse a bad ``--out`` before spending time on a fit.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in SUFFIXES:
+        raise ValueError(f"Unknown file extension {path.suffix!r} for {path}; use .npz or .json.")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ValueError(f"Cannot write {path}: the folder {str(folder)!r} does not exist; create it first.")
+    if path.is_dir():
+        raise ValueError(f"Cannot write {path}: it is a folder; give a file name ending in .npz or .json.")
+    return path
+
+
 def save(params: GMMParams, path) -> None:
     """Write ``params`` to ``path`` (``.npz`` or ``.json``), atomically.
+
+    Parameters
+    ----------
+    params : GMMParams
+        Any batch shape; fields float32 or float64. They must be valid (finite, weights
+        summing to one, scale a Cholesky factor with a positive diagonal), as ``load``
+        checks the same, so a file written by ``save`` always loads.
+    path : str or Path
+        Ending in ``.npz`` or ``.json``.
+
+    Raises
+    ------
+    ValueError
+        For another object, another extension or invalid parameters; nothing is written.
 
     Examples
     --------
@@ -54,8 +97,11 @@ def save(params: GMMParams, path) -> None:
     if not isinstance(params, GMMParams):
         raise ValueError(f"save expects a GMMParams, got {type(params).__name__}.")
     path = Path(path)
-    arrays = {name: np.asarray(getattr(params, name)) for name in _FIELDS}
     suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ValueError(f"Unknown file extension {path.suffix!r} for {path}; use .npz or .json.")
+    arrays = {name: np.asarray(getattr(params, name)) for name in _FIELDS}
+    _check_params(arrays, params.covariance_type, f"Cannot save to {path}")
     if suffix == ".npz":
 
         def write(file):
@@ -66,7 +112,7 @@ def save(params: GMMParams, path) -> None:
                 covariance_type=np.array(params.covariance_type),
                 **arrays,
             )
-    elif suffix == ".json":
+    else:
         document = {
             "format": FORMAT,
             "version": VERSION,
@@ -79,59 +125,229 @@ def save(params: GMMParams, path) -> None:
         }
 
         def write(file):
-            file.write(json.dumps(document).encode())
-    else:
-        raise ValueError(f"Unknown file extension {path.suffix!r} for {path}; use .npz or .json.")
+            file.write(json.dumps(document, allow_nan=False).encode())
+
     atomic_write(path, write)
 
 
 def load(path) -> GMMParams:
-    """Read ``GMMParams`` written by ``save`` (``.npz`` or ``.json``)."""
+    """Read ``GMMParams`` written by ``save`` (``.npz`` or ``.json``).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    GMMParams
+        With the dtype and batch shape that were saved (float64 becomes float32 when
+        ``jax_enable_x64`` is off).
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    ValueError
+        For anything else: another extension, a file that is not a bayesgmm parameter file
+        (corrupt, truncated, pickled or object data, wrong shapes or dtypes, non-finite
+        values, weights not summing to one, a scale that is not a Cholesky factor).
+    """
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ValueError(f"{path}: unknown file extension {path.suffix!r}; use .npz or .json.")
+    source = f"{path} is not a valid bayesgmm parameter file"
     try:
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                fields = {name: archive[name] for name in archive.files}
-            header = {
-                name: fields.pop(name).item() for name in ("format", "version", "covariance_type") if name in fields
-            }
-            arrays = {name: fields.get(name) for name in _FIELDS}
-        elif suffix == ".json":
-            document = json.loads(path.read_text())
-            if not isinstance(document, dict):
-                raise ValueError("the top level is not an object")
-            header = {name: document.get(name) for name in ("format", "version", "covariance_type")}
-            dtype = np.dtype(document.get("dtype", "float64"))
-            if dtype.kind != "f":
-                raise ValueError(f"dtype {dtype} is not a float type")
-            arrays = {}
-            for name in _FIELDS:
-                entry = document.get(name)
-                if entry is None:
-                    arrays[name] = None
-                    continue
-                arrays[name] = np.asarray(entry["data"], dtype=np.float64).reshape(entry["shape"]).astype(dtype)
-        else:
-            raise ValueError(f"unknown file extension {path.suffix!r}; use .npz or .json")
+        header, arrays = _read_npz(path) if suffix == ".npz" else _read_json(path)
     except FileNotFoundError:
         raise
     except ValueError as error:
-        raise ValueError(f"{path} is not a valid bayesgmm parameter file: {error}") from None
-    except Exception as error:  # zip, JSON and key errors from malformed files
-        raise ValueError(f"{path} is not a valid bayesgmm parameter file: {type(error).__name__}: {error}") from None
-    if header.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a bayesgmm parameter file (format {header.get('format')!r}).")
-    if header.get("version") != VERSION:
-        raise ValueError(f"{path} has format version {header.get('version')!r}; this bayesgmm reads {VERSION}.")
-    if header.get("covariance_type") not in COVARIANCE_TYPES:
-        raise ValueError(f"{path} has an unknown covariance_type {header.get('covariance_type')!r}.")
+        raise ValueError(f"{source}: {error}") from None
+    except Exception as error:  # zip, OS and decoding errors from malformed files
+        raise ValueError(f"{source}: {type(error).__name__}: {error}") from None
+    if header["format"] != FORMAT:
+        raise ValueError(f"{path} is not a bayesgmm parameter file (format {header['format']!r}).")
+    version = header["version"]
+    if isinstance(version, bool) or not isinstance(version, numbers.Integral) or version != VERSION:
+        raise ValueError(f"{path} has format version {version!r}; this bayesgmm reads {VERSION}.")
+    covariance_type = header["covariance_type"]
+    if not isinstance(covariance_type, str) or covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"{path} has an unknown covariance_type {covariance_type!r}; expected one of {COVARIANCE_TYPES}."
+        )
     missing = [name for name, value in arrays.items() if value is None]
     if missing:
         raise ValueError(f"{path} lacks the field(s) {missing}.")
-    for name, value in arrays.items():
-        if value.dtype.kind != "f" or not np.all(np.isfinite(value)):
-            raise ValueError(f"{path}: field {name!r} must hold finite floats.")
+    _check_params(arrays, covariance_type, str(path))
     import jax.numpy as jnp
 
-    return GMMParams(*(jnp.asarray(arrays[name]) for name in _FIELDS), covariance_type=header["covariance_type"])
+    return GMMParams(*(jnp.asarray(arrays[name]) for name in _FIELDS), covariance_type=covariance_type)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_params(arrays: dict, covariance_type: str, source: str) -> None:
+    """Raise a ValueError (prefixed by ``source``) unless the arrays make a valid GMMParams."""
+    for name in _FIELDS:
+        value = arrays[name]
+        if value.dtype.name not in _DTYPES:
+            raise ValueError(f"{source}: field {name!r} has dtype {value.dtype}; it must be float32 or float64.")
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{source}: field {name!r} must hold finite floats (it has NaN or infinite values).")
+    weights, means, scale = (arrays[name] for name in _FIELDS)
+    if means.ndim < 2 or 0 in means.shape[-2:]:
+        raise ValueError(f"{source}: means must have shape (..., k, d) with k, d >= 1, got {means.shape}.")
+    batch, (k, d) = means.shape[:-2], means.shape[-2:]
+    structure = get_structure(covariance_type)
+    if weights.shape != batch + (k,):
+        raise ValueError(
+            f"{source}: weights must have shape {batch + (k,)} to match means {means.shape}, got {weights.shape}."
+        )
+    expected = batch + structure.scale_shape(k, d)
+    if scale.shape != expected:
+        raise ValueError(
+            f"{source}: scale for covariance_type={covariance_type!r} must have shape {expected} "
+            f"to match means {means.shape}, got {scale.shape}."
+        )
+    # Weights: a probability vector, up to the round-off of the dtype they were computed in.
+    tolerance = math.sqrt(np.finfo(weights.dtype).eps)
+    if np.any(weights < 0) or np.any(np.abs(weights.sum(axis=-1) - 1.0) > tolerance):
+        raise ValueError(f"{source}: weights must be non-negative and sum to 1 (sums: {weights.sum(axis=-1)!r}).")
+    # The scale is a Cholesky factor: lower-triangular matrices with a positive diagonal
+    # (full, tied), or standard deviations (diag, spherical; no correlation factor).
+    is_matrix = structure.correlation_batch(k) is not None
+    if is_matrix and np.any(np.triu(scale, 1) != 0):
+        raise ValueError(
+            f"{source}: scale must be lower-triangular (a Cholesky factor); it has entries above the diagonal."
+        )
+    diagonal = np.diagonal(scale, axis1=-2, axis2=-1) if is_matrix else scale
+    if np.any(diagonal <= 0):
+        raise ValueError(
+            f"{source}: scale must be a Cholesky factor of a positive-definite covariance "
+            f"({'diagonal entries' if is_matrix else 'standard deviations'} > 0); the smallest is {diagonal.min():.6g}."
+        )
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+def _read_npz(path: Path) -> tuple[dict, dict]:
+    """Header values and arrays from the ``.npy`` members of an ``.npz``, without pickle."""
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: info for info in archive.infolist()}
+        values = {}
+        for name in _HEADER + _FIELDS:
+            info = members.get(f"{name}.npy")
+            values[name] = None if info is None else _read_npy_member(archive, info, name)
+    header = {}
+    for name in _HEADER:
+        value = values.pop(name)
+        if value is not None and value.shape != ():
+            raise ValueError(f"{name!r} must be a single value, got an array of shape {value.shape}")
+        header[name] = None if value is None else value.item()
+    return header, values
+
+
+def _read_npy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> np.ndarray:
+    with archive.open(info) as file:
+        return _read_npy(file, info.file_size, f"member {name!r}")
+
+
+def read_npy(path) -> np.ndarray:
+    """Read a ``.npy`` file without pickle, refusing forged or truncated headers.
+
+    Unlike ``np.load``, this never falls back to unpickling, never opens an ``.npz``, and
+    allocates an array only when the file holds all of its bytes.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    ndarray
+        Float, integer, boolean, complex or string values, any shape.
+
+    Raises
+    ------
+    ValueError
+        When the file is not a valid ``.npy`` array of such values.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as file:
+            return _read_npy(file, path.stat().st_size, "the file", kinds="biufcU")
+    except ValueError as error:
+        raise ValueError(f"{path} is not a valid .npy array: {error}.") from None
+
+
+def _read_npy(file, size: int, what: str, kinds: str = "fiuU") -> np.ndarray:
+    """The array in ``file`` (``size`` bytes from its start), read from its header alone."""
+    try:
+        major, minor = np.lib.format.read_magic(file)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if (major, minor) not in read_header:
+            raise ValueError(f"format version {major}.{minor}; expected 1.0 or 2.0")
+        shape, fortran_order, dtype = read_header[major, minor](file)
+    except Exception as error:  # bad magic, truncated or unparsable header text (ValueError, TokenError, ...)
+        raise ValueError(f"{what} has no valid .npy header ({error})") from None
+    if dtype.hasobject or dtype.kind not in kinds or dtype.fields is not None or dtype.itemsize == 0:
+        what_it_holds = "Python objects (pickled data, refused)" if dtype.hasobject else f"dtype {dtype}"
+        raise ValueError(f"{what} holds {what_it_holds}; expected plain numbers")
+    if any(n < 0 for n in shape):
+        raise ValueError(f"{what} has a negative dimension in its shape {shape}")
+    n_bytes = math.prod(shape) * dtype.itemsize
+    available = size - file.tell()
+    if n_bytes != available:  # checked before allocating: a forged header cannot ask for huge memory
+        raise ValueError(f"{what} claims shape {shape} of {dtype} ({n_bytes} bytes) but holds {available} bytes")
+    data = file.read(n_bytes)
+    if len(data) != n_bytes:
+        raise ValueError(f"{what} is truncated")
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C").copy()
+
+
+def _read_json(path: Path) -> tuple[dict, dict]:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("it is not UTF-8 text") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"it is not valid JSON ({error})") from None
+    except RecursionError:
+        raise ValueError("it is not valid JSON (nested too deeply)") from None
+    if not isinstance(document, dict):
+        raise ValueError("the top level is not an object")
+    header = {name: document.get(name) for name in _HEADER}
+    dtype_name = document.get("dtype", "float64")
+    if dtype_name not in _DTYPES:
+        raise ValueError(f"dtype {dtype_name!r} is not one of {_DTYPES}")
+    dtype = np.dtype(dtype_name)
+    arrays = {}
+    for name in _FIELDS:
+        entry = document.get(name)
+        arrays[name] = None if entry is None else _json_array(entry, name, dtype)
+    return header, arrays
+
+
+def _json_array(entry, name: str, dtype: np.dtype) -> np.ndarray:
+    if not isinstance(entry, dict) or "shape" not in entry or "data" not in entry:
+        raise ValueError(f"field {name!r} must be an object with 'shape' and 'data'")
+    shape, data = entry["shape"], entry["data"]
+    if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+        raise ValueError(f"field {name!r}: shape must be a list of non-negative integers, got {shape!r}")
+    if not isinstance(data, list) or not all(
+        isinstance(value, (int, float)) and not isinstance(value, bool) for value in data
+    ):
+        raise ValueError(f"field {name!r}: data must be a flat list of numbers")
+    if len(data) != math.prod(shape):
+        raise ValueError(f"field {name!r}: shape {shape} needs {math.prod(shape)} values, data has {len(data)}")
+    try:
+        values = np.asarray(data, dtype=np.float64)
+    except OverflowError:
+        raise ValueError(f"field {name!r} has an integer too large for a float") from None
+    if np.any(np.abs(values[np.isfinite(values)]) > np.finfo(dtype).max):
+        raise ValueError(f"field {name!r} has values beyond the range of {dtype}")
+    return values.astype(dtype).reshape(shape)

@@ -107,8 +107,8 @@ class GMMParams:
 
         Parameters
         ----------
-        weights : array-like (..., k)
-        means : array-like (..., k, d)
+        weights : array-like of shape (..., k)
+        means : array-like of shape (..., k, d)
         covariances : array-like
             full ``(..., k, d, d)``, tied ``(..., d, d)``, diag ``(..., k, d)``,
             spherical ``(..., k)``.

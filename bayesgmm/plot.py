@@ -1,11 +1,52 @@
 """Plots of fitted mixtures (matplotlib, an optional dependency imported lazily).
 
-Every function takes a ``GMMParams`` (unbatched) and returns the matplotlib Axes.
+==========================  ==========================================================  =======
+function                    draws                                                       returns
+==========================  ==========================================================  =======
+``plot_density``            log-density contours, data, 1- and 2-sd ellipses (d = 2)    Axes
+``plot_ellipses``           each component's ellipses at the given radii (d = 2)        Axes
+``plot_posterior_ellipses`` posterior ellipse clouds: one ellipse per draw and          Axes
+                            component, the posterior-mean ellipses, the data (d = 2)
+``plot_criterion``          BIC / AIC / ICL against k, one line per covariance type     Axes
+``plot_pairs``              exact 1-D and 2-D marginals of every feature pair (any d)   Figure
+``marginal``                the mixture of a subset of the features (no plot)           GMMParams
+==========================  ==========================================================  =======
+
+The "r-sd ellipse" of a component is ``{x : (x − μ)ᵀ Σ⁻¹ (x − μ) = r²}``; in two dimensions it
+holds ``1 − exp(−r²/2)`` of the component's mass (39 % for r = 1, 86 % for r = 2).
+
+Parameters come as ``GMMParams``; shapes for ``k`` components and ``d`` features:
+
+==========  ============  ============  =======================================
+type        weights       means         scale (Cholesky factor of covariance)
+==========  ============  ============  =======================================
+full        (..., k)      (..., k, d)   (..., k, d, d) lower-triangular
+tied        (..., k)      (..., k, d)   (..., d, d) lower-triangular
+diag        (..., k)      (..., k, d)   (..., k, d) standard deviations
+spherical   (..., k)      (..., k, d)   (..., k) standard deviations
+==========  ============  ============  =======================================
+
+Every function except ``plot_posterior_ellipses`` and ``marginal`` needs one mixture (no
+batch axes). matplotlib is imported when a plot is drawn, never at ``import bayesgmm``; the
+Agg backend is selected only when no display is available, and no rcParams are changed.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
+import numbers
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from bayesgmm import _validation
+from bayesgmm.params import GMMParams
+
+CRITERIA = ("bic", "aic", "icl")  # information criteria for which lower is better
+_LINESTYLES = ("-", "--", ":", "-.")  # one per ellipse radius, cycled
 
 
 def _pyplot():
@@ -28,11 +69,292 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def _ellipse_points(mean, covariance, radius, n_points=100):
-    """Points on the ellipse {x : (x−μ)ᵀ Σ⁻¹ (x−μ) = radius²} for a 2×2 covariance."""
+# ----------------------------------------------------------------------------- input checks
+
+
+def _check_params(params, caller: str, *, n_features: int | None = None, batched: bool | None = False) -> GMMParams:
+    """``params`` if a GMMParams with batch axes (``batched=True``), without (False) or either (None).
+
+    With ``n_features``, the number of features must match too.
+    """
+    if not isinstance(params, GMMParams):
+        raise TypeError(f"{caller} takes a bayesgmm.GMMParams, got {type(params).__name__}.")
+    if batched is True and not params.batch_shape:
+        raise ValueError(
+            f"{caller} needs posterior draws: a Posterior or a GMMParams with leading (chain, draw) axes; "
+            f"got one unbatched mixture. Use plot_ellipses for a single mixture."
+        )
+    if batched is False and params.batch_shape:
+        raise ValueError(
+            f"{caller} draws one mixture, got GMMParams with batch shape {params.batch_shape} (posterior draws?). "
+            f"Pass one draw or posterior.mean_params(), or use plot_posterior_ellipses for the draws."
+        )
+    if n_features is not None and params.n_features != n_features:
+        raise ValueError(
+            f"{caller} draws {n_features}-D mixtures; these parameters have d={params.n_features} features. "
+            f"Project first with bayesgmm.plot.marginal(params, (i, j)), or use plot_pairs for every pair."
+        )
+    return params
+
+
+def _check_points(X, n_features: int, caller: str) -> np.ndarray | None:
+    """``X`` as a float64 (n, n_features) ndarray (or None)."""
+    if X is None:
+        return None
+    X = np.asarray(_validation.check_data(X, name="X"), dtype=np.float64)
+    if X.shape[1] != n_features:
+        raise ValueError(
+            f"{caller}: X has {X.shape[1]} columns but the mixture has {n_features} features; "
+            f"pass the columns the mixture was fitted on."
+        )
+    return X
+
+
+def _check_radii(radii) -> tuple[float, ...]:
+    radii = (radii,) if isinstance(radii, numbers.Real) else tuple(radii)
+    if not radii or not all(isinstance(r, numbers.Real) and np.isfinite(r) and r > 0 for r in radii):
+        raise ValueError(f"radii must be positive finite numbers (in standard deviations), got {radii!r}.")
+    return tuple(float(r) for r in radii)
+
+
+def _check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def _feature_indices(features, n_features: int) -> tuple[int, ...]:
+    features = (features,) if isinstance(features, numbers.Integral) else tuple(features)
+    if not features:
+        raise ValueError("features is empty; choose at least one feature index.")
+    bad = [f for f in features if isinstance(f, bool) or not isinstance(f, numbers.Integral)]
+    if bad:
+        raise ValueError(f"features must be integer column indices, got {bad[0]!r}.")
+    out_of_range = [int(f) for f in features if not 0 <= f < n_features]
+    if out_of_range:
+        raise ValueError(
+            f"feature index {out_of_range[0]} is out of range for a mixture with d={n_features} features "
+            f"(valid: 0 to {n_features - 1})."
+        )
+    if len(set(features)) != len(features):
+        raise ValueError(f"features {features} repeat an index; the marginal of a repeated feature is singular.")
+    return tuple(int(f) for f in features)
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def marginal(params: GMMParams, features) -> GMMParams:
+    """The mixture of a subset of the features: exact marginal of a Gaussian mixture.
+
+    Marginalising a Gaussian mixture over some features keeps the weights and, per
+    component, the sub-vector of the mean and the sub-matrix of the covariance:
+    ``p(x_F) = Σ_k π_k N(x_F | μ_k[F], Σ_k[F, F])``. Every covariance type is handled
+    through the dense matrices (``params.covariance_matrices``), so the result is always
+    a ``"full"`` GMMParams (a tied, diag or spherical mixture's marginal is one of the
+    same type, but the full form serves every caller).
+
+    Parameters
+    ----------
+    params : GMMParams
+        Any covariance type; leading batch axes (posterior draws) are kept.
+        weights (..., k), means (..., k, d).
+    features : int or sequence of int
+        Indices of the ``m`` features to keep, in the order wanted, each in ``[0, d)``,
+        without repeats.
+
+    Returns
+    -------
+    GMMParams
+        ``covariance_type="full"``: weights (..., k), means (..., k, m),
+        scale (..., k, m, m) (Cholesky factors of the sub-covariances).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesgmm import GMMParams
+    >>> from bayesgmm.plot import marginal
+    >>> covariance = [[4.0, 1.0, 2.0], [1.0, 3.0, 0.0], [2.0, 0.0, 5.0]]
+    >>> params = GMMParams.from_covariances([1.0], [[0.0, 1.0, 2.0]], [covariance])
+    >>> pair = marginal(params, (0, 2))
+    >>> pair.covariance_type, pair.means.shape
+    ('full', (1, 2))
+    >>> np.asarray(pair.covariance_matrices[0])
+    array([[4., 2.],
+           [2., 5.]])
+    """
+    params = _check_params(params, "marginal", batched=None)
+    return _marginal(params, _feature_indices(features, params.n_features))
+
+
+@functools.partial(jax.jit, static_argnames="features")
+def _marginal(params: GMMParams, features: tuple[int, ...]) -> GMMParams:
+    index = np.asarray(features)
+    means = params.means[..., index]
+    covariances = params.covariance_matrices[..., index[:, None], index[None, :]]
+    covariances = 0.5 * (covariances + jnp.swapaxes(covariances, -1, -2))  # exact symmetry for the Cholesky
+    return GMMParams(params.weights, means, jnp.linalg.cholesky(covariances), "full")
+
+
+# One compiled program per covariance type and shape (eager JAX would compile every small op).
+_log_prob = jax.jit(lambda params, points: params.log_prob(points))
+_dense_arrays = jax.jit(lambda params: (params.weights, params.means, params.covariance_matrices))
+
+
+def _ellipse_points(means, covariances, radius: float, n_points: int = 100) -> np.ndarray:
+    """Points on ``{x : (x − μ)ᵀ Σ⁻¹ (x − μ) = radius²}``: ``μ + radius · L (cos t, sin t)``, ``Σ = L Lᵀ``.
+
+    means (..., 2), covariances (..., 2, 2) -> (..., n_points, 2); the first and last point coincide.
+    """
     angles = np.linspace(0.0, 2.0 * np.pi, n_points)
-    circle = np.stack([np.cos(angles), np.sin(angles)])
-    return (mean[:, None] + radius * np.linalg.cholesky(covariance) @ circle).T
+    circle = np.stack([np.cos(angles), np.sin(angles)], axis=-1)  # (n_points, 2)
+    cholesky = np.linalg.cholesky(np.asarray(covariances, dtype=np.float64))
+    return np.asarray(means, dtype=np.float64)[..., None, :] + radius * np.einsum("...ij,pj->...pi", cholesky, circle)
+
+
+def _dense(params: GMMParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """weights (..., k), means (..., k, d), covariance matrices (..., k, d, d) as float64 ndarrays."""
+    return tuple(np.asarray(array, dtype=np.float64) for array in _dense_arrays(params))
+
+
+def _full_mixture(weights, means, covariances, dtype) -> GMMParams:
+    """A full GMMParams from float64 ndarrays weights (k,), means (k, m), covariances (k, m, m)."""
+    scale = np.linalg.cholesky(covariances)
+    return GMMParams(*(jnp.asarray(array, dtype=dtype) for array in (weights, means, scale)), "full")
+
+
+def _component_colors(n_components: int, colors=None) -> np.ndarray:
+    """(k, 4) RGBA: matplotlib's tab10 cycle by component, or ``colors`` (one colour or k of them)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_rgba_array
+
+    if colors is None:
+        return colormaps["tab10"](np.arange(n_components) % 10)
+    rgba = to_rgba_array(colors)
+    if len(rgba) == 1:
+        return np.repeat(rgba, n_components, axis=0)
+    if len(rgba) != n_components:
+        raise ValueError(f"colors must be one colour or one per component ({n_components}), got {len(rgba)}.")
+    return rgba
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def plot_ellipses(
+    params: GMMParams,
+    ax=None,
+    radii=(1, 2),
+    *,
+    colors=None,
+    linestyles=_LINESTYLES,
+    linewidth: float = 1.2,
+    alpha: float = 1.0,
+    annotate: bool = True,
+    label: str = "{radius:g}-sd ellipses",
+    n_points: int = 100,
+):
+    """Each component's ellipses ``{x : (x − μ_k)ᵀ Σ_k⁻¹ (x − μ_k) = r²}`` for every radius ``r``.
+
+    One ``LineCollection`` per radius holds the ``k`` ellipses (component order), labelled
+    ``label.format(radius=r)``.
+
+    Parameters
+    ----------
+    params : GMMParams
+        One 2-D mixture (no batch axes), any covariance type: means (k, 2). For more
+        features, pass ``marginal(params, (i, j))``.
+    ax : matplotlib Axes, optional
+        Drawn on a new figure when omitted.
+    radii : float or sequence of float
+        Mahalanobis radii ("standard deviations"), positive.
+    colors : colour or sequence of k colours, optional
+        Default: matplotlib's tab10 cycle, one colour per component.
+    linestyles : sequence of str
+        Line style per radius, cycled.
+    linewidth, alpha : float
+        Line width and opacity.
+    annotate : bool
+        Write each component's index at its mean.
+    label : str
+        Collection label (legend entry), formatted with ``radius``.
+    n_points : int
+        Points per ellipse.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> from bayesgmm import GMMParams
+    >>> from bayesgmm.plot import plot_ellipses
+    >>> params = GMMParams.from_covariances([0.4, 0.6], [[0.0, 0.0], [3.0, 1.0]], [1.0, 0.5], "spherical")
+    >>> ax = plot_ellipses(params, radii=(1, 2))
+    >>> [len(collection.get_segments()) for collection in ax.collections]  # k ellipses per radius
+    [2, 2]
+    >>> import matplotlib.pyplot as plt
+    >>> plt.close(ax.figure)
+    """
+    params = _check_params(params, "plot_ellipses", n_features=2)
+    radii = _check_radii(radii)
+    n_points = _check_positive_int(n_points, "n_points")
+    plt = _pyplot()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 5))
+    _, means, covariances = _dense(params)
+    return _draw_ellipses(
+        ax,
+        means,
+        covariances,
+        radii,
+        colors=colors,
+        linestyles=linestyles,
+        linewidth=linewidth,
+        alpha=alpha,
+        annotate=annotate,
+        label=label,
+        n_points=n_points,
+    )
+
+
+def _draw_ellipses(
+    ax,
+    means,
+    covariances,
+    radii,
+    *,
+    colors=None,
+    linestyles=_LINESTYLES,
+    linewidth=1.2,
+    alpha=1.0,
+    annotate=True,
+    label="{radius:g}-sd ellipses",
+    n_points=100,
+    zorder=2,
+):
+    """``plot_ellipses`` on checked float64 ndarrays: means (k, 2), covariances (k, 2, 2)."""
+    from matplotlib.collections import LineCollection
+
+    rgba = _component_colors(len(means), colors)
+    for radius, style in zip(radii, itertools.cycle(linestyles)):
+        outlines = _ellipse_points(means, covariances, radius, n_points)  # (k, n_points, 2)
+        ax.add_collection(
+            LineCollection(
+                outlines,
+                colors=rgba,
+                linestyles=style,
+                linewidths=linewidth,
+                alpha=alpha,
+                label=label.format(radius=radius),
+                zorder=zorder,
+            )
+        )
+    if annotate:  # text artists, one per component
+        for component, mean in enumerate(means):
+            ax.annotate(f"{component}", mean, color=rgba[component], fontweight="bold", ha="center", va="center")
+    ax.autoscale_view()
+    return ax
 
 
 def plot_density(
@@ -42,16 +364,17 @@ def plot_density(
 
     Parameters
     ----------
-    params : GMMParams with 2 features, unbatched
+    params : GMMParams
+        One 2-D mixture (no batch axes), any covariance type: means (k, 2).
     X : array-like (n, 2), optional
         Points to scatter; also sets the plotted range.
     ax : matplotlib Axes, optional
     n_grid : int
         Grid points per axis for the contours.
     n_levels : int
-        Number of contour levels (in log density).
+        Number of contour levels (in log density, spanning 8 nats below the maximum).
     ellipses : bool
-        Draw each component's 1 and 2 standard-deviation ellipses.
+        Draw each component's 1 and 2 standard-deviation ellipses (``plot_ellipses``).
     feature_names : pair of str
         Axis labels.
 
@@ -59,27 +382,22 @@ def plot_density(
     -------
     matplotlib.axes.Axes
     """
-    if params.n_features != 2 or params.batch_shape:
-        raise ValueError(
-            f"plot_density draws one 2-D mixture; got n_features={params.n_features}, "
-            f"batch_shape={params.batch_shape}. Select two features or one draw first."
-        )
+    params = _check_params(params, "plot_density", n_features=2)
+    X = _check_points(X, 2, "plot_density")
     plt = _pyplot()
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 5))
-    means = np.asarray(params.means, dtype=np.float64)
-    full = np.asarray(params.covariance_matrices, dtype=np.float64)
+    _, means, full = _dense(params)
     if X is not None:
-        X = np.asarray(X, dtype=np.float64)
         low, high = X.min(axis=0), X.max(axis=0)
     else:
-        spread = 3.0 * np.sqrt(np.stack([np.diag(c) for c in full]))
+        spread = 3.0 * np.sqrt(np.diagonal(full, axis1=-2, axis2=-1))
         low, high = (means - spread).min(axis=0), (means + spread).max(axis=0)
     pad = 0.1 * (high - low)
     grid_x, grid_y = np.meshgrid(
         np.linspace(low[0] - pad[0], high[0] + pad[0], n_grid), np.linspace(low[1] - pad[1], high[1] + pad[1], n_grid)
     )
-    log_density = np.asarray(params.log_prob(np.column_stack([grid_x.ravel(), grid_y.ravel()]))).reshape(grid_x.shape)
+    log_density = np.asarray(_log_prob(params, np.column_stack([grid_x.ravel(), grid_y.ravel()]))).reshape(grid_x.shape)
     top = log_density.max()
     levels = np.linspace(top - 8.0, top, n_levels)
     contours = ax.contourf(grid_x, grid_y, log_density, levels=levels, cmap="viridis", alpha=0.75, extend="min")
@@ -87,12 +405,377 @@ def plot_density(
     if X is not None:
         ax.scatter(X[:, 0], X[:, 1], s=8, c="white", edgecolors="black", linewidths=0.4, label="data")
     if ellipses:
-        for component, (mean, covariance) in enumerate(zip(means, full)):
-            for radius, style in ((1.0, "-"), (2.0, "--")):
-                outline = _ellipse_points(mean, covariance, radius)
-                ax.plot(outline[:, 0], outline[:, 1], style, color="crimson", linewidth=1.2)
-            ax.annotate(f"{component}", mean, color="crimson", fontweight="bold", ha="center", va="center")
+        plot_ellipses(params, ax=ax, radii=(1.0, 2.0), colors="crimson")
     ax.set_xlabel(feature_names[0])
     ax.set_ylabel(feature_names[1])
     ax.set_title(f"{params.n_components}-component {params.covariance_type} Gaussian mixture")
     return ax
+
+
+def plot_posterior_ellipses(
+    posterior_or_params,
+    X=None,
+    n_draws: int = 100,
+    *,
+    radius: float = 1.0,
+    ax=None,
+    seed=0,
+    alpha: float | None = None,
+    feature_names=None,
+    n_points: int = 60,
+):
+    """Posterior ellipse clouds: the r-sd ellipse of every component for a random subset of draws.
+
+    Each shown draw contributes ``k`` translucent ellipses coloured by component (the
+    components are consistently labelled across draws, as ``bayesgmm.infer`` returns them),
+    drawn in one ``LineCollection`` labelled ``"posterior draws"`` whose segments are
+    ordered draw by draw, component within draw. On top: the ellipses of the posterior
+    mean (mean of the means and of the covariance matrices over all draws; label
+    ``"posterior mean"``) and the data.
+
+    Parameters
+    ----------
+    posterior_or_params : bayesgmm.Posterior or GMMParams
+        A ``Posterior`` (its ``.params`` has (chain, draw) batch axes; its ``X`` and
+        ``feature_names`` are the defaults below), or a GMMParams with any leading batch
+        axes: means (..., k, 2). For more features, pass
+        ``marginal(posterior.params, (i, j))`` with ``X[:, [i, j]]``.
+    X : array-like (n, 2), optional
+        Points to scatter; default the posterior's data, if any.
+    n_draws : int
+        Draws to show, chosen without replacement (all when there are fewer).
+    radius : float
+        Mahalanobis radius of the ellipses.
+    ax : matplotlib Axes, optional
+    seed : int or numpy Generator
+        Chooses the shown draws.
+    alpha : float, optional
+        Opacity of each drawn ellipse; default ``clip(8 / n_shown, 0.05, 0.6)``.
+    feature_names : pair of str, optional
+        Axis labels; default the posterior's, else ``("x0", "x1")``.
+    n_points : int
+        Points per ellipse.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesgmm import GMMParams
+    >>> from bayesgmm.plot import plot_posterior_ellipses
+    >>> rng = np.random.default_rng(0)
+    >>> means = np.array([[0.0, 0.0], [4.0, 1.0]]) + 0.1 * rng.normal(size=(2, 50, 2, 2))  # (chain, draw, k, d)
+    >>> draws = GMMParams.from_covariances(np.full((2, 50, 2), 0.5), means, np.ones((2, 50, 2)), "spherical")
+    >>> ax = plot_posterior_ellipses(draws, n_draws=20)
+    >>> len(ax.collections[0].get_segments())  # 20 draws x 2 components
+    40
+    >>> import matplotlib.pyplot as plt
+    >>> plt.close(ax.figure)
+    """
+    if isinstance(posterior_or_params, GMMParams):
+        draws, data, names = posterior_or_params, None, None
+    elif isinstance(getattr(posterior_or_params, "params", None), GMMParams):  # a bayesgmm.Posterior
+        draws = posterior_or_params.params
+        data = getattr(posterior_or_params, "X", None)
+        names = getattr(posterior_or_params, "feature_names", None)
+    else:
+        raise TypeError(
+            f"plot_posterior_ellipses takes a bayesgmm.Posterior or a batched GMMParams, "
+            f"got {type(posterior_or_params).__name__}."
+        )
+    draws = _check_params(draws, "plot_posterior_ellipses", n_features=2, batched=True)
+    X = _check_points(data if X is None else X, 2, "plot_posterior_ellipses")
+    if feature_names is None:
+        feature_names = ("x0", "x1") if names is None else names
+    n_draws = _check_positive_int(n_draws, "n_draws")
+    (radius,) = _check_radii(radius)
+    n_points = _check_positive_int(n_points, "n_points")
+    plt = _pyplot()
+    from matplotlib.collections import LineCollection
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 5))
+    k = draws.n_components
+    _, means, covariances = _dense(draws)
+    means, covariances = means.reshape(-1, k, 2), covariances.reshape(-1, k, 2, 2)  # (draws, k, ...)
+    n_total = means.shape[0]
+    shown = np.sort(np.random.default_rng(seed).choice(n_total, size=min(n_draws, n_total), replace=False))
+    rgba = _component_colors(k)
+    if X is not None:
+        ax.scatter(X[:, 0], X[:, 1], s=6, c="0.35", alpha=0.6, linewidths=0, label="data", zorder=1)
+    outlines = _ellipse_points(means[shown], covariances[shown], radius, n_points).reshape(-1, n_points, 2)
+    alpha = float(np.clip(8.0 / shown.size, 0.05, 0.6)) if alpha is None else alpha
+    ax.add_collection(
+        LineCollection(
+            outlines,
+            colors=np.tile(rgba, (shown.size, 1)),
+            linewidths=0.8,
+            alpha=alpha,
+            label=f"posterior draws ({radius:g} sd)",
+            zorder=2,
+        )
+    )
+    # the posterior mean of the means and of the covariance matrices, over all draws
+    _draw_ellipses(
+        ax,
+        means.mean(axis=0),
+        covariances.mean(axis=0),
+        (radius,),
+        colors=rgba,
+        linewidth=2.2,
+        label="posterior mean ({radius:g} sd)",
+        zorder=3,
+    )
+    ax.set_xlabel(feature_names[0])
+    ax.set_ylabel(feature_names[1])
+    ax.set_title(f"{k}-component posterior: {shown.size} of {n_total} draws")
+    return ax
+
+
+def _table_columns(selection) -> dict[str, np.ndarray]:
+    """The columns of a selection result's ``.table``, a DataFrame or a mapping, as ndarrays."""
+    table = selection
+    if not (isinstance(table, Mapping) or hasattr(table, "columns")) and hasattr(table, "table"):
+        table = table.table
+    if hasattr(table, "columns") and not isinstance(table, Mapping):  # pandas / polars DataFrame
+        return {str(name): np.asarray(table[name]) for name in table.columns}
+    if isinstance(table, Mapping):
+        return {str(name): np.asarray(column) for name, column in table.items()}
+    raise TypeError(
+        f"plot_criterion takes a selection result with a .table, a DataFrame or a mapping of columns, "
+        f"got {type(selection).__name__}."
+    )
+
+
+def plot_criterion(selection, criterion: str = "bic", ax=None, *, lower_is_better: bool | None = None):
+    """An information criterion against the number of components, one line per covariance type.
+
+    The best fit (lowest criterion for BIC, AIC and ICL) is marked with a star, a line
+    labelled ``"best: k=…, <type>"``.
+
+    Parameters
+    ----------
+    selection : object with a ``.table``, pandas DataFrame, or mapping of columns
+        One row per fit, with at least the columns ``k`` (int), ``covariance_type`` (str) and
+        ``criterion``; e.g. the ``.table`` of ``bayesgmm.select`` (columns k, covariance_type,
+        log_likelihood, n_parameters, bic, aic, icl). Each (k, covariance_type) appears once;
+        NaN marks a failed fit (a gap in the line).
+    criterion : str
+        The column to plot: ``"bic"``, ``"aic"``, ``"icl"`` or any other numeric column.
+    ax : matplotlib Axes, optional
+    lower_is_better : bool, optional
+        Direction of the criterion; needed only for columns other than bic, aic and icl
+        (for which it is True).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> from bayesgmm.plot import plot_criterion
+    >>> table = {"k": [1, 2, 3, 1, 2, 3], "covariance_type": ["full"] * 3 + ["diag"] * 3,
+    ...          "bic": [110.0, 95.0, 99.0, 120.0, 101.0, 97.0]}
+    >>> ax = plot_criterion(table, "bic")
+    >>> [line.get_label() for line in ax.get_lines()]
+    ['full', 'diag', 'best: k=2, full']
+    >>> import matplotlib.pyplot as plt
+    >>> plt.close(ax.figure)
+    """
+    columns = _table_columns(selection)
+    criterion = str(criterion)
+    if criterion not in columns and criterion.lower() in columns:
+        criterion = criterion.lower()
+    missing = [name for name in ("k", "covariance_type", criterion) if name not in columns]
+    if missing:
+        raise ValueError(
+            f"the table has no column {missing[0]!r} (columns: {sorted(columns)}); it needs k, covariance_type "
+            f"and the criterion column, one row per fit."
+        )
+    if lower_is_better is None:
+        if criterion.lower() not in CRITERIA:
+            raise ValueError(
+                f"say whether lower {criterion!r} is better: pass lower_is_better=True or False "
+                f"(known: {', '.join(CRITERIA)}, lower is better)."
+            )
+        lower_is_better = True
+    ks = columns["k"]
+    types = columns["covariance_type"].astype(str)
+    try:
+        values = columns[criterion].astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"column {criterion!r} must be numeric, got dtype {columns[criterion].dtype}.") from None
+    if not (ks.ndim == types.ndim == values.ndim == 1 and ks.size == types.size == values.size and ks.size):
+        raise ValueError(f"k, covariance_type and {criterion!r} must be 1-D columns of one non-empty length.")
+    if ks.dtype.kind not in "iuf" or not np.all(np.isfinite(ks.astype(np.float64)) & (ks == np.round(ks))):
+        raise ValueError(f"column 'k' must hold integers, got {ks.tolist()}.")
+    ks = ks.astype(np.int64)
+    fits = list(zip(types.tolist(), ks.tolist()))
+    if len(set(fits)) != len(fits):
+        repeated = next(fit for fit in fits if fits.count(fit) > 1)
+        raise ValueError(
+            f"the table has several rows for k={repeated[1]}, covariance_type={repeated[0]!r}; "
+            f"keep one row per fit (e.g. the best restart)."
+        )
+    if not np.isfinite(values).any():
+        raise ValueError(f"column {criterion!r} has no finite value; every fit failed?")
+    scores = np.where(np.isfinite(values), values, np.inf if lower_is_better else -np.inf)
+    best = int(np.argmin(scores) if lower_is_better else np.argmax(scores))
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    _, first_rows = np.unique(types, return_index=True)
+    for covariance_type in types[np.sort(first_rows)]:  # one line per type, in table order
+        rows = np.flatnonzero(types == covariance_type)
+        rows = rows[np.argsort(ks[rows], kind="stable")]
+        ax.plot(ks[rows], values[rows], marker="o", label=covariance_type)
+    ax.plot(
+        [ks[best]],
+        [values[best]],
+        linestyle="none",
+        marker="*",
+        markersize=16,
+        color="black",
+        zorder=3,
+        label=f"best: k={ks[best]}, {types[best]}",
+    )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("k (components)")
+    ax.set_ylabel(
+        f"{criterion.upper() if criterion.lower() in CRITERIA else criterion} "
+        f"({'lower' if lower_is_better else 'higher'} is better)"
+    )
+    ax.legend(title="covariance type")
+    return ax
+
+
+def plot_pairs(
+    params: GMMParams,
+    X=None,
+    feature_names=None,
+    *,
+    features=None,
+    radii=(1, 2),
+    n_grid: int = 80,
+    n_levels: int = 8,
+    bins: int = 30,
+    figsize=None,
+):
+    """Pair plot of the mixture's exact marginals on every pair of features.
+
+    Panel (i, j) of the m × m grid (feature j across, feature i up): for ``i ≠ j`` the
+    log-density contours of the 2-D marginal mixture on features (j, i) (``marginal``),
+    the data and that marginal's component ellipses; for ``i = j`` the 1-D marginal
+    density over a density histogram of feature i. Works for any d ≥ 1.
+
+    Parameters
+    ----------
+    params : GMMParams
+        One mixture (no batch axes), any covariance type: means (k, d).
+    X : array-like (n, d), optional
+        Points to scatter and histogram (all d columns); also sets the plotted ranges.
+    feature_names : sequence of d str, optional
+        Axis labels; default ``x0, x1, ...``.
+    features : sequence of int, optional
+        The m features to show, in order (default all d).
+    radii : float or sequence of float
+        Ellipse radii in standard deviations, as in ``plot_ellipses``.
+    n_grid : int
+        Grid points per axis for the densities.
+    n_levels : int
+        Contour levels per panel (in log density, spanning 8 nats below its maximum).
+    bins : int
+        Histogram bins on the diagonal.
+    figsize : pair of float, optional
+        Default 2.4 inches per panel.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``figure.axes`` holds the m × m panels row by row.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesgmm import GMMParams
+    >>> from bayesgmm.plot import plot_pairs
+    >>> params = GMMParams.from_covariances([0.5, 0.5], np.array([[0.0, 0.0, 0.0], [3.0, 1.0, -2.0]]),
+    ...                                     np.ones((2, 3)), "diag")
+    >>> figure = plot_pairs(params, feature_names=["a", "b", "c"])
+    >>> len(figure.axes)
+    9
+    >>> import matplotlib.pyplot as plt
+    >>> plt.close(figure)
+    """
+    params = _check_params(params, "plot_pairs")
+    d = params.n_features
+    X = _check_points(X, d, "plot_pairs")
+    features = tuple(range(d)) if features is None else _feature_indices(features, d)
+    if feature_names is None:
+        feature_names = [f"x{j}" for j in range(d)]
+    feature_names = [str(name) for name in feature_names]
+    if len(feature_names) != d:
+        raise ValueError(f"feature_names has {len(feature_names)} names for a mixture with d={d} features.")
+    radii = _check_radii(radii)
+    n_grid = _check_positive_int(n_grid, "n_grid")
+    plt = _pyplot()
+
+    # the shown features' marginal as float64 ndarrays: weights (k,), means (k, m), covariances (k, m, m)
+    weights, means, covariances = _dense(marginal(params, features))
+    m = len(features)
+    X = None if X is None else X[:, list(features)]
+    if X is not None:
+        low, high = X.min(axis=0), X.max(axis=0)
+    else:
+        spread = 3.0 * np.sqrt(np.diagonal(covariances, axis1=-2, axis2=-1))
+        low, high = (means - spread).min(axis=0), (means + spread).max(axis=0)
+    pad = 0.05 * np.maximum(high - low, 1e-12)
+    low, high = low - pad, high + pad
+    grids = [np.linspace(low[a], high[a], n_grid) for a in range(m)]
+    figure, axes = plt.subplots(m, m, figsize=figsize or (2.4 * m + 0.6, 2.4 * m + 0.4), squeeze=False)
+
+    for a in range(m):  # diagonal: 1-D marginals
+        ax = axes[a, a]
+        if X is not None:
+            ax.hist(X[:, a], bins=bins, density=True, color="0.82", edgecolor="white", label="data")
+        one = _full_mixture(weights, means[:, [a]], covariances[:, [a]][:, :, [a]], params.dtype)
+        density = np.exp(np.asarray(_log_prob(one, grids[a][:, None]), dtype=np.float64))
+        ax.plot(grids[a], density, color="black", linewidth=1.4, label="marginal density")
+        ax.set_xlim(low[a], high[a])
+        ax.set_yticks([])
+
+    for a, b in itertools.combinations(range(m), 2):  # off-diagonal: 2-D marginals, one density per pair
+        along_a, along_b = np.meshgrid(grids[a], grids[b], indexing="ij")
+        points = np.column_stack([along_a.ravel(), along_b.ravel()])
+        pair = _full_mixture(weights, means[:, [a, b]], covariances[:, [a, b]][:, :, [a, b]], params.dtype)
+        log_density = np.asarray(_log_prob(pair, points), dtype=np.float64).reshape(n_grid, n_grid)
+        top = log_density.max()
+        levels = np.linspace(top - 8.0, top, n_levels)
+        # panel (row, col) shows feature col across and feature row up: z[row index, col index]
+        for row, col, z in ((a, b, log_density), (b, a, log_density.T)):
+            ax = axes[row, col]
+            ax.contour(grids[col], grids[row], z, levels=levels, cmap="Greys", linewidths=0.8)
+            if X is not None:
+                ax.scatter(X[:, col], X[:, row], s=4, c="0.3", alpha=0.5, linewidths=0, label="data")
+            index = [col, row]  # this panel's 2-D marginal: x = feature col, y = feature row
+            sub_covariances = covariances[:, index][:, :, index]
+            _draw_ellipses(ax, means[:, index], sub_covariances, radii, linewidth=1.0, annotate=False)
+            ax.set_xlim(low[col], high[col])
+            ax.set_ylim(low[row], high[row])
+
+    for row, col in itertools.product(range(m), range(m)):
+        ax = axes[row, col]
+        if row == m - 1:
+            ax.set_xlabel(feature_names[features[col]])
+        else:
+            ax.tick_params(labelbottom=False)
+        if col == 0:
+            ax.set_ylabel(feature_names[features[row]] if m > 1 else "density")
+        elif row != col:
+            ax.tick_params(labelleft=False)
+    figure.suptitle(f"{params.n_components}-component {params.covariance_type} Gaussian mixture: marginals")
+    return figure

@@ -213,7 +213,7 @@ def loo_compare(X, ks, *, method: str = "nuts", covariance_type: str = "full", *
 
     Parameters
     ----------
-    X : array-like (n_samples, n_features)
+    X : array-like of shape (n_samples, n_features)
     ks : iterable of int
         Numbers of components to compare.
     method : {"nuts", "svi"}

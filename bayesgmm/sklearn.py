@@ -1,0 +1,755 @@
+"""scikit-learn estimators backed by bayesgmm (optional: ``pip install 'bayesgmm[sklearn]'``).
+
+- ``GaussianMixture``: a drop-in for ``sklearn.mixture.GaussianMixture`` (same parameters,
+  defaults, fitted attributes, methods, errors and warnings), fitted by ``bayesgmm.em_fit``.
+- ``BayesianGMM``: the same methods backed by ``bayesgmm.infer`` (NUTS, SVI or MAP); the
+  fitted ``posterior_`` gives posterior-predictive densities and averaged responsibilities.
+
+Both compute in float64 whatever the caller's JAX setting (inside ``jax.enable_x64(True)``,
+a scoped context; the global flag is never changed) and store NumPy float64 attributes.
+
+Shapes of the covariance attributes for ``k`` components and ``d`` features:
+
+==========  ====================================================
+type        ``covariances_``, ``precisions_``, ``precisions_cholesky_``
+==========  ====================================================
+full        (k, d, d)
+tied        (d, d)
+diag        (k, d)
+spherical   (k,)
+==========  ====================================================
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import numbers
+import time
+import warnings
+
+try:
+    from sklearn.base import BaseEstimator, DensityMixin, _fit_context
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.utils import check_array, check_random_state
+    from sklearn.utils._param_validation import Interval, StrOptions
+    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+except ImportError as error:  # scikit-learn missing, or older than 1.6 (no validate_data)
+    raise ImportError(
+        "bayesgmm.GaussianMixture and bayesgmm.BayesianGMM need scikit-learn >= 1.6 "
+        f"({error}); install it with: pip install 'bayesgmm[sklearn]'"
+    ) from error
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bayesgmm.covariance import get_structure
+from bayesgmm.em import ConvergenceWarning as _EMConvergenceWarning
+from bayesgmm.em import em_fit
+from bayesgmm.inference import GUIDES, METHODS, infer
+from bayesgmm.model import Priors
+from bayesgmm.params import GMMParams
+
+__all__ = ["BayesianGMM", "GaussianMixture"]
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+# scikit-learn's own wording, kept verbatim so that code matching on it keeps working.
+_NOT_CONVERGED_MESSAGE = (
+    "Best performing initialization did not converge. "
+    "Try different init parameters, or increase max_iter, "
+    "tol, or check for degenerate data."
+)
+_ILL_DEFINED_MESSAGE = (
+    "Fitting the mixture model failed because some components have "
+    "ill-defined empirical covariance (for instance caused by singleton "
+    "or collapsed samples). Try to decrease the number of components, "
+    "increase reg_covar, or scale the input data."
+)
+
+
+def _em_supports_sample_weight() -> bool:
+    return "sample_weight" in inspect.signature(em_fit).parameters
+
+
+def _seed_from(random_state) -> int:
+    """``em_fit``/``infer``'s integer seed from scikit-learn's ``random_state``.
+
+    An int is used as is; ``None`` (NumPy's global generator) or a ``RandomState`` gives one
+    draw, so consecutive fits with a shared ``RandomState`` differ, as in scikit-learn.
+    """
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        return int(random_state)
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def _inverse_in_layout(matrices, covariance_type: str) -> np.ndarray:
+    """Inverse of SPD covariances or precisions in scikit-learn's layout for the type, by Cholesky.
+
+    ``structure.from_covariances`` factors ``A = L Lᵀ`` (or takes ``√a``) and
+    ``structure.precisions`` returns ``(L Lᵀ)⁻¹`` from triangular solves (or ``1/a``).
+    """
+    structure = get_structure(covariance_type)
+    with jax.enable_x64(True):
+        inverse = structure.precisions(structure.from_covariances(jnp.asarray(matrices, jnp.float64)))
+        return np.asarray(inverse, dtype=np.float64)
+
+
+def _padded_length(n_rows: int) -> int:
+    """Rows padded to one of about 8 sizes per doubling (at most 1/8 extra), at least 64.
+
+    Rows are independent in prediction and sampling, so padding them lets one compiled
+    program serve many batch sizes instead of compiling for every new ``n``.
+    """
+    if n_rows <= 64:
+        return 64
+    step = 1 << (n_rows.bit_length() - 4)
+    return -(-n_rows // step) * step
+
+
+def _pad_rows(array: np.ndarray) -> np.ndarray:
+    return np.pad(array, [(0, _padded_length(array.shape[0]) - array.shape[0])] + [(0, 0)] * (array.ndim - 1))
+
+
+@functools.partial(jax.jit, static_argnames="covariance_type")
+def _log_prob_and_log_resp(weights, means, covariances, X, covariance_type):
+    """``log p(x_i)`` (n,) and log responsibilities (n, k) of the mixture given by attributes."""
+    params = GMMParams.from_covariances(weights, means, covariances, covariance_type)
+    log_joint = params.log_joint(X)
+    log_prob = jax.nn.logsumexp(log_joint, axis=-1)
+    return log_prob, log_joint - log_prob[:, None]
+
+
+@functools.partial(jax.jit, static_argnames="covariance_type")
+def _coloured_noise(covariances, labels, noise, covariance_type):
+    """``L_{label_i} z_i`` for each row: standard normal ``noise`` (n, d) given each label's covariance."""
+    structure = get_structure(covariance_type)
+    return structure.colour(structure.from_covariances(covariances), labels, noise)
+
+
+def _derived_attributes(params: GMMParams) -> dict:
+    """Fitted attributes in scikit-learn's layout, as NumPy float64 (call under x64)."""
+    return dict(
+        weights_=np.asarray(params.weights, dtype=np.float64),
+        means_=np.asarray(params.means, dtype=np.float64),
+        covariances_=np.asarray(params.covariances, dtype=np.float64),
+        precisions_=np.asarray(params.precisions, dtype=np.float64),
+        precisions_cholesky_=np.asarray(params.precisions_cholesky, dtype=np.float64),
+    )
+
+
+def _n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
+    covariance = get_structure(covariance_type).n_parameters(n_components, n_features)
+    return int(n_components - 1 + n_components * n_features + covariance)
+
+
+def _check_n_samples(X: np.ndarray, n_components: int) -> None:
+    if X.shape[0] < n_components:
+        raise ValueError(
+            f"Expected n_samples >= n_components but got n_components = {n_components}, n_samples = {X.shape[0]}"
+        )
+
+
+# ----------------------------------------------------------------------------- initial parameters
+
+
+def _check_shape(param: np.ndarray, expected: tuple, name: str) -> None:
+    if param.shape != expected:
+        raise ValueError(f"The parameter '{name}' should have the shape of {expected}, but got {param.shape}")
+
+
+def _check_weights(weights, n_components: int) -> np.ndarray:
+    weights = check_array(weights, dtype=[np.float64, np.float32], ensure_2d=False)
+    _check_shape(weights, (n_components,), "weights")
+    if np.any(weights < 0.0) or np.any(weights > 1.0):
+        raise ValueError(
+            "The parameter 'weights' should be in the range [0, 1], but got "
+            f"max value {np.max(weights):.5f}, min value {np.min(weights):.5f}"
+        )
+    atol = 1e-6 if weights.dtype == np.float32 else 1e-8
+    if not np.allclose(abs(1.0 - float(np.sum(weights))), 0.0, atol=atol):
+        raise ValueError(f"The parameter 'weights' should be normalized, but got sum(weights) = {np.sum(weights):.5f}")
+    return weights.astype(np.float64)
+
+
+def _check_means(means, n_components: int, n_features: int) -> np.ndarray:
+    means = check_array(means, dtype=[np.float64, np.float32], ensure_2d=False)
+    _check_shape(means, (n_components, n_features), "means")
+    return means.astype(np.float64)
+
+
+def _check_positive(precisions: np.ndarray, covariance_type: str) -> None:
+    if np.any(precisions <= 0.0):
+        raise ValueError(f"'{covariance_type} precision' should be positive")
+
+
+def _check_symmetric_positive_definite(precisions: np.ndarray, covariance_type: str) -> None:
+    matrices = precisions.reshape((-1,) + precisions.shape[-2:])  # tied (d, d) -> (1, d, d)
+    symmetric = np.all(np.isclose(matrices, np.swapaxes(matrices, -1, -2)))
+    if not (symmetric and np.all(np.linalg.eigvalsh(matrices) > 0.0)):
+        raise ValueError(f"'{covariance_type} precision' should be symmetric, positive-definite")
+
+
+_PRECISION_CHECKS = {
+    "full": _check_symmetric_positive_definite,
+    "tied": _check_symmetric_positive_definite,
+    "diag": _check_positive,
+    "spherical": _check_positive,
+}
+
+
+def _check_precisions(precisions, covariance_type: str, n_components: int, n_features: int) -> np.ndarray:
+    """Validate ``precisions_init`` with scikit-learn's messages; return it as float64."""
+    precisions = check_array(
+        precisions, dtype=[np.float64, np.float32], ensure_2d=False, allow_nd=covariance_type == "full"
+    ).astype(np.float64)
+    expected = get_structure(covariance_type).scale_shape(n_components, n_features)
+    _check_shape(precisions, expected, f"{covariance_type} precision")
+    _PRECISION_CHECKS[covariance_type](precisions, covariance_type)
+    return precisions
+
+
+# ----------------------------------------------------------------------------- GaussianMixture
+
+
+class GaussianMixture(DensityMixin, BaseEstimator):
+    """Gaussian mixture fitted by EM on JAX: a drop-in for ``sklearn.mixture.GaussianMixture``.
+
+    Same constructor parameters and defaults, fitted attributes and methods as
+    scikit-learn's class, computed by ``bayesgmm.em_fit`` (jitted, float64). From the same
+    initial parameters (``weights_init``, ``means_init``, ``precisions_init``) the fit agrees
+    with scikit-learn's to float64 round-off; random initialisations use JAX's generator, so
+    they differ from scikit-learn's draws for the same ``random_state``.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    tol : float, default=1e-3
+        Stop when the mean log-likelihood changes by less than ``tol``.
+    reg_covar : float, default=1e-6
+        Added to the covariance diagonal in every M-step.
+    max_iter : int, default=100
+    n_init : int, default=1
+        Restarts, run batched (``vmap``); the one with the highest final log-likelihood is kept.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
+    weights_init : array-like (k,), default=None
+    means_init : array-like (k, d), default=None
+    precisions_init : array-like, default=None
+        Inverse covariances in the layout of the type: full (k, d, d), tied (d, d),
+        diag (k, d), spherical (k,).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initialisation (an int directly; otherwise one draw from the generator)
+        and ``sample``.
+    warm_start : bool, default=False
+        Continue from the previous fit's parameters (``n_init`` is then ignored).
+    verbose : int, default=0
+        1: restarts and iterations; 2: also the change per iteration and the fit's time.
+        EM runs jitted in one call, so the lines are printed after it from the
+        log-likelihood history, with the total time rather than per-iteration times.
+    verbose_interval : int, default=10
+
+    Attributes
+    ----------
+    weights_ : ndarray (k,)
+    means_ : ndarray (k, d)
+    covariances_, precisions_, precisions_cholesky_ : ndarray
+        full (k, d, d), tied (d, d), diag (k, d), spherical (k,); ``precisions_cholesky_``
+        is scikit-learn's upper-triangular ``U`` with ``precision = U Uᵀ``.
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Mean log-likelihood before the last M-step (scikit-learn's definition).
+    lower_bounds_ : list of float (n_iter_,)
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str (n_features_in_,)
+        Only when ``X`` had string column names.
+
+    Notes
+    -----
+    Differences from scikit-learn: restarts are compared by the log-likelihood of the
+    parameters returned (scikit-learn: before the last M-step); ``fit`` accepts
+    ``sample_weight``; attributes are float64 even for float32 input; messages that
+    scikit-learn gets wrong (the weights range error swaps its min and max) are corrected.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesgmm import GaussianMixture
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> gm = GaussianMixture(n_components=2, random_state=0).fit(X)
+    >>> np.sort(gm.means_[:, 0])
+    array([ 1., 10.])
+    >>> gm.predict([[0, 0], [12, 3]]).tolist() == gm.predict([[1, 2], [10, 2]]).tolist()
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        "tol": [Interval(numbers.Real, 0.0, None, closed="left")],
+        "reg_covar": [Interval(numbers.Real, 0.0, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 0, None, closed="left")],
+        "n_init": [Interval(numbers.Integral, 1, None, closed="left")],
+        "init_params": [StrOptions({"kmeans", "random", "random_from_data", "k-means++"})],
+        "weights_init": ["array-like", None],
+        "means_init": ["array-like", None],
+        "precisions_init": ["array-like", None],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "verbose_interval": [Interval(numbers.Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+
+    # ------------------------------------------------------------------ fitting
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate the parameters with EM.
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like (n_samples,), optional
+            Non-negative row weights, equivalent to repeating rows.
+
+        Returns
+        -------
+        self
+
+        Warns
+        -----
+        sklearn.exceptions.ConvergenceWarning
+            When the kept restart did not converge within ``max_iter`` (``max_iter > 0``).
+        """
+        self._fit(X, sample_weight)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return the most probable component of each row of ``X``, shape (n_samples,)."""
+        X = self._fit(X, sample_weight)
+        return np.argmax(self._log_prob_and_log_resp(X)[1], axis=1)
+
+    def _fit(self, X, sample_weight) -> np.ndarray:
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2).astype(np.float64)
+        n_samples, n_features = X.shape
+        k = self.n_components
+        _check_n_samples(X, k)
+        weights_init = None if self.weights_init is None else _check_weights(self.weights_init, k)
+        means_init = None if self.means_init is None else _check_means(self.means_init, k, n_features)
+        covariances_init = None
+        if self.precisions_init is not None:
+            precisions = _check_precisions(self.precisions_init, self.covariance_type, k, n_features)
+            covariances_init = _inverse_in_layout(precisions, self.covariance_type)
+        fit_options = {}
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            if not _em_supports_sample_weight():
+                raise NotImplementedError(
+                    "sample_weight needs bayesgmm.em_fit with a sample_weight argument, which this "
+                    "version lacks; fit without sample_weight, or repeat rows instead."
+                )
+            fit_options["sample_weight"] = sample_weight
+
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        n_init, max_iter = (self.n_init, self.max_iter) if do_init else (1, self.max_iter)
+        previous_lower_bound = -np.inf  # what the first iteration's change is measured from
+        converged_at_first = False
+        if not do_init:
+            weights_init, means_init, covariances_init = self._warm_start_parameters(n_features)
+            previous_lower_bound = self.lower_bound_
+            if max_iter > 0:
+                # scikit-learn measures the first change from the previous fit's lower bound
+                # (em_fit from -inf) and stops there when it is below tol: so does this.
+                log_prob = self._log_prob_and_log_resp(X)[0]
+                first = float(np.average(log_prob, weights=fit_options.get("sample_weight")))
+                converged_at_first = abs(first - previous_lower_bound) < self.tol
+                max_iter = 1 if converged_at_first else max_iter
+
+        start = time.perf_counter()
+        seed = _seed_from(self.random_state)
+        result = self._em_fit(X, n_init, max_iter, seed, weights_init, means_init, covariances_init, fit_options)
+        elapsed = time.perf_counter() - start
+        n_iter = int(result.n_iter)
+        lower_bounds = np.asarray(result.log_likelihood_history, dtype=np.float64)[:n_iter]
+        changes = np.diff(np.concatenate([[previous_lower_bound], lower_bounds]))  # (n_iter,)
+        with jax.enable_x64(True):
+            attributes = _derived_attributes(result.params)
+        for name, value in attributes.items():
+            setattr(self, name, value)
+        self.converged_ = max_iter > 0 and (bool(result.converged) or converged_at_first)
+        self.n_iter_ = n_iter
+        self.lower_bound_ = lower_bounds[-1] if n_iter > 0 else -np.inf
+        self.lower_bounds_ = list(lower_bounds)
+        if self.verbose:
+            self._print_progress(n_init, changes, elapsed)
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn(
+                f"{_NOT_CONVERGED_MESSAGE} (bayesgmm: {n_iter} iterations, last change in mean "
+                f"log-likelihood {changes[-1]:.3g}, tol={self.tol:g})",
+                ConvergenceWarning,
+                stacklevel=4,  # the caller of fit / fit_predict
+            )
+        return X
+
+    def _em_fit(self, X, n_init, max_iter, seed, weights_init, means_init, covariances_init, fit_options):
+        try:
+            with jax.enable_x64(True), warnings.catch_warnings():
+                warnings.simplefilter("ignore", _EMConvergenceWarning)  # re-issued as scikit-learn's class
+                return em_fit(
+                    X,
+                    self.n_components,
+                    covariance_type=self.covariance_type,
+                    n_init=n_init,
+                    init=self.init_params,
+                    max_iter=max_iter,
+                    tol=float(self.tol),
+                    reg_covar=float(self.reg_covar),
+                    seed=seed,
+                    weights_init=weights_init,
+                    means_init=means_init,
+                    covariances_init=covariances_init,
+                    **fit_options,
+                )
+        except ValueError as error:
+            if "positive definite" not in str(error):  # em_fit's degenerate-fit failure
+                raise
+            raise ValueError(f"{_ILL_DEFINED_MESSAGE} (bayesgmm: {error})") from error
+
+    def _warm_start_parameters(self, n_features: int):
+        """The current parameters as em_fit's initial (weights, means, covariances)."""
+        expected = get_structure(self.covariance_type).scale_shape(self.n_components, n_features)
+        if self.means_.shape != (self.n_components, n_features) or self.covariances_.shape != expected:
+            raise ValueError(
+                f"warm_start=True continues the previous fit (means_ {self.means_.shape}, covariances_ "
+                f"{self.covariances_.shape}), which does not match n_components={self.n_components}, "
+                f"covariance_type={self.covariance_type!r} and {n_features} features; set warm_start=False "
+                "or keep those settings."
+            )
+        return self.weights_, self.means_, self.covariances_
+
+    def _print_progress(self, n_init: int, changes: np.ndarray, elapsed: float) -> None:
+        """scikit-learn's progress lines, printed after the jitted fit from its history."""
+        print(f"Initialization {0 if n_init == 1 else f'(best of {n_init}, run batched)'}")
+        if self.max_iter == 0:
+            return
+        for iteration in range(self.verbose_interval, self.n_iter_ + 1, self.verbose_interval):
+            if self.verbose == 1:
+                print(f"  Iteration {iteration}")
+            else:
+                print(f"  Iteration {iteration}\t ll change {changes[iteration - 1]:.5f}")
+        status = "converged" if self.converged_ else "did not converge"
+        if self.verbose == 1:
+            print(f"Initialization {status}.")
+        else:
+            print(f"Initialization {status}. time lapse {elapsed:.5f}s\t lower bound {self.lower_bound_:.5f}.")
+
+    # ------------------------------------------------------------------ evaluation
+
+    def _log_prob_and_log_resp(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``log p(x_i)`` (n,) and log responsibilities (n, k) from the fitted attributes."""
+        n_rows = X.shape[0]
+        with jax.enable_x64(True):
+            log_prob, log_resp = _log_prob_and_log_resp(
+                jnp.asarray(self.weights_, jnp.float64),
+                jnp.asarray(self.means_, jnp.float64),
+                jnp.asarray(self.covariances_, jnp.float64),
+                jnp.asarray(_pad_rows(X), jnp.float64),
+                covariance_type=self.covariance_type,
+            )
+            return np.asarray(log_prob[:n_rows], dtype=np.float64), np.asarray(log_resp[:n_rows], dtype=np.float64)
+
+    def _validated(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False, dtype=[np.float64, np.float32]).astype(np.float64)
+
+    def score_samples(self, X):
+        """Log density of each row, shape (n_samples,)."""
+        return self._log_prob_and_log_resp(self._validated(X))[0]
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per row (float)."""
+        return float(np.mean(self.score_samples(X)))
+
+    def predict(self, X):
+        """Most probable component of each row, shape (n_samples,)."""
+        return np.argmax(self._log_prob_and_log_resp(self._validated(X))[1], axis=1)
+
+    def predict_proba(self, X):
+        """Responsibilities, shape (n_samples, n_components); rows sum to one."""
+        return np.exp(self._log_prob_and_log_resp(self._validated(X))[1])
+
+    def sample(self, n_samples=1):
+        """Draw rows from the fitted mixture.
+
+        Rows come grouped by component, as in scikit-learn; ``random_state`` seeds the draws.
+
+        Returns
+        -------
+        X : ndarray (n_samples, n_features)
+        y : ndarray of int (n_samples,)
+            Component labels, sorted.
+        """
+        check_is_fitted(self)
+        return _sample(self, n_samples, check_random_state(self.random_state))
+
+    def _n_parameters(self) -> int:
+        """Free parameters: weights (k − 1), means (k d) and covariances (by type)."""
+        return _n_parameters(self.n_components, self.means_.shape[1], self.covariance_type)
+
+    def bic(self, X):
+        """Bayesian information criterion ``−2 n score + p log n`` (lower is better)."""
+        n = np.shape(X)[0]
+        return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
+
+    def aic(self, X):
+        """Akaike information criterion ``−2 n score + 2 p`` (lower is better)."""
+        return -2 * self.score(X) * np.shape(X)[0] + 2 * self._n_parameters()
+
+
+def _sample(estimator, n_samples, rng: np.random.RandomState):
+    """Rows grouped by component, from the estimator's weights_, means_, covariances_."""
+    if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+        raise ValueError(f"Invalid value for 'n_samples': {n_samples} . The sampling requires at least one sample.")
+    covariance_type = estimator.covariance_type
+    weights = np.asarray(estimator.weights_, dtype=np.float64)
+    counts = rng.multinomial(int(n_samples), weights / weights.sum())
+    labels = np.repeat(np.arange(weights.shape[0]), counts)
+    means = np.asarray(estimator.means_, dtype=np.float64)
+    noise = rng.standard_normal((int(n_samples), means.shape[1]))
+    with jax.enable_x64(True):
+        coloured = _coloured_noise(
+            jnp.asarray(estimator.covariances_, jnp.float64),
+            jnp.asarray(_pad_rows(labels)),
+            jnp.asarray(_pad_rows(noise)),
+            covariance_type=covariance_type,
+        )
+    X = means[labels] + np.asarray(coloured, dtype=np.float64)[: labels.shape[0]]
+    return X, labels.astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- BayesianGMM
+
+
+class BayesianGMM(DensityMixin, BaseEstimator):
+    """Bayesian Gaussian mixture (``bayesgmm.infer``) with the scikit-learn estimator API.
+
+    Predictions come from the posterior: ``score_samples`` is the posterior-predictive log
+    density ``log (1/S) Σ_s p(x | θ_s)``, ``predict_proba`` the responsibilities averaged over
+    draws (meaningful because every draw is relabelled to the EM fit's components).
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    method : {"nuts", "svi", "map"}, default="nuts"
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+    prior : bayesgmm.Priors, default=None
+        ``None``: the defaults of ``bayesgmm.Priors``.
+    num_warmup, num_samples, num_chains : int, default=500, 1000, 4
+        NUTS settings (``num_samples`` is also the number of SVI draws from the guide).
+    num_steps : int, default=5000
+        SVI/MAP optimisation steps.
+    guide : {"normal", "multivariate_normal", "lowrank_multivariate_normal"}, default="normal"
+    random_state : int, RandomState instance or None, default=None
+        Seeds the inference (an int directly; otherwise one draw) and ``sample``.
+    verbose : int, default=0
+        Non-zero shows NUTS progress.
+
+    Attributes
+    ----------
+    posterior_ : bayesgmm.Posterior
+        Draws with (chain, draw) axes, ``to_arviz()``, ``summary()``.
+    weights_ : ndarray (k,)
+        Posterior mean (renormalised).
+    means_ : ndarray (k, d)
+        Posterior mean.
+    covariances_ : ndarray
+        Posterior mean of the covariances: full (k, d, d), tied (d, d), diag (k, d),
+        spherical (k,).
+    precisions_, precisions_cholesky_ : ndarray
+        Of ``covariances_`` (not posterior means of precisions).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str (n_features_in_,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesgmm import BayesianGMM
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(-4, 1, (100, 2)), rng.normal(4, 1, (100, 2))])
+    >>> model = BayesianGMM(2, method="map", num_steps=200, random_state=0).fit(X)  # doctest: +SKIP
+    >>> np.round(np.sort(model.means_[:, 0]))  # doctest: +SKIP
+    array([-4.,  4.])
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
+        "method": [StrOptions(set(METHODS))],
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        "prior": [Priors, None],
+        "num_warmup": [Interval(numbers.Integral, 1, None, closed="left")],
+        "num_samples": [Interval(numbers.Integral, 1, None, closed="left")],
+        "num_chains": [Interval(numbers.Integral, 1, None, closed="left")],
+        "num_steps": [Interval(numbers.Integral, 1, None, closed="left")],
+        "guide": [StrOptions(set(GUIDES))],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        method="nuts",
+        covariance_type="full",
+        prior=None,
+        num_warmup=500,
+        num_samples=1000,
+        num_chains=4,
+        num_steps=5000,
+        guide="normal",
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_components = n_components
+        self.method = method
+        self.covariance_type = covariance_type
+        self.prior = prior
+        self.num_warmup = num_warmup
+        self.num_samples = num_samples
+        self.num_chains = num_chains
+        self.num_steps = num_steps
+        self.guide = guide
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Run the inference; sets ``posterior_`` and the posterior-mean attributes. Returns self."""
+        self._fit(X)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_predict(self, X, y=None):
+        """Fit, then return the most probable component of each row, shape (n_samples,)."""
+        return self._predict(self._fit(X))
+
+    def _fit(self, X) -> np.ndarray:
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2).astype(np.float64)
+        _check_n_samples(X, self.n_components)
+        with jax.enable_x64(True):
+            posterior = infer(
+                X,
+                self.n_components,
+                method=self.method,
+                covariance_type=self.covariance_type,
+                prior=self.prior,
+                num_warmup=self.num_warmup,
+                num_samples=self.num_samples,
+                num_chains=self.num_chains,
+                num_steps=self.num_steps,
+                guide=self.guide,
+                seed=_seed_from(self.random_state),
+                progress_bar=bool(self.verbose),
+            )
+            if hasattr(self, "feature_names_in_"):
+                posterior.feature_names = [str(name) for name in self.feature_names_in_]
+            attributes = _derived_attributes(posterior.mean_params())
+        self.posterior_ = posterior
+        for name, value in attributes.items():
+            setattr(self, name, value)
+        return X
+
+    def _validated(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False, dtype=[np.float64, np.float32]).astype(np.float64)
+
+    def _predict_proba(self, X: np.ndarray) -> np.ndarray:
+        with jax.enable_x64(True):
+            return np.asarray(self.posterior_.predict_proba(jnp.asarray(X, jnp.float64)), dtype=np.float64)
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        return np.argmax(self._predict_proba(X), axis=1)
+
+    def score_samples(self, X):
+        """Posterior-predictive log density of each row, shape (n_samples,)."""
+        X = self._validated(X)
+        with jax.enable_x64(True):
+            return np.asarray(self.posterior_.log_prob(jnp.asarray(X, jnp.float64)), dtype=np.float64)
+
+    def score(self, X, y=None):
+        """Mean posterior-predictive log density per row (float)."""
+        return float(np.mean(self.score_samples(X)))
+
+    def predict(self, X):
+        """Most probable component (of the averaged responsibilities), shape (n_samples,)."""
+        return self._predict(self._validated(X))
+
+    def predict_proba(self, X):
+        """Responsibilities averaged over the posterior draws, shape (n_samples, n_components)."""
+        return self._predict_proba(self._validated(X))
+
+    def sample(self, n_samples=1):
+        """Posterior-predictive rows, each from a posterior draw chosen at random.
+
+        Returns
+        -------
+        X : ndarray (n_samples, n_features)
+        y : ndarray of int (n_samples,)
+            The component (relabelled) each row came from.
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+            raise ValueError(f"Invalid value for 'n_samples': {n_samples} . The sampling requires at least one sample.")
+        with jax.enable_x64(True):
+            X, labels = self.posterior_.sample(int(n_samples), seed=_seed_from(self.random_state))
+            return np.asarray(X, dtype=np.float64), np.asarray(labels, dtype=np.int64)
+
+    def _n_parameters(self) -> int:
+        return _n_parameters(self.n_components, self.means_.shape[1], self.covariance_type)
+
+    def bic(self, X):
+        """``−2 n score + p log n`` with the posterior-predictive ``score`` in place of the maximum."""
+        n = np.shape(X)[0]
+        return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
+
+    def aic(self, X):
+        """``−2 n score + 2 p`` with the posterior-predictive ``score`` in place of the maximum."""
+        return -2 * self.score(X) * np.shape(X)[0] + 2 * self._n_parameters()
