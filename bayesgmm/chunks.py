@@ -26,13 +26,18 @@ from jax import Array, lax
 ROW_AXIS = "rows"  # the mesh axis that rows are sharded over (bayesgmm.sharding)
 
 
-@functools.partial(jax.tree_util.register_dataclass, data_fields=["chunks", "weights"], meta_fields=["mesh"])
+@functools.partial(
+    jax.tree_util.register_dataclass, data_fields=["chunks", "weights", "first_chunk"], meta_fields=["mesh"]
+)
 @dataclasses.dataclass(frozen=True)
 class Rows:
     """Weighted rows in chunks, optionally sharded over devices.
 
     chunks : (m, c, d) rows, padded with zeros to whole chunks
     weights : (m, c) row weights; 0 for padding
+    first_chunk : int array ()
+        The number of the first chunk: row and chunk numbers given to ``accumulate``'s
+        function are global (a block of a stream is one ``Rows``; 0 in memory).
     mesh : jax.sharding.Mesh or None (static)
         When set, the chunk axis is sharded over the mesh axis ``ROW_AXIS``: each device
         holds ``m / n_devices`` whole chunks and ``accumulate`` runs on every device over
@@ -41,6 +46,7 @@ class Rows:
 
     chunks: Array
     weights: Array
+    first_chunk: Any = 0
     mesh: Any = None
 
     @property
@@ -83,7 +89,7 @@ def chunk_rows(X: Array, weights: Array, chunk_size: int, mesh=None) -> Rows:
         in_specs=(spec, spec),
         out_specs=(spec, spec),
     )(X, weights)
-    return Rows(chunks, chunk_weights, mesh)
+    return Rows(chunks, chunk_weights, 0, mesh)
 
 
 def add(a, b):
@@ -132,14 +138,14 @@ def accumulate(
         return lax.scan(step, identity(shapes), (indices, chunks, weights))[0]
 
     if rows.mesh is None:
-        return scan_chunks(rows.chunks, rows.weights, 0)
+        return scan_chunks(rows.chunks, rows.weights, rows.first_chunk)
     from jax.sharding import PartitionSpec
 
     n_devices = rows.mesh.shape[ROW_AXIS]
     local_chunks = rows.chunks.shape[0] // n_devices
 
     def per_device(chunks, weights):
-        local = scan_chunks(chunks, weights, lax.axis_index(ROW_AXIS) * local_chunks)
+        local = scan_chunks(chunks, weights, rows.first_chunk + lax.axis_index(ROW_AXIS) * local_chunks)
         gathered = lax.all_gather(local, ROW_AXIS)  # (n_devices, ...) on every device
         total = jax.tree.map(lambda leaf: leaf[0], gathered)
         for device in range(1, n_devices):  # fixed order: every device gets the same bits

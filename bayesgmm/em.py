@@ -307,15 +307,12 @@ def _keep_inactive(structure, new: GMMParams, old: GMMParams, active: Array) -> 
     return dataclasses.replace(new, means=means, scale=structure.reset_components(~active, old.scale, new.scale))
 
 
-def _initial_params(draws, rows: Rows, setting: _Setting, user_init, *, k, covariance_type, init, degenerate):
+def initial_statistics(assignment, rows: Rows, covariance_type: str) -> SufficientStatistics:
+    """Statistics of the initial responsibilities, about ``assignment.shift`` (scikit-learn's start)."""
     structure = get_structure(covariance_type)
-    weights_init, means_init, scale_init = user_init
-    if weights_init is not None and means_init is not None and scale_init is not None:
-        return GMMParams(weights_init, means_init, scale_init, covariance_type), jnp.zeros((k,), bool)
-    d, dtype = rows.n_features, rows.chunks.dtype
-    assignment = initial_assignment(init, draws, rows, k, setting.active)
-    identity = structure.identity_scale(k, d, dtype)
-    inverse = structure.inverse_scale(identity)
+    k, d = assignment.shift.shape
+    dtype = rows.chunks.dtype
+    inverse = structure.inverse_scale(structure.identity_scale(k, d, dtype))
 
     def chunk_statistics(x, w, row_ids, chunk_index):
         resp = assignment.responsibilities(x, row_ids, chunk_index) * w
@@ -328,9 +325,15 @@ def _initial_params(draws, rows: Rows, setting: _Setting, user_init, *, k, covar
             max_log_resp=jnp.zeros((), dtype),
         )
 
-    stats = accumulate(rows, chunk_statistics)._replace(shift=assignment.shift)
+    return accumulate(rows, chunk_statistics)._replace(shift=assignment.shift)
+
+
+def initial_params(stats: SufficientStatistics, setting: _Setting, user_init, *, covariance_type, degenerate):
+    """One M-step from the initial statistics, then the user-given parts; ``(params, regularised (k,))``."""
+    structure = get_structure(covariance_type)
+    k, d = stats.shift.shape
     params = m_step(stats, setting.reg_covar, covariance_type, setting.active)
-    start = GMMParams(params.weights, assignment.shift, identity, covariance_type)
+    start = GMMParams(params.weights, stats.shift, structure.identity_scale(k, d, stats.shift.dtype), covariance_type)
     params = _keep_inactive(structure, params, start, setting.active)
     regularised = jnp.zeros((k,), bool)
     if degenerate == "reseed":
@@ -344,6 +347,7 @@ def _initial_params(draws, rows: Rows, setting: _Setting, user_init, *, k, covar
             mean_row_weight=setting.mean_row_weight,
             active=setting.active,
         )
+    weights_init, means_init, scale_init = user_init
     params = GMMParams(
         params.weights if weights_init is None else weights_init,
         params.means if means_init is None else means_init,
@@ -353,80 +357,129 @@ def _initial_params(draws, rows: Rows, setting: _Setting, user_init, *, k, covar
     return params, regularised
 
 
+def _user_params(user_init, covariance_type: str) -> GMMParams | None:
+    """The initial parameters when the user gave all three, else None."""
+    if any(value is None for value in user_init):
+        return None
+    return GMMParams(*user_init, covariance_type)
+
+
 def _all_finite(params: GMMParams) -> Array:
     return jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(params)]))
+
+
+def _invalid(params: GMMParams, active: Array) -> Array:
+    """Some parameter is not finite, or an active component's covariance is not positive definite."""
+    valid = params.structure.component_valid(params.scale, params.n_components)
+    return ~_all_finite(params) | jnp.any(active & ~valid)
+
+
+def start_state(params: GMMParams, regularised: Array, setting: _Setting, *, max_iter: int) -> _LoopState:
+    """The loop state before the first E-step, from the initial parameters."""
+    dtype = params.dtype
+    k = params.n_components
+    failed = _invalid(params, setting.active)
+    return _LoopState(
+        params=params,
+        n_iter=jnp.asarray(0),
+        last_log_likelihood=jnp.asarray(-jnp.inf, dtype),
+        change=jnp.asarray(jnp.inf, dtype),
+        stop=jnp.asarray(max_iter == 0),
+        done=failed,
+        failed=failed,
+        log_likelihood=jnp.asarray(-jnp.inf, dtype),
+        max_log_resp=jnp.asarray(0.0, dtype),
+        history=jnp.full((max_iter + 1,), jnp.nan, dtype),
+        events=DegenerateEvents.none(k).record(0, jnp.zeros((k,), bool), regularised),
+    )
+
+
+def advance(
+    state: _LoopState,
+    stats: SufficientStatistics,
+    seed_row: Array,
+    setting: _Setting,
+    *,
+    max_iter: int,
+    degenerate: str,
+) -> _LoopState:
+    """One EM iteration after its E-step: M-step, repair, stopping rule, history.
+
+    ``stats`` are the E-step statistics of ``state.params`` and ``seed_row`` (d,) the row
+    with the lowest log-likelihood under them. If the previous iteration was the last
+    (``state.stop``), these statistics only score the returned parameters and the state is
+    finished; otherwise the M-step runs. Keeping the E-step outside lets the in-memory loop
+    (``while_loop``) and the streaming driver (a host loop over blocks) share this.
+    """
+    params = state.params
+    structure = params.structure
+    active = setting.active
+    dtype = stats.log_likelihood.dtype
+    log_likelihood = stats.log_likelihood / setting.total_weight
+    history = state.history.at[state.n_iter].set(log_likelihood)
+    new = m_step(stats, setting.reg_covar, params.covariance_type, active)
+    new = _keep_inactive(structure, new, params, active)
+    events = state.events
+    if degenerate == "reseed":
+        new, reseeded, regularised = repair(
+            new,
+            stats,
+            seed_row,
+            reg_covar=setting.reg_covar,
+            fallback_reg=setting.fallback_reg,
+            reseed_scale=setting.reseed_scale,
+            mean_row_weight=setting.mean_row_weight,
+            active=active,
+        )
+        events = events.record(state.n_iter + 1, reseeded, regularised)
+    change = log_likelihood - state.last_log_likelihood
+    finishing = state.stop  # this E-step scored the returned parameters
+    failed = ~finishing & _invalid(new, active)
+    n_iter = state.n_iter + 1
+    running = _LoopState(
+        params=new,
+        n_iter=n_iter,
+        last_log_likelihood=log_likelihood,
+        change=change,
+        stop=(jnp.abs(change) < setting.tol) | (n_iter >= max_iter),
+        done=failed,
+        failed=failed,
+        log_likelihood=jnp.where(failed, -jnp.inf, log_likelihood).astype(dtype),
+        max_log_resp=state.max_log_resp,
+        history=history,
+        events=events,
+    )
+    finished = state._replace(
+        done=True, log_likelihood=log_likelihood, max_log_resp=stats.max_log_resp, history=history
+    )
+    return jax.tree.map(lambda a, b: jnp.where(finishing, a, b), finished, running)
+
+
+def finish(state: _LoopState) -> _LoopState:
+    """A failed fit scores −inf."""
+    return state._replace(log_likelihood=jnp.where(jnp.isfinite(state.log_likelihood), state.log_likelihood, -jnp.inf))
 
 
 def _fit_one(
     draws, rows: Rows, setting: _Setting, user_init, *, k, covariance_type, init, max_iter, moments, degenerate
 ):
     """One restart: initialise, then E/M steps in a ``while_loop`` (one E-step in the program)."""
-    structure = get_structure(covariance_type)
-    params, regularised = _initial_params(
-        draws, rows, setting, user_init, k=k, covariance_type=covariance_type, init=init, degenerate=degenerate
-    )
+    params = _user_params(user_init, covariance_type)
+    regularised = jnp.zeros((k,), bool)
+    if params is None:
+        assignment = initial_assignment(init, draws, rows, k, setting.active)
+        stats = initial_statistics(assignment, rows, covariance_type)
+        params, regularised = initial_params(
+            stats, setting, user_init, covariance_type=covariance_type, degenerate=degenerate
+        )
     X_flat, _ = rows.flat()
-    dtype = rows.chunks.dtype
-    active = setting.active
-
-    def invalid(params):
-        return ~_all_finite(params) | jnp.any(active & ~structure.component_valid(params.scale, k))
 
     def body(state: _LoopState) -> _LoopState:
         stats, worst = e_step(state.params, rows, moments)
-        log_likelihood = stats.log_likelihood / setting.total_weight
-        history = state.history.at[state.n_iter].set(log_likelihood)
-        new = _keep_inactive(structure, m_step(stats, setting.reg_covar, covariance_type, active), state.params, active)
-        events = state.events
-        if degenerate == "reseed":
-            new, reseeded, regularised = repair(
-                new,
-                stats,
-                X_flat[worst.row],
-                reg_covar=setting.reg_covar,
-                fallback_reg=setting.fallback_reg,
-                reseed_scale=setting.reseed_scale,
-                mean_row_weight=setting.mean_row_weight,
-                active=active,
-            )
-            events = events.record(state.n_iter + 1, reseeded, regularised)
-        change = log_likelihood - state.last_log_likelihood
-        finishing = state.stop  # this E-step scored the returned parameters
-        failed = ~finishing & invalid(new)
-        n_iter = state.n_iter + 1
-        running = _LoopState(
-            params=new,
-            n_iter=n_iter,
-            last_log_likelihood=log_likelihood,
-            change=change,
-            stop=(jnp.abs(change) < setting.tol) | (n_iter >= max_iter),
-            done=failed,
-            failed=failed,
-            log_likelihood=jnp.where(failed, -jnp.inf, log_likelihood).astype(dtype),
-            max_log_resp=state.max_log_resp,
-            history=history,
-            events=events,
-        )
-        finished = state._replace(
-            done=True, log_likelihood=log_likelihood, max_log_resp=stats.max_log_resp, history=history
-        )
-        return jax.tree.map(lambda a, b: jnp.where(finishing, a, b), finished, running)
+        return advance(state, stats, X_flat[worst.row], setting, max_iter=max_iter, degenerate=degenerate)
 
-    start = _LoopState(
-        params=params,
-        n_iter=jnp.asarray(0),
-        last_log_likelihood=jnp.asarray(-jnp.inf, dtype),
-        change=jnp.asarray(jnp.inf, dtype),
-        stop=jnp.asarray(max_iter == 0),
-        done=invalid(params),
-        failed=invalid(params),
-        log_likelihood=jnp.asarray(-jnp.inf, dtype),
-        max_log_resp=jnp.asarray(0.0, dtype),
-        history=jnp.full((max_iter + 1,), jnp.nan, dtype),
-        events=DegenerateEvents.none(k).record(0, jnp.zeros((k,), bool), regularised),
-    )
-    state = lax.while_loop(lambda state: ~state.done, body, start)
-    return state._replace(log_likelihood=jnp.where(jnp.isfinite(state.log_likelihood), state.log_likelihood, -jnp.inf))
+    start = start_state(params, regularised, setting, max_iter=max_iter)
+    return finish(lax.while_loop(lambda state: ~state.done, body, start))
 
 
 @functools.partial(
@@ -480,7 +533,7 @@ def _power_of_two_scale(variance: float) -> float:
     return float(2.0 ** np.round(0.5 * np.log2(variance)))
 
 
-def _warn_degenerate(events: DegenerateEvents, *, reg_covar, fallback_reg, context="", stacklevel=4):
+def _warn_degenerate(events: DegenerateEvents, *, reg_covar, fallback_reg, context="", stacklevel=5):
     for component in np.flatnonzero(np.asarray(events.reseeded)):
         warnings.warn(
             f"{context}EM re-seeded component {component} {int(events.reseeded[component])} time(s), first at "
@@ -527,6 +580,7 @@ def em_fit(
     degenerate: str = "reseed",
     moments: str = "auto",
     chunk_size: int | None = None,
+    stream: bool | None = None,
 ) -> EMResult:
     """Fit a Gaussian mixture by maximum likelihood with EM.
 
@@ -557,7 +611,7 @@ def em_fit(
     covariances_init : array-like, optional
         In scikit-learn's layout for ``covariance_type``. When all three are given,
         no random initialisation runs (and restarts would be identical, so one runs).
-    sample_weight : array-like (n_samples,), optional
+    sample_weight : array-like of shape (n_samples,), optional
         Non-negative weight per row: a row of integer weight ``m`` counts as ``m`` copies
         of it, a row of weight 0 is dropped. The log-likelihood is the weighted mean.
     degenerate : {"reseed", "raise"}
@@ -574,6 +628,11 @@ def em_fit(
         float64, "whitened" otherwise.
     chunk_size : int, optional
         Rows per E-step chunk; by default about ``2**20`` working elements per chunk.
+    stream : bool, optional
+        Keep ``X`` on the host and stream it to the device block by block in every pass
+        (``bayesgmm.streaming``: for data larger than device memory; the same result as in
+        memory up to summation order). Default: stream an ``np.memmap``, otherwise not.
+        ``X`` may also be ``bayesgmm.shard(X)``: rows kept sharded over devices.
 
     Returns
     -------
@@ -620,7 +679,7 @@ def em_fit(
     data via the EM algorithm", JRSS B 39(1), 1977.
     """
     reg_covar = _validation.check_nonnegative_float(reg_covar, "reg_covar")
-    data = prepare_data(X, sample_weight, dtype=jnp.result_type(float))
+    data = prepare_data(X, sample_weight, dtype=jnp.result_type(float), stream=stream)
     k = _validation.check_n_components(k, data.n_positive)
     weights_init, means_init, covariances_init = _validation.check_initial_parameters(
         weights_init, means_init, covariances_init, k=k, d=data.n_features, covariance_type=covariance_type
@@ -646,14 +705,39 @@ def em_fit(
     return result
 
 
-def prepare_data(X, sample_weight=None, *, dtype) -> _Prepared:
-    """Validate ``X`` (array-like or ``ShardedRows``) and ``sample_weight``; centre and rescale."""
+def prepare_data(X, sample_weight=None, *, dtype, stream=None) -> _Prepared:
+    """Validate ``X`` (array-like, ``ShardedRows`` or rows to stream) and ``sample_weight``; centre and rescale.
+
+    ``stream``: True, False, or None (stream an ``np.memmap``, keep anything else in memory).
+    """
     if isinstance(X, ShardedRows):
         if sample_weight is not None:
             raise ValueError("With sharded rows, pass sample_weight to bayesgmm.shard, not to em_fit.")
+        if stream:
+            raise ValueError("Sharded rows are already on the devices; stream=True needs rows on the host.")
         return _prepare_sharded(X, dtype)
+    if stream not in (None, True, False):
+        raise ValueError(f"stream must be True, False or None (automatic), got {stream!r}.")
+    if stream or (stream is None and isinstance(X, np.memmap)):
+        return _prepare_stream(X, sample_weight, dtype)
     X = _validation.check_data(X)
     return _prepare(X, _validation.check_sample_weight(sample_weight, X.shape[0]), dtype)
+
+
+def _prepare_stream(X, sample_weight, dtype) -> _Prepared:
+    """Moments of host rows read block by block (float64); the rows stay on the host."""
+    from bayesgmm.streaming import host_moments
+
+    if not (isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.kind in "iuf" and X.size > 0):
+        raise ValueError(
+            "stream=True needs X as a non-empty 2-D numeric NumPy array or np.memmap (n_samples, n_features), "
+            f"got {type(X).__name__}" + (f" with shape {X.shape} and dtype {X.dtype}." if hasattr(X, "shape") else ".")
+        )
+    weights = _validation.check_sample_weight(sample_weight, X.shape[0])
+    total, center, covariance = host_moments(X, weights)
+    scale = _power_of_two_scale(float(np.mean(np.diag(covariance))))
+    n_positive = int(np.count_nonzero(weights))
+    return _Prepared(X, weights, center, scale, covariance / scale**2, total, n_positive, stream=True)
 
 
 def fit_groups(
@@ -685,7 +769,7 @@ def fit_groups(
     Returns ``(result, Σ_i w_i max_k log r_ik)`` pairs; the second is ICL's classification term.
     """
     structure = get_structure(covariance_type)
-    dtype = data.X.dtype
+    dtype = jnp.result_type(float) if data.stream else data.X.dtype
     n_init = _validation.check_int_at_least(n_init, "n_init", 1)
     max_iter = _validation.check_int_at_least(max_iter, "max_iter", 0)
     tol = _validation.check_nonnegative_float(tol, "tol")
@@ -705,6 +789,29 @@ def fit_groups(
         if covariances_init is None
         else structure.from_covariances(jnp.asarray(covariances_init / data.scale**2, dtype)),
     )
+    if data.stream:
+        return [
+            result
+            for k in ks
+            for result in _fit_streaming(
+                data,
+                k,
+                structure,
+                scaled_init,
+                dict(
+                    n_init=n_init,
+                    init=init,
+                    max_iter=max_iter,
+                    tol=tol,
+                    reg_covar=reg_covar,
+                    seed=seed,
+                    degenerate=degenerate,
+                    moments=moments,
+                    chunk_size=chunk_size,
+                    context=context,
+                ),
+            )
+        ]
     setting = _setting(data, structure, k_max, reg_covar, tol, dtype)
     draws = init_draws(seed, n_init, k_max, init, data.n_positive)
     states, log_likelihoods = fit_batch(
@@ -723,6 +830,53 @@ def fit_groups(
         degenerate=degenerate,
         mesh=data.mesh,
     )
+    return _results(
+        data, ks, states, log_likelihoods, setting, reg_covar=reg_covar, tol=tol, max_iter=max_iter, context=context
+    )
+
+
+def _fit_streaming(data: _Prepared, k: int, structure, scaled_init, options: dict):
+    """One streamed fit (``bayesgmm.streaming``) with ``k`` components."""
+    from bayesgmm import streaming
+
+    dtype = jnp.result_type(float)
+    chunk_size = options["chunk_size"]
+    setting = _setting(data, structure, k, options["reg_covar"], options["tol"], dtype)
+    block_chunks = max(1, streaming._BLOCK_ELEMENTS // (chunk_size * data.n_features))
+    block_chunks = min(block_chunks, -(-data.X.shape[0] // chunk_size))
+    host = streaming.HostRows(
+        data.X, data.weights, data.center, data.scale, data.covariance, dtype, chunk_size, block_chunks
+    )
+    states = streaming.fit(
+        host,
+        init_draws(options["seed"], options["n_init"], k, options["init"], data.n_positive),
+        setting,
+        scaled_init,
+        method=options["init"],
+        covariance_type=structure.name,
+        moments=options["moments"],
+        degenerate=options["degenerate"],
+        max_iter=options["max_iter"],
+    )
+    best = int(np.argmax(np.asarray(states.log_likelihood)))
+    log_likelihoods = np.asarray(states.log_likelihood)[None]
+    best_state = jax.tree.map(lambda leaf: leaf[best][None], states)
+    return _results(
+        data,
+        [k],
+        best_state,
+        log_likelihoods,
+        setting,
+        reg_covar=options["reg_covar"],
+        tol=options["tol"],
+        max_iter=options["max_iter"],
+        context=options["context"],
+        depth=1,
+    )
+
+
+def _results(data, ks, states, log_likelihoods, setting, *, reg_covar, tol, max_iter, context, depth=0):
+    """EMResults (data scale) from the best state of each group, with their warnings or errors."""
     states = jax.device_get(states)
     results = []
     for group, k in enumerate(ks):
@@ -733,9 +887,15 @@ def fit_groups(
             params=_first_components(state.params, k), events=jax.tree.map(lambda leaf, k=k: leaf[:k], state.events)
         )
         _warn_degenerate(
-            state.events, reg_covar=reg_covar, fallback_reg=float(setting.fallback_reg) * data.scale**2, context=context
+            state.events,
+            reg_covar=reg_covar,
+            fallback_reg=float(setting.fallback_reg) * data.scale**2,
+            context=context,
+            stacklevel=5 + depth,
         )
-        result = data.result(state, log_likelihoods[group], tol=tol, max_iter=max_iter, context=context)
+        result = data.result(
+            state, log_likelihoods[group], tol=tol, max_iter=max_iter, context=context, stacklevel=5 + depth
+        )
         results.append((result, float(state.max_log_resp)))
     return results
 
@@ -758,12 +918,15 @@ class _Prepared(NamedTuple):
     total_weight: float
     n_positive: int  # rows of positive weight
     mesh: object = None
+    stream: bool = False  # X and weights are the host rows (NumPy), read block by block
 
     @property
     def n_features(self) -> int:
         return self.center.shape[0]
 
-    def result(self, state: _LoopState, restart_log_likelihoods, *, tol: float, max_iter: int, context="") -> EMResult:
+    def result(
+        self, state: _LoopState, restart_log_likelihoods, *, tol: float, max_iter: int, context="", stacklevel=5
+    ) -> EMResult:
         """The EMResult on the data's scale; warns on non-convergence."""
         n_iter = int(state.n_iter)
         converged = bool(jnp.abs(state.change) < tol)
@@ -773,7 +936,7 @@ class _Prepared(NamedTuple):
                 f"log-likelihood was {float(state.change):.3g} (tol={tol:g}). Increase max_iter or "
                 "tol, or try other initialisations (n_init, init).",
                 ConvergenceWarning,
-                stacklevel=4,
+                stacklevel=stacklevel,
             )
         params = state.params
         dtype = params.dtype

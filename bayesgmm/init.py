@@ -182,6 +182,43 @@ def init_draws(seed, n_init: int, k: int, method: str, n_positive: int):
     raise ValueError(f"init must be one of {INIT_METHODS}, got {method!r}.")
 
 
+def from_centers(centers: Array, active: Array) -> InitialAssignment:
+    """Hard assignments of every row to its nearest active center (the "kmeans" start)."""
+    k = centers.shape[0]
+
+    def responsibilities(x, row_ids, chunk_index):
+        return jax.nn.one_hot(_nearest(x, centers, active), k, axis=0, dtype=x.dtype)
+
+    return InitialAssignment(responsibilities, centers)
+
+
+def from_rows(indices: Array, rows_at_indices: Array, active: Array) -> InitialAssignment:
+    """Component ``j`` holds row ``indices[j]`` alone ("k-means++", "random_from_data")."""
+
+    def responsibilities(x, row_ids, chunk_index):
+        return ((indices[:, None] == row_ids[None, :]) & active[:, None]).astype(x.dtype)
+
+    return InitialAssignment(responsibilities, rows_at_indices)
+
+
+def from_random(seed: Array, active: Array, n_features: int, dtype) -> InitialAssignment:
+    """Responsibilities uniform on [0, 1), normalised per row; chunk ``i`` draws from ``fold_in(key, i)``."""
+    key = jax.random.key(seed)
+    k = active.shape[0]
+
+    def responsibilities(x, row_ids, chunk_index):
+        uniform = jax.random.uniform(jax.random.fold_in(key, chunk_index), (k, x.shape[0]), dtype=x.dtype)
+        uniform = uniform * active[:, None]
+        return uniform / jnp.sum(uniform, axis=0, keepdims=True)
+
+    return InitialAssignment(responsibilities, jnp.zeros((k, n_features), dtype))
+
+
+def rows_of_ranks(ranks: Array, weights: Array) -> Array:
+    """Indices of the rows of the given ranks (0-based) among the rows of positive weight."""
+    return jnp.searchsorted(jnp.cumsum(weights > 0), ranks + 1).astype(jnp.int32)
+
+
 def initial_assignment(method: str, draws: Array, rows: Rows, k: int, active: Array) -> InitialAssignment:
     """Initial responsibilities for EM by ``method`` (see ``INIT_METHODS``).
 
@@ -195,33 +232,15 @@ def initial_assignment(method: str, draws: Array, rows: Rows, k: int, active: Ar
     """
     flat, flat_weights = rows.flat()
     n_active = jnp.sum(active)
-
-    def from_indices(indices):
-        def responsibilities(x, row_ids, chunk_index):
-            return ((indices[:, None] == row_ids[None, :]) & active[:, None]).astype(x.dtype)
-
-        return InitialAssignment(responsibilities, flat[indices])
-
     if method == "kmeans":
         seeds = flat[kmeans_plusplus(draws, flat, flat_weights, k, n_active)]
-        centers = lloyd(rows, seeds, active)
-
-        def responsibilities(x, row_ids, chunk_index):
-            return jax.nn.one_hot(_nearest(x, centers, active), k, axis=0, dtype=x.dtype)
-
-        return InitialAssignment(responsibilities, centers)
+        return from_centers(lloyd(rows, seeds, active), active)
     if method == "k-means++":
-        return from_indices(kmeans_plusplus(draws, flat, flat_weights, k, n_active))
-    if method == "random_from_data":  # the rows of those ranks among the rows of positive weight
-        ranks = jnp.cumsum(flat_weights > 0)
-        return from_indices(jnp.searchsorted(ranks, draws + 1).astype(jnp.int32))
+        indices = kmeans_plusplus(draws, flat, flat_weights, k, n_active)
+        return from_rows(indices, flat[indices], active)
+    if method == "random_from_data":
+        indices = rows_of_ranks(draws, flat_weights)
+        return from_rows(indices, flat[indices], active)
     if method == "random":
-        key = jax.random.key(draws)
-
-        def responsibilities(x, row_ids, chunk_index):
-            uniform = jax.random.uniform(jax.random.fold_in(key, chunk_index), (k, x.shape[0]), dtype=x.dtype)
-            uniform = uniform * active[:, None]
-            return uniform / jnp.sum(uniform, axis=0, keepdims=True)
-
-        return InitialAssignment(responsibilities, jnp.zeros((k, rows.n_features), rows.chunks.dtype))
+        return from_random(draws, active, rows.n_features, rows.chunks.dtype)
     raise ValueError(f"init must be one of {INIT_METHODS}, got {method!r}.")

@@ -67,7 +67,7 @@ def select(
 
     Parameters
     ----------
-    X : array-like (n_samples, n_features)
+    X : array-like of shape (n_samples, n_features)
     k : int or iterable of int
         Numbers of components to try.
     covariance_types : str or iterable of {"full", "tied", "diag", "spherical"}

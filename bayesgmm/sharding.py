@@ -60,11 +60,11 @@ def shard(X, mesh: Mesh | None = None, *, sample_weight=None, dtype=None) -> Sha
 
     Parameters
     ----------
-    X : array-like (n_samples, n_features)
+    X : array-like of shape (n_samples, n_features)
         With several processes (``jax.distributed``), each passes its own rows.
     mesh : jax.sharding.Mesh, optional
         Its devices are used as one axis named ``"rows"``.
-    sample_weight : array-like (n_samples,), optional
+    sample_weight : array-like of shape (n_samples,), optional
         Per-row weights, as in ``em_fit``.
     dtype : optional
         The compute dtype (default: float64 when ``jax_enable_x64`` is on, else float32).
