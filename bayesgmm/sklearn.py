@@ -271,8 +271,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     -----
     Differences from scikit-learn: restarts are compared by the log-likelihood of the
     parameters returned (scikit-learn: before the last M-step); ``fit`` accepts
-    ``sample_weight``; attributes are float64 even for float32 input; messages that
-    scikit-learn gets wrong (the weights range error swaps its min and max) are corrected.
+    ``sample_weight``; attributes are float64 even for float32 input; predictions read
+    ``weights_``, ``means_`` and ``covariances_`` (scikit-learn: ``precisions_cholesky_``);
+    messages that scikit-learn gets wrong (the weights range error swaps its min and max)
+    are corrected. A warm-started fit measures its first change from the previous
+    ``lower_bound_`` and stops there when it is below ``tol``, as scikit-learn does.
 
     Examples
     --------
