@@ -23,7 +23,6 @@ spherical   (k,)
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 import numbers
 import time
@@ -68,10 +67,6 @@ _ILL_DEFINED_MESSAGE = (
     "or collapsed samples). Try to decrease the number of components, "
     "increase reg_covar, or scale the input data."
 )
-
-
-def _em_supports_sample_weight() -> bool:
-    return "sample_weight" in inspect.signature(em_fit).parameters
 
 
 def _seed_from(random_state) -> int:
@@ -384,11 +379,6 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         fit_options = {}
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-            if not _em_supports_sample_weight():
-                raise NotImplementedError(
-                    "sample_weight needs bayesgmm.em_fit with a sample_weight argument, which this "
-                    "version lacks; fit without sample_weight, or repeat rows instead."
-                )
             fit_options["sample_weight"] = sample_weight
 
         do_init = not (self.warm_start and hasattr(self, "converged_"))
@@ -449,6 +439,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                     weights_init=weights_init,
                     means_init=means_init,
                     covariances_init=covariances_init,
+                    degenerate="raise",  # scikit-learn's behaviour: a singular covariance is an error
                     **fit_options,
                 )
         except ValueError as error:

@@ -127,9 +127,9 @@ def _combine_e_steps(a, b):
     return add(stats_a, stats_b), jax.vmap(WorstRow.merge)(worst_a, worst_b)
 
 
-@functools.partial(jax.jit, static_argnames=("max_iter", "degenerate"))
-def _advance(states, stats, seed_rows, setting, *, max_iter, degenerate):
-    step = functools.partial(em.advance, setting=setting, max_iter=max_iter, degenerate=degenerate)
+@functools.partial(jax.jit, static_argnames="degenerate")
+def _advance(states, stats, seed_rows, setting, *, degenerate):
+    step = functools.partial(em.advance, setting=setting, degenerate=degenerate)
     return jax.vmap(lambda state, stats, row: step(state, stats, row))(states, stats, seed_rows)
 
 
@@ -166,13 +166,13 @@ def _initial_block_statistics(rows: Rows, shift, indices, seeds, active, method,
     return jax.vmap(one)(shift, indices, seeds)
 
 
-@functools.partial(jax.jit, static_argnames=("covariance_type", "degenerate", "max_iter"))
-def _start(stats, setting, user_init, *, covariance_type, degenerate, max_iter):
+@functools.partial(jax.jit, static_argnames=("covariance_type", "degenerate", "history_size"))
+def _start(stats, setting, user_init, *, covariance_type, degenerate, history_size):
     def one(stats):
         params, regularised = em.initial_params(
             stats, setting, user_init, covariance_type=covariance_type, degenerate=degenerate
         )
-        return em.start_state(params, regularised, setting, max_iter=max_iter)
+        return em.start_state(params, regularised, setting, history_size=history_size)
 
     return jax.vmap(one)(stats)
 
@@ -231,7 +231,7 @@ def _lloyd(host: HostRows, centers: np.ndarray, active, *, max_iter: int = 300, 
     return centers
 
 
-def initial_states(host: HostRows, draws, setting, user_init, *, method, covariance_type, degenerate, max_iter):
+def initial_states(host: HostRows, draws, setting, user_init, *, method, covariance_type, degenerate, history_size):
     """The batched loop state of every restart before its first E-step."""
     k = setting.active.shape[0]
     restarts = draws.shape[0]
@@ -240,7 +240,7 @@ def initial_states(host: HostRows, draws, setting, user_init, *, method, covaria
     if user is not None:
         params = jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (restarts,) + leaf.shape), user)
         regularised = jnp.zeros((restarts, k), bool)
-        return jax.vmap(lambda p, r: em.start_state(p, r, setting, max_iter=max_iter))(params, regularised)
+        return jax.vmap(lambda p, r: em.start_state(p, r, setting, history_size=history_size))(params, regularised)
     n_active = int(np.sum(setting.active))
     indices = np.zeros((restarts, k), np.int64)
     seeds = np.zeros(restarts, np.uint32)
@@ -268,13 +268,15 @@ def initial_states(host: HostRows, draws, setting, user_init, *, method, covaria
         )
     )
     stats = stats._replace(shift=shift)
-    return _start(stats, setting, user_init, covariance_type=covariance_type, degenerate=degenerate, max_iter=max_iter)
+    return _start(
+        stats, setting, user_init, covariance_type=covariance_type, degenerate=degenerate, history_size=history_size
+    )
 
 
 # ----------------------------------------------------------------------------- the loop
 
 
-def fit(host: HostRows, draws, setting, user_init, *, method, covariance_type, moments, degenerate, max_iter):
+def fit(host: HostRows, draws, setting, user_init, *, method, covariance_type, moments, degenerate, history_size):
     """All restarts of one fit by streaming; returns the batched final states (R,)."""
     states = initial_states(
         host,
@@ -284,13 +286,13 @@ def fit(host: HostRows, draws, setting, user_init, *, method, covariance_type, m
         method=method,
         covariance_type=covariance_type,
         degenerate=degenerate,
-        max_iter=max_iter,
+        history_size=history_size,
     )
     while not bool(jnp.all(states.done)):
         e_step = functools.partial(_block_e_step, states.params, moments=moments)
         stats, worst = host.reduce(e_step, _combine_e_steps)
         seed_rows = jnp.asarray(host.rows(np.asarray(worst.row)), host.dtype)
-        advanced = _advance(states, stats, seed_rows, setting, max_iter=max_iter, degenerate=degenerate)
+        advanced = _advance(states, stats, seed_rows, setting, degenerate=degenerate)
         states = _keep_finished(states.done, advanced, states)
     return jax.vmap(em.finish)(states)
 

@@ -24,7 +24,7 @@ from sklearn.metrics import adjusted_rand_score  # noqa: E402
 from sklearn.utils._param_validation import InvalidParameterError  # noqa: E402
 
 import bayesgmm  # noqa: E402
-from bayesgmm.sklearn import BayesianGMM, GaussianMixture, _em_supports_sample_weight, _seed_from  # noqa: E402
+from bayesgmm.sklearn import BayesianGMM, GaussianMixture, _seed_from  # noqa: E402
 from tests._references import (  # noqa: E402
     COVARIANCE_TYPES,
     covariances_in_layout,
@@ -232,7 +232,6 @@ def test_sample_groups_rows_by_component(data):
         model.sample(0)
 
 
-@pytest.mark.skipif(not _em_supports_sample_weight(), reason="em_fit has no sample_weight argument yet")
 def test_sample_weight_equals_repeated_rows(data):
     X, labels, _ = data
     counts = np.random.default_rng(2).integers(0, 4, size=len(X))
@@ -241,13 +240,6 @@ def test_sample_weight_equals_repeated_rows(data):
     repeated = GaussianMixture(K, tol=1e-8, **start).fit(np.repeat(X, counts, axis=0))
     for name in ATTRIBUTES:  # the same sums in another order: round-off only
         np.testing.assert_allclose(getattr(weighted, name), getattr(repeated, name), rtol=1e-8, atol=1e-10)
-
-
-@pytest.mark.skipif(_em_supports_sample_weight(), reason="em_fit supports sample_weight")
-def test_sample_weight_without_em_support_says_so(data):
-    X, _, _ = data
-    with pytest.raises(NotImplementedError, match="sample_weight"):
-        GaussianMixture(K).fit(X, sample_weight=np.ones(len(X)))
 
 
 def test_import_bayesgmm_leaves_sklearn_unloaded():

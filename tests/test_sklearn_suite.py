@@ -13,7 +13,6 @@ module is marked slow.
 """
 
 import functools
-import inspect
 
 import numpy as np
 import pytest
@@ -23,33 +22,14 @@ pytest.importorskip("sklearn")
 from sklearn.mixture.tests import test_gaussian_mixture as sklearn_suite  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
-from bayesgmm.em import em_fit  # noqa: E402
 from bayesgmm.sklearn import GaussianMixture  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 # ----------------------------------------------------------------------------- estimator checks
 
-_SAMPLE_WEIGHT_CHECKS = (
-    "check_sample_weights_pandas_series",
-    "check_sample_weights_not_an_array",
-    "check_sample_weights_list",
-    "check_sample_weights_shape",
-    "check_sample_weights_not_overwritten",
-    "check_sample_weight_equivalence_on_dense_data",
-    "check_sample_weight_equivalence_on_sparse_data",
-    "check_sample_weights_invariance",
-)
 
-
-def _expected_failed_checks(estimator) -> dict[str, str]:
-    if "sample_weight" in inspect.signature(em_fit).parameters:
-        return {}
-    reason = "bayesgmm.em_fit has no sample_weight argument yet; fit raises NotImplementedError when given one"
-    return dict.fromkeys(_SAMPLE_WEIGHT_CHECKS, reason)
-
-
-@parametrize_with_checks([GaussianMixture()], expected_failed_checks=_expected_failed_checks)
+@parametrize_with_checks([GaussianMixture()])
 def test_estimator_checks(estimator, check):
     check(estimator)
 

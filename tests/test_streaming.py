@@ -33,9 +33,7 @@ def test_streamed_equals_in_memory(small_blocks, memmap, covariance_type, init):
     """
     X, mapped = memmap
     weights = np.random.default_rng(51).integers(0, 3, size=len(X)).astype(float)
-    kwargs = dict(
-        covariance_type=covariance_type, init=init, n_init=2, seed=5, tol=1e-8, max_iter=300, chunk_size=200
-    )
+    kwargs = dict(covariance_type=covariance_type, init=init, n_init=2, seed=5, tol=1e-8, max_iter=300, chunk_size=200)
     in_memory = bayesgmm.em_fit(X, 3, sample_weight=weights, **kwargs)
     streamed = bayesgmm.em_fit(mapped, 3, sample_weight=weights, **kwargs)  # a memmap streams by default
     assert streamed.n_iter == in_memory.n_iter
