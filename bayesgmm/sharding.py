@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from bayesgmm import _validation
 from bayesgmm.chunks import ROW_AXIS
@@ -45,14 +45,15 @@ class ShardedRows(NamedTuple):
 
 
 def row_mesh(mesh: Mesh | None = None) -> Mesh:
-    """A 1-D mesh with axis ``"rows"``: over all devices by default, or over ``mesh``'s devices."""
-    if mesh is None:
-        return jax.make_mesh((jax.device_count(),), (ROW_AXIS,))
-    if not isinstance(mesh, Mesh):
+    """A 1-D mesh with axis ``"rows"`` (automatic sharding): over all devices, or over ``mesh``'s devices.
+
+    The axis is of type ``Auto``: outside the explicit per-device passes, XLA decides how
+    intermediate results are laid out (as for any jitted function of sharded arrays).
+    """
+    if mesh is not None and not isinstance(mesh, Mesh):
         raise ValueError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}.")
-    if mesh.axis_names == (ROW_AXIS,):
-        return mesh
-    return Mesh(np.asarray(mesh.devices).reshape(-1), (ROW_AXIS,))
+    devices = jax.devices() if mesh is None else list(np.asarray(mesh.devices).reshape(-1))
+    return Mesh(np.asarray(devices), (ROW_AXIS,), axis_types=(AxisType.Auto,))
 
 
 def shard(X, mesh: Mesh | None = None, *, sample_weight=None, dtype=None) -> ShardedRows:
