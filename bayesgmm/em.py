@@ -421,38 +421,49 @@ def advance(
     new = _keep_inactive(structure, new, params, active)
     events = state.events
     if degenerate == "reseed":
-        new, reseeded, regularised = repair(
-            new,
-            stats,
-            seed_row,
-            reg_covar=setting.reg_covar,
-            fallback_reg=setting.fallback_reg,
-            reseed_scale=setting.reseed_scale,
-            mean_row_weight=setting.mean_row_weight,
-            active=active,
-        )
-        events = events.record(state.n_iter + 1, reseeded, regularised)
+
+        def repaired(new):
+            new, reseeded, regularised = repair(
+                new,
+                stats,
+                seed_row,
+                reg_covar=setting.reg_covar,
+                fallback_reg=setting.fallback_reg,
+                reseed_scale=setting.reseed_scale,
+                mean_row_weight=setting.mean_row_weight,
+                active=active,
+            )
+            return new, events.record(state.n_iter + 1, reseeded, regularised)
+
+        # the repair runs only when needed (a real branch unless vmapped with other fits)
+        empty = stats.counts < _EMPTY_FRACTION * setting.mean_row_weight
+        needed = jnp.any(active & (empty | ~structure.component_valid(new.scale, new.n_components)))
+        new, events = lax.cond(needed, repaired, lambda new: (new, events), new)
     change = log_likelihood - state.last_log_likelihood
-    finishing = state.stop  # this E-step scored the returned parameters
-    failed = ~finishing & _invalid(new, active)
     n_iter = state.n_iter + 1
-    running = _LoopState(
-        params=new,
-        n_iter=n_iter,
-        last_log_likelihood=log_likelihood,
-        change=change,
-        stop=(jnp.abs(change) < setting.tol) | (n_iter >= setting.max_iter),
-        done=failed,
-        failed=failed,
-        log_likelihood=jnp.where(failed, -jnp.inf, log_likelihood).astype(dtype),
-        max_log_resp=state.max_log_resp,
-        history=history,
-        events=events,
-    )
-    finished = state._replace(
-        done=True, log_likelihood=log_likelihood, max_log_resp=stats.max_log_resp, history=history
-    )
-    return jax.tree.map(lambda a, b: jnp.where(finishing, a, b), finished, running)
+
+    def running():
+        failed = _invalid(new, active)
+        return _LoopState(
+            params=new,
+            n_iter=n_iter,
+            last_log_likelihood=log_likelihood,
+            change=change,
+            stop=(jnp.abs(change) < setting.tol) | (n_iter >= setting.max_iter),
+            done=failed,
+            failed=failed,
+            log_likelihood=jnp.where(failed, -jnp.inf, log_likelihood).astype(dtype),
+            max_log_resp=state.max_log_resp,
+            history=history,
+            events=events,
+        )
+
+    def finished():  # this E-step scored the returned parameters
+        return state._replace(
+            done=True, log_likelihood=log_likelihood, max_log_resp=stats.max_log_resp, history=history
+        )
+
+    return lax.cond(state.stop, finished, running)
 
 
 def finish(state: _LoopState) -> _LoopState:
@@ -504,13 +515,18 @@ def fit_batch(X, weights, draws, active, setting, user_init, *, chunk_size, mesh
     log_likelihoods : (groups, restarts) every fit's final mean log-likelihood
     """
     rows = chunk_rows(X, weights, chunk_size, mesh)
+    structure = get_structure(static["covariance_type"])
+    setting = _device_setting(setting, structure, static["k"])
+    user_init = _device_user_init(user_init, structure)
     fit = functools.partial(_fit_one, **static)
 
     def one(draws, active):
         return fit(draws, rows, setting._replace(active=active), user_init)
 
-    restarts = jax.vmap(one, in_axes=(0, None))
-    states = jax.vmap(restarts)(draws, active)  # (groups, restarts)
+    if draws.shape[:2] == (1, 1):  # one fit: no vmap, so its lax.conds branch for real
+        states = jax.tree.map(lambda leaf: leaf[None, None], one(draws[0, 0], active[0]))
+    else:
+        states = jax.vmap(jax.vmap(one, in_axes=(0, None)))(draws, active)  # (groups, restarts)
     best = jnp.argmax(states.log_likelihood, axis=1)
     pick = jax.vmap(lambda group, index: jax.tree.map(lambda leaf: leaf[index], group))
     return pick(states, best), states.log_likelihood
@@ -783,12 +799,10 @@ def fit_groups(
         chunk_size = min(_validation.check_int_at_least(chunk_size, "chunk_size", 1), n_rows)
     chunk_size = chunk_size or default_chunk_size(n_rows, k_max, data.n_features, n_init * len(ks), moments)
     weights_init, means_init, covariances_init = user_init
-    scaled_init = (
-        None if weights_init is None else jnp.asarray(weights_init, dtype),
-        None if means_init is None else jnp.asarray((means_init - data.center) / data.scale, dtype),
-        None
-        if covariances_init is None
-        else structure.from_covariances(jnp.asarray(covariances_init / data.scale**2, dtype)),
+    scaled_init = (  # host arrays; the covariances become Cholesky factors in the program
+        None if weights_init is None else np.asarray(weights_init, dtype),
+        None if means_init is None else np.asarray((means_init - data.center) / data.scale, dtype),
+        None if covariances_init is None else np.asarray(covariances_init / data.scale**2, dtype),
     )
     if data.stream:
         return [
@@ -813,13 +827,13 @@ def fit_groups(
                 ),
             )
         ]
-    setting = _setting(data, structure, k_max, reg_covar, tol, max_iter, dtype)
+    setting = _setting(data, k_max, reg_covar, tol, max_iter, dtype)
     draws = init_draws(seed, n_init, k_max, init, data.n_positive)
     states, log_likelihoods = fit_batch(
         data.X,
         data.weights,
-        jnp.broadcast_to(draws, (len(ks),) + draws.shape),
-        jnp.arange(k_max)[None, :] < jnp.asarray(ks)[:, None],
+        np.broadcast_to(draws, (len(ks),) + draws.shape),
+        np.arange(k_max)[None, :] < np.asarray(ks)[:, None],
         setting,
         scaled_init,
         k=k_max,
@@ -842,7 +856,7 @@ def _fit_streaming(data: _Prepared, k: int, structure, scaled_init, options: dic
 
     dtype = jnp.result_type(float)
     chunk_size = options["chunk_size"]
-    setting = _setting(data, structure, k, options["reg_covar"], options["tol"], options["max_iter"], dtype)
+    setting = _setting(data, k, options["reg_covar"], options["tol"], options["max_iter"], dtype)
     block_chunks = max(1, streaming._BLOCK_ELEMENTS // (chunk_size * data.n_features))
     block_chunks = min(block_chunks, -(-data.X.shape[0] // chunk_size))
     host = streaming.HostRows(
@@ -902,10 +916,9 @@ def _results(data, ks, states, log_likelihoods, setting, *, reg_covar, tol, max_
 
 
 def _first_components(params: GMMParams, k: int) -> GMMParams:
-    """The first ``k`` components (those in use); their weights already sum to 1."""
-    first = np.arange(k)
-    scale = params.structure.permute(jnp.asarray(params.scale), first)
-    return GMMParams(jnp.asarray(params.weights[:k]), jnp.asarray(params.means[:k]), scale, params.covariance_type)
+    """The first ``k`` components (those in use; their weights already sum to 1), NumPy leaves."""
+    scale = np.asarray(params.structure.permute(params.scale, np.arange(k)))  # NumPy indexing (or tied: as is)
+    return GMMParams(params.weights[:k], params.means[:k], scale, params.covariance_type)
 
 
 class _Prepared(NamedTuple):
@@ -939,13 +952,13 @@ class _Prepared(NamedTuple):
                 ConvergenceWarning,
                 stacklevel=stacklevel,
             )
-        params = state.params
-        dtype = params.dtype
+        params = state.params  # NumPy leaves (device_get), rescaled on the host
+        dtype = params.means.dtype
         d = params.n_features
         params = GMMParams(
-            params.weights,
-            params.means * jnp.asarray(self.scale, dtype) + jnp.asarray(self.center, dtype),
-            params.scale * jnp.asarray(self.scale, dtype),
+            jnp.asarray(params.weights),
+            jnp.asarray((params.means * self.scale + self.center).astype(dtype)),
+            jnp.asarray((params.scale * self.scale).astype(dtype)),
             params.covariance_type,
         )
         log_scale = d * math.log(self.scale)
@@ -990,34 +1003,47 @@ def _prepare_sharded(rows: ShardedRows, dtype) -> _Prepared:
     return _Prepared(X, rows.weights.astype(dtype), center, scale, covariance / scale**2, total, n_positive, rows.mesh)
 
 
-def _setting(data: _Prepared, structure, k: int, reg_covar: float, tol: float, max_iter: int, dtype) -> _Setting:
-    """The fit's dynamic settings on the rescaled data (fallback regularisation, re-seed covariance...)."""
+def _setting(data: _Prepared, k: int, reg_covar: float, tol: float, max_iter: int, dtype) -> _Setting:
+    """The fit's dynamic settings on the rescaled data, as host arrays (one transfer per call).
+
+    ``reseed_scale`` holds the data covariance (+ regularisation) here; ``_device_setting``
+    turns it into the type's Cholesky factor inside the compiled program.
+    """
     reg = reg_covar / data.scale**2
     eps = float(jnp.finfo(dtype).eps)
     fallback = max(10.0 * reg, 1e3 * eps * max(1.0, float(np.mean(np.diag(data.covariance)))))
     d = data.covariance.shape[0]
-    reseed = structure.from_covariances(
-        jnp.asarray(structure.layout_from_full(data.covariance + max(reg, fallback) * np.eye(d), k), dtype)
-    )
+    host = functools.partial(np.asarray, dtype=dtype)
     return _Setting(
-        tol=jnp.asarray(tol, dtype),
-        reg_covar=jnp.asarray(reg, dtype),
-        fallback_reg=jnp.asarray(fallback, dtype),
-        reseed_scale=reseed,
-        total_weight=jnp.asarray(data.total_weight, dtype),
-        mean_row_weight=jnp.asarray(data.total_weight / data.n_positive, dtype),
-        active=jnp.ones((k,), bool),
-        max_iter=jnp.asarray(max_iter),
+        tol=host(tol),
+        reg_covar=host(reg),
+        fallback_reg=host(fallback),
+        reseed_scale=host(data.covariance + max(reg, fallback) * np.eye(d)),
+        total_weight=host(data.total_weight),
+        mean_row_weight=host(data.total_weight / data.n_positive),
+        active=np.ones((k,), bool),
+        max_iter=np.asarray(max_iter),
     )
+
+
+def _device_setting(setting: _Setting, structure, k: int) -> _Setting:
+    """In the program: the re-seed covariance as the type's Cholesky factor for ``k`` components."""
+    return setting._replace(
+        reseed_scale=structure.from_covariances(structure.layout_from_full(setting.reseed_scale, k))
+    )
+
+
+def _device_user_init(user_init, structure):
+    """In the program: user-given covariances (rescaled, scikit-learn's layout) as Cholesky factors."""
+    weights, means, covariances = user_init
+    return weights, means, None if covariances is None else structure.from_covariances(covariances)
 
 
 def bucket_size(n: int) -> int:
     """A size >= n from a coarse grid, so that nearby sizes share one compiled program.
 
-    Up to 2**14: the next power of two (at least 64). Above: a multiple of 2**(b − 4), with
-    2**b the largest power of two <= n (at most 1/16 = 6% more).
+    Multiples of 64 up to 1024, then multiples of 2**(b − 5) with 2**b the largest power of
+    two <= n: at most 1/16 (6%) more rows, about 16 sizes per doubling.
     """
-    if n <= 1 << 14:
-        return max(64, 1 << max(0, (n - 1).bit_length()))
-    step = 1 << (n.bit_length() - 5)
+    step = 64 if n <= 1024 else 1 << (n.bit_length() - 5)
     return -(-n // step) * step

@@ -28,6 +28,7 @@ import numpy as np
 
 from bayesgmm import em, init
 from bayesgmm.chunks import Rows, WorstRow, accumulate, add
+from bayesgmm.covariance import get_structure
 
 _BLOCK_ELEMENTS = 1 << 24  # rows × features per block copied to the device (128 MiB in float64)
 
@@ -127,8 +128,9 @@ def _combine_e_steps(a, b):
     return add(stats_a, stats_b), jax.vmap(WorstRow.merge)(worst_a, worst_b)
 
 
-@functools.partial(jax.jit, static_argnames="degenerate")
-def _advance(states, stats, seed_rows, setting, *, degenerate):
+@functools.partial(jax.jit, static_argnames=("degenerate", "covariance_type"))
+def _advance(states, stats, seed_rows, setting, *, degenerate, covariance_type):
+    setting = em._device_setting(setting, get_structure(covariance_type), states.params.n_components)
     step = functools.partial(em.advance, setting=setting, degenerate=degenerate)
     return jax.vmap(lambda state, stats, row: step(state, stats, row))(states, stats, seed_rows)
 
@@ -168,6 +170,10 @@ def _initial_block_statistics(rows: Rows, shift, indices, seeds, active, method,
 
 @functools.partial(jax.jit, static_argnames=("covariance_type", "degenerate", "history_size"))
 def _start(stats, setting, user_init, *, covariance_type, degenerate, history_size):
+    structure = get_structure(covariance_type)
+    setting = em._device_setting(setting, structure, stats.shift.shape[-2])
+    user_init = em._device_user_init(user_init, structure)
+
     def one(stats):
         params, regularised = em.initial_params(
             stats, setting, user_init, covariance_type=covariance_type, degenerate=degenerate
@@ -236,7 +242,7 @@ def initial_states(host: HostRows, draws, setting, user_init, *, method, covaria
     k = setting.active.shape[0]
     restarts = draws.shape[0]
     dtype = host.dtype
-    user = em._user_params(user_init, covariance_type)
+    user = em._user_params(em._device_user_init(user_init, get_structure(covariance_type)), covariance_type)
     if user is not None:
         params = jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (restarts,) + leaf.shape), user)
         regularised = jnp.zeros((restarts, k), bool)
@@ -292,7 +298,7 @@ def fit(host: HostRows, draws, setting, user_init, *, method, covariance_type, m
         e_step = functools.partial(_block_e_step, states.params, moments=moments)
         stats, worst = host.reduce(e_step, _combine_e_steps)
         seed_rows = jnp.asarray(host.rows(np.asarray(worst.row)), host.dtype)
-        advanced = _advance(states, stats, seed_rows, setting, degenerate=degenerate)
+        advanced = _advance(states, stats, seed_rows, setting, degenerate=degenerate, covariance_type=covariance_type)
         states = _keep_finished(states.done, advanced, states)
     return jax.vmap(em.finish)(states)
 
