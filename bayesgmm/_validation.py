@@ -14,10 +14,14 @@ import numpy as np
 from bayesgmm.covariance import get_structure
 
 
-def check_data(X, *, name: str = "X", allow_nan: bool = False) -> np.ndarray:
+def check_data(
+    X, *, name: str = "X", allow_nan: bool = False, nan_advice: str = "drop or impute them before fitting."
+) -> np.ndarray:
     """Return ``X`` as a 2-D float ndarray, or raise a ValueError that says why not.
 
     Accepts lists, integer and float arrays (read-only too), and pandas DataFrames.
+    ``allow_nan``: NaN marks missing entries (infinities and rows entirely NaN are still
+    errors); otherwise NaN is an error whose message ends with ``nan_advice``.
     """
     if hasattr(X, "to_numpy") and hasattr(X, "columns"):  # pandas / polars DataFrame
         X = X.to_numpy()
@@ -50,12 +54,25 @@ def check_data(X, *, name: str = "X", allow_nan: bool = False) -> np.ndarray:
             array = array.astype(np.float64)
     finite = np.isfinite(array)
     if not finite.all():
-        bad_rows = np.flatnonzero(~finite.all(axis=1))
-        kind = "NaN" if np.isnan(array).any() else "infinite values"
-        if not (allow_nan and kind == "NaN" and not np.isinf(array).any()):
+        infinite = np.isinf(array)
+        if allow_nan and infinite.any():
+            bad_rows = np.flatnonzero(infinite.any(axis=1))
+            raise ValueError(
+                f"{name} contains infinite values in {bad_rows.size} row(s) (first: row {bad_rows[0]}); only NaN "
+                "marks a missing entry: drop those rows or replace the infinities by NaN."
+            )
+        if not allow_nan:
+            bad_rows = np.flatnonzero(~finite.all(axis=1))
+            kind = "NaN" if np.isnan(array).any() else "infinite values"
             raise ValueError(
                 f"{name} contains {kind} in {bad_rows.size} row(s) (first: row {bad_rows[0]}); "
-                f"drop or impute them before fitting."
+                + (nan_advice if kind == "NaN" else "drop or impute them before fitting.")
+            )
+        empty_rows = np.flatnonzero(np.isnan(array).all(axis=1))
+        if empty_rows.size:
+            raise ValueError(
+                f"{name} has {empty_rows.size} row(s) with every entry NaN (first: row {empty_rows[0]}); "
+                "they carry no information: drop them."
             )
     _check_spread(array, name)
     return array

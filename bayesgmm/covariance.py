@@ -103,6 +103,9 @@ class CovarianceStructure(NamedTuple):
         ``P_k μ_k``.
     second_from_raw : S (k, p) -> second moments in the type's layout
         From ``S_k = Σ_i r_ik q(x_i)`` (tied: summed over components).
+    second_from_full : S (k, d, d) -> second moments in the type's layout
+        From dense per-component second moments: full as is, tied summed over components,
+        diag the diagonals, spherical the traces (``bayesgmm.missing``).
     component_valid : (scale, k) -> (k,) bool
         Each component's Cholesky factor is finite with a positive diagonal.
     reset_components : (mask (k,) bool, new scale, old scale) -> scale
@@ -139,6 +142,7 @@ class CovarianceStructure(NamedTuple):
     quadratic_coefficients: Callable
     precision_mean: Callable
     second_from_raw: Callable
+    second_from_full: Callable
     component_valid: Callable
     reset_components: Callable
     layout_from_full: Callable
@@ -290,6 +294,7 @@ FULL = CovarianceStructure(
         "kji,kj->ki", inverse, jnp.einsum("kij,kj->ki", inverse, means, precision=HIGHEST), precision=HIGHEST
     ),
     second_from_raw=lambda pairs: _symmetric_from_pairs(pairs, _sqrt_pairs(pairs.shape[-1])),
+    second_from_full=lambda second: second,
     component_valid=lambda scale, k: _valid_tril(scale),
     reset_components=_reset_per_component,
     layout_from_full=lambda covariance, k: jnp.broadcast_to(covariance, (k,) + covariance.shape),
@@ -351,6 +356,7 @@ TIED = CovarianceStructure(
     ),
     precision_mean=lambda inverse, means: jnp.matmul(means, _precision_from_inverse(inverse), precision=HIGHEST),
     second_from_raw=lambda pairs: _symmetric_from_pairs(jnp.sum(pairs, axis=0), _sqrt_pairs(pairs.shape[-1])),
+    second_from_full=lambda second: jnp.sum(second, axis=0),
     component_valid=lambda scale, k: jnp.broadcast_to(_valid_tril(scale), (k,)),
     reset_components=lambda mask, new, old: jnp.where(jnp.all(mask), new, old),
     layout_from_full=lambda covariance, k: covariance,
@@ -392,6 +398,7 @@ DIAG = CovarianceStructure(
     quadratic_coefficients=lambda inverse, k: inverse**2,
     precision_mean=lambda inverse, means: means * inverse**2,
     second_from_raw=lambda squares: squares,
+    second_from_full=lambda second: jnp.diagonal(second, axis1=-2, axis2=-1),
     component_valid=lambda scale, k: jnp.all(jnp.isfinite(scale) & (scale > 0), axis=-1),
     reset_components=_reset_per_component,
     layout_from_full=lambda covariance, k: jnp.broadcast_to(jnp.diagonal(covariance), (k, covariance.shape[-1])),
@@ -435,6 +442,7 @@ SPHERICAL = CovarianceStructure(
     quadratic_coefficients=lambda inverse, k: (inverse**2)[:, None],
     precision_mean=lambda inverse, means: means * (inverse**2)[:, None],
     second_from_raw=lambda squares: squares[:, 0],
+    second_from_full=lambda second: jnp.trace(second, axis1=-2, axis2=-1),
     component_valid=lambda scale, k: jnp.isfinite(scale) & (scale > 0),
     reset_components=_reset_per_component,
     layout_from_full=lambda covariance, k: jnp.full((k,), jnp.mean(jnp.diagonal(covariance)), covariance.dtype),

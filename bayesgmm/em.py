@@ -9,6 +9,8 @@ Kernels (pure, unjitted, ``vmap``-safe):
   ``"raw"`` (moments about the origin of the centred data from quadratic features: one
   matrix product per chunk each way, half the flops; used in float64).
 - ``m_step(stats, reg_covar, covariance_type)`` -> ``GMMParams`` (scikit-learn's M-step).
+- With ``moments="missing"`` (``em_fit(missing="marginalize")`` on data with NaN), the E-step
+  is ``bayesgmm.missing.missing_e_step``: the exact EM for incomplete data.
 - ``repair(...)``: what EM does with degenerate components (see ``em_fit``).
 
 Driver: ``em_fit(X, k, ...)`` validates in Python, centres and rescales the data on the
@@ -41,6 +43,7 @@ from bayesgmm.sharding import ShardedRows
 
 MOMENTS = ("auto", "whitened", "raw")
 DEGENERATE = ("reseed", "raise")
+MISSING = ("raise", "marginalize")
 
 # Elements of the per-chunk working array ((k, d, rows) whitened rows, or (rows, d + p)
 # quadratic features): big enough for efficient matrix products, small enough for cache.
@@ -126,7 +129,9 @@ class EMResult(NamedTuple):
 
 
 def resolve_moments(moments: str, dtype) -> str:
-    """``"auto"``: ``"raw"`` in float64, ``"whitened"`` in lower precision."""
+    """``"auto"``: ``"raw"`` in float64, ``"whitened"`` in lower precision; ``"missing"`` (internal) as is."""
+    if moments == "missing":  # set by em_fit(missing="marginalize") when X has NaN
+        return moments
     moments = _validation.check_choice(moments, "moments", MOMENTS)
     if moments == "auto":
         return "raw" if jnp.dtype(dtype) == jnp.float64 else "whitened"
@@ -149,9 +154,10 @@ def e_step(params: GMMParams, rows: Rows, moments: str = "whitened") -> tuple[Su
     ----------
     params : GMMParams (unbatched)
     rows : Rows (chunks (m, c, d), weights (m, c))
-    moments : {"whitened", "raw"}
+    moments : {"whitened", "raw", "missing"}
         How the statistics are accumulated (module docstring); both return statistics in
         data coordinates, "whitened" about the current means, "raw" about the origin.
+        "missing": rows with NaN entries (``bayesgmm.missing.missing_e_step``), about the means.
 
     Returns
     -------
@@ -159,6 +165,10 @@ def e_step(params: GMMParams, rows: Rows, moments: str = "whitened") -> tuple[Su
     worst : WorstRow
         The row of lowest log-likelihood (to re-seed an empty component).
     """
+    if moments == "missing":
+        from bayesgmm.missing import missing_e_step
+
+        return missing_e_step(params, rows)
     structure = params.structure
     d = params.n_features
     log_weights = jnp.log(params.weights)  # −inf for inactive components (weight 0)
@@ -477,13 +487,18 @@ def _fit_one(
     """One restart: initialise, then E/M steps in a ``while_loop`` (one E-step in the program)."""
     params = _user_params(user_init, covariance_type)
     regularised = jnp.zeros((k,), bool)
+    complete_rows = rows  # initialisation and re-seeding need complete rows
+    if moments == "missing":
+        from bayesgmm.missing import fill_missing
+
+        complete_rows = fill_missing(rows)
     if params is None:
-        assignment = initial_assignment(init, draws, rows, k, setting.active)
-        stats = initial_statistics(assignment, rows, covariance_type)
+        assignment = initial_assignment(init, draws, complete_rows, k, setting.active)
+        stats = initial_statistics(assignment, complete_rows, covariance_type)
         params, regularised = initial_params(
             stats, setting, user_init, covariance_type=covariance_type, degenerate=degenerate
         )
-    X_flat, _ = rows.flat()
+    X_flat, _ = complete_rows.flat()
 
     def body(state: _LoopState) -> _LoopState:
         stats, worst = e_step(state.params, rows, moments)
@@ -536,9 +551,10 @@ def default_chunk_size(n_samples: int, k: int, d: int, n_init: int = 1, moments:
     """Rows per chunk so that the per-chunk working array holds about 2**20 elements.
 
     "whitened": the (k, d, rows) whitened rows; "raw": the (rows, d + p + k) features and
-    log-densities, with ``p`` quadratic features (d(d+1)/2 for full covariances).
+    log-densities, with ``p`` quadratic features (d(d+1)/2 for full covariances); "missing":
+    the (k, rows, d, d) Cholesky factors of the observed blocks.
     """
-    width = k * d if moments == "whitened" else d + d * (d + 1) // 2 + k
+    width = {"whitened": k * d, "missing": k * d * d}.get(moments, d + d * (d + 1) // 2 + k)
     rows = _CHUNK_ELEMENTS // max(1, width * n_init)
     return int(min(n_samples, max(256, rows)))
 
@@ -598,6 +614,7 @@ def em_fit(
     moments: str = "auto",
     chunk_size: int | None = None,
     stream: bool | None = None,
+    missing: str = "raise",
 ) -> EMResult:
     """Fit a Gaussian mixture by maximum likelihood with EM.
 
@@ -650,6 +667,18 @@ def em_fit(
         (``bayesgmm.streaming``: for data larger than device memory; the same result as in
         memory up to summation order). Default: stream an ``np.memmap``, otherwise not.
         ``X`` may also be ``bayesgmm.shard(X)``: rows kept sharded over devices.
+    missing : {"raise", "marginalize"}
+        What NaN entries of ``X`` mean. "raise" (default): NaN is an error. "marginalize":
+        NaN marks a value missing at random; EM maximises the likelihood of the observed
+        entries, ``Σ_i w_i log p(x_i,o)``, by the exact EM for incomplete data (Ghahramani and
+        Jordan 1994; ``bayesgmm.missing``), for every covariance type. Rows entirely NaN and
+        features never observed are errors; infinities stay errors. The initialisation uses
+        the rows with their NaN replaced by the observed column means. Each iteration costs
+        ``O(k d³)`` per row with missing entries (rows without them cost as usual); the rows
+        must be in memory (not ``stream`` nor ``shard``), and ``moments`` must be "auto".
+        ``log_likelihood`` is then the mean observed-data log-likelihood per row. Without
+        NaN in ``X`` the fit is the ordinary one. Fill the gaps afterwards with
+        ``result.params.impute(X)``.
 
     Returns
     -------
@@ -694,9 +723,20 @@ def em_fit(
     ----------
     A. P. Dempster, N. M. Laird and D. B. Rubin, "Maximum likelihood from incomplete
     data via the EM algorithm", JRSS B 39(1), 1977.
+
+    Z. Ghahramani and M. I. Jordan, "Supervised learning from incomplete data via an EM
+    approach", NIPS 6, 1994 (``missing="marginalize"``).
     """
     reg_covar = _validation.check_nonnegative_float(reg_covar, "reg_covar")
-    data = prepare_data(X, sample_weight, dtype=jnp.result_type(float), stream=stream)
+    missing = _validation.check_choice(missing, "missing", MISSING)
+    data = prepare_data(X, sample_weight, dtype=jnp.result_type(float), stream=stream, missing=missing)
+    if data.has_missing:
+        if _validation.check_choice(moments, "moments", MOMENTS) != "auto":
+            raise ValueError(
+                f"moments={moments!r} does not apply with missing='marginalize' on data with NaN (the E-step "
+                "marginalises each row's missing entries in its own way); leave moments='auto'."
+            )
+        moments = "missing"
     k = _validation.check_n_components(k, data.n_positive)
     weights_init, means_init, covariances_init = _validation.check_initial_parameters(
         weights_init, means_init, covariances_init, k=k, d=data.n_features, covariance_type=covariance_type
@@ -722,11 +762,19 @@ def em_fit(
     return result
 
 
-def prepare_data(X, sample_weight=None, *, dtype, stream=None) -> _Prepared:
+def prepare_data(X, sample_weight=None, *, dtype, stream=None, missing=None) -> _Prepared:
     """Validate ``X`` (array-like, ``ShardedRows`` or rows to stream) and ``sample_weight``; centre and rescale.
 
     ``stream``: True, False, or None (stream an ``np.memmap``, keep anything else in memory).
+    ``missing``: None (NaN is an error), "raise" (an error that names ``missing="marginalize"``)
+    or "marginalize" (NaN allowed in memory; the fit then needs ``moments="missing"``).
     """
+    streamed = stream is True or (stream is None and isinstance(X, np.memmap))
+    if missing == "marginalize" and (streamed or isinstance(X, ShardedRows)):
+        raise ValueError(
+            "missing='marginalize' needs the rows in memory: it supports neither streamed rows (stream=True or an "
+            "np.memmap) nor bayesgmm.shard. Pass np.asarray(X) with stream=False, or drop or impute the NaN first."
+        )
     if isinstance(X, ShardedRows):
         if sample_weight is not None:
             raise ValueError("With sharded rows, pass sample_weight to bayesgmm.shard, not to em_fit.")
@@ -737,7 +785,10 @@ def prepare_data(X, sample_weight=None, *, dtype, stream=None) -> _Prepared:
         raise ValueError(f"stream must be True, False or None (automatic), got {stream!r}.")
     if stream or (stream is None and isinstance(X, np.memmap)):
         return _prepare_stream(X, sample_weight, dtype)
-    X = _validation.check_data(X)
+    advice = "drop or impute them before fitting."
+    if missing == "raise":
+        advice = "drop or impute them, or pass missing='marginalize' to fit the observed entries of those rows."
+    X = _validation.check_data(X, allow_nan=missing == "marginalize", nan_advice=advice)
     return _prepare(X, _validation.check_sample_weight(sample_weight, X.shape[0]), dtype)
 
 
@@ -933,10 +984,15 @@ class _Prepared(NamedTuple):
     n_positive: int  # rows of positive weight
     mesh: object = None
     stream: bool = False  # X and weights are the host rows (NumPy), read block by block
+    observed_features: float | None = None  # X has NaN: the weighted mean number of observed features per row
 
     @property
     def n_features(self) -> int:
         return self.center.shape[0]
+
+    @property
+    def has_missing(self) -> bool:
+        return self.observed_features is not None
 
     def result(
         self, state: _LoopState, restart_log_likelihoods, *, tol: float, max_iter: int, context="", stacklevel=5
@@ -961,7 +1017,8 @@ class _Prepared(NamedTuple):
             jnp.asarray((params.scale * self.scale).astype(dtype)),
             params.covariance_type,
         )
-        log_scale = d * math.log(self.scale)
+        # the density of a row's observed entries changes by scale^(−observed features)
+        log_scale = (d if self.observed_features is None else self.observed_features) * math.log(self.scale)
         history = np.asarray(state.history)[: n_iter + 1] - log_scale
         return EMResult(
             params,
@@ -974,11 +1031,24 @@ class _Prepared(NamedTuple):
 
 
 def _prepare(X: np.ndarray, weights: np.ndarray, dtype) -> _Prepared:
-    """Centre and rescale in-memory rows (float64, on the host), padded to ``bucket_size`` rows."""
+    """Centre and rescale in-memory rows (float64, on the host), padded to ``bucket_size`` rows.
+
+    Rows with NaN (``missing="marginalize"``) keep their NaN, and are put after the complete
+    rows; the moments are then those of the observed entries (``missing.observed_moments``).
+    """
     total = float(weights.sum())
-    center = weights @ X / total
-    centred = X - center
-    covariance = (centred * weights[:, None]).T @ centred / total
+    observed_features = None
+    if np.isnan(X).any():
+        from bayesgmm.missing import complete_rows_first, observed_moments
+
+        order = complete_rows_first(X)
+        X, weights = X[order], weights[order]
+        center, covariance, observed_features = observed_moments(X, weights)
+        centred = X - center
+    else:
+        center = weights @ X / total
+        centred = X - center
+        covariance = (centred * weights[:, None]).T @ centred / total
     scale = _power_of_two_scale(float(np.mean(np.diag(covariance))))
     # rows of weight 0 up to a bucket size: data sets of nearby sizes share one compiled fit
     pad = bucket_size(X.shape[0]) - X.shape[0]
@@ -990,6 +1060,7 @@ def _prepare(X: np.ndarray, weights: np.ndarray, dtype) -> _Prepared:
         covariance / scale**2,
         total,
         int(np.count_nonzero(weights)),
+        observed_features=observed_features,
     )
 
 

@@ -28,7 +28,15 @@ from scipy.optimize import linear_sum_assignment
 from bayesgmm import _validation
 from bayesgmm.covariance import get_structure
 from bayesgmm.em import ConvergenceWarning, em_fit
-from bayesgmm.model import Priors, gmm_model, params_from_sites, sites_from_params
+from bayesgmm.model import (
+    Priors,
+    constrain,
+    gmm_model,
+    params_from_sites,
+    sites_from_params,
+    unconstrain,
+    unconstrained_log_density,
+)
 from bayesgmm.params import GMMParams
 
 METHODS = ("nuts", "svi", "map")
@@ -83,31 +91,60 @@ def relabel(params: GMMParams, reference_means: np.ndarray) -> tuple[GMMParams, 
     flat = means.reshape((-1, k, means.shape[-1]))
     cost = np.sum((reference_means[None, :, None, :] - flat[:, None, :, :]) ** 2, axis=-1)  # (S, ref k, draw k)
     permutations = np.stack([linear_sum_assignment(c)[1] for c in cost]).reshape(batch_shape + (k,))
-    flat_params = jax.tree.map(lambda leaf: jnp.reshape(leaf, (-1,) + leaf.shape[len(batch_shape) :]), params)
-    permuted = _permute_components(flat_params, jnp.asarray(permutations.reshape((-1, k))))
-    return jax.tree.map(lambda leaf: leaf.reshape(batch_shape + leaf.shape[1:]), permuted), permutations
+    return _permute_components(params, jnp.asarray(permutations)), permutations
 
 
 @jax.jit
 def _permute_components(params: GMMParams, permutations: Array) -> GMMParams:
-    """Reorder the components of draws ``params`` (leading axis S) by ``permutations (S, k)``."""
+    """Reorder the components of draws ``params`` (batch axes ``B``) by ``permutations (*B, k)``."""
     structure = params.structure
+    batch_shape = params.batch_shape
 
     def permute(draw: GMMParams, permutation: Array) -> GMMParams:
         scale = structure.permute(draw.scale, permutation)
         return GMMParams(draw.weights[permutation], draw.means[permutation], scale, draw.covariance_type)
 
-    return jax.vmap(permute)(params, permutations)
+    flat = jax.tree.map(lambda leaf: leaf.reshape((-1,) + leaf.shape[len(batch_shape) :]), params)
+    permuted = jax.vmap(permute)(flat, permutations.reshape((-1, permutations.shape[-1])))
+    return jax.tree.map(lambda leaf: leaf.reshape(batch_shape + leaf.shape[1:]), permuted)
+
+
+# Elements of the (draws, k, d, rows) whitened array formed per block of rows when the per-row
+# log-likelihood is computed: bounds memory (256 MiB in float64) whatever the number of rows.
+_LOG_LIKELIHOOD_BLOCK_ELEMENTS = 1 << 25
 
 
 @functools.partial(jax.jit, static_argnames="covariance_type")
-def _params_and_log_likelihood(draws: dict, Z: Array, covariance_type: str) -> tuple[GMMParams, Array]:
-    """Draws of the model's sites as ``GMMParams`` and ``log p(z_i | θ_s)`` per draw and row.
-
-    The log-likelihood does not depend on the labelling, so it is taken before relabelling.
-    """
+def _params_and_block_log_likelihood(draws: dict, Z_block: Array, covariance_type: str) -> tuple[GMMParams, Array]:
+    """Draws of the model's sites as ``GMMParams`` and ``log p(z_i | θ_s)`` for a block of rows."""
     params = params_from_sites(draws, covariance_type)
-    return params, params.log_prob(Z)
+    return params, params.log_prob(Z_block)
+
+
+def _params_and_log_likelihood(draws: dict, Z: np.ndarray, covariance_type: str) -> tuple[GMMParams, np.ndarray]:
+    """Draws as ``GMMParams`` (batch ``B``) and the per-row log-likelihood ``(*B, n)`` of every row.
+
+    Rows go through in blocks sized so that the whitened ``(draws, k, d, rows)`` array stays
+    under ``_LOG_LIKELIHOOD_BLOCK_ELEMENTS`` (the last block is padded, so one compilation
+    serves all blocks); only the ``(*B, n)`` result is ever whole, on the host. The
+    log-likelihood does not depend on the labelling, so it is taken before relabelling.
+    """
+    n, d = Z.shape
+    leaf = draws["means"]
+    batch_shape, k = leaf.shape[:-2], leaf.shape[-2]
+    block = min(n, max(1, _LOG_LIKELIHOOD_BLOCK_ELEMENTS // (math.prod(batch_shape) * k * d)))
+    if block == n:
+        params, log_likelihood = _params_and_block_log_likelihood(draws, Z, covariance_type)
+        return params, np.asarray(log_likelihood)
+    log_likelihood = np.empty(batch_shape + (n,), dtype=leaf.dtype)
+    for start in range(0, n, block):
+        rows = Z[start : start + block]
+        size = rows.shape[0]
+        if size < block:
+            rows = np.concatenate([rows, np.zeros((block - size, d), Z.dtype)])
+        params, values = _params_and_block_log_likelihood(draws, rows, covariance_type)
+        log_likelihood[..., start : start + size] = np.asarray(values)[..., :size]
+    return params, log_likelihood
 
 
 # ----------------------------------------------------------------------------- runners
@@ -133,27 +170,39 @@ def resolve_chain_method(chain_method: str) -> str:
     return chain_method
 
 
+def _identity_params(k: int, d: int, covariance_type: str, dtype=None) -> GMMParams:
+    """Placeholder parameters of the right shapes (uniform weights, zero means, unit covariances)."""
+    dtype = jnp.result_type(float) if dtype is None else dtype
+    return GMMParams(
+        jnp.full((k,), 1.0 / k, dtype),
+        jnp.zeros((k, d), dtype),
+        get_structure(covariance_type).identity_scale(k, d, dtype),
+        covariance_type,
+    )
+
+
 @functools.lru_cache(maxsize=16)
 def _nuts_program(k, covariance_type, std_prior, num_warmup, num_samples, num_chains, chain_method, progress_bar):
     """One compiled NUTS program per configuration: data and hyperparameters are arguments.
 
-    ``run(key, start_sites, Z, hyper) -> (constrained draws (chain, draw, ...), stats)``
-    unconstrains the start, jitters it per chain, runs warm-up and sampling, and
-    constrains the draws, all in one jitted function (no eager ops, one compilation).
+    ``run(key, start, Z, hyper) -> (constrained draws (chain, draw, ...), stats)`` takes the
+    start as ``GMMParams``, unconstrains it, jitters it per chain, runs warm-up and sampling,
+    and constrains the draws, all in one jitted function (no eager ops, one compilation).
 
     Built from NumPyro's functional ``hmc`` with a potential that takes the model's
     arguments, because ``MCMC.run`` recompiles its sampling loop for every new data set.
-    The potential is itself jitted, so the model is traced once rather than at every place
-    NUTS evaluates it; warm-up and sampling are one ``lax.scan``.
+    What the compile time depends on is kept small: the potential is
+    ``model.unconstrained_log_density`` (the model's density written out in NumPyro's
+    unconstrained coordinates; with its gradient less than half the program that tracing
+    the model gives), jitted so that it is traced once for the places where NUTS evaluates
+    it (its start and the tree builder); NUTS moves one flat
+    vector of unconstrained values (``ravel_pytree`` order, the order NumPyro's mass matrix
+    uses for a dict of sites) rather than a dict, so its integrator and tree builder handle
+    one array instead of one per site; warm-up and sampling are one ``lax.scan``.
     """
     from numpyro.infer.hmc import hmc
-    from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
-    model = _model(k, covariance_type, std_prior)
-    potential = jax.jit(lambda unconstrained, Z, hyper: potential_energy(model, (Z, hyper), {}, unconstrained))
-    init_kernel, sample_kernel = hmc(
-        potential_fn_gen=lambda Z, hyper: functools.partial(potential, Z=Z, hyper=hyper), algo="NUTS"
-    )
+    settings = dict(k=k, covariance_type=covariance_type, std_prior=std_prior)
     total = num_warmup + num_samples
 
     def report(chain, step):
@@ -165,44 +214,48 @@ def _nuts_program(k, covariance_type, std_prior, num_warmup, num_samples, num_ch
                 lambda: None,
             )
 
-    def one_chain(chain, key, init_params, Z, hyper):
-        args = (Z, hyper)
-        state = init_kernel(init_params, num_warmup, target_accept_prob=0.8, model_args=args, rng_key=key)
-
-        def step(state, index):
-            report(chain, index)
-            state = sample_kernel(state, model_args=args)
-            return state, (
-                state.z,
-                state.diverging,
-                state.energy,
-                state.num_steps,
-                state.accept_prob,
-                state.potential_energy,
-            )
-
-        _, trace = jax.lax.scan(step, state, jnp.arange(total))
-        trace = jax.tree.map(lambda leaf: leaf[num_warmup:], trace)
-        unconstrained, diverging, energy, num_steps, accept_prob, potential_energy_ = trace
-        constrained = jax.vmap(lambda z: constrain_fn(model, args, {}, z))(unconstrained)
-        stats = dict(
-            diverging=diverging,
-            energy=energy,
-            num_steps=num_steps,
-            accept_prob=accept_prob,
-            potential_energy=potential_energy_,
-        )
-        return constrained, stats
-
     @jax.jit
-    def run(key, start_sites, Z, hyper):
+    def run(key, start: GMMParams, Z, hyper):
+        flat_start, unravel = ravel_pytree(unconstrain(sites_from_params(start)))
+        potential = jax.jit(lambda flat, Z, hyper: -unconstrained_log_density(unravel(flat), Z, hyper, **settings))
+        init_kernel, sample_kernel = hmc(
+            potential_fn_gen=lambda Z, hyper: functools.partial(potential, Z=Z, hyper=hyper), algo="NUTS"
+        )
+
+        def one_chain(chain, key, init_params):
+            args = (Z, hyper)
+            state = init_kernel(init_params, num_warmup, target_accept_prob=0.8, model_args=args, rng_key=key)
+
+            def step(state, index):
+                report(chain, index)
+                state = sample_kernel(state, model_args=args)
+                return state, (
+                    state.z,
+                    state.diverging,
+                    state.energy,
+                    state.num_steps,
+                    state.accept_prob,
+                    state.potential_energy,
+                )
+
+            _, trace = jax.lax.scan(step, state, jnp.arange(total))
+            trace = jax.tree.map(lambda leaf: leaf[num_warmup:], trace)
+            flat, diverging, energy, num_steps, accept_prob, potential_energy_ = trace
+            stats = dict(
+                diverging=diverging,
+                energy=energy,
+                num_steps=num_steps,
+                accept_prob=accept_prob,
+                potential_energy=potential_energy_,
+            )
+            return jax.vmap(lambda draw: constrain(unravel(draw)))(flat), stats
+
         key_jitter, key_chains = jax.random.split(key)
-        flat, unravel = ravel_pytree(unconstrain_fn(model, (Z, hyper), {}, start_sites))
-        jitter = _INIT_JITTER * jax.random.normal(key_jitter, (num_chains,) + flat.shape, flat.dtype)
-        chains = (jnp.arange(num_chains), jax.random.split(key_chains, num_chains), jax.vmap(unravel)(flat + jitter))
+        jitter = _INIT_JITTER * jax.random.normal(key_jitter, (num_chains,) + flat_start.shape, flat_start.dtype)
+        chains = (jnp.arange(num_chains), jax.random.split(key_chains, num_chains), flat_start + jitter)
         if chain_method == "vectorized":
-            return jax.vmap(one_chain, in_axes=(0, 0, 0, None, None))(*chains, Z, hyper)
-        return jax.lax.map(lambda chain: one_chain(*chain, Z, hyper), chains)
+            return jax.vmap(one_chain)(*chains)
+        return jax.lax.map(lambda chain: one_chain(*chain), chains)
 
     return run
 
@@ -211,56 +264,46 @@ def _print_progress(chain, step, total):
     print(f"NUTS: chain {int(chain) + 1}, step {int(step) + 1}/{total}", flush=True)
 
 
-@functools.lru_cache(maxsize=16)
-def _unconstrainer(k, covariance_type, std_prior):
-    """Jitted ``(Z, hyper, sites) -> unconstrained sites`` for one model configuration."""
-    from numpyro.infer.util import unconstrain_fn
+@jax.jit
+def _unconstrained_start(start: GMMParams) -> dict:
+    """NumPyro's unconstrained coordinates of the EM start (one compilation per shape)."""
+    return unconstrain(sites_from_params(start))
 
-    model = _model(k, covariance_type, std_prior)
-    return jax.jit(lambda Z, hyper, sites: unconstrain_fn(model, (Z, hyper), {}, sites))
+
+@functools.lru_cache(maxsize=16)
+def _nuts_lowered(config: tuple, signature: tuple, treedef):
+    """The NUTS program traced and lowered for one configuration and argument signature.
+
+    ``config`` are ``_nuts_program``'s arguments; ``signature`` the ``ShapeDtypeStruct`` leaves
+    of ``(key, start, Z, hyper)`` and ``treedef`` their structure.
+    """
+    return _nuts_program(*config).lower(*jax.tree.unflatten(treedef, signature))
 
 
 @functools.lru_cache(maxsize=16)
 def _nuts_executable(config: tuple, signature: tuple, treedef):
-    """The NUTS program compiled ahead of time for one configuration and argument signature.
-
-    ``config`` are ``_nuts_program``'s arguments; ``signature`` the ``ShapeDtypeStruct`` leaves
-    of ``(key, start_sites, Z, hyper)`` and ``treedef`` their structure. Compiling needs
-    only shapes, so ``infer`` runs this in a worker thread while the EM start is fitted.
-    """
-    abstract_args = jax.tree.unflatten(treedef, signature)
-    return _nuts_program(*config).lower(*abstract_args).compile()
+    """``_nuts_lowered`` compiled by XLA (cached: a second call on new data does not recompile)."""
+    return _nuts_lowered(config, signature, treedef).compile()
 
 
 def _compile_nuts_async(pool, config: tuple, key, Z, hyper, k: int, covariance_type: str):
-    """Start compiling the NUTS program in ``pool``; returns a future of the executable."""
-    d = Z.shape[1]
-    dummy_start = jax.eval_shape(
-        lambda: sites_from_params(
-            GMMParams(
-                jnp.ones((k,), Z.dtype),
-                jnp.zeros((k, d), Z.dtype),
-                get_structure(covariance_type).identity_scale(k, d, Z.dtype),
-                covariance_type,
-            )
-        )
-    )
+    """Lower the NUTS program here, compile it in ``pool``; returns a future of the executable.
+
+    Tracing and lowering hold the GIL, XLA's compilation does not: lowering first and then
+    compiling in the worker while the caller fits the EM start lets the two overlap.
+    """
+    abstract_start = jax.eval_shape(lambda: _identity_params(k, Z.shape[1], covariance_type, Z.dtype))
     abstract_args = jax.tree.map(
-        lambda leaf: jax.ShapeDtypeStruct(jnp.shape(leaf), leaf.dtype), (key, dummy_start, Z, hyper)
+        lambda leaf: jax.ShapeDtypeStruct(jnp.shape(leaf), leaf.dtype), (key, abstract_start, Z, hyper)
     )
     signature, treedef = jax.tree.flatten(abstract_args)
-    x64 = jax.config.jax_enable_x64  # a thread does not inherit the caller's enable_x64 context
-
-    def compile_in_thread():
-        with jax.enable_x64(x64):
-            return _nuts_executable(config, tuple(signature), treedef)
-
-    return pool.submit(compile_in_thread)
+    signature = tuple(signature)
+    _nuts_lowered(config, signature, treedef)
+    return pool.submit(_nuts_executable, config, signature, treedef)
 
 
 def _run_nuts(key, Z, hyper, start: GMMParams, executable):
-    start_sites = sites_from_params(start)
-    draws, stats = executable(key, start_sites, Z, hyper)
+    draws, stats = executable(key, start, Z, hyper)
     num_steps = np.asarray(stats["num_steps"])
     sample_stats = {
         "diverging": np.asarray(stats["diverging"]),
@@ -270,18 +313,25 @@ def _run_nuts(key, Z, hyper, start: GMMParams, executable):
         "acceptance_rate": np.asarray(stats["accept_prob"]),
         "lp": -np.asarray(stats["potential_energy"]),
     }
-    return {name: draws[name] for name in start_sites}, sample_stats
+    return draws, sample_stats
 
 
 class _Optimiser(NamedTuple):
     svi: object
     guide: object
-    run: object  # jitted (state, Z, hyper) -> (state, losses)
-    draw: object  # jitted (key, params, Z, hyper) -> draws from the guide
+    run: object  # jitted (state, key, Z, hyper) -> (state, losses)
+    draw: object  # jitted (key, params, *model_args) -> draws from the guide
 
 
 @functools.lru_cache(maxsize=16)
-def _optimiser(k, covariance_type, std_prior, guide_name, num_steps, num_samples):
+def _optimiser(k, covariance_type, std_prior, guide_name, num_steps, num_samples, batch_size):
+    """SVI on ``gmm_model``: every row in every step (``batch_size=None``) or minibatches.
+
+    Minibatches follow random reshuffling: each epoch draws a permutation of the rows
+    (``key``, folded with the epoch number) and steps through it ``batch_size`` rows at a
+    time (the last ``n mod batch_size`` rows of each permutation are left out). Each
+    minibatch is a uniformly random subset, so each step's ELBO gradient is unbiased.
+    """
     from numpyro import optim
     from numpyro.infer import SVI, Predictive, Trace_ELBO, autoguide
 
@@ -297,22 +347,40 @@ def _optimiser(k, covariance_type, std_prior, guide_name, num_steps, num_samples
     svi = SVI(model, guide, optim.Adam(schedule), Trace_ELBO())
 
     @jax.jit
-    def run(state, Z, hyper):
-        return jax.lax.scan(lambda s, _: svi.update(s, Z, hyper), state, None, length=num_steps)
+    def run(state, key, Z, hyper):
+        if batch_size is None:
+            return jax.lax.scan(lambda s, _: svi.update(s, Z, hyper), state, None, length=num_steps)
+        n = Z.shape[0]
+        steps_per_epoch = n // batch_size
+
+        def step(carry, index):
+            state, order = carry
+            position = index % steps_per_epoch
+            order = jax.lax.cond(
+                position == 0,
+                lambda: jax.random.permutation(jax.random.fold_in(key, index // steps_per_epoch), n),
+                lambda: order,
+            )
+            rows = jax.lax.dynamic_slice_in_dim(order, position * batch_size, batch_size)
+            state, loss = svi.update(state, Z, hyper, rows)
+            return (state, order), loss
+
+        (state, _), losses = jax.lax.scan(step, (state, jnp.arange(n)), jnp.arange(num_steps))
+        return state, losses
 
     @jax.jit
-    def draw(key, params, Z, hyper):
-        return Predictive(guide, params=params, num_samples=num_samples)(key, Z, hyper)
+    def draw(key, params, *model_args):
+        return Predictive(guide, params=params, num_samples=num_samples)(key, *model_args)
 
     return _Optimiser(svi, guide, run, draw)
 
 
-def _start_state(optimiser: _Optimiser, key, Z, hyper, start_values: dict):
+def _start_state(optimiser: _Optimiser, key, model_args: tuple, start_values: dict):
     """A fresh SVI state whose guide location sits at ``start_values`` (unconstrained)."""
     from numpyro.infer.svi import SVIState
 
     svi = optimiser.svi
-    state = svi.init(key, Z, hyper)
+    state = svi.init(key, *model_args)
     params = svi.optim.get_params(state.optim_state)  # unconstrained
     if "auto_loc" in params:  # AutoMultivariateNormal / AutoLowRankMultivariateNormal
         # The guide packs sites in its own order; unpacking is a linear split-and-reshape,
@@ -328,12 +396,15 @@ def _start_state(optimiser: _Optimiser, key, Z, hyper, start_values: dict):
 
 
 def _run_optimiser(
-    key, Z, hyper, start: GMMParams, *, k, covariance_type, std_prior, guide_name, num_steps, num_samples
+    key, Z, hyper, start: GMMParams, *, k, covariance_type, std_prior, guide_name, num_steps, num_samples, batch_size
 ):
-    optimiser = _optimiser(k, covariance_type, std_prior, guide_name, num_steps, num_samples)
-    key_init, key_draws = jax.random.split(key)
-    start_values = _unconstrainer(k, covariance_type, std_prior)(Z, hyper, sites_from_params(start))
-    state, losses = optimiser.run(_start_state(optimiser, key_init, Z, hyper, start_values), Z, hyper)
+    optimiser = _optimiser(k, covariance_type, std_prior, guide_name, num_steps, num_samples, batch_size)
+    key_init, key_batches, key_draws = jax.random.split(key, 3)
+    # the model's arguments outside the optimisation loop; minibatch rows only set the shapes
+    model_args = (Z, hyper) if batch_size is None else (Z, hyper, jnp.arange(batch_size))
+    start_values = _unconstrained_start(start)
+    state = _start_state(optimiser, key_init, model_args, start_values)
+    state, losses = optimiser.run(state, key_batches, Z, hyper)
     params = optimiser.svi.get_params(state)
     if guide_name == "map":
         values = optimiser.guide.median(params)
@@ -341,7 +412,7 @@ def _run_optimiser(
     else:
         draws = {
             name: value[None]
-            for name, value in optimiser.draw(key_draws, params, Z, hyper).items()
+            for name, value in optimiser.draw(key_draws, params, *model_args).items()
             if name in ("weights", "means", "stds", "corr_cholesky")
         }
     return draws, {"loss": np.asarray(losses)}
@@ -443,6 +514,24 @@ class Posterior:
 # ----------------------------------------------------------------------------- infer
 
 
+def _check_batch_size(batch_size, method: str, n: int) -> int | None:
+    """``None`` for full batches, else the validated minibatch size."""
+    if batch_size is None:
+        return None
+    if method != "svi":
+        raise ValueError(
+            f"batch_size (minibatches) is for method='svi' only, got method={method!r}; "
+            "use method='svi' or leave batch_size=None."
+        )
+    batch_size = _validation.check_int_at_least(batch_size, "batch_size", 1)
+    if batch_size > n:
+        raise ValueError(
+            f"batch_size={batch_size} is larger than the {n} rows of X; use 1 <= batch_size <= {n}, "
+            "or batch_size=None for full batches."
+        )
+    return None if batch_size == n else batch_size
+
+
 def infer(
     X,
     k: int,
@@ -458,6 +547,7 @@ def infer(
     seed: int = 0,
     progress_bar: bool = True,
     chain_method: str = "auto",
+    batch_size: int | None = None,
 ) -> Posterior:
     """Posterior inference for a ``k``-component Gaussian mixture.
 
@@ -466,8 +556,9 @@ def infer(
     X : array-like of shape (n_samples, n_features); a DataFrame's column names become feature names.
     k : int
     method : {"nuts", "svi", "map"}
-        "nuts": multi-chain NUTS (chains vectorised on one device), started near the EM fit.
-        "svi": variational inference with the guide ``guide``, started at the EM fit.
+        "nuts": multi-chain NUTS on one device (see ``chain_method``), started near the EM fit.
+        "svi": variational inference with the guide ``guide``, started at the EM fit; on
+        minibatches with ``batch_size``.
         "map": the posterior mode (AutoDelta), started at the EM fit; one draw.
     covariance_type : {"full", "tied", "diag", "spherical"}
     prior : Priors, optional
@@ -483,6 +574,12 @@ def infer(
         How NUTS runs its chains: "sequential" (``lax.map``, one compiled chain) or
         "vectorized" (``vmap``). "auto" picks sequential on CPU, where it compiles about
         twice as fast and runs faster, and vectorized on GPU/TPU.
+    batch_size : int, optional
+        ``method="svi"`` only: each optimisation step uses a random minibatch of this many
+        rows (without replacement; the ``obs_id`` plate scales its log-likelihood by
+        ``n / batch_size``), for data sets too large for full-batch steps. The per-row
+        log-likelihood of the result still covers every row (computed in blocks of rows).
+        ``None`` (default) or ``n``: every row in every step.
 
     Returns
     -------
@@ -491,7 +588,9 @@ def infer(
     Notes
     -----
     Draws are relabelled to the EM fit's components by optimal assignment on the means, so
-    per-component summaries, r-hat and ESS are meaningful.
+    per-component summaries, r-hat and ESS are meaningful. ``Posterior.log_likelihood`` has
+    ``num_chains × num_samples × n`` entries (SVI: ``num_samples × n``); for millions of rows
+    keep ``num_samples`` modest.
     """
     feature_names = [str(c) for c in X.columns] if hasattr(X, "columns") else None
     X = _validation.check_data(X)
@@ -505,6 +604,7 @@ def infer(
     num_samples = _validation.check_int_at_least(num_samples, "num_samples", 1)
     num_chains = _validation.check_int_at_least(num_chains, "num_chains", 1)
     num_steps = _validation.check_int_at_least(num_steps, "num_steps", 1)
+    batch_size = _check_batch_size(batch_size, method, n)
     prior = Priors() if prior is None else prior
     if not isinstance(prior, Priors):
         raise ValueError(f"prior must be a bayesgmm.Priors, got {type(prior).__name__}.")
@@ -512,7 +612,8 @@ def infer(
 
     standard = Standardisation.of(X)
     dtype = jnp.result_type(float)
-    Z = jnp.asarray((X - standard.center) / standard.scale, dtype)
+    Z_host = ((X - standard.center) / standard.scale).astype(dtype)
+    Z = jnp.asarray(Z_host)
     hyper = prior.resolve(standard.center, standard.scale, np.maximum(X.std(axis=0), 1e-12), k)
     key = jax.random.key(seed)
     settings = dict(k=k, covariance_type=covariance_type, std_prior=prior.std_prior)
@@ -531,20 +632,28 @@ def infer(
             executable = _compile_nuts_async(pool, config, key, Z, hyper, k, covariance_type)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            start = em_fit(np.asarray(Z), k, covariance_type=covariance_type, n_init=5, seed=seed, max_iter=500).params
+            start = em_fit(Z_host, k, covariance_type=covariance_type, n_init=5, seed=seed, max_iter=500).params
     if method == "nuts":
         draws, sample_stats = _run_nuts(key, Z, hyper, start, executable.result())
     else:
         guide_name = "map" if method == "map" else guide
         draws, sample_stats = _run_optimiser(
-            key, Z, hyper, start, guide_name=guide_name, num_steps=num_steps, num_samples=num_samples, **settings
+            key,
+            Z,
+            hyper,
+            start,
+            guide_name=guide_name,
+            num_steps=num_steps,
+            num_samples=num_samples,
+            batch_size=batch_size,
+            **settings,
         )
-    params_standard, log_likelihood = _params_and_log_likelihood(draws, Z, covariance_type)
+    params_standard, log_likelihood = _params_and_log_likelihood(draws, Z_host, covariance_type)
     params_standard, permutations = relabel(params_standard, np.asarray(start.means))
-    log_likelihood = np.asarray(log_likelihood) - d * math.log(standard.scale)
+    log_likelihood = log_likelihood - d * math.log(standard.scale)  # a new array: the block result is read-only
     return Posterior(
         params=standard.to_data(params_standard),
-        log_likelihood=np.asarray(log_likelihood),
+        log_likelihood=log_likelihood,
         method=method,
         reference=standard.to_data(start),
         sample_stats=sample_stats,

@@ -16,6 +16,12 @@ Sites (``k`` components, ``d`` features; shapes per covariance type from the tab
 ``corr_cholesky``   full (k, d, d), tied (d, d) ~ LKJCholesky(d, η); absent otherwise
 ``obs``             (n, d) observed rows, one log-likelihood term per row
 ==================  ==========================================================
+
+NUTS works in NumPyro's unconstrained coordinates (stick-breaking for the weights, log
+for the stds, ``CorrCholeskyTransform`` for the correlations).  ``unconstrained_log_density``
+is the model's log density there, written out by hand: equal to minus NumPyro's
+``potential_energy`` of ``gmm_model`` (tested to float64 round-off), but a much smaller
+program, which is what the NUTS compile time depends on.
 """
 
 from __future__ import annotations
@@ -24,19 +30,22 @@ import dataclasses
 import math
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from jax import Array
+from jax.nn import log_sigmoid, softplus
 from jax.scipy.special import xlogy
 from numpyro.distributions import constraints
 from scipy.special import gammaln, multigammaln
 
-from bayesgmm.covariance import get_structure
+from bayesgmm.covariance import get_structure, whitened_log_joint
 from bayesgmm.params import GMMParams
 
 STD_PRIORS = ("lognormal", "halfnormal")
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 class MixtureLikelihood(dist.Distribution):
@@ -245,10 +254,200 @@ def sites_from_params(params: GMMParams) -> dict:
     return sites
 
 
-def gmm_model(X: Array, hyper: Hyperparameters, *, k: int, covariance_type: str, std_prior: str = "lognormal"):
+# ----------------------------------------------------------------------------- unconstrained coordinates
+
+
+def _tril_index(d: int) -> np.ndarray:
+    """(d, d) positions of the strictly lower triangle in NumPyro's ``vec_to_tril_matrix(·, -1)`` order.
+
+    Entry ``[i, j]`` (i > j) is ``1 +`` the index of ``L_ij`` in the packed vector; 0 elsewhere
+    (the zero that ``_to_tril`` pads in front).
+    """
+    rows, cols = np.tril_indices(d, -1)
+    index = np.zeros((d, d), dtype=np.int32)
+    index[rows, cols] = 1 + np.arange(rows.size)
+    return index
+
+
+def _to_tril(packed: Array, d: int) -> Array:
+    """Packed strictly-lower entries (..., d(d−1)/2) -> (..., d, d), zero on and above the diagonal."""
+    padded = jnp.concatenate([jnp.zeros(packed.shape[:-1] + (1,), packed.dtype), packed], axis=-1)
+    return padded[..., _tril_index(d)]
+
+
+def _log_stick_breaking(unconstrained: Array) -> tuple[Array, Array]:
+    """NumPyro's ``StickBreakingTransform`` in log space: ``(k−1,) -> log weights (k,)``, log |J|.
+
+    With ``x_j = u_j − log(k−1−j)`` and ``z_j = σ(x_j)``: ``w_j = z_j Π_{i<j} (1 − z_i)``
+    (the last weight takes the rest) and ``log |J| = Σ_{j<k−1} log w_j + log(1 − z_j)``.
+    """
+    m = unconstrained.shape[-1]
+    shifted = unconstrained - jnp.log(jnp.arange(m, 0, -1, dtype=unconstrained.dtype))
+    log_z, log_rest_fraction = log_sigmoid(shifted), log_sigmoid(-shifted)
+    zero = jnp.zeros((1,), unconstrained.dtype)
+    log_rest = jnp.concatenate([zero, jnp.cumsum(log_rest_fraction)])  # (k,) log Π_{i<j} (1 − z_i)
+    log_weights = jnp.concatenate([log_z, zero]) + log_rest
+    return log_weights, jnp.sum(log_weights[:-1] + log_rest_fraction)
+
+
+class _Correlation(NamedTuple):
+    """A correlation Cholesky factor ``C = D (I + N)`` from NumPyro's ``CorrCholeskyTransform``."""
+
+    cholesky: Array  # (..., d, d) C, rows of unit length
+    log_diagonal: Array  # (..., d) log C_ii = log D_ii
+    unit_lower: Array  # (..., d, d) N = D⁻¹ C − I, strictly lower
+    log_complement: Array  # (..., d, d) a_ij = log(1 − tanh(u_ij)²) below the diagonal, 0 elsewhere
+
+
+def _correlation(unconstrained: Array, d: int) -> _Correlation:
+    """``CorrCholeskyTransform`` of ``unconstrained (..., d(d−1)/2)``, in log space.
+
+    With ``t_ij = tanh(u_ij)`` and ``a_ij = log(1 − t_ij²)``, the signed stick-breaking gives
+    ``C_ij = t_ij exp(½ Σ_{l<j} a_il)`` (j < i) and ``C_ii = exp(½ Σ_{l<i} a_il)``.
+    """
+    t = _to_tril(jnp.tanh(unconstrained), d)
+    a = _to_tril(2.0 * (math.log(2.0) - unconstrained - softplus(-2.0 * unconstrained)), d)
+    strictly_upper = jnp.asarray(np.triu(np.ones((d, d)), 1), unconstrained.dtype)
+    half_log_rest = 0.5 * jnp.matmul(a, strictly_upper, precision="highest")  # ½ Σ_{l<j} a_il
+    log_diagonal = 0.5 * jnp.sum(a, axis=-1)
+    cholesky = (t + jnp.eye(d, dtype=t.dtype)) * jnp.exp(half_log_rest)
+    unit_lower = t * jnp.exp(half_log_rest - log_diagonal[..., :, None])
+    return _Correlation(cholesky, log_diagonal, unit_lower, a)
+
+
+def _lkj_log_density(log_complement: Array, concentration: Array) -> Array:
+    """Unnormalised ``log LKJCholesky(C | η) + log |J|`` of the transform, shape (...).
+
+    The transform's log |J| is ``Σ_{i>j} a_ij (1 + (i − j − 1)/2)`` (tanh, then
+    stick-breaking), the LKJ log density ``Σ_i (2η − 3 + d − i) log C_ii`` (0-based ``i``);
+    together ``Σ_{i>j} (η − 1 + (d − j)/2) a_ij``, one coefficient per column ``j``.
+    """
+    d = log_complement.shape[-1]
+    column = jnp.arange(d, dtype=log_complement.dtype)
+    coefficient = (jnp.expand_dims(concentration, (-2, -1)) - 1.0) + 0.5 * (d - column)
+    return jnp.sum(coefficient * log_complement, axis=(-2, -1))
+
+
+def _unit_lower_inverse(unit_lower: Array) -> Array:
+    """``(I + N)⁻¹`` for strictly lower-triangular ``N (..., d, d)``, by matrix products only.
+
+    ``N`` is nilpotent (``N^d = 0``), so ``(I + N)⁻¹ = Σ_{m<d} (−N)^m = Π_j (I + (−N)^{2^j})``
+    over ``j < ⌈log₂ d⌉``: no triangular solve (which lowers to a loop in XLA), only
+    ``2 (⌈log₂ d⌉ − 1)`` products of small matrices.
+    """
+    d = unit_lower.shape[-1]
+    eye = jnp.eye(d, dtype=unit_lower.dtype)
+    power = -unit_lower
+    inverse = eye + power
+    for _ in range(max(0, math.ceil(math.log2(d)) - 1)):  # over doublings of the power, not components
+        power = jnp.matmul(power, power, precision="highest")
+        inverse = jnp.matmul(inverse, eye + power, precision="highest")
+    return inverse
+
+
+def unconstrained_log_density(
+    unconstrained: dict, X: Array, hyper: Hyperparameters, *, k: int, covariance_type: str, std_prior: str
+) -> Array:
+    """Log density of ``gmm_model`` in NumPyro's unconstrained coordinates (minus its potential energy).
+
+    ``log p(θ(u)) + log |∂θ/∂u| + Σ_i log p(x_i | θ(u))``, written out: the same value as
+    ``-numpyro.infer.util.potential_energy(gmm_model, (X, hyper), ..., unconstrained)`` up to
+    round-off, without tracing the model (a smaller program for NUTS to compile).
+
+    Parameters
+    ----------
+    unconstrained : dict
+        ``weights`` (k−1,), ``means`` (k, d), ``stds`` (``std_shape``, log σ), and for
+        full/tied with d > 1 ``corr_cholesky`` (full (k, d(d−1)/2), tied (d(d−1)/2,)).
+    X : (n, d) standardised rows
+    hyper : Hyperparameters
+    k : int
+    covariance_type : str
+    std_prior : {"lognormal", "halfnormal"}
+
+    Returns
+    -------
+    () scalar
+    """
+    structure = get_structure(covariance_type)
+    d = X.shape[-1]
+    log_weights, log_density = _log_stick_breaking(unconstrained["weights"])
+    log_density += jnp.sum((hyper.weight_concentration - 1.0) * log_weights) + hyper.weight_log_normalizer
+    means = unconstrained["means"]
+    log_density += jnp.sum(
+        -0.5 * ((means - hyper.mean_loc) / hyper.mean_scale) ** 2 - jnp.log(hyper.mean_scale) - _HALF_LOG_2PI
+    )
+    log_std = unconstrained["stds"]
+    std_scale = structure.std_prior_values(hyper.std_scale, k)
+    if std_prior == "lognormal":  # LogNormal(σ) |dσ/du| = Normal(log σ): the Jacobian cancels the 1/σ
+        standardised = (log_std - structure.std_prior_values(hyper.std_loc, k)) / std_scale
+        log_density += jnp.sum(-0.5 * standardised**2 - jnp.log(std_scale) - _HALF_LOG_2PI)
+    else:  # HalfNormal(σ) σ
+        log_density += jnp.sum(
+            math.log(2.0) - _HALF_LOG_2PI - jnp.log(std_scale) - 0.5 * (jnp.exp(log_std) / std_scale) ** 2 + log_std
+        )
+    batch = structure.correlation_batch(k)
+    if batch is None:  # diag, spherical: scale = σ
+        inverse = jnp.exp(-log_std)
+        half_log_det = structure.half_log_det(jnp.exp(log_std), d)
+    elif d == 1:  # full, tied in one dimension: no correlations
+        inverse = jnp.exp(-log_std)[..., None]
+        half_log_det = jnp.sum(log_std, axis=-1)
+    else:  # L = diag(σ) C = diag(σ C_ii) (I + N), so L⁻¹ = (I + N)⁻¹ diag(1 / (σ C_ii))
+        correlation = _correlation(unconstrained["corr_cholesky"], d)
+        concentration = jnp.broadcast_to(hyper.lkj_concentration, batch)
+        log_density += jnp.sum(_lkj_log_density(correlation.log_complement, concentration))
+        log_density += math.prod(batch) * hyper.lkj_log_normalizer
+        log_diagonal = log_std + correlation.log_diagonal
+        inverse = _unit_lower_inverse(correlation.unit_lower) * jnp.exp(-log_diagonal)[..., None, :]
+        half_log_det = jnp.sum(log_diagonal, axis=-1)
+    log_joint, _, _ = whitened_log_joint(structure, log_weights, means, inverse, half_log_det, X)
+    return log_density + jnp.sum(jax.nn.logsumexp(log_joint, axis=0))
+
+
+def constrain(unconstrained: dict) -> dict:
+    """The model's sites from unconstrained coordinates (the transforms of ``unconstrained_log_density``)."""
+    sites = {
+        "weights": jnp.exp(_log_stick_breaking(unconstrained["weights"])[0]),
+        "means": unconstrained["means"],
+        "stds": jnp.exp(unconstrained["stds"]),
+    }
+    if "corr_cholesky" in unconstrained:
+        d = unconstrained["means"].shape[-1]
+        sites["corr_cholesky"] = _correlation(unconstrained["corr_cholesky"], d).cholesky
+    return sites
+
+
+def unconstrain(sites: dict) -> dict:
+    """NumPyro's unconstrained coordinates of the model's sites (the inverse of ``constrain``)."""
+    from numpyro.distributions.transforms import biject_to
+
+    unconstrained = {
+        "weights": biject_to(constraints.simplex).inv(sites["weights"]),
+        "means": sites["means"],
+        "stds": jnp.log(sites["stds"]),
+    }
+    if "corr_cholesky" in sites:
+        unconstrained["corr_cholesky"] = biject_to(constraints.corr_cholesky).inv(sites["corr_cholesky"])
+    return unconstrained
+
+
+def gmm_model(
+    X: Array,
+    hyper: Hyperparameters,
+    batch_indices: Array | None = None,
+    *,
+    k: int,
+    covariance_type: str,
+    std_prior: str = "lognormal",
+):
     """The NumPyro model of a ``k``-component Gaussian mixture for standardised rows ``X (n, d)``.
 
-    Assignments are marginalised: ``obs`` has one log-likelihood term per row.
+    Assignments are marginalised: ``obs`` has one log-likelihood term per row. With
+    ``batch_indices (b,)`` (distinct row indices), only those rows are observed: the
+    ``obs_id`` plate is ``plate("obs_id", n, subsample_size=b)`` with its subsample set to
+    them, which scales their log-likelihood by ``n / b`` (for a uniformly random subset, an
+    unbiased estimate of the full one: minibatch SVI).
     """
     structure = get_structure(covariance_type)
     n, d = X.shape
@@ -264,5 +463,10 @@ def gmm_model(X: Array, hyper: Hyperparameters, *, k: int, covariance_type: str,
         lkj = _LKJCholesky(d, hyper.lkj_concentration, hyper.lkj_log_normalizer)
         sites["corr_cholesky"] = numpyro.sample("corr_cholesky", lkj.expand(batch).to_event(len(batch)))
     params = params_from_sites(sites, covariance_type)
-    with numpyro.plate("obs_id", n):
-        numpyro.sample("obs", MixtureLikelihood(params), obs=X)
+    if batch_indices is None:
+        plate = numpyro.plate("obs_id", n)
+    else:
+        with numpyro.handlers.substitute(data={"obs_id": batch_indices}):  # the plate's subsample
+            plate = numpyro.plate("obs_id", n, subsample_size=batch_indices.shape[0])
+    with plate:
+        numpyro.sample("obs", MixtureLikelihood(params), obs=numpyro.subsample(X, event_dim=1))

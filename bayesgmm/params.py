@@ -215,6 +215,38 @@ class GMMParams:
         log_resp = log_joint - jax.nn.logsumexp(log_joint, axis=-1, keepdims=True)
         return self.bic(X) - 2.0 * jnp.sum(jnp.max(log_resp, axis=-1), axis=-1)
 
+    def impute(self, X) -> Array:
+        """``X`` with every NaN replaced by its conditional mean under the mixture.
+
+        For a row with observed coordinates ``o`` and missing ones ``m``:
+        ``E[x_m | x_o] = Σ_k r_k(x_o) (μ_km + Σ_k,mo Σ_k,oo⁻¹ (x_o − μ_ko))`` with
+        ``r_k(x_o) ∝ π_k N(x_o | μ_ko, Σ_k,oo)`` the responsibilities from the observed
+        marginal (``bayesgmm.missing``); observed entries are returned unchanged.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            NaN marks a missing entry; rows entirely NaN and infinities are errors (checked
+            when ``X`` is concrete; under ``jit`` an entirely-NaN row gets the mixture mean).
+
+        Returns
+        -------
+        (..., n_samples, n_features)
+            With the batch axes of the parameters in front.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from bayesgmm import GMMParams
+        >>> params = GMMParams.from_covariances([1.0], [[0.0, 0.0]], [[[1.0, 0.5], [0.5, 1.0]]])
+        >>> np.asarray(params.impute([[2.0, np.nan], [np.nan, -1.0]]))
+        array([[ 2. ,  1. ],
+               [-0.5, -1. ]])
+        """
+        from bayesgmm.missing import impute
+
+        return impute(self, X)
+
     def sample(self, n_samples: int, seed: int | Array = 0) -> tuple[Array, Array]:
         """Draw ``n_samples`` rows from the mixture.
 

@@ -1,14 +1,73 @@
-"""The command line: the demo prints the fitted mixture and writes its plot."""
+"""The command line, end to end on small data: ``bayesgmm fit``, ``select`` and ``demo``.
 
+Each command's numbers are checked against the library call it wraps (``em_fit``, ``select``,
+``infer`` with the same arguments and seed: the same compiled programs on the same inputs, so
+the results agree to round-off), files are read back with the library's own readers
+(``bayesgmm.load``, ``xarray.open_datatree``, pandas) and plots are decoded as PNGs. Bad input
+exits with status 2, one line on stderr and no file written. The console script is run in a
+subprocess once; everything else calls ``bayesgmm.cli.main`` in-process, so the compiled fits
+are shared between tests.
+"""
+
+import importlib.util
+import io
+import re
 import subprocess
 import sys
+from importlib.metadata import entry_points
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import bayesgmm
 from bayesgmm import em_fit
-from bayesgmm.cli import main
-from bayesgmm.datasets import load_faithful
+from bayesgmm import plot as bayesgmm_plot
+from bayesgmm.cli import Report, main, parse_covariance_types, parse_ks, read_table
+from bayesgmm.datasets import FAITHFUL_COLUMNS, load_faithful
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _write_csv(path, X, names):
+    path.write_text(",".join(names) + "\n" + "\n".join(",".join(f"{v:.17g}" for v in row) for row in X) + "\n")
+    return path
+
+
+@pytest.fixture
+def faithful_csv(tmp_path):
+    return _write_csv(tmp_path / "faithful.csv", load_faithful(), FAITHFUL_COLUMNS)
+
+
+def _run(capsys, argv):
+    capsys.readouterr()
+    status = main(argv)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err.strip().splitlines()
+
+
+def _assert_png(path, *, min_side=100):
+    """A decodable PNG image (not just the magic bytes) of a plausible size."""
+    import matplotlib.image
+
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and min(image.shape[:2]) >= min_side
+
+
+def _spy(monkeypatch, name):
+    """Record the calls of ``bayesgmm.plot.<name>`` (the CLI looks it up at call time)."""
+    calls, original = [], getattr(bayesgmm_plot, name)
+
+    def spy(*args, **kwargs):
+        calls.append((args, kwargs))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(bayesgmm_plot, name, spy)
+    return calls
+
+
+# ----------------------------------------------------------------------------- demo
 
 
 def test_demo_prints_table_and_writes_png(tmp_path, capsys):
@@ -19,7 +78,7 @@ def test_demo_prints_table_and_writes_png(tmp_path, capsys):
         assert text in out
     # Old Faithful's two clusters: the 2-component fit must be the one BIC picks
     assert "Chosen by BIC: k = 2" in out
-    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    _assert_png(plot)
     assert [p.name for p in tmp_path.iterdir()] == ["demo.png"]
 
 
@@ -32,18 +91,6 @@ def test_demo_numbers_match_a_direct_fit(capsys):
     assert all(f"{w:.4f}" in out for w in weights)
 
 
-def test_bad_arguments_exit_2():
-    completed = subprocess.run(
-        [sys.executable, "-m", "bayesgmm.cli", "demo", "--max-k", "0"], capture_output=True, text=True
-    )
-    assert completed.returncode == 2
-    assert completed.stdout == ""
-    assert completed.stderr.strip().splitlines() == ["bayesgmm: error: --max-k and --n-init must be >= 1, got 0 and 5."]
-    with pytest.raises(SystemExit) as info:
-        main(["nonsense"])
-    assert info.value.code == 2
-
-
 @pytest.mark.slow
 def test_demo_shows_a_posterior_summary(capsys):
     assert main(["demo", "--plot", "", "--n-init", "2", "--max-k", "2"]) == 0
@@ -54,68 +101,285 @@ def test_demo_shows_a_posterior_summary(capsys):
     assert "weights[0]" in out and "means[0, eruptions]" in out
 
 
-def _write_csv(path, X, names):
-    path.write_text(",".join(names) + "\n" + "\n".join(",".join(f"{v:.17g}" for v in row) for row in X) + "\n")
-    return path
+def test_console_script_runs_main_and_bad_arguments_exit_2():
+    """The installed ``bayesgmm`` script is ``bayesgmm.cli:main``; the one subprocess of this file."""
+    (script,) = entry_points(group="console_scripts", name="bayesgmm")
+    assert script.value == "bayesgmm.cli:main"
+    executable = Path(sys.executable).with_name("bayesgmm")
+    command = [str(executable)] if executable.exists() else [sys.executable, "-m", "bayesgmm.cli"]
+    completed = subprocess.run([*command, "demo", "--max-k", "0"], capture_output=True, text=True)
+    assert completed.returncode == 2
+    assert completed.stdout == ""
+    assert completed.stderr.strip().splitlines() == ["bayesgmm: error: --max-k and --n-init must be >= 1, got 0 and 5."]
+    with pytest.raises(SystemExit) as info:
+        main(["nonsense"])
+    assert info.value.code == 2
 
 
-def test_fit_em_from_csv_matches_em_fit(tmp_path, capsys):
-    X = load_faithful()
-    csv = _write_csv(tmp_path / "faithful.csv", X, ["eruptions", "waiting"])
-    out_file = tmp_path / "params.json"
-    assert main(["fit", str(csv), "-k", "2", "--out", str(out_file)]) == 0
-    out = capsys.readouterr().out
-    fit = em_fit(X, 2, n_init=5, seed=0, max_iter=500)
-    assert f"mean log-likelihood {fit.log_likelihood:.4f}" in out
-    from bayesgmm import load
-
-    np.testing.assert_allclose(np.sort(np.asarray(load(out_file).weights)), np.sort(np.asarray(fit.params.weights)))
+# ----------------------------------------------------------------------------- fit
 
 
-@pytest.mark.slow
-def test_fit_nuts_prints_a_posterior_summary(tmp_path, capsys):
-    csv = _write_csv(tmp_path / "data.csv", load_faithful(), ["eruptions", "waiting"])
-    assert (
-        main(
-            [
-                "fit",
-                str(csv),
-                "-k",
-                "2",
-                "--method",
-                "nuts",
-                "--num-warmup",
-                "200",
-                "--num-samples",
-                "200",
-                "--num-chains",
-                "2",
-                "--columns",
-                "waiting,eruptions",
-            ]
-        )
-        == 0
+def test_fit_em_from_csv_matches_em_fit_and_plots_the_density(faithful_csv, tmp_path, capsys, monkeypatch):
+    density_calls = _spy(monkeypatch, "plot_density")
+    out_file, plot_file = tmp_path / "params.json", tmp_path / "fit.png"
+    status, out, err = _run(
+        capsys, ["fit", str(faithful_csv), "-k", "2", "--out", str(out_file), "--plot", str(plot_file)]
     )
-    out = capsys.readouterr().out
+    assert status == 0 and err == []
+    fit = em_fit(load_faithful(), 2, n_init=5, seed=0, max_iter=500)
+    assert f"mean log-likelihood {fit.log_likelihood:.4f}" in out
+    assert "EM: fitting k = 2 (full covariances), best of 5 restarts: done in" in out  # the stage line
+    saved = bayesgmm.load(out_file)
+    # same compiled fit on the same float64 data: equal to round-off
+    np.testing.assert_allclose(np.asarray(saved.weights), np.asarray(fit.params.weights), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(saved.means), np.asarray(fit.params.means), rtol=1e-12)
+    assert len(density_calls) == 1  # d = 2, EM: the density plot
+    _assert_png(plot_file)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["faithful.csv", "fit.png", "params.json"]  # no temporaries
+
+
+@pytest.mark.slow  # max_iter=1 compiles its own (shorter) history buffer
+def test_fit_warnings_are_one_line_each_and_not_errors(faithful_csv, capsys):
+    status, out, err = _run(capsys, ["fit", str(faithful_csv), "-k", "2", "--max-iter", "1"])
+    assert status == 0 and "converged: False" in out
+    assert len(err) == 1 and err[0].startswith("bayesgmm: warning: EM did not converge in max_iter=1"), err
+
+
+@pytest.mark.slow  # compiles a 3-feature diag EM fit and the pair plot's marginals
+def test_fit_npy_with_three_features_writes_npz_and_a_pair_plot(tmp_path, capsys, monkeypatch):
+    pairs_calls = _spy(monkeypatch, "plot_pairs")
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(size=(60, 3)), rng.normal(size=(60, 3)) + 4.0])
+    np.save(tmp_path / "data.npy", X)
+    out_file, plot_file = tmp_path / "params.npz", tmp_path / "pairs.png"
+    argv = ["fit", str(tmp_path / "data.npy"), "-k", "2", "--covariance-type", "diag", "--n-init", "1"]
+    status, out, err = _run(capsys, argv + ["--out", str(out_file), "--plot", str(plot_file)])
+    assert status == 0 and err == []
+    assert "features x0, x1, x2" in out
+    fit = em_fit(X, 2, covariance_type="diag", n_init=1, seed=0, max_iter=500)
+    saved = bayesgmm.load(out_file)
+    assert saved.covariance_type == "diag"
+    np.testing.assert_allclose(np.asarray(saved.means), np.asarray(fit.params.means), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(saved.covariances), np.asarray(fit.params.covariances), rtol=1e-12)
+    assert len(pairs_calls) == 1 and pairs_calls[0][1]["feature_names"] == ["x0", "x1", "x2"]
+    _assert_png(plot_file)
+
+
+@pytest.mark.slow  # one tiny NUTS run (2 chains x 100 + 100), then the same run through infer (no recompilation)
+def test_fit_nuts_writes_a_netcdf_posterior_and_posterior_ellipses(faithful_csv, tmp_path, capsys, monkeypatch):
+    import arviz_stats
+    import pandas as pd
+    import xarray as xr
+
+    ellipse_calls = _spy(monkeypatch, "plot_posterior_ellipses")
+    out_file, plot_file = tmp_path / "posterior.nc", tmp_path / "posterior.png"
+    sampler = ["--num-warmup", "100", "--num-samples", "100", "--num-chains", "2", "--no-progress"]
+    argv = ["fit", str(faithful_csv), "-k", "2", "--method", "nuts", "--columns", "waiting,eruptions", *sampler]
+    status, out, err = _run(capsys, argv + ["--out", str(out_file), "--plot", str(plot_file)])
+    assert status == 0 and err == []
     assert "NUTS posterior summary" in out and "r_hat" in out and "ess_bulk" in out
     assert "means[0, waiting]" in out and "means[1, eruptions]" in out
+    assert "divergent transitions:" in out and "Posterior mean parameters:" in out
+
+    tree = xr.open_datatree(out_file)
+    assert {"posterior", "log_likelihood", "observed_data", "sample_stats"} <= set(tree.children)
+    assert dict(tree.posterior.sizes) == {"chain": 2, "draw": 100, "component": 2, "feature": 2, "feature_bis": 2}
+    assert list(tree.posterior["feature"].values) == ["waiting", "eruptions"]
+    X = load_faithful()[:, [1, 0]]
+    direct = bayesgmm.infer(
+        pd.DataFrame(X, columns=["waiting", "eruptions"]),
+        2,
+        method="nuts",
+        num_warmup=100,
+        num_samples=100,
+        num_chains=2,
+        seed=0,
+        progress_bar=False,
+    )
+    # the file holds the draws of that very run (deterministic on CPU), and ArviZ reads them as they were
+    for name in ("weights", "means", "covariances"):
+        np.testing.assert_allclose(tree.posterior[name].values, direct.to_arviz().posterior[name].values, rtol=1e-12)
+    np.testing.assert_array_equal(tree.observed_data["obs"].values, X)
+    np.testing.assert_allclose(arviz_stats.loo(tree).elpd, arviz_stats.loo(direct.to_arviz()).elpd, rtol=1e-12)
+    assert len(ellipse_calls) == 1  # NUTS on d = 2: the posterior ellipse clouds
+    _assert_png(plot_file)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["faithful.csv", "posterior.nc", "posterior.png"]
+
+
+# ----------------------------------------------------------------------------- select
+
+
+@pytest.mark.slow  # compiles the batched grid for two covariance types
+def test_select_prints_the_grid_and_writes_csv_and_plot(faithful_csv, tmp_path, capsys, monkeypatch):
+    import pandas as pd
+
+    table_file, plot_file = tmp_path / "table.csv", tmp_path / "bic.png"
+    argv = ["select", str(faithful_csv), "--k", "1-3", "--covariance-types", "full,diag", "--n-init", "2"]
+    status, out, err = _run(capsys, argv + ["--out", str(table_file), "--plot", str(plot_file)])
+    assert status == 0 and err == []
+    reference = bayesgmm.select(load_faithful(), range(1, 4), ["full", "diag"], n_init=2, max_iter=500, seed=0)
+    written = pd.read_csv(table_file)
+    assert list(written.columns) == list(reference.table.columns)
+    assert (
+        written[["k", "covariance_type"]].values.tolist() == reference.table[["k", "covariance_type"]].values.tolist()
+    )
+    for column in ("log_likelihood", "bic", "aic", "icl"):
+        # to_csv writes floats by their shortest repr: read back to the same bits, same compiled fits
+        np.testing.assert_allclose(written[column], reference.table[column], rtol=1e-12)
+    # Old Faithful: BIC picks two full-covariance components (the select docstring's example too)
+    assert (reference.best_k, reference.best_covariance_type) == (2, "full")
+    assert "Chosen by BIC: k = 2, covariance type full" in out
+    for row in reference.table.itertuples():
+        assert re.search(rf"\b{row.k}\s+{row.covariance_type}\s+{row.log_likelihood:.4f}\s+.*{row.bic:.2f}", out)
+    assert out.count("<- lowest BIC") == 1
+    _assert_png(plot_file)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bic.png", "faithful.csv", "table.csv"]
+
+    # with rich on a terminal the same table is drawn by rich, with the same numbers
+    if importlib.util.find_spec("rich") is not None:
+        from rich.console import Console
+
+        with monkeypatch.context() as patch:
+            patch.setattr("bayesgmm.cli._rich_console", lambda: Console(file=sys.stdout, width=150))
+            status, drawn, err = _run(capsys, argv)
+        assert status == 0 and err == []
+        assert "─" in drawn and "─" not in out  # rich's rule under the header
+        # the table's numbers: everything before the chosen model, without the stage's timing
+        numbers = lambda text: re.findall(r"-?\d+\.\d+", re.sub(r"done in \S+ s", "", text.split("Chosen by")[0]))  # noqa: E731
+        assert numbers(drawn) == numbers(out) and len(numbers(out)) == 6 * 4
+        assert "Chosen by BIC: k = 2, covariance type full" in drawn
+
+    # another criterion on the same grid (no recompilation): the argmin of that column
+    status, out, err = _run(capsys, argv + ["--criterion", "icl", "--max-iter", "1"])
+    assert status == 0
+    assert len(err) == 1 and re.match(r"bayesgmm: warning: \d of 6 fits did not converge in --max-iter 1", err[0])
+    with pytest.warns(bayesgmm.ConvergenceWarning):
+        short = bayesgmm.select(load_faithful(), range(1, 4), ["full", "diag"], n_init=2, max_iter=1, seed=0)
+    best = short.table.loc[short.table["icl"].idxmin()]
+    assert f"Chosen by ICL: k = {best['k']}, covariance type {best['covariance_type']}" in out
+
+
+def test_report_stage_and_table_on_a_rich_console():
+    console = pytest.importorskip("rich.console")
+    buffer = io.StringIO()
+    report = Report(console.Console(file=buffer, width=100))
+    with report.stage("EM: fitting"):
+        pass
+    report.table(["k", "BIC"], [[1, "10.00"], [2, "8.50"]], highlight=1)
+    text = buffer.getvalue()
+    assert re.search(r"EM: fitting: done in \d+\.\d s", text)
+    assert re.search(r"k\s+BIC", text) and re.search(r"2\s+8\.50", text)
 
 
 @pytest.mark.parametrize(
-    "content, args, message",
+    "text, expected",
+    [("1-9", list(range(1, 10))), ("3", [3]), ("2,3,5", [2, 3, 5]), (" 1-3 , 8,2", [1, 2, 3, 8]), ("4-4", [4])],
+)
+def test_parse_ks(text, expected):
+    assert parse_ks(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text, message",
     [
-        ("a,b\n1,2\n3,x\n", [], "every value after the header line must be a number"),
-        ("a,b\n1,2\n3,4\n", ["--columns", "c"], r"no column\(s\) \['c'\]"),
-        ("a,b\n1,2\n3,4\n", ["-k", "5"], "k=5 components need at least 5 samples"),
+        ("0-3", "must go up from k >= 1"),
+        ("5-2", "must go up from k >= 1"),
+        ("a", "'a' is not a number or a range"),
+        ("", "'' is not a number or a range"),
+        ("1-3,", "'' is not a number or a range"),
+        ("1.5", "not a number or a range"),
+        ("1-100000", "more than 1000 values of k"),
     ],
 )
-def test_fit_bad_input_exits_2_with_one_line(tmp_path, content, args, message):
-    import re
+def test_parse_ks_rejects(text, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_ks(text)
 
-    csv = tmp_path / "bad.csv"
-    csv.write_text(content)
-    argv = ["fit", str(csv)] + (args if "-k" in args else ["-k", "1"] + args)
-    completed = subprocess.run([sys.executable, "-m", "bayesgmm.cli", *argv], capture_output=True, text=True)
-    assert completed.returncode == 2
-    lines = completed.stderr.strip().splitlines()
-    assert len(lines) == 1 and re.search(message, lines[0]), completed.stderr
+
+def test_parse_covariance_types():
+    assert parse_covariance_types("diag, full,diag") == ["diag", "full"]
+    with pytest.raises(ValueError, match=r"unknown \['banana'\]; give a comma-separated list of full, tied"):
+        parse_covariance_types("full,banana")
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+_ROWS = "a,b\n" + "".join(f"{i % 7 * 0.5:.1f},{(i * 3) % 11 * 0.25:.2f}\n" for i in range(30))  # 30 rows
+
+
+@pytest.mark.parametrize(
+    "content, argv, message",
+    [
+        ("a,b\n1,2\n3,x\n", ["fit", "{data}", "-k", "1"], "every value after the header line must be a number"),
+        (_ROWS, ["fit", "{data}", "-k", "1", "--columns", "c"], r"no column\(s\) \['c'\]"),
+        ("a,b\n1,2\n3,4\n", ["fit", "{data}", "-k", "5", "--out", "{tmp}/p.json"], "k=5 components need at least 5"),
+        (_ROWS, ["fit", "{data}", "-k", "1", "--out", "{tmp}/p.nc"], "a .nc file holds a posterior .* EM has none"),
+        (_ROWS, ["fit", "{data}", "-k", "1", "--out", "{tmp}/p.txt"], r"Unknown file extension '\.txt' for --out"),
+        (_ROWS, ["fit", "{data}", "-k", "1", "--plot", "{tmp}/p.jpg"], r"Unknown file extension '\.jpg' for --plot"),
+        (_ROWS, ["fit", "{data}", "-k", "1", "--plot", "{tmp}/no/p.png"], "does not exist; create it first"),
+        (_ROWS, ["select", "{data}", "--k", "0-3"], "must go up from k >= 1"),
+        (_ROWS, ["select", "{data}", "--k", "2-x"], "is not a number or a range"),
+        (_ROWS, ["select", "{data}", "--covariance-types", "full,banana"], r"unknown \['banana'\]"),
+        (_ROWS, ["select", "{data}", "--out", "{tmp}/t.json"], r"Unknown file extension '\.json' for --out"),
+        (_ROWS, ["select", "{data}", "--plot", "{tmp}/b.txt"], r"Unknown file extension '\.txt' for --plot"),
+        (_ROWS, ["select", "{data}", "--n-init", "0"], "--n-init and --max-iter must be >= 1"),
+        (_ROWS, ["select", "{data}", "--k", "1-40", "--out", "{tmp}/t.csv"], "k=40 components need at least 40"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, content, argv, message):
+    data = tmp_path / "data.csv"
+    data.write_text(content)
+    argv = [part.format(data=data, tmp=tmp_path) for part in argv]
+    status, _, err = _run(capsys, argv)
+    assert status == 2
+    assert len(err) == 1 and err[0].startswith("bayesgmm: error: ") and re.search(message, err[0]), err
+    assert [p.name for p in tmp_path.iterdir()] == ["data.csv"]
+
+
+def test_output_checks_come_before_reading_the_data(tmp_path, capsys):
+    """A bad --out is refused before the (possibly large) file is read: nothing on stdout."""
+    status, out, err = _run(capsys, ["select", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "t.xlsx")])
+    assert status == 2 and out == "" and "Unknown file extension '.xlsx'" in err[0]
+
+
+# ----------------------------------------------------------------------------- parquet
+
+
+def test_parquet_without_pyarrow_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "data.parquet"
+    path.write_bytes(b"PAR1")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow raises ImportError
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    status, _, err = _run(capsys, ["fit", str(path), "-k", "1"])
+    assert status == 2 and err == [
+        f"bayesgmm: error: {path}: reading .parquet needs pyarrow: pip install pyarrow (or save the data as .csv)."
+    ]
+
+
+def test_parquet_columns_are_read_as_float64(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    parquet = pytest.importorskip("pyarrow.parquet")
+    X = load_faithful()
+    path = tmp_path / "faithful.parquet"
+    table = pa.table(
+        {
+            "eruptions": X[:, 0],
+            "waiting": X[:, 1].astype(np.int32),  # integer minutes in the original data
+            "station": ["old faithful"] * len(X),
+        }
+    )
+    parquet.write_table(table, path)
+    values, names = read_table(str(path), "waiting,eruptions")
+    assert names == ["waiting", "eruptions"] and values.dtype == np.float64
+    np.testing.assert_array_equal(values, X[:, [1, 0]])  # waiting times are whole minutes: exact
+    with pytest.raises(ValueError, match=r"column\(s\) station \(string\) are not numbers; pick numeric columns"):
+        read_table(str(path), None)
+    with pytest.raises(ValueError, match=r"no column\(s\) \['depth'\]"):
+        read_table(str(path), "depth")
+    parquet.write_table(pa.table({"a": pa.array([1.0, None, 3.0])}), tmp_path / "nulls.parquet")
+    values, _ = read_table(str(tmp_path / "nulls.parquet"), None)
+    assert np.isnan(values[1, 0])  # a null is NaN, which check_data then reports by row
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(ValueError, match="not a readable Parquet file"):
+        read_table(str(tmp_path / "broken.parquet"), None)

@@ -166,8 +166,9 @@ def test_feature_names_from_dataframe():
     [
         dict(method="nuts", num_warmup=20, num_samples=20, num_chains=2),
         dict(method="svi", num_steps=50, num_samples=10),
+        dict(method="svi", num_steps=50, num_samples=10, batch_size=32),
     ],
-    ids=["nuts", "svi"],
+    ids=["nuts", "svi", "minibatch-svi"],
 )
 def test_second_call_with_new_data_does_not_recompile(caplog, settings):
     bayesgmm.infer(_separated_data(n=100, seed=1), 3, progress_bar=False, **settings)
@@ -176,6 +177,65 @@ def test_second_call_with_new_data_does_not_recompile(caplog, settings):
         bayesgmm.infer(_separated_data(n=100, seed=2), 3, progress_bar=False, **settings)
     compiled = [r.getMessage() for r in caplog.records if "ompil" in r.getMessage()]
     assert compiled == [], compiled
+
+
+@pytest.mark.slow
+def test_minibatch_svi_recovers_the_means_and_agrees_with_full_batch():
+    n = 20000
+    X = _separated_data(n=n, seed=4)
+    settings = dict(method="svi", num_steps=3000, num_samples=200, progress_bar=False)
+    minibatch = bayesgmm.infer(X, 3, batch_size=512, **settings)
+    full = bayesgmm.infer(X, 3, **settings)
+    order = _order_to_truth(minibatch)
+    assert np.array_equal(order, _order_to_truth(full))
+    mean_minibatch = np.asarray(minibatch.params.means)[0][:, order].mean(axis=0)
+    mean_full = np.asarray(full.params.means)[0][:, order].mean(axis=0)
+    # Posterior sd of a component mean ≈ its maximum-likelihood standard error sqrt(Σ_jj / n_k)
+    # (the guide's own sd is not used: 3000 steps leave it wider than the posterior).
+    labels = np.argmin(((X[:, None, :] - TRUE_MEANS[None]) ** 2).sum(-1), axis=1)
+    standard_error = np.stack([X[labels == c].std(axis=0) / np.sqrt(np.sum(labels == c)) for c in range(3)])
+    assert np.all(np.abs(mean_minibatch - TRUE_MEANS) < 4 * standard_error), (mean_minibatch, standard_error)
+    # Same optimum, reached with noisy gradients: within a posterior sd of full-batch SVI
+    # (observed ≤ 0.3 standard errors).
+    assert np.all(np.abs(mean_minibatch - mean_full) < standard_error), (mean_minibatch, mean_full)
+    # the per-row log-likelihood for LOO covers every row, not just the last minibatch
+    assert minibatch.log_likelihood.shape == (1, 200, n)
+    draw = jax.tree.map(lambda leaf: leaf[0, 7], minibatch.params)
+    np.testing.assert_allclose(minibatch.log_likelihood[0, 7], draw.log_prob(X), rtol=1e-9)
+
+
+def test_batch_size_is_validated():
+    X = _separated_data(n=50)
+    for batch_size, message in [
+        (0, "batch_size must be an integer >= 1"),
+        (2.5, "batch_size must be an integer >= 1"),
+        (51, "batch_size=51 is larger than the 50 rows of X"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            bayesgmm.infer(X, 3, method="svi", batch_size=batch_size)
+    for method in ("nuts", "map"):
+        with pytest.raises(ValueError, match="batch_size .* is for method='svi' only"):
+            bayesgmm.infer(X, 3, method=method, batch_size=10)
+
+
+def test_per_row_log_likelihood_in_blocks_matches_all_rows_at_once(monkeypatch):
+    """Blocks of rows (the last one padded) give the same per-row log-likelihood as one pass."""
+    from bayesgmm import inference
+
+    rng = np.random.default_rng(5)
+    params = GMMParams.from_covariances(TRUE_WEIGHTS, TRUE_MEANS, np.array([1.0, 2.0, 3.0]), "spherical")
+    draws = {
+        "weights": jnp.broadcast_to(params.weights, (2, 5, 3)),
+        "means": params.means + 0.1 * rng.normal(size=(2, 5, 3, 2)),
+        "stds": jnp.broadcast_to(params.scale, (2, 5, 3)),
+    }
+    Z = rng.normal(size=(103, 2))
+    _, whole = inference._params_and_log_likelihood(draws, Z, "spherical")
+    monkeypatch.setattr(inference, "_LOG_LIKELIHOOD_BLOCK_ELEMENTS", 2 * 5 * 3 * 2 * 10)  # 10 rows a block
+    blocked_params, blocked = inference._params_and_log_likelihood(draws, Z, "spherical")
+    assert blocked.shape == (2, 5, 103)
+    np.testing.assert_allclose(blocked, whole, rtol=1e-14)
+    np.testing.assert_allclose(whole, blocked_params.log_prob(Z), rtol=1e-14)
 
 
 def test_sequential_and_vectorized_chains_run_the_same_sampler():

@@ -1,13 +1,23 @@
 """The NumPyro model: its log density equals priors + mixture likelihood computed with scipy."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from numpyro.infer.util import log_density
+from numpyro.infer.util import constrain_fn, log_density, potential_energy, unconstrain_fn
 from scipy import stats
 
 from bayesgmm import GMMParams
-from bayesgmm.model import Priors, gmm_model, params_from_sites, sites_from_params
+from bayesgmm.model import (
+    STD_PRIORS,
+    Priors,
+    constrain,
+    gmm_model,
+    params_from_sites,
+    sites_from_params,
+    unconstrain,
+    unconstrained_log_density,
+)
 from tests._references import COVARIANCE_TYPES, covariances_in_layout, full_covariances, random_spd
 
 
@@ -71,6 +81,56 @@ def test_log_density_is_priors_plus_likelihood(covariance_type, std_prior):
     )
     expected += np.sum(np.logaddexp.reduce(per_component, axis=0))
     np.testing.assert_allclose(float(value), expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "covariance_type, std_prior, d",
+    [(covariance_type, std_prior, 3) for covariance_type in COVARIANCE_TYPES for std_prior in STD_PRIORS]
+    + [pytest.param(*case, marks=pytest.mark.slow) for case in [("full", "lognormal", 1), ("full", "halfnormal", 2)]]
+    + [pytest.param("tied", "lognormal", 5, marks=pytest.mark.slow)],
+)
+def test_unconstrained_log_density_is_minus_numpyro_potential_energy(covariance_type, std_prior, d):
+    """The hand-written density NUTS uses equals NumPyro's potential energy of ``gmm_model``.
+
+    NumPyro traces the model, applies its transforms (stick-breaking, exp, CorrCholesky) and
+    adds their log-Jacobians; the hand-written version works in log space and inverts the
+    correlation factor by matrix products. Same function, different arithmetic: values and
+    gradients agree to float64 round-off (observed ≤ 1e-14 relative). d = 1, 2, 3, 5 cover no
+    correlations and one, two and three factors of the unit-triangular inverse. Jitted: op-by-op
+    gradients of the traced model are slow to dispatch.
+    """
+    rng = np.random.default_rng(d)
+    k, n = 3, 50
+    X = jnp.asarray(rng.normal(size=(n, d)))
+    covariances = covariances_in_layout(np.stack([random_spd(rng, d) for _ in range(k)]), covariance_type)
+    params = GMMParams.from_covariances(
+        rng.dirichlet(np.ones(k)), rng.normal(size=(k, d)), covariances, covariance_type
+    )
+    hyper = Priors(weight_concentration=1.5, std_prior=std_prior, lkj_concentration=2.5).resolve(
+        np.zeros(d), 1.0, np.ones(d) * 1.3, k
+    )
+    settings = dict(k=k, covariance_type=covariance_type, std_prior=std_prior)
+    sites = sites_from_params(params)
+    reference_unconstrained = jax.jit(lambda s: unconstrain_fn(gmm_model, (X, hyper), settings, s))(sites)
+    unconstrained = jax.jit(unconstrain)(sites)
+    assert set(unconstrained) == set(reference_unconstrained)
+    for name, value in reference_unconstrained.items():
+        np.testing.assert_allclose(unconstrained[name], value, rtol=1e-12, atol=1e-12)
+
+    def reference(u):
+        return -potential_energy(gmm_model, (X, hyper), settings, u)
+
+    def hand_written(u):
+        return unconstrained_log_density(u, X, hyper, **settings)
+
+    expected_value, expected_gradient = jax.jit(jax.value_and_grad(reference))(unconstrained)
+    value, gradient = jax.jit(jax.value_and_grad(hand_written))(unconstrained)
+    np.testing.assert_allclose(value, expected_value, rtol=1e-13)
+    for name in unconstrained:
+        np.testing.assert_allclose(gradient[name], expected_gradient[name], rtol=1e-11, atol=1e-11)
+    expected_sites = jax.jit(lambda u: constrain_fn(gmm_model, (X, hyper), settings, u))(unconstrained)
+    for name, value in jax.jit(constrain)(unconstrained).items():
+        np.testing.assert_allclose(value, expected_sites[name], rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
