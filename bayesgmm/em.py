@@ -232,15 +232,7 @@ def m_step(stats: SufficientStatistics, reg_covar, covariance_type: str, active:
 
 
 def repair(
-    params: GMMParams,
-    stats: SufficientStatistics,
-    seed_row: Array | None,
-    *,
-    reg_covar,
-    fallback_reg,
-    reseed_scale: Array,
-    mean_row_weight,
-    active: Array,
+    params: GMMParams, stats: SufficientStatistics, seed_row: Array | None, setting: _Setting
 ) -> tuple[GMMParams, Array, Array]:
     """Fix degenerate components after an M-step; returns ``(params, reseeded (k,), regularised (k,))``.
 
@@ -254,8 +246,12 @@ def repair(
       share of the data's volume of one of ``k`` components; tied: the shared covariance is
       kept unless it is itself invalid), weight ``1/k``; then the weights are renormalised.
 
-    Inactive components are left as they are.
+    Inactive components are left as they are. ``setting`` gives ``reg_covar``,
+    ``fallback_reg``, ``reseed_scale`` (in the program's layout), ``mean_row_weight`` and
+    ``active``.
     """
+    fallback_reg, reseed_scale = setting.fallback_reg, setting.reseed_scale
+    mean_row_weight, active = setting.mean_row_weight, setting.active
     structure = params.structure
     k = params.n_components
     valid = structure.component_valid(params.scale, k)
@@ -348,16 +344,7 @@ def initial_params(stats: SufficientStatistics, setting: _Setting, user_init, *,
     params = _keep_inactive(structure, params, start, setting.active)
     regularised = jnp.zeros((k,), bool)
     if degenerate == "reseed":
-        params, _, regularised = repair(
-            params,
-            stats,
-            None,
-            reg_covar=setting.reg_covar,
-            fallback_reg=setting.fallback_reg,
-            reseed_scale=setting.reseed_scale,
-            mean_row_weight=setting.mean_row_weight,
-            active=setting.active,
-        )
+        params, _, regularised = repair(params, stats, None, setting)
     weights_init, means_init, scale_init = user_init
     params = GMMParams(
         params.weights if weights_init is None else weights_init,
@@ -433,16 +420,7 @@ def advance(
     if degenerate == "reseed":
 
         def repaired(new):
-            new, reseeded, regularised = repair(
-                new,
-                stats,
-                seed_row,
-                reg_covar=setting.reg_covar,
-                fallback_reg=setting.fallback_reg,
-                reseed_scale=setting.reseed_scale,
-                mean_row_weight=setting.mean_row_weight,
-                active=active,
-            )
+            new, reseeded, regularised = repair(new, stats, seed_row, setting)
             return new, events.record(state.n_iter + 1, reseeded, regularised)
 
         # the repair runs only when needed (a real branch unless vmapped with other fits)
