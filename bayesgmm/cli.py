@@ -88,20 +88,27 @@ class Report:
         else:
             self.console.print(text, soft_wrap=True)
 
-    def table(self, header: list[str], rows: list[list], *, highlight: int | None = None) -> None:
-        """Columns right-aligned; row ``highlight`` (an index into ``rows``) in bold on a rich console."""
+    def table(self, header: list[str], rows: list[list], *, best: int | None = None, why: str = "") -> None:
+        """Columns right-aligned; row ``best`` (an index into ``rows``) marked ``<- why``.
+
+        On a rich console the marked row is bold, with a narrow marker and a caption saying ``why``.
+        """
         if self.console is None:
-            self.line(_format_table(header, rows))
+            marks = [f"<- {why}" if index == best else "" for index in range(len(rows))]
+            self.line(_format_table(header + [""], [row + [mark] for row, mark in zip(rows, marks)]))
             return
         from rich import box
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-        for name in header:
+        table = Table(
+            box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0), caption=f"\u25c0 {why}" if why else None
+        )
+        for name in header + [""]:
             table.add_column(Text(name), justify="right", no_wrap=True)
         for index, row in enumerate(rows):
-            table.add_row(*(Text(str(cell)) for cell in row), style="bold" if index == highlight else None)
+            mark = "\u25c0" if index == best else ""
+            table.add_row(*(Text(str(cell)) for cell in row + [mark]), style="bold" if index == best else None)
         self.console.print(table)
 
     @contextlib.contextmanager
@@ -454,10 +461,10 @@ def run_fit(args, report: Report) -> int:
 # ----------------------------------------------------------------------------- select
 
 
-def _selection_rows(selection, criterion: str) -> tuple[list[str], list[list[str]], int]:
+def _selection_rows(selection) -> tuple[list[str], list[list], int]:
     """Header, formatted rows and the index of the chosen row of a ``Selection.table``."""
     table = selection.table
-    header = ["k", "covariance", "mean log-lik", "params", "BIC", "AIC", "ICL", "iterations", "converged", ""]
+    header = ["k", "covariance", "mean log-lik", "params", "BIC", "AIC", "ICL", "iterations", "converged"]
     rows, chosen = [], 0
     for index, row in enumerate(table.itertuples(index=False)):
         best = int(row.k) == selection.best_k and row.covariance_type == selection.best_covariance_type
@@ -473,7 +480,6 @@ def _selection_rows(selection, criterion: str) -> tuple[list[str], list[list[str
                 f"{row.icl:.2f}",
                 int(row.n_iter),
                 "yes" if row.converged else "no",
-                f"<- lowest {criterion.upper()}" if best else "",
             ]
         )
     return header, rows, chosen
@@ -499,9 +505,9 @@ def run_select(args, report: Report) -> int:
             selection = select(
                 X, ks, types, criterion=args.criterion, n_init=args.n_init, max_iter=args.max_iter, seed=args.seed
             )
-    header, rows, chosen = _selection_rows(selection, args.criterion)
+    header, rows, chosen = _selection_rows(selection)
     report.line()
-    report.table(header, rows, highlight=chosen)
+    report.table(header, rows, best=chosen, why=f"lowest {args.criterion.upper()}")
     not_converged = int((~selection.table["converged"].astype(bool)).sum())
     if not_converged:
         _warn(
@@ -561,11 +567,10 @@ def run_demo(args, report: Report) -> int:
             f"{row.bic:.2f}",
             int(row.n_iter),
             "yes" if row.converged else "no",
-            "<- lowest BIC" if row.k == best_k else "",
         ]
         for row in selection.table.itertuples(index=False)
     ]
-    report.table(["k", "mean log-lik", "BIC", "iterations", "converged", ""], rows, highlight=best_k - 1)
+    report.table(["k", "mean log-lik", "BIC", "iterations", "converged"], rows, best=best_k - 1, why="lowest BIC")
     best = selection.best
     report.line(f"\nChosen by BIC: k = {best_k}")
     report.line(describe_params(best.params, FAITHFUL_COLUMNS))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -154,20 +155,47 @@ def _model(k, covariance_type, std_prior):
     return functools.partial(gmm_model, k=k, covariance_type=covariance_type, std_prior=std_prior)
 
 
-CHAIN_METHODS = ("auto", "sequential", "vectorized")
+CHAIN_METHODS = ("auto", "sequential", "vectorized", "threads")
+
+
+def _host_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def resolve_chain_method(chain_method: str) -> str:
-    """``"auto"``: chains one after another on CPU, vectorised (``vmap``) on accelerators.
+    """``"auto"``: on CPU, chains split over the cores ("threads", or "sequential" on one core);
+    vectorised (``vmap``) on accelerators.
 
     On CPU the unbatched NUTS program traces and compiles about twice as fast and runs
     faster than the vectorised one (a vmapped tree builder waits for every chain's longest
-    trajectory); on a GPU, vectorised chains share each kernel launch.
+    trajectory), and one chain's program keeps one core busy, so groups of chains run on
+    as many host threads as there are cores; on a GPU, vectorised chains share each kernel
+    launch.
     """
     chain_method = _validation.check_choice(chain_method, "chain_method", CHAIN_METHODS)
     if chain_method == "auto":
-        return "sequential" if jax.default_backend() == "cpu" else "vectorized"
+        if jax.default_backend() != "cpu":
+            return "vectorized"
+        return "threads" if _host_cores() > 1 else "sequential"
     return chain_method
+
+
+def _chain_groups(chain_method: str, num_chains: int) -> tuple[int, tuple[int, ...]]:
+    """``(chains per call, first chain of each call)`` of the compiled NUTS program.
+
+    "threads": one call per core (at most one per chain), each of ``⌈chains / calls⌉``
+    chains; the last call starts early enough to end at the last chain, so every call has
+    the same shape (one compilation) and a chain two calls share is kept from the first.
+    """
+    if chain_method != "threads":
+        return num_chains, (0,)
+    calls = max(1, min(num_chains, _host_cores()))
+    size = -(-num_chains // calls)
+    return size, tuple(sorted({min(call * size, num_chains - size) for call in range(calls)}))
 
 
 def _identity_params(k: int, d: int, covariance_type: str, dtype=None) -> GMMParams:
@@ -182,12 +210,17 @@ def _identity_params(k: int, d: int, covariance_type: str, dtype=None) -> GMMPar
 
 
 @functools.lru_cache(maxsize=16)
-def _nuts_program(k, covariance_type, std_prior, num_warmup, num_samples, num_chains, chain_method, progress_bar):
+def _nuts_program(
+    k, covariance_type, std_prior, num_warmup, num_samples, num_chains, chain_method, progress_bar, chains_per_call
+):
     """One compiled NUTS program per configuration: data and hyperparameters are arguments.
 
-    ``run(key, start, Z, hyper) -> (constrained draws (chain, draw, ...), stats)`` takes the
-    start as ``GMMParams``, unconstrains it, jitters it per chain, runs warm-up and sampling,
-    and constrains the draws, all in one jitted function (no eager ops, one compilation).
+    ``run(key, start, Z, hyper, first_chain) -> (constrained draws (chain, draw, ...), stats)``
+    takes the start as ``GMMParams``, unconstrains it, jitters it for each of the
+    ``num_chains`` chains, runs warm-up and sampling for the ``chains_per_call`` chains from
+    ``first_chain`` on (one after another, or vectorised), and constrains the draws, all in
+    one jitted function (no eager ops, one compilation). A chain's keys and start depend on
+    its index only, so the same chain gives the same draws whichever call runs it.
 
     Built from NumPyro's functional ``hmc`` with a potential that takes the model's
     arguments, because ``MCMC.run`` recompiles its sampling loop for every new data set.
@@ -215,7 +248,7 @@ def _nuts_program(k, covariance_type, std_prior, num_warmup, num_samples, num_ch
             )
 
     @jax.jit
-    def run(key, start: GMMParams, Z, hyper):
+    def run(key, start: GMMParams, Z, hyper, first_chain):
         flat_start, unravel = ravel_pytree(unconstrain(sites_from_params(start)))
         potential = jax.jit(lambda flat, Z, hyper: -unconstrained_log_density(unravel(flat), Z, hyper, **settings))
         init_kernel, sample_kernel = hmc(
@@ -253,6 +286,7 @@ def _nuts_program(k, covariance_type, std_prior, num_warmup, num_samples, num_ch
         key_jitter, key_chains = jax.random.split(key)
         jitter = _INIT_JITTER * jax.random.normal(key_jitter, (num_chains,) + flat_start.shape, flat_start.dtype)
         chains = (jnp.arange(num_chains), jax.random.split(key_chains, num_chains), flat_start + jitter)
+        chains = jax.tree.map(lambda leaf: jax.lax.dynamic_slice_in_dim(leaf, first_chain, chains_per_call), chains)
         if chain_method == "vectorized":
             return jax.vmap(one_chain)(*chains)
         return jax.lax.map(lambda chain: one_chain(*chain), chains)
@@ -275,7 +309,7 @@ def _nuts_lowered(config: tuple, signature: tuple, treedef):
     """The NUTS program traced and lowered for one configuration and argument signature.
 
     ``config`` are ``_nuts_program``'s arguments; ``signature`` the ``ShapeDtypeStruct`` leaves
-    of ``(key, start, Z, hyper)`` and ``treedef`` their structure.
+    of ``(key, start, Z, hyper, first_chain)`` and ``treedef`` their structure.
     """
     return _nuts_program(*config).lower(*jax.tree.unflatten(treedef, signature))
 
@@ -293,8 +327,9 @@ def _compile_nuts_async(pool, config: tuple, key, Z, hyper, k: int, covariance_t
     compiling in the worker while the caller fits the EM start lets the two overlap.
     """
     abstract_start = jax.eval_shape(lambda: _identity_params(k, Z.shape[1], covariance_type, Z.dtype))
+    first_chain = np.int32(0)
     abstract_args = jax.tree.map(
-        lambda leaf: jax.ShapeDtypeStruct(jnp.shape(leaf), leaf.dtype), (key, abstract_start, Z, hyper)
+        lambda leaf: jax.ShapeDtypeStruct(jnp.shape(leaf), leaf.dtype), (key, abstract_start, Z, hyper, first_chain)
     )
     signature, treedef = jax.tree.flatten(abstract_args)
     signature = tuple(signature)
@@ -302,8 +337,24 @@ def _compile_nuts_async(pool, config: tuple, key, Z, hyper, k: int, covariance_t
     return pool.submit(_nuts_executable, config, signature, treedef)
 
 
-def _run_nuts(key, Z, hyper, start: GMMParams, executable):
-    draws, stats = executable(key, start, Z, hyper)
+def _run_nuts(key, Z, hyper, start: GMMParams, executable, num_chains: int, chain_method: str):
+    """Run the compiled program, in one call or (``"threads"``) one call per group of chains."""
+    chains_per_call, first_chains = _chain_groups(chain_method, num_chains)
+
+    def call(first_chain):
+        return jax.block_until_ready(executable(key, start, Z, hyper, np.int32(first_chain)))
+
+    if len(first_chains) == 1:
+        draws, stats = call(first_chains[0])
+    else:  # the calls hold no GIL while they run: one host thread each
+        with ThreadPoolExecutor(max_workers=len(first_chains)) as pool:
+            outputs = list(pool.map(call, first_chains))
+        # chain c comes from the first call that ran it
+        picks = [
+            next((index, c - first) for index, first in enumerate(first_chains) if c < first + chains_per_call)
+            for c in range(num_chains)
+        ]
+        draws, stats = jax.tree.map(lambda *leaves: np.stack([np.asarray(leaves[i])[j] for i, j in picks]), *outputs)
     num_steps = np.asarray(stats["num_steps"])
     sample_stats = {
         "diverging": np.asarray(stats["diverging"]),
@@ -514,6 +565,22 @@ class Posterior:
 # ----------------------------------------------------------------------------- infer
 
 
+def _em_start(Z: np.ndarray, k: int, covariance_type: str, seed: int) -> GMMParams:
+    """The EM fit that starts the chains and sets the reference labelling (standardised scale).
+
+    Tried with ``degenerate="raise"`` first: that program compiles faster, and where no
+    component degenerates the fit is the same; a fit that needs its components re-seeded
+    (the error) runs again with ``degenerate="reseed"``.
+    """
+    settings = dict(covariance_type=covariance_type, n_init=5, seed=seed, max_iter=500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        try:
+            return em_fit(Z, k, degenerate="raise", **settings).params
+        except ValueError:
+            return em_fit(Z, k, degenerate="reseed", **settings).params
+
+
 def _check_batch_size(batch_size, method: str, n: int) -> int | None:
     """``None`` for full batches, else the validated minibatch size."""
     if batch_size is None:
@@ -570,10 +637,13 @@ def infer(
     guide : {"normal", "multivariate_normal", "lowrank_multivariate_normal"}
     seed : int
     progress_bar : bool
-    chain_method : {"auto", "sequential", "vectorized"}
-        How NUTS runs its chains: "sequential" (``lax.map``, one compiled chain) or
-        "vectorized" (``vmap``). "auto" picks sequential on CPU, where it compiles about
-        twice as fast and runs faster, and vectorized on GPU/TPU.
+    chain_method : {"auto", "sequential", "vectorized", "threads"}
+        How NUTS runs its chains: "sequential" (``lax.map``, one compiled chain),
+        "vectorized" (``vmap``) or "threads" (groups of chains run sequentially, one group
+        per CPU core, on host threads at the same time). All run the same sampler: the
+        same seed gives the same draws. "auto" picks threads on a multi-core CPU
+        (sequential on one core), where the unbatched chain compiles about twice as fast
+        and runs faster than vectorised ones, and vectorized on GPU/TPU.
     batch_size : int, optional
         ``method="svi"`` only: each optimisation step uses a random minibatch of this many
         rows (without replacement; the ``obs_id`` plate scales its log-likelihood by
@@ -628,13 +698,12 @@ def infer(
                 num_chains,
                 chain_method,
                 progress_bar,
+                _chain_groups(chain_method, num_chains)[0],
             )
             executable = _compile_nuts_async(pool, config, key, Z, hyper, k, covariance_type)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            start = em_fit(Z_host, k, covariance_type=covariance_type, n_init=5, seed=seed, max_iter=500).params
+        start = _em_start(Z_host, k, covariance_type, seed)
     if method == "nuts":
-        draws, sample_stats = _run_nuts(key, Z, hyper, start, executable.result())
+        draws, sample_stats = _run_nuts(key, Z, hyper, start, executable.result(), num_chains, chain_method)
     else:
         guide_name = "map" if method == "map" else guide
         draws, sample_stats = _run_optimiser(

@@ -41,7 +41,7 @@ from jax.scipy.special import xlogy
 from numpyro.distributions import constraints
 from scipy.special import gammaln, multigammaln
 
-from bayesgmm.covariance import get_structure, whitened_log_joint
+from bayesgmm.covariance import LOG_2PI, get_structure
 from bayesgmm.params import GMMParams
 
 STD_PRIORS = ("lognormal", "halfnormal")
@@ -401,8 +401,23 @@ def unconstrained_log_density(
         log_diagonal = log_std + correlation.log_diagonal
         inverse = _unit_lower_inverse(correlation.unit_lower) * jnp.exp(-log_diagonal)[..., None, :]
         half_log_det = jnp.sum(log_diagonal, axis=-1)
-    log_joint, _, _ = whitened_log_joint(structure, log_weights, means, inverse, half_log_det, X)
-    return log_density + jnp.sum(jax.nn.logsumexp(log_joint, axis=0))
+    return log_density + _mixture_log_likelihood(structure, log_weights, means, inverse, half_log_det, X)
+
+
+def _mixture_log_likelihood(structure, log_weights, means, inverse, half_log_det, X) -> Array:
+    """``Σ_i log Σ_k π_k N(x_i | μ_k, Σ_k)`` with as few operations on (k, n) arrays as it takes.
+
+    ``whitened_log_joint`` and ``jax.nn.logsumexp`` with the per-component constants folded
+    into one (k,) vector first, and no handling of infinite maxima (the log joint densities
+    of finite parameters are finite): each operation on an (n,)-sized array and its
+    transpose is code in every place NUTS evaluates the gradient.
+    """
+    k, d = means.shape
+    y = structure.whiten(X, means, inverse)  # (k, d, n)
+    constant = log_weights - jnp.broadcast_to(half_log_det, (k,)) - 0.5 * d * LOG_2PI
+    log_joint = constant[:, None] - 0.5 * jnp.sum(y * y, axis=1)  # (k, n)
+    peak = jnp.max(jax.lax.stop_gradient(log_joint), axis=0)
+    return jnp.sum(jnp.log(jnp.sum(jnp.exp(log_joint - peak), axis=0)) + peak)
 
 
 def constrain(unconstrained: dict) -> dict:

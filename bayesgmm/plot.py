@@ -53,8 +53,11 @@ def _pyplot():
     try:
         import matplotlib
 
-        if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps", "cairo") and not _has_display():
-            matplotlib.use("Agg")
+        backend = matplotlib.get_backend().lower()
+        # a GUI backend without a display falls back to Agg; "module://" backends (Jupyter's inline) need none
+        if backend not in ("agg", "pdf", "svg", "ps", "cairo") and not backend.startswith("module://"):
+            if not _has_display():
+                matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         raise ImportError(

@@ -247,7 +247,7 @@ def test_select_prints_the_grid_and_writes_csv_and_plot(faithful_csv, tmp_path, 
         # the table's numbers: everything before the chosen model, without the stage's timing
         numbers = lambda text: re.findall(r"-?\d+\.\d+", re.sub(r"done in \S+ s", "", text.split("Chosen by")[0]))  # noqa: E731
         assert numbers(drawn) == numbers(out) and len(numbers(out)) == 6 * 4
-        assert "Chosen by BIC: k = 2, covariance type full" in drawn
+        assert "Chosen by BIC: k = 2, covariance type full" in drawn and "\u25c0 lowest BIC" in drawn
 
     # another criterion on the same grid (no recompilation): the argmin of that column
     status, out, err = _run(capsys, argv + ["--criterion", "icl", "--max-iter", "1"])
@@ -265,10 +265,11 @@ def test_report_stage_and_table_on_a_rich_console():
     report = Report(console.Console(file=buffer, width=100))
     with report.stage("EM: fitting"):
         pass
-    report.table(["k", "BIC"], [[1, "10.00"], [2, "8.50"]], highlight=1)
+    report.table(["k", "BIC"], [[1, "10.00"], [2, "8.50"]], best=1, why="lowest BIC")
     text = buffer.getvalue()
     assert re.search(r"EM: fitting: done in \d+\.\d s", text)
-    assert re.search(r"k\s+BIC", text) and re.search(r"2\s+8\.50", text)
+    assert re.search(r"k\s+BIC", text) and re.search(r"1\s+10\.00\s*\n", text)
+    assert re.search(r"2\s+8\.50\s+\u25c0", text) and "\u25c0 lowest BIC" in text  # the marked row, the caption
 
 
 @pytest.mark.parametrize(

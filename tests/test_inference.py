@@ -204,6 +204,24 @@ def test_minibatch_svi_recovers_the_means_and_agrees_with_full_batch():
     np.testing.assert_allclose(minibatch.log_likelihood[0, 7], draw.log_prob(X), rtol=1e-9)
 
 
+def test_em_start_falls_back_to_reseeding(monkeypatch):
+    """A start whose fit raises with degenerate='raise' is fitted again with 'reseed'."""
+    from bayesgmm import inference
+
+    calls = []
+
+    def em_fit(*args, degenerate, **kwargs):
+        calls.append(degenerate)
+        if degenerate == "raise":
+            raise ValueError("Fitting the mixture failed: a component's covariance stopped being positive definite")
+        return bayesgmm.em_fit(*args, degenerate=degenerate, **kwargs)
+
+    monkeypatch.setattr(inference, "em_fit", em_fit)
+    posterior = bayesgmm.infer(_separated_data(n=60), 3, method="map", num_steps=50, progress_bar=False)
+    assert calls == ["raise", "reseed"]
+    assert np.all(np.isfinite(posterior.log_likelihood))
+
+
 def test_batch_size_is_validated():
     X = _separated_data(n=50)
     for batch_size, message in [
@@ -238,16 +256,26 @@ def test_per_row_log_likelihood_in_blocks_matches_all_rows_at_once(monkeypatch):
     np.testing.assert_allclose(whole, blocked_params.log_prob(Z), rtol=1e-14)
 
 
-def test_sequential_and_vectorized_chains_run_the_same_sampler():
-    # Same keys and starts: each chain's arithmetic is the same under lax.map and vmap, so
-    # short float64 runs agree to round-off amplified over 30 NUTS steps (observed: identical).
+@pytest.mark.parametrize("num_chains", [2, 3])
+def test_every_chain_method_runs_the_same_sampler(monkeypatch, num_chains):
+    # Same keys and starts: each chain's arithmetic is the same under lax.map, vmap and
+    # threads, so short float64 runs agree to round-off amplified over 30 NUTS steps
+    # (observed: identical). Two cores are pretended, so "threads" splits 3 chains into
+    # two calls of 2 that share chain 1.
+    from bayesgmm import inference
+
+    monkeypatch.setattr(inference, "_host_cores", lambda: 2)
     X = _separated_data(n=100, seed=3)
     runs = [
-        bayesgmm.infer(X, 3, num_warmup=15, num_samples=15, num_chains=2, progress_bar=False, chain_method=method)
-        for method in ("sequential", "vectorized")
+        bayesgmm.infer(
+            X, 3, num_warmup=15, num_samples=15, num_chains=num_chains, progress_bar=False, chain_method=method
+        )
+        for method in ("sequential", "vectorized", "threads")
     ]
-    np.testing.assert_allclose(runs[0].params.means, runs[1].params.means, rtol=1e-8, atol=1e-10)
-    np.testing.assert_array_equal(runs[0].sample_stats["n_steps"], runs[1].sample_stats["n_steps"])
+    for run in runs[1:]:
+        np.testing.assert_allclose(run.params.means, runs[0].params.means, rtol=1e-8, atol=1e-10)
+        np.testing.assert_array_equal(run.sample_stats["n_steps"], runs[0].sample_stats["n_steps"])
+    assert len(set(np.asarray(runs[0].params.means)[:, -1, 0, 0])) == num_chains  # the chains differ
     with pytest.raises(ValueError, match="chain_method must be one of"):
         bayesgmm.infer(X, 3, chain_method="parallel")
 

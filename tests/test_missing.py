@@ -62,7 +62,9 @@ def _fit(X, covariance_type, start, *, max_iter, tol=0.0, reg_covar=1e-6, **kwar
             max_iter=max_iter,
             tol=tol,
             reg_covar=reg_covar,
-            **{"missing": "marginalize", **kwargs},
+            # 64-row chunks: the complete rows (sorted first) fill whole chunks of the ordinary path,
+            # the others take the conditional one, so both branches run in every fit
+            **{"missing": "marginalize", "chunk_size": 64, **kwargs},
         )
 
 
@@ -186,6 +188,7 @@ def test_without_nan_the_missing_path_is_the_regular_fit(covariance_type):
             seed=0,
             user_init=start,
             moments="missing",  # what em_fit uses on data with NaN
+            chunk_size=64,
         )
     assert forced.n_iter == regular.n_iter
     # the same iterations from the same start in float64, two formulations: round-off far below 1e-10
