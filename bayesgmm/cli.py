@@ -20,10 +20,11 @@ FILE is a CSV file with a header line, a 2-D ``.npy`` array (never unpickled) or
 
 Output: stage lines and NUTS progress on stdout, as plain text; when rich is installed
 (``pip install 'bayesgmm[cli]'``) and stdout is a terminal, tables are drawn by rich and stages
-show a spinner. Bad input exits with status 2 and one line ``bayesgmm: error: ...`` on stderr;
-warnings are one line ``bayesgmm: warning: ...`` each. Every output file is checked before
-anything is fitted and written atomically (a temporary file in the same folder, then renamed), so
-a failure never leaves a partial file nor replaces an old one.
+show a spinner. Bad input (or a failed fit) exits with status 2 and one line
+``bayesgmm: error: ...`` on stderr; warnings are printed once the command has succeeded, one line
+``bayesgmm: warning: ...`` each. Every output file is checked before anything is fitted and
+written atomically (a temporary file in the same folder, then renamed), so a failure never leaves
+a partial file nor replaces an old one.
 """
 
 from __future__ import annotations
@@ -380,6 +381,28 @@ def _fit_plot(path: Path, params, posterior, X, names) -> bytes:
     return _figure_bytes(figure, path)
 
 
+def _check_finite(params):
+    """``params``, or a ValueError when a fit ended with parameters or covariances that are not finite.
+
+    A Cholesky factor can be finite while its covariance overflows (float32 and data spread over
+    more than about 1e19): such a mixture can be neither printed nor used, so nothing is written.
+    """
+    fields = {
+        "weights": params.weights,
+        "means": params.means,
+        "covariances": params.scale,
+        "covariance matrices": params.covariance_matrices,
+    }
+    bad = [name for name, value in fields.items() if not np.all(np.isfinite(np.asarray(value)))]
+    if bad:
+        precision = "float32" if np.asarray(params.means).dtype == np.float32 else "float64"
+        raise ValueError(
+            f"Fitting the mixture failed: the fitted {bad[0]} are not finite in {precision}; rescale the columns"
+            + (" or set JAX_ENABLE_X64=1 for float64." if precision == "float32" else ".")
+        )
+    return params
+
+
 def run_fit(args, report: Report) -> int:
     from bayesgmm import em_fit, infer
 
@@ -404,7 +427,7 @@ def run_fit(args, report: Report) -> int:
             f"EM: mean log-likelihood {result.log_likelihood:.4f}, BIC {float(result.params.bic(X)):.2f}, "
             f"{result.n_iter} iterations, converged: {result.converged}"
         )
-        params = result.params
+        params = _check_finite(result.params)
     else:
         import pandas as pd
 
@@ -429,7 +452,7 @@ def run_fit(args, report: Report) -> int:
                 num_steps=args.num_steps,
                 progress_bar=args.progress and args.method == "nuts",
             )
-        params = posterior.mean_params()
+        params = _check_finite(posterior.mean_params())
         if args.method == "map":
             report.line("MAP estimate (posterior mode):")
         else:
@@ -510,9 +533,10 @@ def run_select(args, report: Report) -> int:
     report.table(header, rows, best=chosen, why=f"lowest {args.criterion.upper()}")
     not_converged = int((~selection.table["converged"].astype(bool)).sum())
     if not_converged:
-        _warn(
+        warnings.warn(
             f"{not_converged} of {n_fits} fits did not converge in --max-iter {args.max_iter} iterations "
-            "(converged: no); raise --max-iter."
+            "(converged: no); raise --max-iter.",
+            stacklevel=1,
         )
     report.line(
         f"\nChosen by {args.criterion.upper()}: k = {selection.best_k}, "
@@ -667,30 +691,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _warn(message) -> None:
-    print(f"bayesgmm: warning: {_one_line(message)}", file=sys.stderr, flush=True)
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    _warn(message)
-
-
 def main(argv=None) -> int:
-    """Run ``bayesgmm`` with the arguments ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    """Run ``bayesgmm`` with the arguments ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    Warnings raised during a command are held back and printed once it succeeds, one line each;
+    a command that fails prints only its error, so a failure is always one line on stderr.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     report = Report.for_stdout()
     try:
-        with warnings.catch_warnings():
-            warnings.showwarning = _show_warning  # one line each, on stderr
+        with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("default", UserWarning)  # fit warnings (convergence, degenerate) are not errors here
-            return args.run(args, report)
+            status = args.run(args, report)
     except (ValueError, OSError, ImportError) as error:  # bad input, a missing extra, an output that cannot be written
         print(f"bayesgmm: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("bayesgmm: interrupted", file=sys.stderr)
         return 130
+    for message in dict.fromkeys(_one_line(warning.message) for warning in caught):
+        print(f"bayesgmm: warning: {message}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":
