@@ -14,6 +14,7 @@ import io
 import re
 import subprocess
 import sys
+import warnings
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -200,7 +201,9 @@ def test_fit_nuts_writes_a_netcdf_posterior_and_posterior_ellipses(faithful_csv,
     for name in ("weights", "means", "covariances"):
         np.testing.assert_allclose(tree.posterior[name].values, direct.to_arviz().posterior[name].values, rtol=1e-12)
     np.testing.assert_array_equal(tree.observed_data["obs"].values, X)
-    np.testing.assert_allclose(arviz_stats.loo(tree).elpd, arviz_stats.loo(direct.to_arviz()).elpd, rtol=1e-12)
+    with warnings.catch_warnings():  # 200 draws: some Pareto k-hat above 0.57 is expected, and beside the point here
+        warnings.simplefilter("ignore", UserWarning)
+        np.testing.assert_allclose(arviz_stats.loo(tree).elpd, arviz_stats.loo(direct.to_arviz()).elpd, rtol=1e-12)
     assert len(ellipse_calls) == 1  # NUTS on d = 2: the posterior ellipse clouds
     _assert_png(plot_file)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["faithful.csv", "posterior.nc", "posterior.png"]
