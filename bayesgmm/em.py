@@ -989,10 +989,20 @@ class _Prepared(NamedTuple):
         params = state.params  # NumPy leaves (device_get), rescaled on the host
         dtype = params.means.dtype
         d = params.n_features
+        means = params.means * self.scale + self.center
+        scale = params.scale * self.scale
+        covariances = np.asarray(params.structure.covariances(scale.astype(dtype)))
+        if not (np.all(np.isfinite(means.astype(dtype))) and np.all(np.isfinite(covariances))):
+            largest = float(np.max(np.abs(scale.astype(np.float64)))) ** 2  # the order of the largest variance
+            raise ValueError(
+                f"{context}The fitted means or covariances do not fit in {np.dtype(dtype).name} (variances near "
+                f"{largest:.3g}; the largest {np.dtype(dtype).name} is {np.finfo(dtype).max:.3g}). "
+                "Enable float64 (jax.config.update('jax_enable_x64', True)) or divide X by a constant first."
+            )
         params = GMMParams(
             jnp.asarray(params.weights),
-            jnp.asarray((params.means * self.scale + self.center).astype(dtype)),
-            jnp.asarray((params.scale * self.scale).astype(dtype)),
+            jnp.asarray(means.astype(dtype)),
+            jnp.asarray(scale.astype(dtype)),
             params.covariance_type,
         )
         # the density of a row's observed entries changes by scale^(−observed features)
