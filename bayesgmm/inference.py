@@ -45,6 +45,11 @@ GUIDES = ("normal", "multivariate_normal", "lowrank_multivariate_normal")
 _INIT_JITTER = 0.1  # sd of the per-chain perturbation of the EM start, unconstrained scale
 
 
+def weighted_variance(X: np.ndarray, center: np.ndarray, sample_weight: np.ndarray) -> np.ndarray:
+    """Per-feature variance of the rows ``X`` with weights ``sample_weight`` about ``center`` (d,)."""
+    return np.average((X - center) ** 2, axis=0, weights=sample_weight)
+
+
 class Standardisation(NamedTuple):
     """``z = (x − center) / scale``; ``scale`` is one number so every covariance type is kept."""
 
@@ -52,9 +57,11 @@ class Standardisation(NamedTuple):
     scale: float
 
     @classmethod
-    def of(cls, X: np.ndarray) -> Standardisation:
-        scale = float(np.sqrt(np.mean(np.var(X, axis=0))))
-        return cls(X.mean(axis=0), scale if scale > 0 else 1.0)
+    def of(cls, X: np.ndarray, sample_weight: np.ndarray) -> Standardisation:
+        """Weighted feature means, and the root mean weighted feature variance."""
+        center = np.average(X, axis=0, weights=sample_weight)
+        scale = float(np.sqrt(np.mean(weighted_variance(X, center, sample_weight))))
+        return cls(center, scale if scale > 0 else 1.0)
 
     def to_data(self, params: GMMParams) -> GMMParams:
         """Parameters of the standardised data mapped back to the data's scale."""
@@ -215,7 +222,7 @@ def _nuts_program(
 ):
     """One compiled NUTS program per configuration: data and hyperparameters are arguments.
 
-    ``run(key, start, Z, hyper, first_chain) -> (constrained draws (chain, draw, ...), stats)``
+    ``run(key, start, Z, w, hyper, first_chain) -> (constrained draws (chain, draw, ...), stats)``
     takes the start as ``GMMParams``, unconstrains it, jitters it for each of the
     ``num_chains`` chains, runs warm-up and sampling for the ``chains_per_call`` chains from
     ``first_chain`` on (one after another, or vectorised), and constrains the draws, all in
@@ -248,15 +255,17 @@ def _nuts_program(
             )
 
     @jax.jit
-    def run(key, start: GMMParams, Z, hyper, first_chain):
+    def run(key, start: GMMParams, Z, w, hyper, first_chain):
         flat_start, unravel = ravel_pytree(unconstrain(sites_from_params(start)))
-        potential = jax.jit(lambda flat, Z, hyper: -unconstrained_log_density(unravel(flat), Z, hyper, **settings))
+        potential = jax.jit(
+            lambda flat, Z, w, hyper: -unconstrained_log_density(unravel(flat), Z, hyper, w, **settings)
+        )
         init_kernel, sample_kernel = hmc(
-            potential_fn_gen=lambda Z, hyper: functools.partial(potential, Z=Z, hyper=hyper), algo="NUTS"
+            potential_fn_gen=lambda Z, w, hyper: functools.partial(potential, Z=Z, w=w, hyper=hyper), algo="NUTS"
         )
 
         def one_chain(chain, key, init_params):
-            args = (Z, hyper)
+            args = (Z, w, hyper)
             state = init_kernel(init_params, num_warmup, target_accept_prob=0.8, model_args=args, rng_key=key)
 
             def step(state, index):
@@ -309,7 +318,7 @@ def _nuts_lowered(config: tuple, signature: tuple, treedef):
     """The NUTS program traced and lowered for one configuration and argument signature.
 
     ``config`` are ``_nuts_program``'s arguments; ``signature`` the ``ShapeDtypeStruct`` leaves
-    of ``(key, start, Z, hyper, first_chain)`` and ``treedef`` their structure.
+    of ``(key, start, Z, w, hyper, first_chain)`` and ``treedef`` their structure.
     """
     return _nuts_program(*config).lower(*jax.tree.unflatten(treedef, signature))
 
@@ -320,7 +329,7 @@ def _nuts_executable(config: tuple, signature: tuple, treedef):
     return _nuts_lowered(config, signature, treedef).compile()
 
 
-def _compile_nuts_async(pool, config: tuple, key, Z, hyper, k: int, covariance_type: str):
+def _compile_nuts_async(pool, config: tuple, key, Z, w, hyper, k: int, covariance_type: str):
     """Lower the NUTS program here, compile it in ``pool``; returns a future of the executable.
 
     Tracing and lowering hold the GIL, XLA's compilation does not: lowering first and then
@@ -329,7 +338,8 @@ def _compile_nuts_async(pool, config: tuple, key, Z, hyper, k: int, covariance_t
     abstract_start = jax.eval_shape(lambda: _identity_params(k, Z.shape[1], covariance_type, Z.dtype))
     first_chain = np.int32(0)
     abstract_args = jax.tree.map(
-        lambda leaf: jax.ShapeDtypeStruct(jnp.shape(leaf), leaf.dtype), (key, abstract_start, Z, hyper, first_chain)
+        lambda leaf: jax.ShapeDtypeStruct(jnp.shape(leaf), leaf.dtype),
+        (key, abstract_start, Z, w, hyper, first_chain),
     )
     signature, treedef = jax.tree.flatten(abstract_args)
     signature = tuple(signature)
@@ -337,12 +347,12 @@ def _compile_nuts_async(pool, config: tuple, key, Z, hyper, k: int, covariance_t
     return pool.submit(_nuts_executable, config, signature, treedef)
 
 
-def _run_nuts(key, Z, hyper, start: GMMParams, executable, num_chains: int, chain_method: str):
+def _run_nuts(key, Z, w, hyper, start: GMMParams, executable, num_chains: int, chain_method: str):
     """Run the compiled program, in one call or (``"threads"``) one call per group of chains."""
     chains_per_call, first_chains = _chain_groups(chain_method, num_chains)
 
     def call(first_chain):
-        return jax.block_until_ready(executable(key, start, Z, hyper, np.int32(first_chain)))
+        return jax.block_until_ready(executable(key, start, Z, w, hyper, np.int32(first_chain)))
 
     if len(first_chains) == 1:
         draws, stats = call(first_chains[0])
@@ -370,7 +380,7 @@ def _run_nuts(key, Z, hyper, start: GMMParams, executable, num_chains: int, chai
 class _Optimiser(NamedTuple):
     svi: object
     guide: object
-    run: object  # jitted (state, key, Z, hyper) -> (state, losses)
+    run: object  # jitted (state, key, Z, w, hyper) -> (state, losses)
     draw: object  # jitted (key, params, *model_args) -> draws from the guide
 
 
@@ -398,9 +408,9 @@ def _optimiser(k, covariance_type, std_prior, guide_name, num_steps, num_samples
     svi = SVI(model, guide, optim.Adam(schedule), Trace_ELBO())
 
     @jax.jit
-    def run(state, key, Z, hyper):
+    def run(state, key, Z, w, hyper):
         if batch_size is None:
-            return jax.lax.scan(lambda s, _: svi.update(s, Z, hyper), state, None, length=num_steps)
+            return jax.lax.scan(lambda s, _: svi.update(s, Z, hyper, None, w), state, None, length=num_steps)
         n = Z.shape[0]
         steps_per_epoch = n // batch_size
 
@@ -413,7 +423,7 @@ def _optimiser(k, covariance_type, std_prior, guide_name, num_steps, num_samples
                 lambda: order,
             )
             rows = jax.lax.dynamic_slice_in_dim(order, position * batch_size, batch_size)
-            state, loss = svi.update(state, Z, hyper, rows)
+            state, loss = svi.update(state, Z, hyper, rows, w)
             return (state, order), loss
 
         (state, _), losses = jax.lax.scan(step, (state, jnp.arange(n)), jnp.arange(num_steps))
@@ -447,15 +457,15 @@ def _start_state(optimiser: _Optimiser, key, model_args: tuple, start_values: di
 
 
 def _run_optimiser(
-    key, Z, hyper, start: GMMParams, *, k, covariance_type, std_prior, guide_name, num_steps, num_samples, batch_size
+    key, Z, w, hyper, start: GMMParams, *, k, covariance_type, std_prior, guide_name, num_steps, num_samples, batch_size
 ):
     optimiser = _optimiser(k, covariance_type, std_prior, guide_name, num_steps, num_samples, batch_size)
     key_init, key_batches, key_draws = jax.random.split(key, 3)
     # the model's arguments outside the optimisation loop; minibatch rows only set the shapes
-    model_args = (Z, hyper) if batch_size is None else (Z, hyper, jnp.arange(batch_size))
+    model_args = (Z, hyper, None if batch_size is None else jnp.arange(batch_size), w)
     start_values = _unconstrained_start(start)
     state = _start_state(optimiser, key_init, model_args, start_values)
-    state, losses = optimiser.run(state, key_batches, Z, hyper)
+    state, losses = optimiser.run(state, key_batches, Z, w, hyper)
     params = optimiser.svi.get_params(state)
     if guide_name == "map":
         values = optimiser.guide.median(params)
@@ -565,14 +575,42 @@ class Posterior:
 # ----------------------------------------------------------------------------- infer
 
 
-def _em_start(Z: np.ndarray, k: int, covariance_type: str, seed: int) -> GMMParams:
+def _finish(draws: dict, Z: np.ndarray, start: GMMParams, covariance_type: str):
+    """Draws as relabelled ``GMMParams`` (standardised scale), their per-row log-likelihood, the permutations."""
+    params, log_likelihood = _params_and_log_likelihood(draws, Z, covariance_type)
+    params, permutations = relabel(params, np.asarray(start.means))
+    return params, log_likelihood, permutations
+
+
+def _compile_finish(executable, num_chains, Z, standard, k, covariance_type, x64):
+    """Compile what ``infer`` runs after NUTS by running it on zeros of the draws' shapes.
+
+    Submitted to the worker after the NUTS compilation: the small programs (parameters and
+    per-row log-likelihood, relabelling, rescaling) compile while EM runs, not after the
+    chains. ``x64``: the caller's setting (a thread does not inherit ``jax.enable_x64``).
+    """
+    with jax.enable_x64(x64):
+        draws_info, _ = executable.result().out_info
+        draws = {name: np.zeros((num_chains,) + info.shape[1:], info.dtype) for name, info in draws_info.items()}
+        start = jax.tree.map(
+            lambda leaf: np.zeros(leaf.shape, leaf.dtype),
+            jax.eval_shape(lambda: _identity_params(k, Z.shape[1], covariance_type, Z.dtype)),
+        )
+        params, _ = _params_and_log_likelihood(draws, Z, covariance_type)
+        permutations = np.zeros(params.batch_shape + (k,), dtype=np.int64)  # as linear_sum_assignment's
+        jax.block_until_ready(
+            (standard.to_data(_permute_components(params, jnp.asarray(permutations))), standard.to_data(start))
+        )
+
+
+def _em_start(Z: np.ndarray, w: np.ndarray, k: int, covariance_type: str, seed: int) -> GMMParams:
     """The EM fit that starts the chains and sets the reference labelling (standardised scale).
 
     Tried with ``degenerate="raise"`` first: that program compiles faster, and where no
     component degenerates the fit is the same; a fit that needs its components re-seeded
     (the error) runs again with ``degenerate="reseed"``.
     """
-    settings = dict(covariance_type=covariance_type, n_init=5, seed=seed, max_iter=500)
+    settings = dict(covariance_type=covariance_type, n_init=5, seed=seed, max_iter=500, sample_weight=w)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         try:
@@ -615,6 +653,7 @@ def infer(
     progress_bar: bool = True,
     chain_method: str = "auto",
     batch_size: int | None = None,
+    sample_weight=None,
 ) -> Posterior:
     """Posterior inference for a ``k``-component Gaussian mixture.
 
@@ -650,6 +689,13 @@ def infer(
         ``n / batch_size``), for data sets too large for full-batch steps. The per-row
         log-likelihood of the result still covers every row (computed in blocks of rows).
         ``None`` (default) or ``n``: every row in every step.
+    sample_weight : array-like (n_samples,), optional
+        Non-negative weight per row: row i's log-likelihood term is multiplied by ``w_i``,
+        so a row of integer weight ``m`` counts as ``m`` copies of it and a row of weight 0
+        not at all (the posterior is that of the rows repeated; the EM start, the
+        standardisation and the data-derived prior defaults are weighted the same way).
+        ``Posterior.log_likelihood`` stays the unweighted ``log p(x_i | θ)`` of every row,
+        so LOO treats each row as one observation.
 
     Returns
     -------
@@ -675,19 +721,26 @@ def infer(
     num_chains = _validation.check_int_at_least(num_chains, "num_chains", 1)
     num_steps = _validation.check_int_at_least(num_steps, "num_steps", 1)
     batch_size = _check_batch_size(batch_size, method, n)
+    w_host = _validation.check_sample_weight(sample_weight, n)
+    if np.count_nonzero(w_host) < k:
+        raise ValueError(
+            f"sample_weight leaves {np.count_nonzero(w_host)} rows with a positive weight, fewer than "
+            f"k={k} components; give more rows a positive weight or use fewer components."
+        )
     prior = Priors() if prior is None else prior
     if not isinstance(prior, Priors):
         raise ValueError(f"prior must be a bayesgmm.Priors, got {type(prior).__name__}.")
     feature_names = feature_names or [f"x{j}" for j in range(d)]
 
-    standard = Standardisation.of(X)
+    standard = Standardisation.of(X, w_host)
     dtype = jnp.result_type(float)
     Z_host = ((X - standard.center) / standard.scale).astype(dtype)
-    Z = jnp.asarray(Z_host)
-    hyper = prior.resolve(standard.center, standard.scale, np.maximum(X.std(axis=0), 1e-12), k)
+    Z, w = jnp.asarray(Z_host), jnp.asarray(w_host, dtype)
+    feature_std = np.sqrt(weighted_variance(X, standard.center, w_host))
+    hyper = prior.resolve(standard.center, standard.scale, np.maximum(feature_std, 1e-12), k)
     key = jax.random.key(seed)
     settings = dict(k=k, covariance_type=covariance_type, std_prior=prior.std_prior)
-    with ThreadPoolExecutor(max_workers=1) as pool:  # leaving the block waits for the compilation
+    with ThreadPoolExecutor(max_workers=1) as pool:  # leaving the block waits for its tasks
         if method == "nuts":  # compile the sampler (it needs only shapes) while EM finds the start
             config = (
                 k,
@@ -700,15 +753,20 @@ def infer(
                 progress_bar,
                 _chain_groups(chain_method, num_chains)[0],
             )
-            executable = _compile_nuts_async(pool, config, key, Z, hyper, k, covariance_type)
-        start = _em_start(Z_host, k, covariance_type, seed)
-    if method == "nuts":
-        draws, sample_stats = _run_nuts(key, Z, hyper, start, executable.result(), num_chains, chain_method)
-    else:
+            executable = _compile_nuts_async(pool, config, key, Z, w, hyper, k, covariance_type)
+            finish_compiled = pool.submit(
+                _compile_finish, executable, num_chains, Z_host, standard, k, covariance_type, jax.config.jax_enable_x64
+            )
+        start = _em_start(Z_host, w_host, k, covariance_type, seed)
+        if method == "nuts":
+            draws, sample_stats = _run_nuts(key, Z, w, hyper, start, executable.result(), num_chains, chain_method)
+            finish_compiled.result()  # the same functions compiling in two threads would compile twice
+    if method != "nuts":
         guide_name = "map" if method == "map" else guide
         draws, sample_stats = _run_optimiser(
             key,
             Z,
+            w,
             hyper,
             start,
             guide_name=guide_name,
@@ -717,8 +775,7 @@ def infer(
             batch_size=batch_size,
             **settings,
         )
-    params_standard, log_likelihood = _params_and_log_likelihood(draws, Z_host, covariance_type)
-    params_standard, permutations = relabel(params_standard, np.asarray(start.means))
+    params_standard, log_likelihood, permutations = _finish(draws, Z_host, start, covariance_type)
     log_likelihood = log_likelihood - d * math.log(standard.scale)  # a new array: the block result is read-only
     return Posterior(
         params=standard.to_data(params_standard),

@@ -52,20 +52,25 @@ class MixtureLikelihood(dist.Distribution):
     """A Gaussian mixture as a NumPyro distribution over one row (event shape (d,)).
 
     ``log_prob`` marginalises the component (logsumexp); used as the likelihood of
-    ``obs`` so that ``numpyro.infer.log_likelihood`` gives one term per row.
+    ``obs`` so that ``numpyro.infer.log_likelihood`` gives one term per row. With
+    ``row_weights`` (broadcast against the rows' batch shape) each row's term is
+    multiplied by its weight: a row of integer weight ``m`` counts as ``m`` copies, a row of
+    weight 0 not at all (``sample_weight``; NumPyro's ``scale`` handler refuses zeros).
     """
 
     support = constraints.real_vector
     arg_constraints = {}
-    pytree_data_fields = ("params",)
+    pytree_data_fields = ("params", "row_weights")
 
-    def __init__(self, params: GMMParams, *, validate_args=None):
+    def __init__(self, params: GMMParams, row_weights=None, *, validate_args=None):
         self.params = params
+        self.row_weights = row_weights
         super().__init__(batch_shape=(), event_shape=(params.n_features,), validate_args=validate_args)
 
     def log_prob(self, value):
         flat = jnp.reshape(value, (-1, self.params.n_features))
-        return self.params.log_prob(flat).reshape(jnp.shape(value)[:-1])
+        log_prob = self.params.log_prob(flat).reshape(jnp.shape(value)[:-1])
+        return log_prob if self.row_weights is None else log_prob * self.row_weights
 
     def sample(self, key, sample_shape=()):
         n = max(1, math.prod(sample_shape))
@@ -346,13 +351,20 @@ def _unit_lower_inverse(unit_lower: Array) -> Array:
 
 
 def unconstrained_log_density(
-    unconstrained: dict, X: Array, hyper: Hyperparameters, *, k: int, covariance_type: str, std_prior: str
+    unconstrained: dict,
+    X: Array,
+    hyper: Hyperparameters,
+    sample_weight: Array | None = None,
+    *,
+    k: int,
+    covariance_type: str,
+    std_prior: str,
 ) -> Array:
     """Log density of ``gmm_model`` in NumPyro's unconstrained coordinates (minus its potential energy).
 
-    ``log p(θ(u)) + log |∂θ/∂u| + Σ_i log p(x_i | θ(u))``, written out: the same value as
-    ``-numpyro.infer.util.potential_energy(gmm_model, (X, hyper), ..., unconstrained)`` up to
-    round-off, without tracing the model (a smaller program for NUTS to compile).
+    ``log p(θ(u)) + log |∂θ/∂u| + Σ_i w_i log p(x_i | θ(u))``, written out: the same value as
+    ``-numpyro.infer.util.potential_energy(gmm_model, (X, hyper, None, w), ..., unconstrained)``
+    up to round-off, without tracing the model (a smaller program for NUTS to compile).
 
     Parameters
     ----------
@@ -361,6 +373,8 @@ def unconstrained_log_density(
         full/tied with d > 1 ``corr_cholesky`` (full (k, d(d−1)/2), tied (d(d−1)/2,)).
     X : (n, d) standardised rows
     hyper : Hyperparameters
+    sample_weight : (n,), optional
+        Per-row weights ``w_i`` (``None``: all 1).
     k : int
     covariance_type : str
     std_prior : {"lognormal", "halfnormal"}
@@ -401,11 +415,11 @@ def unconstrained_log_density(
         log_diagonal = log_std + correlation.log_diagonal
         inverse = _unit_lower_inverse(correlation.unit_lower) * jnp.exp(-log_diagonal)[..., None, :]
         half_log_det = jnp.sum(log_diagonal, axis=-1)
-    return log_density + _mixture_log_likelihood(structure, log_weights, means, inverse, half_log_det, X)
+    return log_density + _mixture_log_likelihood(structure, log_weights, means, inverse, half_log_det, X, sample_weight)
 
 
-def _mixture_log_likelihood(structure, log_weights, means, inverse, half_log_det, X) -> Array:
-    """``Σ_i log Σ_k π_k N(x_i | μ_k, Σ_k)`` with as few operations on (k, n) arrays as it takes.
+def _mixture_log_likelihood(structure, log_weights, means, inverse, half_log_det, X, sample_weight) -> Array:
+    """``Σ_i w_i log Σ_k π_k N(x_i | μ_k, Σ_k)`` with as few operations on (k, n) arrays as it takes.
 
     ``whitened_log_joint`` and ``jax.nn.logsumexp`` with the per-component constants folded
     into one (k,) vector first, and no handling of infinite maxima (the log joint densities
@@ -417,7 +431,8 @@ def _mixture_log_likelihood(structure, log_weights, means, inverse, half_log_det
     constant = log_weights - jnp.broadcast_to(half_log_det, (k,)) - 0.5 * d * LOG_2PI
     log_joint = constant[:, None] - 0.5 * jnp.sum(y * y, axis=1)  # (k, n)
     peak = jnp.max(jax.lax.stop_gradient(log_joint), axis=0)
-    return jnp.sum(jnp.log(jnp.sum(jnp.exp(log_joint - peak), axis=0)) + peak)
+    per_row = jnp.log(jnp.sum(jnp.exp(log_joint - peak), axis=0)) + peak
+    return jnp.sum(per_row) if sample_weight is None else jnp.dot(sample_weight, per_row)
 
 
 def constrain(unconstrained: dict) -> dict:
@@ -451,6 +466,7 @@ def gmm_model(
     X: Array,
     hyper: Hyperparameters,
     batch_indices: Array | None = None,
+    sample_weight: Array | None = None,
     *,
     k: int,
     covariance_type: str,
@@ -462,7 +478,8 @@ def gmm_model(
     ``batch_indices (b,)`` (distinct row indices), only those rows are observed: the
     ``obs_id`` plate is ``plate("obs_id", n, subsample_size=b)`` with its subsample set to
     them, which scales their log-likelihood by ``n / b`` (for a uniformly random subset, an
-    unbiased estimate of the full one: minibatch SVI).
+    unbiased estimate of the full one: minibatch SVI). With ``sample_weight (n,)`` row i's
+    log-likelihood is multiplied by ``w_i`` (integer weights: repeated rows).
     """
     structure = get_structure(covariance_type)
     n, d = X.shape
@@ -484,4 +501,5 @@ def gmm_model(
         with numpyro.handlers.substitute(data={"obs_id": batch_indices}):  # the plate's subsample
             plate = numpyro.plate("obs_id", n, subsample_size=batch_indices.shape[0])
     with plate:
-        numpyro.sample("obs", MixtureLikelihood(params), obs=numpyro.subsample(X, event_dim=1))
+        row_weights = None if sample_weight is None else numpyro.subsample(sample_weight, event_dim=0)
+        numpyro.sample("obs", MixtureLikelihood(params, row_weights), obs=numpyro.subsample(X, event_dim=1))

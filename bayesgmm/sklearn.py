@@ -655,19 +655,25 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Run the inference; sets ``posterior_`` and the posterior-mean attributes. Returns self."""
-        self._fit(X)
+    def fit(self, X, y=None, sample_weight=None):
+        """Run the inference; sets ``posterior_`` and the posterior-mean attributes. Returns self.
+
+        ``sample_weight`` (n_samples,), non-negative: row i's log-likelihood counts ``w_i``
+        times (``bayesgmm.infer``'s ``sample_weight``).
+        """
+        self._fit(X, sample_weight)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit_predict(self, X, y=None):
+    def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return the most probable component of each row, shape (n_samples,)."""
-        return self._predict(self._fit(X))
+        return self._predict(self._fit(X, sample_weight))
 
-    def _fit(self, X) -> np.ndarray:
+    def _fit(self, X, sample_weight=None) -> np.ndarray:
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2).astype(np.float64)
         _check_n_samples(X, self.n_components)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
         with jax.enable_x64(True):
             posterior = infer(
                 X,
@@ -682,6 +688,7 @@ class BayesianGMM(DensityMixin, BaseEstimator):
                 guide=self.guide,
                 seed=_seed_from(self.random_state),
                 progress_bar=bool(self.verbose),
+                sample_weight=sample_weight,
             )
             if hasattr(self, "feature_names_in_"):
                 posterior.feature_names = [str(name) for name in self.feature_names_in_]

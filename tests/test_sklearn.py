@@ -307,6 +307,13 @@ def test_bayesian_map_docstring_example():
     X_sampled, y = model.sample(50)
     assert X_sampled.shape == (50, 2) and y.shape == (50,)
     assert model.bic(X) == pytest.approx(-2 * 200 * model.score(X) + model._n_parameters() * np.log(200))
+    # sample_weight reaches infer: the same fit as infer's with those weights (same shapes: no recompile)
+    w = np.r_[np.zeros(30), np.full(170, 2.0)]
+    weighted = BayesianGMM(2, method="map", num_steps=200, random_state=0).fit(X, sample_weight=w)
+    with jax.enable_x64(True):
+        expected = bayesgmm.infer(X, 2, method="map", num_steps=200, seed=_seed_from(0), sample_weight=w)
+    np.testing.assert_allclose(weighted.means_, np.asarray(expected.params.means)[0, 0], rtol=1e-12)
+    assert np.abs(weighted.means_ - model.means_).max() > 1e-3
 
 
 @pytest.mark.slow
