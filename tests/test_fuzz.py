@@ -605,17 +605,17 @@ def test_cli_refuses_a_bad_out_before_fitting(tmp_path, capsys, out, message):
 
 @pytest.mark.slow  # compiles em_fit and the CLI's eager summaries
 def test_cli_fit_failure_leaves_no_output_and_keeps_an_old_one(tmp_path, capsys):
-    """In float32 (the default without x64) squared deviations of 1e25 overflow: EM fails."""
+    """In float32 (the default without x64) squared deviations of 1e25 overflow: em_fit refuses."""
     csv = _write(tmp_path / "data.csv", b"a,b\n1e25,1\n-1e25,2\n3e24,3\n-2e24,4\n")
     out = tmp_path / "params.json"
     with jax.enable_x64(False):
         status, _, err = _run_cli(tmp_path, capsys, ["fit", str(csv), "-k", "1", "--n-init", "1", "--out", str(out)])
-        _assert_clean_failure(status, err, "Fitting the mixture failed")
+        _assert_clean_failure(status, err, "do not fit in float32 .* Enable float64")
         assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv"]
         bayesgmm.save(_params(), out)
         before = out.read_bytes()
         status, _, err = _run_cli(tmp_path, capsys, ["fit", str(csv), "-k", "1", "--n-init", "1", "--out", str(out)])
-        _assert_clean_failure(status, err, "Fitting the mixture failed")
+        _assert_clean_failure(status, err, "do not fit in float32 .* Enable float64")
     assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["data.csv", "params.json"]
 
 
