@@ -394,7 +394,7 @@ def _optimiser(k, covariance_type, std_prior, guide_name, num_steps, num_samples
     minibatch is a uniformly random subset, so each step's ELBO gradient is unbiased.
     """
     from numpyro import optim
-    from numpyro.infer import SVI, Predictive, Trace_ELBO, autoguide
+    from numpyro.infer import SVI, Predictive, Trace_ELBO, autoguide, init_to_uniform
 
     model = _model(k, covariance_type, std_prior)
     guide = {
@@ -402,7 +402,7 @@ def _optimiser(k, covariance_type, std_prior, guide_name, num_steps, num_samples
         "normal": autoguide.AutoNormal,
         "multivariate_normal": autoguide.AutoMultivariateNormal,
         "lowrank_multivariate_normal": autoguide.AutoLowRankMultivariateNormal,
-    }[guide_name](model)
+    }[guide_name](model, init_loc_fn=init_to_uniform)  # no prior draws: _start_state sets the locations
     # Adam with the step size decaying exponentially from 1e-2 to 1e-4 over the run
     schedule = lambda step: 1e-2 * 0.01 ** (step / num_steps)  # noqa: E731
     svi = SVI(model, guide, optim.Adam(schedule), Trace_ELBO())
@@ -464,7 +464,11 @@ def _run_optimiser(
     # the model's arguments outside the optimisation loop; minibatch rows only set the shapes
     model_args = (Z, hyper, None if batch_size is None else jnp.arange(batch_size), w)
     start_values = _unconstrained_start(start)
-    state = _start_state(optimiser, key_init, model_args, start_values)
+    # svi.init runs the model op by op (each new shape a small compilation): on one row, so
+    # that those compilations serve every data size; the guide's parameters and prototype
+    # (latent sites) do not depend on the rows
+    init_args = (Z[:1], hyper, None if batch_size is None else jnp.arange(1), w[:1])
+    state = _start_state(optimiser, key_init, init_args, start_values)
     state, losses = optimiser.run(state, key_batches, Z, w, hyper)
     params = optimiser.svi.get_params(state)
     if guide_name == "map":
