@@ -166,6 +166,7 @@ def _faithful():
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # 240 scikit-learn fits of 10 restarts each: about 4 min on 2 cores
 @pytest.mark.parametrize("load", [_iris, _faithful], ids=["iris", "faithful"])
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("k", [2, 3, 4])

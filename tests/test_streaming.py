@@ -23,8 +23,14 @@ def memmap(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-@pytest.mark.parametrize("init", ["kmeans", "random"])
+@pytest.mark.parametrize(
+    "init, covariance_type",
+    [  # in CI: every covariance type once, each initialisation twice; the rest extended
+        pytest.param(init, covariance_type, marks=() if (init == "kmeans") == (i % 2 == 0) else pytest.mark.extended)
+        for init in ("kmeans", "random")
+        for i, covariance_type in enumerate(COVARIANCE_TYPES)
+    ],
+)
 def test_streamed_equals_in_memory(small_blocks, memmap, covariance_type, init):
     """Same chunks, same kernels, same draws: equal up to summation order (float64 round-off).
 
