@@ -61,7 +61,12 @@ def test_nuts_recovers_means_with_good_diagnostics(nuts_posterior):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "method, guide",
-    [("svi", "normal"), ("svi", "multivariate_normal"), ("svi", "lowrank_multivariate_normal"), ("map", "normal")],
+    [  # CI runs SVI with the default guide and MAP; the other two guides are extended (a minute each on 2 cores)
+        ("svi", "normal"),
+        pytest.param("svi", "multivariate_normal", marks=pytest.mark.extended),
+        pytest.param("svi", "lowrank_multivariate_normal", marks=pytest.mark.extended),
+        ("map", "normal"),
+    ],
 )
 def test_svi_and_map_agree_with_nuts(nuts_posterior, method, guide):
     """Posterior means of SVI draws (or the MAP point) within 3 NUTS posterior sd."""

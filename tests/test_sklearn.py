@@ -295,6 +295,7 @@ def _check_bayesian_fit(model, X, labels, true_means):
 
 
 @pytest.mark.slow
+@pytest.mark.extended  # compiles EM and SVI for three data sizes: beyond CI's budget
 def test_bayesian_map_docstring_example():
     """The BayesianGMM docstring example (not run as a doctest: it compiles an optimiser), checked in full."""
     rng = np.random.default_rng(0)
