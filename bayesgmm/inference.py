@@ -45,11 +45,6 @@ GUIDES = ("normal", "multivariate_normal", "lowrank_multivariate_normal")
 _INIT_JITTER = 0.1  # sd of the per-chain perturbation of the EM start, unconstrained scale
 
 
-def weighted_variance(X: np.ndarray, center: np.ndarray, sample_weight: np.ndarray) -> np.ndarray:
-    """Per-feature variance of the rows ``X`` with weights ``sample_weight`` about ``center`` (d,)."""
-    return np.average((X - center) ** 2, axis=0, weights=sample_weight)
-
-
 class Standardisation(NamedTuple):
     """``z = (x − center) / scale``; ``scale`` is one number so every covariance type is kept."""
 
@@ -57,10 +52,9 @@ class Standardisation(NamedTuple):
     scale: float
 
     @classmethod
-    def of(cls, X: np.ndarray, sample_weight: np.ndarray) -> Standardisation:
-        """Weighted feature means, and the root mean weighted feature variance."""
-        center = np.average(X, axis=0, weights=sample_weight)
-        scale = float(np.sqrt(np.mean(weighted_variance(X, center, sample_weight))))
+    def of(cls, center: np.ndarray, variance: np.ndarray) -> Standardisation:
+        """From the (weighted) feature means and variances: the root mean variance as scale."""
+        scale = float(np.sqrt(np.mean(variance)))
         return cls(center, scale if scale > 0 else 1.0)
 
     def to_data(self, params: GMMParams) -> GMMParams:
@@ -736,12 +730,13 @@ def infer(
         raise ValueError(f"prior must be a bayesgmm.Priors, got {type(prior).__name__}.")
     feature_names = feature_names or [f"x{j}" for j in range(d)]
 
-    standard = Standardisation.of(X, w_host)
+    center = np.average(X, axis=0, weights=w_host)
+    variance = np.average((X - center) ** 2, axis=0, weights=w_host)
+    standard = Standardisation.of(center, variance)
     dtype = jnp.result_type(float)
     Z_host = ((X - standard.center) / standard.scale).astype(dtype)
     Z, w = jnp.asarray(Z_host), jnp.asarray(w_host, dtype)
-    feature_std = np.sqrt(weighted_variance(X, standard.center, w_host))
-    hyper = prior.resolve(standard.center, standard.scale, np.maximum(feature_std, 1e-12), k)
+    hyper = prior.resolve(center, standard.scale, np.maximum(np.sqrt(variance), 1e-12), k)
     key = jax.random.key(seed)
     settings = dict(k=k, covariance_type=covariance_type, std_prior=prior.std_prior)
     with ThreadPoolExecutor(max_workers=1) as pool:  # leaving the block waits for its tasks
