@@ -166,6 +166,8 @@ def _cholesky(covariance: Array) -> Array:
 
 
 def _gram(scale_tril: Array) -> Array:
+    if isinstance(scale_tril, np.ndarray):  # host results: NumPy, nothing to compile
+        return scale_tril @ np.swapaxes(scale_tril, -1, -2)
     return jnp.matmul(scale_tril, jnp.swapaxes(scale_tril, -1, -2), precision=HIGHEST)
 
 

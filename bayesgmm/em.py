@@ -15,10 +15,11 @@ Kernels (pure, unjitted, ``vmap``-safe):
 
 Driver: ``em_fit(X, k, ...)`` validates in Python, centres and rescales the data on the
 host (float64; the scale is a power of two, so every step is exactly scale-equivariant),
-then runs one jitted function that vmaps ``n_init`` restarts, each a ``lax.while_loop`` of
-E/M steps, and keeps the best. Semantics follow ``sklearn.mixture.GaussianMixture`` (same
-stopping rule, same ``reg_covar``, same initialisations), except that ``log_likelihood`` is
-that of the parameters returned.
+then runs one jitted function over the ``n_init`` restarts (vmapped on accelerators, one
+after another on CPU), each a ``lax.while_loop`` of E/M steps, and keeps the best.
+Semantics follow ``sklearn.mixture.GaussianMixture`` (same stopping rule, same
+``reg_covar``, same initialisations), except that ``log_likelihood`` is that of the
+parameters returned.
 """
 
 from __future__ import annotations
@@ -488,10 +489,20 @@ def _fit_one(
 
 @functools.partial(
     jax.jit,
-    static_argnames=("k", "covariance_type", "init", "history_size", "chunk_size", "moments", "degenerate", "mesh"),
+    static_argnames=(
+        "k",
+        "covariance_type",
+        "init",
+        "history_size",
+        "chunk_size",
+        "moments",
+        "degenerate",
+        "mesh",
+        "sequential",
+    ),
 )
-def fit_batch(X, weights, draws, active, setting, user_init, *, chunk_size, mesh, **static):
-    """Fits of one data set, vmapped, in groups of restarts; the best restart of each group.
+def fit_batch(X, weights, draws, active, setting, user_init, *, chunk_size, mesh, sequential, **static):
+    """Fits of one data set, in groups of restarts; the best restart of each group.
 
     Parameters
     ----------
@@ -501,6 +512,11 @@ def fit_batch(X, weights, draws, active, setting, user_init, *, chunk_size, mesh
         of components is ``active.sum()``; the others keep weight 0)
     setting : _Setting (its ``active`` is replaced per group)
     user_init : user-given initial parameters (or Nones), shared by all fits
+    sequential : bool
+        Run the fits one after another (``lax.map``; for CPUs) instead of vmapped (for
+        accelerators, where batched fits share each kernel launch). On a CPU the vmapped
+        program is slower to compile and to run: its ``lax.cond``s become selects that run
+        both branches, and its loop runs until the slowest fit has converged.
 
     Returns
     -------
@@ -516,13 +532,20 @@ def fit_batch(X, weights, draws, active, setting, user_init, *, chunk_size, mesh
     def one(draws, active):
         return fit(draws, rows, setting._replace(active=active), user_init)
 
-    if draws.shape[:2] == (1, 1):  # one fit: no vmap, so its lax.conds branch for real
+    if draws.shape[:2] == (1, 1):  # one fit: no batching
         states = jax.tree.map(lambda leaf: leaf[None, None], one(draws[0, 0], active[0]))
+    elif sequential:
+        states = lax.map(lambda group: lax.map(lambda draw: one(draw, group[1]), group[0]), (draws, active))
     else:
         states = jax.vmap(jax.vmap(one, in_axes=(0, None)))(draws, active)  # (groups, restarts)
     best = jnp.argmax(states.log_likelihood, axis=1)
     pick = jax.vmap(lambda group, index: jax.tree.map(lambda leaf: leaf[index], group))
     return pick(states, best), states.log_likelihood
+
+
+def _on_cpu(X: Array) -> bool:
+    """The rows are on CPU devices (where ``fit_batch`` runs its fits one after another)."""
+    return all(device.platform == "cpu" for device in X.devices())
 
 
 def default_chunk_size(n_samples: int, k: int, d: int, n_init: int = 1, moments: str = "whitened") -> int:
@@ -606,8 +629,8 @@ def em_fit(
         Covariance structure; shapes of the fitted ``covariances`` per type:
         full (k, d, d), tied (d, d), diag (k, d), spherical (k,).
     n_init : int
-        Restarts, run batched with ``vmap``; the one with the highest final
-        log-likelihood is returned.
+        Restarts, run in one compiled program (``fit_batch``: vmapped on accelerators, one
+        after another on CPU); the one with the highest final log-likelihood is returned.
     init : {"kmeans", "k-means++", "random", "random_from_data"}
         "kmeans" is k-means++ seeding followed by Lloyd iterations.
     max_iter : int
@@ -803,11 +826,11 @@ def fit_groups(
     chunk_size: int | None = None,
     context: str = "",
 ) -> list[tuple[EMResult, float]]:
-    """One ``EMResult`` per number of components in ``ks``, all fitted in one batched program.
+    """One ``EMResult`` per number of components in ``ks``, all fitted in one compiled program.
 
     The fits use ``max(ks)`` components with the extra ones switched off (weight 0), so
-    fits with different ``k`` have equal shapes and run vmapped together with their
-    ``n_init`` restarts; each equals ``em_fit`` with that ``k`` and ``seed`` up to
+    fits with different ``k`` have equal shapes and run in one program (``fit_batch``)
+    together with their ``n_init`` restarts; each equals ``em_fit`` with that ``k`` and ``seed`` up to
     round-off (the initial draws of a restart do not depend on ``k``, except for
     ``init="random"``). ``user_init`` (weights, means, covariances in scikit-learn's layout,
     on the data's scale, or Nones) needs a single ``k``.
@@ -873,6 +896,7 @@ def fit_groups(
         moments=moments,
         degenerate=degenerate,
         mesh=data.mesh,
+        sequential=_on_cpu(data.X),
     )
     return _results(
         data, ks, states, log_likelihoods, setting, reg_covar=reg_covar, tol=tol, max_iter=max_iter, context=context
@@ -921,7 +945,7 @@ def _fit_streaming(data: _Prepared, k: int, structure, scaled_init, options: dic
 
 def _results(data, ks, states, log_likelihoods, setting, *, reg_covar, tol, max_iter, context, depth=0):
     """EMResults (data scale) from the best state of each group, with their warnings or errors."""
-    states = jax.device_get(states)
+    states, log_likelihoods = jax.device_get((states, log_likelihoods))
     results = []
     for group, k in enumerate(ks):
         state = jax.tree.map(lambda leaf, group=group: leaf[group], states)
@@ -977,7 +1001,7 @@ class _Prepared(NamedTuple):
     ) -> EMResult:
         """The EMResult on the data's scale; warns on non-convergence."""
         n_iter = int(state.n_iter)
-        converged = bool(jnp.abs(state.change) < tol)
+        converged = bool(abs(float(state.change)) < tol)
         if not converged and max_iter > 0:
             warnings.warn(
                 f"{context}EM did not converge in max_iter={max_iter} iterations: the last change in mean "
@@ -1000,9 +1024,9 @@ class _Prepared(NamedTuple):
                 "Enable float64 (jax.config.update('jax_enable_x64', True)) or divide X by a constant first."
             )
         params = GMMParams(
-            jnp.asarray(params.weights),
-            jnp.asarray(means.astype(dtype)),
-            jnp.asarray(scale.astype(dtype)),
+            _to_device(params.weights, dtype),
+            _to_device(means, dtype),
+            _to_device(scale, dtype),
             params.covariance_type,
         )
         # the density of a row's observed entries changes by scale^(−observed features)
@@ -1016,6 +1040,15 @@ class _Prepared(NamedTuple):
             history,
             np.asarray(restart_log_likelihoods) - log_scale,
         )
+
+
+def _to_device(values: np.ndarray, dtype) -> Array:
+    """A host array on the default device in ``dtype``, converted on the host.
+
+    ``jnp.asarray`` would compile a small program per new shape (tens of milliseconds in a
+    fresh process, and seconds while another compilation occupies the cores).
+    """
+    return jax.device_put(np.asarray(values, dtype=np.dtype(dtype)))
 
 
 def _prepare(X: np.ndarray, weights: np.ndarray, dtype) -> _Prepared:
@@ -1041,8 +1074,8 @@ def _prepare(X: np.ndarray, weights: np.ndarray, dtype) -> _Prepared:
     # rows of weight 0 up to a bucket size: data sets of nearby sizes share one compiled fit
     pad = bucket_size(X.shape[0]) - X.shape[0]
     return _Prepared(
-        jnp.asarray(np.concatenate([centred / scale, np.zeros((pad, X.shape[1]))]), dtype),
-        jnp.asarray(np.concatenate([weights, np.zeros(pad)]), dtype),
+        _to_device(np.concatenate([centred / scale, np.zeros((pad, X.shape[1]))]), dtype),
+        _to_device(np.concatenate([weights, np.zeros(pad)]), dtype),
         center,
         scale,
         covariance / scale**2,

@@ -228,7 +228,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Added to the covariance diagonal in every M-step.
     max_iter : int, default=100
     n_init : int, default=1
-        Restarts, run batched (``vmap``); the one with the highest final log-likelihood is kept.
+        Restarts, run in one compiled program; the one with the highest final log-likelihood is kept.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}, default="kmeans"
     weights_init : array-like (k,), default=None
     means_init : array-like (k, d), default=None

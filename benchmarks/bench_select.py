@@ -8,7 +8,8 @@ float64. Data sets: Old Faithful (272 × 2, shipped in the package) and a synthe
 (``--n`` rows, ``--d`` features, 4 components).
 
 - bayesgmm: ``bayesgmm.select(X, k=range(1, K + 1), covariance_types=all, n_init=...)``: one
-  batched program per covariance type (every k and restart vmapped together). Timed cold
+  compiled program per covariance type (every k and restart in it: one after another on
+  CPU, vmapped on GPU). Timed cold
   (first call, compilation included) and warm (median of ``--repeats`` calls on the same
   shapes; a new data set of the same size reuses the compiled programs).
 - scikit-learn: ``GaussianMixture(k, covariance_type=t, n_init=...).fit(X)`` for every grid
@@ -186,8 +187,8 @@ def main() -> None:
         "",
         "Cold = the first call in a fresh process (tracing and XLA compilation of one program per covariance "
         "type, then the fits). Warm = the same grid again on data of the same shape (no compilation). scikit-learn "
-        "fits the grid points one after another; bayesgmm runs each covariance type's k values and restarts as "
-        "one vmapped program.",
+        "fits the grid points one after another; bayesgmm runs each covariance type's k values and restarts in "
+        "one compiled program (on CPU one after another inside it, on GPU vmapped).",
         SECTION_END,
     ]
     write_section(args.output, "\n".join(lines) + "\n", SECTION_START, SECTION_END)

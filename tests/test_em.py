@@ -219,7 +219,7 @@ def test_every_init_recovers_separated_clusters(init):
 
 
 def test_restarts_pick_the_best():
-    """The vmapped restarts differ, and the one kept is the one with the highest final log-likelihood."""
+    """The restarts differ, and the one kept is the one with the highest final log-likelihood."""
     X, _ = make_mixture_data(np.random.default_rng(9), 500, 2, 5, separation=2.5)
     result = bayesgmm.em_fit(X, 5, init="random", n_init=8, seed=0, max_iter=500)
     per_restart = result.restart_log_likelihoods
@@ -228,6 +228,42 @@ def test_restarts_pick_the_best():
     # each restart's draws come from its own stream: restart 0 alone is restart 0 of the batch
     first = bayesgmm.em_fit(X, 5, init="random", n_init=1, seed=0, max_iter=500)
     assert first.log_likelihood == pytest.approx(per_restart[0], rel=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_vmapped_fits_equal_sequential_fits(covariance_type, monkeypatch):
+    """Accelerators vmap the restarts and grid fits that CPUs run one after another: same fits.
+
+    Both run the same arithmetic per fit; only the order of some reductions may differ, so
+    float64 results agree to round-off: 1e-9 relative (~1e7 ulp for the iterations to
+    amplify), and 1e-9 absolute for entries near 0 (the data have unit scale).
+    A grid of k (duplicated rows make some fits re-seed components, which vmapped fits do
+    in selects) and restarts that end at distinct optima (so that the best one is not a
+    round-off tie).
+    """
+    from bayesgmm import em
+
+    rng = np.random.default_rng(21)
+    X, _ = make_mixture_data(rng, 300, 2, 3)
+    X = np.concatenate([X, np.repeat(X[:3], 20, axis=0)])
+    grid = dict(k=[1, 3, 5], covariance_types=covariance_type, seed=4, max_iter=200)
+    Y, _ = make_mixture_data(np.random.default_rng(9), 500, 2, 5, separation=2.5)
+    restarts = dict(covariance_type=covariance_type, init="random", n_init=6, seed=0, max_iter=500)
+
+    def fits():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return [*bayesgmm.select(X, **grid).fits.values(), bayesgmm.em_fit(Y, 5, **restarts)]
+
+    sequential = fits()
+    monkeypatch.setattr(em, "_on_cpu", lambda X: False)
+    vmapped = fits()
+    assert np.ptp(sequential[-1].restart_log_likelihoods) > 1e-6  # distinct optima
+    for fit, other in zip(sequential, vmapped, strict=True):
+        assert fit.n_iter == other.n_iter
+        np.testing.assert_allclose(fit.restart_log_likelihoods, other.restart_log_likelihoods, rtol=1e-9)
+        for leaf, other_leaf in zip(jax.tree.leaves(fit.params), jax.tree.leaves(other.params), strict=True):
+            np.testing.assert_allclose(leaf, other_leaf, rtol=1e-9, atol=1e-9)
 
 
 def test_non_convergence_warns_with_numbers():
