@@ -93,7 +93,7 @@ def relabel(params: GMMParams, reference_means: np.ndarray) -> tuple[GMMParams, 
     flat = means.reshape((-1, k, means.shape[-1]))
     cost = np.sum((reference_means[None, :, None, :] - flat[:, None, :, :]) ** 2, axis=-1)  # (S, ref k, draw k)
     permutations = np.stack([linear_sum_assignment(c)[1] for c in cost]).reshape(batch_shape + (k,))
-    return _permute_components(params, jnp.asarray(permutations)), permutations
+    return _permute_components(params, permutations), permutations
 
 
 @jax.jit
@@ -123,6 +123,11 @@ def _params_and_block_log_likelihood(draws: dict, Z_block: Array, covariance_typ
     return params, params.log_prob(Z_block)
 
 
+def _log_likelihood_block(means_shape: tuple, n: int) -> int:
+    """Rows per block of ``_params_and_log_likelihood`` for draws of means of shape ``(*B, k, d)``."""
+    return min(n, max(1, _LOG_LIKELIHOOD_BLOCK_ELEMENTS // math.prod(means_shape)))
+
+
 def _params_and_log_likelihood(draws: dict, Z: np.ndarray, covariance_type: str) -> tuple[GMMParams, np.ndarray]:
     """Draws as ``GMMParams`` (batch ``B``) and the per-row log-likelihood ``(*B, n)`` of every row.
 
@@ -133,8 +138,8 @@ def _params_and_log_likelihood(draws: dict, Z: np.ndarray, covariance_type: str)
     """
     n, d = Z.shape
     leaf = draws["means"]
-    batch_shape, k = leaf.shape[:-2], leaf.shape[-2]
-    block = min(n, max(1, _LOG_LIKELIHOOD_BLOCK_ELEMENTS // (math.prod(batch_shape) * k * d)))
+    batch_shape = leaf.shape[:-2]
+    block = _log_likelihood_block(leaf.shape, n)
     if block == n:
         params, log_likelihood = _params_and_block_log_likelihood(draws, Z, covariance_type)
         return params, np.asarray(log_likelihood)
@@ -581,24 +586,29 @@ def _finish(draws: dict, Z: np.ndarray, start: GMMParams, covariance_type: str):
 
 
 def _compile_finish(executable, num_chains, Z, standard, k, covariance_type, x64):
-    """Compile what ``infer`` runs after NUTS by running it on zeros of the draws' shapes.
+    """Compile, without running them, the programs ``infer`` runs after NUTS, for the draws' shapes.
 
     Submitted to the worker after the NUTS compilation: the small programs (parameters and
     per-row log-likelihood, relabelling, rescaling) compile while EM runs, not after the
-    chains. ``x64``: the caller's setting (a thread does not inherit ``jax.enable_x64``).
+    chains. They are called with the same kinds of arguments as in ``_finish`` and
+    ``infer`` (host arrays, static arguments in the same places), so those calls find them
+    in ``jax.jit``'s cache. ``x64``: the caller's setting (a thread does not inherit
+    ``jax.enable_x64``).
     """
     with jax.enable_x64(x64):
         draws_info, _ = executable.result().out_info
-        draws = {name: np.zeros((num_chains,) + info.shape[1:], info.dtype) for name, info in draws_info.items()}
-        start = jax.tree.map(
-            lambda leaf: np.zeros(leaf.shape, leaf.dtype),
-            jax.eval_shape(lambda: _identity_params(k, Z.shape[1], covariance_type, Z.dtype)),
-        )
-        params, _ = _params_and_log_likelihood(draws, Z, covariance_type)
+        draws = {
+            name: jax.ShapeDtypeStruct((num_chains,) + info.shape[1:], info.dtype) for name, info in draws_info.items()
+        }
+        n, d = Z.shape
+        rows = jax.ShapeDtypeStruct((_log_likelihood_block(draws["means"].shape, n), d), Z.dtype)
+        _params_and_block_log_likelihood.lower(draws, rows, covariance_type).compile()
+        params = jax.eval_shape(lambda draws: params_from_sites(draws, covariance_type), draws)
         permutations = np.zeros(params.batch_shape + (k,), dtype=np.int64)  # as linear_sum_assignment's
-        jax.block_until_ready(
-            (standard.to_data(_permute_components(params, jnp.asarray(permutations))), standard.to_data(start))
-        )
+        _permute_components.lower(params, permutations).compile()
+        start = jax.eval_shape(lambda: _identity_params(k, d, covariance_type, Z.dtype))
+        for shapes in (params, start):
+            _affine.lower(shapes, np.asarray(standard.center), np.asarray(standard.scale)).compile()
 
 
 def _em_start(Z: np.ndarray, w: np.ndarray, k: int, covariance_type: str, seed: int) -> GMMParams:
