@@ -24,7 +24,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from bayesgmm.sklearn import GaussianMixture  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.extended]  # about 5 min on 2 cores: beyond CI's budget
+pytestmark = pytest.mark.slow  # about 2.5 min on 2 cores
 
 # ----------------------------------------------------------------------------- estimator checks
 
