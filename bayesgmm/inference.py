@@ -745,7 +745,7 @@ def infer(
     standard = Standardisation.of(center, variance)
     dtype = jnp.result_type(float)
     Z_host = ((X - standard.center) / standard.scale).astype(dtype)
-    Z, w = jnp.asarray(Z_host), jnp.asarray(w_host, dtype)
+    Z, w = jax.device_put(Z_host), jax.device_put(w_host.astype(dtype))  # jnp.asarray would compile per shape
     hyper = prior.resolve(center, standard.scale, np.maximum(np.sqrt(variance), 1e-12), k)
     key = jax.random.key(seed)
     settings = dict(k=k, covariance_type=covariance_type, std_prior=prior.std_prior)
