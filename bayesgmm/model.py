@@ -212,18 +212,16 @@ class Priors:
         else:
             std_loc = np.zeros(d)
             std_scale = vector(self.std_scale, feature_std, "std_scale", True) / scale
-        dtype = jnp.result_type(float)
+        dtype = jnp.result_type(float)  # host arrays: jnp.asarray would compile a conversion per call
         return Hyperparameters(
-            weight_concentration=jnp.asarray(self.weight_concentration, dtype),
-            weight_log_normalizer=jnp.asarray(
-                _dirichlet_log_normalizer(self.weight_concentration, n_components), dtype
-            ),
-            mean_loc=jnp.asarray((mean_loc - center) / scale, dtype),
-            mean_scale=jnp.asarray(mean_scale / scale, dtype),
-            std_loc=jnp.asarray(std_loc, dtype),
-            std_scale=jnp.asarray(std_scale, dtype),
-            lkj_concentration=jnp.asarray(self.lkj_concentration, dtype),
-            lkj_log_normalizer=jnp.asarray(_lkj_log_normalizer(self.lkj_concentration, d), dtype),
+            weight_concentration=np.asarray(self.weight_concentration, dtype),
+            weight_log_normalizer=np.asarray(_dirichlet_log_normalizer(self.weight_concentration, n_components), dtype),
+            mean_loc=np.asarray((mean_loc - center) / scale, dtype),
+            mean_scale=np.asarray(mean_scale / scale, dtype),
+            std_loc=np.asarray(std_loc, dtype),
+            std_scale=np.asarray(std_scale, dtype),
+            lkj_concentration=np.asarray(self.lkj_concentration, dtype),
+            lkj_log_normalizer=np.asarray(_lkj_log_normalizer(self.lkj_concentration, d), dtype),
         )
 
 
@@ -262,22 +260,34 @@ def sites_from_params(params: GMMParams) -> dict:
 # ----------------------------------------------------------------------------- unconstrained coordinates
 
 
-def _tril_index(d: int) -> np.ndarray:
-    """(d, d) positions of the strictly lower triangle in NumPyro's ``vec_to_tril_matrix(·, -1)`` order.
+def _exclusive_cumsum(x: Array) -> Array:
+    """``y_j = Σ_{l<j} x_l`` along the last axis, as slices and adds.
 
-    Entry ``[i, j]`` (i > j) is ``1 +`` the index of ``L_ij`` in the packed vector; 0 elsewhere
-    (the zero that ``_to_tril`` pads in front).
+    The last axis is short here (k − 1 weights, d features): unrolled, XLA fuses it into
+    the neighbouring elementwise code, where ``jnp.cumsum`` lowers to a reduce-window (and
+    its gradient to another), each a separately compiled kernel in every place NUTS
+    evaluates the density.
     """
-    rows, cols = np.tril_indices(d, -1)
-    index = np.zeros((d, d), dtype=np.int32)
-    index[rows, cols] = 1 + np.arange(rows.size)
-    return index
+    partial = jnp.zeros_like(x[..., :1])
+    columns = [partial]
+    for j in range(1, x.shape[-1]):
+        partial = partial + x[..., j - 1 : j]
+        columns.append(partial)
+    return jnp.concatenate(columns, axis=-1)
 
 
 def _to_tril(packed: Array, d: int) -> Array:
-    """Packed strictly-lower entries (..., d(d−1)/2) -> (..., d, d), zero on and above the diagonal."""
-    padded = jnp.concatenate([jnp.zeros(packed.shape[:-1] + (1,), packed.dtype), packed], axis=-1)
-    return padded[..., _tril_index(d)]
+    """Packed strictly-lower entries (..., d(d−1)/2) -> (..., d, d), zero on and above the diagonal.
+
+    The packing is NumPyro's ``vec_to_tril_matrix(·, -1)`` (row-major: row ``i`` holds
+    entries ``i(i−1)/2 ...``). Built from slices and zeros rather than a gather, whose
+    gradient is a scatter: both are kernels of their own, slices and concatenations fuse.
+    """
+    zeros = jnp.zeros(packed.shape[:-1] + (d,), packed.dtype)
+    rows = [
+        jnp.concatenate([packed[..., i * (i - 1) // 2 : i * (i + 1) // 2], zeros[..., i:]], axis=-1) for i in range(d)
+    ]
+    return jnp.stack(rows, axis=-2)
 
 
 def _log_stick_breaking(unconstrained: Array) -> tuple[Array, Array]:
@@ -287,10 +297,10 @@ def _log_stick_breaking(unconstrained: Array) -> tuple[Array, Array]:
     (the last weight takes the rest) and ``log |J| = Σ_{j<k−1} log w_j + log(1 − z_j)``.
     """
     m = unconstrained.shape[-1]
-    shifted = unconstrained - jnp.log(jnp.arange(m, 0, -1, dtype=unconstrained.dtype))
+    shifted = unconstrained - np.log(np.arange(m, 0, -1)).astype(unconstrained.dtype)
     log_z, log_rest_fraction = log_sigmoid(shifted), log_sigmoid(-shifted)
     zero = jnp.zeros((1,), unconstrained.dtype)
-    log_rest = jnp.concatenate([zero, jnp.cumsum(log_rest_fraction)])  # (k,) log Π_{i<j} (1 − z_i)
+    log_rest = _exclusive_cumsum(jnp.concatenate([log_rest_fraction, zero]))  # (k,) log Π_{i<j} (1 − z_i)
     log_weights = jnp.concatenate([log_z, zero]) + log_rest
     return log_weights, jnp.sum(log_weights[:-1] + log_rest_fraction)
 
@@ -312,10 +322,9 @@ def _correlation(unconstrained: Array, d: int) -> _Correlation:
     """
     t = _to_tril(jnp.tanh(unconstrained), d)
     a = _to_tril(2.0 * (math.log(2.0) - unconstrained - softplus(-2.0 * unconstrained)), d)
-    strictly_upper = jnp.asarray(np.triu(np.ones((d, d)), 1), unconstrained.dtype)
-    half_log_rest = 0.5 * jnp.matmul(a, strictly_upper, precision="highest")  # ½ Σ_{l<j} a_il
+    half_log_rest = 0.5 * _exclusive_cumsum(a)  # ½ Σ_{l<j} a_il
     log_diagonal = 0.5 * jnp.sum(a, axis=-1)
-    cholesky = (t + jnp.eye(d, dtype=t.dtype)) * jnp.exp(half_log_rest)
+    cholesky = (t + np.eye(d, dtype=t.dtype)) * jnp.exp(half_log_rest)
     unit_lower = t * jnp.exp(half_log_rest - log_diagonal[..., :, None])
     return _Correlation(cholesky, log_diagonal, unit_lower, a)
 
