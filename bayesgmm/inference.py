@@ -26,7 +26,7 @@ from jax import Array
 from jax.flatten_util import ravel_pytree
 from scipy.optimize import linear_sum_assignment
 
-from bayesgmm import _validation
+from bayesgmm import _validation, host_em
 from bayesgmm.covariance import get_structure
 from bayesgmm.em import ConvergenceWarning, em_fit
 from bayesgmm.model import (
@@ -193,15 +193,12 @@ def resolve_chain_method(chain_method: str) -> str:
 def _chain_groups(chain_method: str, num_chains: int) -> tuple[int, tuple[int, ...]]:
     """``(chains per call, first chain of each call)`` of the compiled NUTS program.
 
-    "threads": one call per core (at most one per chain), each of ``⌈chains / calls⌉``
-    chains; the last call starts early enough to end at the last chain, so every call has
-    the same shape (one compilation) and a chain two calls share is kept from the first.
+    "threads": one chain per call (a program without a loop over chains: fewer kernels to
+    compile), the calls spread over one host thread per core; otherwise one call for all.
     """
     if chain_method != "threads":
         return num_chains, (0,)
-    calls = max(1, min(num_chains, _host_cores()))
-    size = -(-num_chains // calls)
-    return size, tuple(sorted({min(call * size, num_chains - size) for call in range(calls)}))
+    return 1, tuple(range(num_chains))
 
 
 def _identity_params(k: int, d: int, covariance_type: str, dtype=None) -> GMMParams:
@@ -215,13 +212,18 @@ def _identity_params(k: int, d: int, covariance_type: str, dtype=None) -> GMMPar
     )
 
 
+# the NUTS state fields recorded per draw, in the order of the program's stats columns
+_NUTS_STATS = ("diverging", "energy", "num_steps", "accept_prob", "potential_energy")
+
+
 @functools.lru_cache(maxsize=16)
 def _nuts_program(
     k, covariance_type, std_prior, num_warmup, num_samples, num_chains, chain_method, progress_bar, chains_per_call
 ):
     """One compiled NUTS program per configuration: data and hyperparameters are arguments.
 
-    ``run(key, start, Z, w, hyper, first_chain) -> (constrained draws (chain, draw, ...), stats)``
+    ``run(key, start, Z, w, hyper, first_chain) -> (constrained draws (chain, draw, ...), stats)``,
+    ``stats (chain, draw, len(_NUTS_STATS))`` in the draws' dtype
     takes the start as ``GMMParams``, unconstrains it, jitters it for each of the
     ``num_chains`` chains, runs warm-up and sampling for the ``chains_per_call`` chains from
     ``first_chain`` on (one after another, or vectorised), and constrains the draws, all in
@@ -270,26 +272,14 @@ def _nuts_program(
             def step(state, index):
                 report(chain, index)
                 state = sample_kernel(state, model_args=args)
-                return state, (
-                    state.z,
-                    state.diverging,
-                    state.energy,
-                    state.num_steps,
-                    state.accept_prob,
-                    state.potential_energy,
-                )
+                # one row per step: fewer outputs for the scan to stack and for the slice below
+                stats = [getattr(state, name).astype(state.z.dtype) for name in _NUTS_STATS]
+                return state, jnp.concatenate([state.z, jnp.stack(stats)])
 
             _, trace = jax.lax.scan(step, state, jnp.arange(total))
-            trace = jax.tree.map(lambda leaf: leaf[num_warmup:], trace)
-            flat, diverging, energy, num_steps, accept_prob, potential_energy_ = trace
-            stats = dict(
-                diverging=diverging,
-                energy=energy,
-                num_steps=num_steps,
-                accept_prob=accept_prob,
-                potential_energy=potential_energy_,
-            )
-            return jax.vmap(lambda draw: constrain(unravel(draw)))(flat), stats
+            trace = trace[num_warmup:]
+            draws = jax.vmap(lambda draw: constrain(unravel(draw)))(trace[:, : flat_start.shape[0]])
+            return draws, trace[:, flat_start.shape[0] :]
 
         key_jitter, key_chains = jax.random.split(key)
         jitter = _INIT_JITTER * jax.random.normal(key_jitter, (num_chains,) + flat_start.shape, flat_start.dtype)
@@ -297,6 +287,8 @@ def _nuts_program(
         chains = jax.tree.map(lambda leaf: jax.lax.dynamic_slice_in_dim(leaf, first_chain, chains_per_call), chains)
         if chain_method == "vectorized":
             return jax.vmap(one_chain)(*chains)
+        if chains_per_call == 1:
+            return jax.tree.map(lambda leaf: leaf[None], one_chain(*jax.tree.map(lambda leaf: leaf[0], chains)))
         return jax.lax.map(lambda chain: one_chain(*chain), chains)
 
     return run
@@ -329,7 +321,8 @@ def _nuts_executable(config: tuple, signature: tuple, treedef):
 
 
 def _compile_nuts_async(pool, config: tuple, key, Z, w, hyper, k: int, covariance_type: str):
-    """Lower the NUTS program here, compile it in ``pool``; returns a future of the executable.
+    """Lower the NUTS program here, compile it in ``pool``; returns the lowered program and a
+    future of the executable.
 
     Tracing and lowering hold the GIL, XLA's compilation does not: lowering first and then
     compiling in the worker while the caller fits the EM start lets the two overlap.
@@ -342,36 +335,31 @@ def _compile_nuts_async(pool, config: tuple, key, Z, w, hyper, k: int, covarianc
     )
     signature, treedef = jax.tree.flatten(abstract_args)
     signature = tuple(signature)
-    _nuts_lowered(config, signature, treedef)
-    return pool.submit(_nuts_executable, config, signature, treedef)
+    return _nuts_lowered(config, signature, treedef), pool.submit(_nuts_executable, config, signature, treedef)
 
 
 def _run_nuts(key, Z, w, hyper, start: GMMParams, executable, num_chains: int, chain_method: str):
     """Run the compiled program, in one call or (``"threads"``) one call per group of chains."""
-    chains_per_call, first_chains = _chain_groups(chain_method, num_chains)
+    _, first_chains = _chain_groups(chain_method, num_chains)
 
     def call(first_chain):
         return jax.block_until_ready(executable(key, start, Z, w, hyper, np.int32(first_chain)))
 
     if len(first_chains) == 1:
         draws, stats = call(first_chains[0])
-    else:  # the calls hold no GIL while they run: one host thread each
-        with ThreadPoolExecutor(max_workers=len(first_chains)) as pool:
+    else:  # the calls hold no GIL while they run: one host thread per core
+        with ThreadPoolExecutor(max_workers=min(_host_cores(), len(first_chains))) as pool:
             outputs = list(pool.map(call, first_chains))
-        # chain c comes from the first call that ran it
-        picks = [
-            next((index, c - first) for index, first in enumerate(first_chains) if c < first + chains_per_call)
-            for c in range(num_chains)
-        ]
-        draws, stats = jax.tree.map(lambda *leaves: np.stack([np.asarray(leaves[i])[j] for i, j in picks]), *outputs)
-    num_steps = np.asarray(stats["num_steps"])
+        draws, stats = jax.tree.map(lambda *chains: np.concatenate([np.asarray(chain) for chain in chains]), *outputs)
+    stats = dict(zip(_NUTS_STATS, np.moveaxis(np.asarray(stats), -1, 0)))
+    num_steps = stats["num_steps"].astype(int)  # exact: at most 2^max_tree_depth steps
     sample_stats = {
-        "diverging": np.asarray(stats["diverging"]),
-        "energy": np.asarray(stats["energy"]),
+        "diverging": stats["diverging"].astype(bool),
+        "energy": stats["energy"],
         "n_steps": num_steps,
         "tree_depth": np.floor(np.log2(np.maximum(num_steps, 1))).astype(int) + 1,
-        "acceptance_rate": np.asarray(stats["accept_prob"]),
-        "lp": -np.asarray(stats["potential_energy"]),
+        "acceptance_rate": stats["accept_prob"],
+        "lp": -stats["potential_energy"],
     }
     return draws, sample_stats
 
@@ -585,40 +573,45 @@ def _finish(draws: dict, Z: np.ndarray, start: GMMParams, covariance_type: str):
     return params, log_likelihood, permutations
 
 
-def _compile_finish(executable, num_chains, Z, standard, k, covariance_type, x64):
+def _compile_finish(draws_info, num_chains, Z, standard, k, covariance_type):
     """Compile, without running them, the programs ``infer`` runs after NUTS, for the draws' shapes.
 
-    Submitted to the worker after the NUTS compilation: the small programs (parameters and
-    per-row log-likelihood, relabelling, rescaling) compile while EM runs, not after the
-    chains. They are called with the same kinds of arguments as in ``_finish`` and
-    ``infer`` (host arrays, static arguments in the same places), so those calls find them
-    in ``jax.jit``'s cache. ``x64``: the caller's setting (a thread does not inherit
-    ``jax.enable_x64``).
+    ``draws_info``: the NUTS program's draws (its lowered ``out_info``, one call's chains).
+    Run while the worker compiles the NUTS program (the cores are not all busy then), not
+    after the chains: the small programs (parameters and per-row log-likelihood,
+    relabelling, rescaling). They are called with the same kinds of arguments as in
+    ``_finish`` and ``infer`` (host arrays, static arguments in the same places), so those
+    calls find them in ``jax.jit``'s cache.
     """
-    with jax.enable_x64(x64):
-        draws_info, _ = executable.result().out_info
-        draws = {
-            name: jax.ShapeDtypeStruct((num_chains,) + info.shape[1:], info.dtype) for name, info in draws_info.items()
-        }
-        n, d = Z.shape
-        rows = jax.ShapeDtypeStruct((_log_likelihood_block(draws["means"].shape, n), d), Z.dtype)
-        _params_and_block_log_likelihood.lower(draws, rows, covariance_type).compile()
-        params = jax.eval_shape(lambda draws: params_from_sites(draws, covariance_type), draws)
-        permutations = np.zeros(params.batch_shape + (k,), dtype=np.int64)  # as linear_sum_assignment's
-        _permute_components.lower(params, permutations).compile()
-        start = jax.eval_shape(lambda: _identity_params(k, d, covariance_type, Z.dtype))
-        for shapes in (params, start):
-            _affine.lower(shapes, np.asarray(standard.center), np.asarray(standard.scale)).compile()
+    draws = {
+        name: jax.ShapeDtypeStruct((num_chains,) + info.shape[1:], info.dtype) for name, info in draws_info.items()
+    }
+    n, d = Z.shape
+    rows = jax.ShapeDtypeStruct((_log_likelihood_block(draws["means"].shape, n), d), Z.dtype)
+    _params_and_block_log_likelihood.lower(draws, rows, covariance_type).compile()
+    params = jax.eval_shape(lambda draws: params_from_sites(draws, covariance_type), draws)
+    permutations = np.zeros(params.batch_shape + (k,), dtype=np.int64)  # as linear_sum_assignment's
+    _permute_components.lower(params, permutations).compile()
+    start = jax.eval_shape(lambda: _identity_params(k, d, covariance_type, Z.dtype))
+    for shapes in (params, start):
+        _affine.lower(shapes, np.asarray(standard.center), np.asarray(standard.scale)).compile()
 
 
 def _em_start(Z: np.ndarray, w: np.ndarray, k: int, covariance_type: str, seed: int) -> GMMParams:
     """The EM fit that starts the chains and sets the reference labelling (standardised scale).
 
-    Tried with ``degenerate="raise"`` first: that program compiles faster, and where no
-    component degenerates the fit is the same; a fit that needs its components re-seeded
-    (the error) runs again with ``degenerate="reseed"``.
+    Small data sets: ``host_em.fit`` (NumPy; ``em_fit``'s program would cost seconds to
+    compile, competing with the sampler's compilation for the cores). Larger ones, or when
+    every host restart degenerates: ``em_fit``, tried with ``degenerate="raise"`` first (that
+    program compiles faster, and where no component degenerates the fit is the same); a fit
+    that needs its components re-seeded (the error) runs again with ``degenerate="reseed"``.
     """
-    settings = dict(covariance_type=covariance_type, n_init=5, seed=seed, max_iter=500, sample_weight=w)
+    settings = dict(n_init=5, max_iter=500, seed=seed)
+    if host_em.use_host(Z.shape[0], k, Z.shape[1]):
+        start = host_em.fit(Z, w, k, covariance_type, **settings)
+        if start is not None:
+            return start
+    settings.update(covariance_type=covariance_type, sample_weight=w)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         try:
@@ -762,14 +755,12 @@ def infer(
                 progress_bar,
                 _chain_groups(chain_method, num_chains)[0],
             )
-            executable = _compile_nuts_async(pool, config, key, Z, w, hyper, k, covariance_type)
-            finish_compiled = pool.submit(
-                _compile_finish, executable, num_chains, Z_host, standard, k, covariance_type, jax.config.jax_enable_x64
-            )
+            lowered, executable = _compile_nuts_async(pool, config, key, Z, w, hyper, k, covariance_type)
         start = _em_start(Z_host, w_host, k, covariance_type, seed)
         if method == "nuts":
+            draws_info, _ = lowered.out_info
+            _compile_finish(draws_info, num_chains, Z_host, standard, k, covariance_type)
             draws, sample_stats = _run_nuts(key, Z, w, hyper, start, executable.result(), num_chains, chain_method)
-            finish_compiled.result()  # the same functions compiling in two threads would compile twice
     if method != "nuts":
         guide_name = "map" if method == "map" else guide
         draws, sample_stats = _run_optimiser(

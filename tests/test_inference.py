@@ -209,9 +209,12 @@ def test_minibatch_svi_recovers_the_means_and_agrees_with_full_batch():
     np.testing.assert_allclose(minibatch.log_likelihood[0, 7], draw.log_prob(X), rtol=1e-9)
 
 
-def test_em_start_falls_back_to_reseeding(monkeypatch):
-    """A start whose fit raises with degenerate='raise' is fitted again with 'reseed'."""
-    from bayesgmm import inference
+@pytest.mark.parametrize("host", [True, False])
+def test_em_start_falls_back_to_reseeding(monkeypatch, host):
+    """The start: host EM on small data; em_fit when the host fit fails (every restart
+    degenerate) or the data are large; a fit that raises with degenerate='raise' is fitted
+    again with 'reseed'."""
+    from bayesgmm import host_em, inference
 
     calls = []
 
@@ -222,7 +225,15 @@ def test_em_start_falls_back_to_reseeding(monkeypatch):
         return bayesgmm.em_fit(*args, degenerate=degenerate, **kwargs)
 
     monkeypatch.setattr(inference, "em_fit", em_fit)
-    posterior = bayesgmm.infer(_separated_data(n=60), 3, method="map", num_steps=50, progress_bar=False)
+    X = _separated_data(n=60)
+    bayesgmm.infer(X, 3, method="map", num_steps=50, progress_bar=False)
+    assert calls == []  # small data: host EM, em_fit is not called
+    with monkeypatch.context() as patch:
+        if host:  # small data, but the host fit fails
+            patch.setattr(host_em, "fit", lambda *args, **kwargs: None)
+        else:  # data too large for the host
+            patch.setattr(host_em, "use_host", lambda n, k, d: False)
+        posterior = bayesgmm.infer(X, 3, method="map", num_steps=50, progress_bar=False)
     assert calls == ["raise", "reseed"]
     assert np.all(np.isfinite(posterior.log_likelihood))
 
@@ -305,8 +316,8 @@ def test_per_row_log_likelihood_in_blocks_matches_all_rows_at_once(monkeypatch):
 def test_every_chain_method_runs_the_same_sampler(monkeypatch, num_chains):
     # Same keys and starts: each chain's arithmetic is the same under lax.map, vmap and
     # threads, so short float64 runs agree to round-off amplified over 30 NUTS steps
-    # (observed: identical). Two cores are pretended, so "threads" splits 3 chains into
-    # two calls of 2 that share chain 1.
+    # (observed: identical). Two cores are pretended, so "threads" runs one chain per call,
+    # on two host threads.
     from bayesgmm import inference
 
     monkeypatch.setattr(inference, "_host_cores", lambda: 2)
