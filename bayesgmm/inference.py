@@ -178,9 +178,9 @@ def resolve_chain_method(chain_method: str) -> str:
 
     On CPU the unbatched NUTS program traces and compiles about twice as fast and runs
     faster than the vectorised one (a vmapped tree builder waits for every chain's longest
-    trajectory), and one chain's program keeps one core busy, so groups of chains run on
-    as many host threads as there are cores; on a GPU, vectorised chains share each kernel
-    launch.
+    trajectory), and one chain's program keeps one core busy, so the chains run one per
+    call on as many host threads as there are cores; on a GPU, vectorised chains share each
+    kernel launch.
     """
     chain_method = _validation.check_choice(chain_method, "chain_method", CHAIN_METHODS)
     if chain_method == "auto":
@@ -325,7 +325,8 @@ def _compile_nuts_async(pool, config: tuple, key, Z, w, hyper, k: int, covarianc
     future of the executable.
 
     Tracing and lowering hold the GIL, XLA's compilation does not: lowering first and then
-    compiling in the worker while the caller fits the EM start lets the two overlap.
+    compiling in the worker lets the caller fit the EM start and compile the small
+    post-NUTS programs meanwhile.
     """
     abstract_start = jax.eval_shape(lambda: _identity_params(k, Z.shape[1], covariance_type, Z.dtype))
     first_chain = np.int32(0)
@@ -339,7 +340,7 @@ def _compile_nuts_async(pool, config: tuple, key, Z, w, hyper, k: int, covarianc
 
 
 def _run_nuts(key, Z, w, hyper, start: GMMParams, executable, num_chains: int, chain_method: str):
-    """Run the compiled program, in one call or (``"threads"``) one call per group of chains."""
+    """Run the compiled program, in one call or (``"threads"``) one call per chain."""
     _, first_chains = _chain_groups(chain_method, num_chains)
 
     def call(first_chain):
@@ -679,8 +680,8 @@ def infer(
     progress_bar : bool
     chain_method : {"auto", "sequential", "vectorized", "threads"}
         How NUTS runs its chains: "sequential" (``lax.map``, one compiled chain),
-        "vectorized" (``vmap``) or "threads" (groups of chains run sequentially, one group
-        per CPU core, on host threads at the same time). All run the same sampler: the
+        "vectorized" (``vmap``) or "threads" (one chain per call of the compiled program,
+        the calls on one host thread per CPU core at the same time). All run the same sampler: the
         same seed gives the same draws. "auto" picks threads on a multi-core CPU
         (sequential on one core), where the unbatched chain compiles about twice as fast
         and runs faster than vectorised ones, and vectorized on GPU/TPU.
