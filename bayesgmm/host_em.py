@@ -31,11 +31,11 @@ import math
 import numpy as np
 from scipy.special import logsumexp
 
+from bayesgmm.em import _EMPTY_FRACTION  # a component with less weight per mean row weight is empty
 from bayesgmm.params import GMMParams
 
-# n * k * d * (d + 1) at most: a host fit of that size took 0.4-1 s on 2 cores (em_fit's start: ~3 s)
+# n * k * d * (d + 1) at most: a host fit of 180 000 took 0.3-0.4 s here, about 1 s at the limit (em_fit: ~3 s)
 HOST_EM_MAX_WORK = 500_000
-_EMPTY_FRACTION = 1e-3  # as em.py's: a component with less weight than this per mean row weight is empty
 
 
 def use_host(n: int, k: int, d: int) -> bool:
