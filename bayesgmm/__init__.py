@@ -9,14 +9,15 @@ Public API (explicit re-exports; ArviZ and matplotlib load only when used):
 - ``shard(X)`` -> ``ShardedRows``: rows placed over all devices, for ``em_fit``.
 - ``GMMParams``: the parameter pytree shared by every fit, density and plot.
 - ``save(params, path)`` / ``load(path)``: ``.npz`` or ``.json``, never pickle.
-- ``ConvergenceWarning``, ``DegenerateComponentWarning``.
+- ``ConvergenceWarning``, ``DegenerateComponentWarning``, ``DegenerateFitError`` (a ``ValueError``).
 - ``GaussianMixture`` (EM) and ``BayesianGMM`` (``infer``): scikit-learn estimators, loaded
   on first use (they need ``pip install 'bayesgmm[sklearn]'``).
 """
 
 import importlib as _importlib
 
-from bayesgmm.em import ConvergenceWarning, DegenerateComponentWarning, EMResult, em_fit
+from bayesgmm._errors import ConvergenceWarning, DegenerateComponentWarning, DegenerateFitError
+from bayesgmm.em import EMResult, em_fit
 from bayesgmm.inference import Posterior, infer
 from bayesgmm.io import load, save
 from bayesgmm.model import Priors
@@ -44,6 +45,7 @@ __all__ = [
     "BayesianGMM",
     "ConvergenceWarning",
     "DegenerateComponentWarning",
+    "DegenerateFitError",
     "EMResult",
     "GMMParams",
     "GaussianMixture",

@@ -510,7 +510,7 @@ def _selection_rows(selection) -> tuple[list[str], list[list], int]:
 
 def run_select(args, report: Report) -> int:
     from bayesgmm import select
-    from bayesgmm.em import ConvergenceWarning
+    from bayesgmm._errors import ConvergenceWarning
 
     ks = parse_ks(args.k)
     types = parse_covariance_types(args.covariance_types)

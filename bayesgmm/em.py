@@ -36,6 +36,7 @@ import numpy as np
 from jax import Array, lax
 
 from bayesgmm import _validation
+from bayesgmm._errors import ConvergenceWarning, DegenerateComponentWarning, DegenerateFitError
 from bayesgmm.chunks import Rows, WorstRow, accumulate, add, chunk_rows, zeros_like_shapes
 from bayesgmm.covariance import get_structure, raw_coefficients, whitened_log_joint
 from bayesgmm.init import INIT_METHODS, init_draws, initial_assignment
@@ -51,14 +52,6 @@ MISSING = ("raise", "marginalize")
 _CHUNK_ELEMENTS = 1 << 20
 # A component holding less than this fraction of one average row's weight is empty.
 _EMPTY_FRACTION = 1e-3
-
-
-class ConvergenceWarning(UserWarning):
-    """EM stopped at ``max_iter`` before the log-likelihood change fell below ``tol``."""
-
-
-class DegenerateComponentWarning(UserWarning):
-    """EM re-seeded an empty component or regularised a singular covariance (see ``em_fit``)."""
 
 
 class SufficientStatistics(NamedTuple):
@@ -950,7 +943,7 @@ def _results(data, ks, states, log_likelihoods, setting, *, reg_covar, tol, max_
     for group, k in enumerate(ks):
         state = jax.tree.map(lambda leaf, group=group: leaf[group], states)
         if bool(state.failed) or not np.isfinite(float(state.log_likelihood)):
-            raise ValueError(context + _DEGENERATE_ERROR.format(reg_covar=reg_covar, k=k))
+            raise DegenerateFitError(context + _DEGENERATE_ERROR.format(reg_covar=reg_covar, k=k))
         state = state._replace(
             params=_first_components(state.params, k), events=jax.tree.map(lambda leaf, k=k: leaf[:k], state.events)
         )

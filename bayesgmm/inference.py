@@ -27,8 +27,10 @@ from jax.flatten_util import ravel_pytree
 from scipy.optimize import linear_sum_assignment
 
 from bayesgmm import _validation, host_em
+from bayesgmm._errors import DegenerateFitError
 from bayesgmm.covariance import get_structure
-from bayesgmm.em import ConvergenceWarning, em_fit
+from bayesgmm._errors import ConvergenceWarning
+from bayesgmm.em import em_fit
 from bayesgmm.model import (
     Priors,
     constrain,
@@ -617,7 +619,7 @@ def _em_start(Z: np.ndarray, w: np.ndarray, k: int, covariance_type: str, seed: 
         warnings.simplefilter("ignore", ConvergenceWarning)
         try:
             return em_fit(Z, k, degenerate="raise", **settings).params
-        except ValueError:
+        except DegenerateFitError:
             return em_fit(Z, k, degenerate="reseed", **settings).params
 
 

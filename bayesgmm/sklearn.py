@@ -44,8 +44,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bayesgmm._errors import DegenerateFitError
 from bayesgmm.covariance import get_structure
-from bayesgmm.em import ConvergenceWarning as _EMConvergenceWarning
+from bayesgmm._errors import ConvergenceWarning as _EMConvergenceWarning
 from bayesgmm.em import em_fit
 from bayesgmm.inference import GUIDES, METHODS, infer
 from bayesgmm.model import Priors
@@ -442,9 +443,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                     degenerate="raise",  # scikit-learn's behaviour: a singular covariance is an error
                     **fit_options,
                 )
-        except ValueError as error:
-            if "positive definite" not in str(error):  # em_fit's degenerate-fit failure
-                raise
+        except DegenerateFitError as error:
             raise ValueError(f"{_ILL_DEFINED_MESSAGE} (bayesgmm: {error})") from error
 
     def _warm_start_parameters(self, n_features: int):

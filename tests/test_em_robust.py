@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import bayesgmm
-from bayesgmm.em import DegenerateComponentWarning
+from bayesgmm import DegenerateComponentWarning
 from tests._references import COVARIANCE_TYPES, covariances_in_layout, make_mixture_data
 
 
@@ -202,3 +202,14 @@ def test_sklearn_regularisation_case_raises_like_sklearn():
             bayesgmm.em_fit(X, 10, covariance_type=covariance_type, reg_covar=0.0, degenerate="raise")
         result = bayesgmm.em_fit(X, 10, covariance_type=covariance_type, reg_covar=1e-6, degenerate="raise")
         assert _finite(result)
+
+
+def test_degenerate_fit_error_is_typed():
+    """A fit that cannot continue raises ``bayesgmm.DegenerateFitError`` (a ValueError), caught by type."""
+    X = np.repeat(np.array([[-3.0, 1.0], [3.0, 2.0]]), 60, axis=0)
+    with pytest.raises(bayesgmm.DegenerateFitError, match="Increase reg_covar") as caught:
+        bayesgmm.em_fit(X, 2, reg_covar=0.0, degenerate="raise")
+    assert isinstance(caught.value, ValueError)
+    with pytest.raises(ValueError) as caught:  # bad input stays a plain ValueError
+        bayesgmm.em_fit(X, 2, reg_covar=-1.0)
+    assert not isinstance(caught.value, bayesgmm.DegenerateFitError)

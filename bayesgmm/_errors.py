@@ -1,0 +1,30 @@
+"""The package's warnings and typed errors, at the bottom of the layers (imports nothing of ours).
+
+Callers catch these by type, never by message text:
+
+- ``DegenerateFitError(ValueError)``: a fit that cannot continue (a covariance stopped being
+  positive definite with ``degenerate="raise"``, or every restart failed).
+- ``ConvergenceWarning``: EM stopped at ``max_iter`` before the change fell below ``tol``.
+- ``DegenerateComponentWarning``: EM re-seeded an empty component or regularised a singular
+  covariance.
+
+Wrong argument *types* are ``TypeError``; wrong *values* are ``ValueError``; both say what to change.
+"""
+
+from __future__ import annotations
+
+
+class DegenerateFitError(ValueError):
+    """A fit that cannot continue: a component's covariance stopped being positive definite.
+
+    A ``ValueError``, so code written for scikit-learn's ``GaussianMixture`` (which raises one)
+    still catches it.
+    """
+
+
+class ConvergenceWarning(UserWarning):
+    """EM stopped at ``max_iter`` before the log-likelihood change fell below ``tol``."""
+
+
+class DegenerateComponentWarning(UserWarning):
+    """EM re-seeded an empty component or regularised a singular covariance (see ``em_fit``)."""
