@@ -1080,11 +1080,11 @@ def _prepare(X: np.ndarray, weights: np.ndarray, dtype) -> _Prepared:
 
 def _prepare_sharded(rows: ShardedRows, dtype) -> _Prepared:
     """Centre and rescale sharded rows on their devices (the rows stay where they are)."""
-    from bayesgmm.sharding import _standardise, describe
+    from bayesgmm.sharding import standardise, describe
 
     total, center, covariance, n_positive = describe(rows)
     scale = _power_of_two_scale(float(np.mean(np.diag(covariance))))
-    X = _standardise(rows.X.astype(dtype), jnp.asarray(center, dtype), jnp.asarray(scale, dtype))
+    X = standardise(rows.X.astype(dtype), jnp.asarray(center, dtype), jnp.asarray(scale, dtype))
     return _Prepared(X, rows.weights.astype(dtype), center, scale, covariance / scale**2, total, n_positive, rows.mesh)
 
 

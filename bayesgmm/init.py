@@ -96,7 +96,7 @@ def kmeans_plusplus(draws: Array, X: Array, weights: Array, k: int, n_active=Non
     return indices
 
 
-def _nearest(x: Array, centers: Array, active: Array) -> Array:
+def nearest(x: Array, centers: Array, active: Array) -> Array:
     """(c,) index of the nearest active center of each row."""
     return jnp.argmin(jnp.where(active[:, None], _squared_distances(x, centers), jnp.inf), axis=0)
 
@@ -127,7 +127,7 @@ def lloyd(rows: Rows, centers: Array, active: Array, *, max_iter: int = 300, tol
 
     def sums_and_counts(centers):
         def per_chunk(x, w, row_ids, chunk_index):
-            one_hot = jax.nn.one_hot(_nearest(x, centers, active), k, axis=0, dtype=x.dtype) * w
+            one_hot = jax.nn.one_hot(nearest(x, centers, active), k, axis=0, dtype=x.dtype) * w
             return one_hot @ x, jnp.sum(one_hot, axis=1)
 
         return accumulate(rows, per_chunk)
@@ -187,7 +187,7 @@ def from_centers(centers: Array, active: Array) -> InitialAssignment:
     k = centers.shape[0]
 
     def responsibilities(x, row_ids, chunk_index):
-        return jax.nn.one_hot(_nearest(x, centers, active), k, axis=0, dtype=x.dtype)
+        return jax.nn.one_hot(nearest(x, centers, active), k, axis=0, dtype=x.dtype)
 
     return InitialAssignment(responsibilities, centers)
 

@@ -45,7 +45,7 @@ from jax.scipy.linalg import solve_triangular
 from bayesgmm import _validation
 from bayesgmm.chunks import Rows, WorstRow, accumulate, add, zeros_like_shapes
 from bayesgmm.covariance import LOG_2PI, whitened_log_joint
-from bayesgmm.params import GMMParams, _map_batch
+from bayesgmm.params import GMMParams, map_batch
 
 # Elements of the largest per-chunk working array, (k, c, d, d), for ``impute``.
 _CHUNK_ELEMENTS = 1 << 20
@@ -244,12 +244,12 @@ def impute(params: GMMParams, X) -> Array:
     """
     if not isinstance(X, jax.core.Tracer):  # concrete input: check it here (under jit only the shape)
         X = _validation.check_data(X, allow_nan=True)  # NaN allowed; infinities and entirely-NaN rows are not
-    return _impute(params, params._as_data(X))
+    return _impute(params, params.as_data(X))
 
 
 @jax.jit  # one compiled program per shape, not a retrace of the chunk loop at every call
 def _impute(params: GMMParams, X: Array) -> Array:
-    return _map_batch(lambda p: _impute_unbatched(p, X), params)
+    return map_batch(lambda p: _impute_unbatched(p, X), params)
 
 
 def _impute_unbatched(params: GMMParams, X: Array) -> Array:

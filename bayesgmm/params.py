@@ -158,7 +158,7 @@ class GMMParams:
     @property
     def covariance_matrices(self) -> Array:
         """Dense covariance matrices for every type, shape (..., k, d, d)."""
-        return _map_batch(lambda p: p.structure.covariance_matrices(p.scale, p.n_components, p.n_features), self)
+        return map_batch(lambda p: p.structure.covariance_matrices(p.scale, p.n_components, p.n_features), self)
 
     @property
     def precisions(self) -> Array:
@@ -174,8 +174,8 @@ class GMMParams:
 
     def log_joint(self, X) -> Array:
         """``log π_k + log N(x_i | μ_k, Σ_k)``, shape (..., n, k)."""
-        X = self._as_data(X)
-        return _map_batch(lambda p: _log_joint(p, X).T, self)
+        X = self.as_data(X)
+        return map_batch(lambda p: _log_joint(p, X).T, self)
 
     def log_prob(self, X) -> Array:
         """Log density of each row under the mixture, shape (..., n)."""
@@ -265,11 +265,11 @@ class GMMParams:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
         key = jax.random.key(seed) if isinstance(seed, (int, np.integer)) else seed
         keys = jax.random.split(key, math.prod(self.batch_shape)).reshape(self.batch_shape)
-        return _map_batch(lambda p, k: _sample(p, k, int(n_samples)), self, keys)
+        return map_batch(lambda p, k: _sample(p, k, int(n_samples)), self, keys)
 
     # ------------------------------------------------------------------ helpers
 
-    def _as_data(self, X) -> Array:
+    def as_data(self, X) -> Array:
         X = jnp.asarray(X, dtype=self.dtype)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(
@@ -300,7 +300,7 @@ def _sample(params: GMMParams, key: Array, n_samples: int) -> tuple[Array, Array
     return X, labels
 
 
-def _map_batch(fn: Callable[..., Any], params: GMMParams, *batched_args) -> Any:
+def map_batch(fn: Callable[..., Any], params: GMMParams, *batched_args) -> Any:
     """Apply an unbatched ``fn(params, *args)`` over the leading batch axes of ``params``.
 
     ``batched_args`` carry the same batch axes as ``params``.

@@ -118,7 +118,7 @@ def _moments(X: Array, weights: Array):
 
 
 @jax.jit
-def _standardise(X: Array, center: Array, scale: Array) -> Array:
+def standardise(X: Array, center: Array, scale: Array) -> Array:
     return (X - center) / scale
 
 

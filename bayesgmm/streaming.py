@@ -146,7 +146,7 @@ def _candidate_distances(rows: Rows, candidates, closest_block, first):
 @functools.partial(jax.jit, static_argnames="k")
 def _lloyd_sums(rows: Rows, *, centers, active, k):
     def per_chunk(centers, x, w):
-        one_hot = jax.nn.one_hot(init._nearest(x, centers, active), k, axis=0, dtype=x.dtype) * w
+        one_hot = jax.nn.one_hot(init.nearest(x, centers, active), k, axis=0, dtype=x.dtype) * w
         return one_hot @ x, jnp.sum(one_hot, axis=1)
 
     return jax.vmap(lambda c: accumulate(rows, lambda x, w, row_ids, index: per_chunk(c, x, w)))(centers)
