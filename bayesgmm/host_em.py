@@ -31,7 +31,7 @@ import math
 import numpy as np
 from scipy.special import logsumexp
 
-from bayesgmm.em import _EMPTY_FRACTION  # a component with less weight per mean row weight is empty
+from bayesgmm.em._kernels import EMPTY_FRACTION
 from bayesgmm.params import GMMParams
 
 # n * k * d * (d + 1) at most: a host fit of 180 000 took 0.3-0.4 s here, about 1 s at the limit (em_fit: ~3 s)
@@ -87,7 +87,7 @@ def _m_step(X, w, resp, reg_covar: float, covariance_type: str):
     component is empty."""
     weighted = resp * w[:, None]
     nk = weighted.sum(axis=0) + 10 * np.finfo(float).eps
-    if np.any(nk < _EMPTY_FRACTION * w.mean()):
+    if np.any(nk < EMPTY_FRACTION * w.mean()):
         return None
     means = weighted.T @ X / nk[:, None]
     k, d = means.shape

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from bayesgmm import _conditional, _validation
 from bayesgmm.covariance import get_structure, whitened_log_joint
 
 
@@ -243,9 +244,9 @@ class GMMParams:
         array([[ 2. ,  1. ],
                [-0.5, -1. ]])
         """
-        from bayesgmm.missing import impute
-
-        return impute(self, X)
+        if not isinstance(X, jax.core.Tracer):  # concrete input: check it here (under jit only the shape)
+            X = _validation.check_data(X, allow_nan=True)  # NaN allowed; infinities and entirely-NaN rows are not
+        return _impute(self, self.as_data(X))
 
     def sample(self, n_samples: int, seed: int | Array = 0) -> tuple[Array, Array]:
         """Draw ``n_samples`` rows from the mixture.
@@ -311,3 +312,11 @@ def map_batch(fn: Callable[..., Any], params: GMMParams, *batched_args) -> Any:
     flat = jax.tree.map(lambda leaf: leaf.reshape((-1,) + leaf.shape[len(batch_shape) :]), (params, batched_args))
     out = jax.vmap(lambda p, a: fn(p, *a))(*flat)
     return jax.tree.map(lambda leaf: leaf.reshape(batch_shape + leaf.shape[1:]), out)
+
+
+@jax.jit  # one compiled program per shape, not a retrace of the chunk loop at every call
+def _impute(params: GMMParams, X: Array) -> Array:
+    def unbatched(p: GMMParams) -> Array:
+        return _conditional.impute_rows(jnp.log(p.weights), p.means, p.covariance_matrices, X)
+
+    return map_batch(unbatched, params)

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple
 
 import jax.numpy as jnp
@@ -19,6 +20,7 @@ import numpy as np
 
 from bayesgmm import _validation
 from bayesgmm.covariance import COVARIANCE_TYPES, get_structure
+from bayesgmm.em import EMConfig, fit_groups, prepare_data
 
 CRITERIA = ("bic", "aic", "icl", "loo")
 
@@ -113,26 +115,28 @@ def select(
         return _select_by_loo(X, ks, types, seed=seed, **infer_kwargs)
     if infer_kwargs:
         raise ValueError(f"Unexpected arguments {sorted(infer_kwargs)}; they apply to criterion='loo' only.")
-    from bayesgmm import em
-
-    data = em.prepare_data(X, sample_weight, dtype=jnp.result_type(float))
-    _validation.check_n_components(max(ks), data.n_positive)
-    total = data.total_weight
-    rows, fits = [], {}
-    for covariance_type in types:
-        results = em.fit_groups(
-            data,
-            ks,
+    configs = [
+        EMConfig.validated(
             covariance_type=covariance_type,
             n_init=n_init,
             init=init,
             max_iter=max_iter,
             tol=tol,
             reg_covar=reg_covar,
-            seed=seed,
             context=f"select, covariance_type={covariance_type!r}: ",
         )
-        for n_components, (result, max_log_resp) in zip(ks, results):
+        for covariance_type in types
+    ]
+    data = prepare_data(X, sample_weight, dtype=jnp.result_type(float))
+    _validation.check_n_components(max(ks), data.n_positive)
+    total = data.total_weight
+    rows, fits = [], {}
+    for config in configs:
+        covariance_type = config.covariance_type
+        grid, notices = fit_groups(data, ks, config, seed=seed)
+        for notice in notices:
+            warnings.warn(notice.message, notice.category, stacklevel=2)
+        for n_components, (result, max_log_resp) in zip(ks, grid):
             log_likelihood = total * result.log_likelihood
             p = result.params.n_parameters
             bic = -2.0 * log_likelihood + p * math.log(total)

@@ -241,7 +241,7 @@ def test_vmapped_fits_equal_sequential_fits(covariance_type, monkeypatch):
     in selects) and restarts that end at distinct optima (so that the best one is not a
     round-off tie).
     """
-    from bayesgmm import em
+    from bayesgmm.em import _memory
 
     rng = np.random.default_rng(21)
     X, _ = make_mixture_data(rng, 300, 2, 3)
@@ -256,7 +256,7 @@ def test_vmapped_fits_equal_sequential_fits(covariance_type, monkeypatch):
             return [*bayesgmm.select(X, **grid).fits.values(), bayesgmm.em_fit(Y, 5, **restarts)]
 
     sequential = fits()
-    monkeypatch.setattr(em, "_on_cpu", lambda X: False)
+    monkeypatch.setattr(_memory, "on_cpu", lambda X: False)
     vmapped = fits()
     assert np.ptp(sequential[-1].restart_log_likelihoods) > 1e-6  # distinct optima
     for fit, other in zip(sequential, vmapped, strict=True):

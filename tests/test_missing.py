@@ -16,7 +16,7 @@ from scipy.stats import multivariate_normal
 import bayesgmm
 from bayesgmm import em
 from bayesgmm.chunks import chunk_rows
-from bayesgmm.missing import chunk_statistics, missing_e_step
+from bayesgmm.em._estep import chunk_statistics, missing_e_step
 from tests._references import COVARIANCE_TYPES, covariances_in_layout, full_covariances, make_mixture_data
 
 N_SAMPLES, D, K = 200, 3, 2
@@ -176,19 +176,18 @@ def test_without_nan_the_missing_path_is_the_regular_fit(covariance_type):
     assert dispatched.log_likelihood == regular.log_likelihood
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bayesgmm.ConvergenceWarning)
-        ((forced, _),) = em.fit_groups(
-            em.prepare_data(X, dtype=jnp.float64),
-            [K],
+        config = em.EMConfig(
             covariance_type=covariance_type,
             n_init=1,
             init="kmeans",
             max_iter=30,
             tol=1e-8,
             reg_covar=1e-6,
-            seed=0,
-            user_init=start,
             moments="missing",  # what em_fit uses on data with NaN
             chunk_size=64,
+        )
+        ((forced, _),), _ = em.fit_groups(
+            em.prepare_data(X, dtype=jnp.float64), [K], config, seed=0, user_init=em.UserInit(*start)
         )
     assert forced.n_iter == regular.n_iter
     # the same iterations from the same start in float64, two formulations: round-off far below 1e-10

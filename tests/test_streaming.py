@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 
 import bayesgmm
-from bayesgmm import streaming
+from bayesgmm.em import _streaming as streaming
 from tests._references import COVARIANCE_TYPES, make_mixture_data
 
 
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Blocks of 3 chunks of 200 rows, so that 3001 rows take 6 blocks (the last one padded)."""
-    monkeypatch.setattr(streaming, "_BLOCK_ELEMENTS", 3 * 200 * 3)
+    monkeypatch.setattr(streaming, "BLOCK_ELEMENTS", 3 * 200 * 3)
 
 
 @pytest.fixture

@@ -1,0 +1,95 @@
+"""Conditional moments of a Gaussian mixture given some coordinates of each row.
+
+For rows with NaN entries (the missing coordinates ``m``; the observed ones ``o``), each
+component's marginal density of ``x_o`` and its conditional mean and covariance of ``x_m``
+given ``x_o``. Static shapes: each row's observed block is embedded in a full matrix,
+``Σ̃_ik = M Σ_k M + (I − M)`` with ``M = diag(o_i)``, which equals ``Σ_k,oo`` on the observed
+coordinates and the identity elsewhere. Its Cholesky factor ``L̃`` gives the marginal
+(``log N(x_o | μ_o, Σ_oo) = −½ (|o| log 2π + ‖L̃⁻¹ M (x − μ)‖²) − Σ log diag L̃``),
+``v = Σ̃⁻¹ M (x − μ)`` (zero on the missing coordinates), ``x̂ − μ = Σ v`` and
+``C = Σ − (L̃⁻¹ M Σ)ᵀ (L̃⁻¹ M Σ)`` (masked to the missing block).
+
+Used by ``GMMParams.impute`` (conditional means) and by EM's missing-data E-step
+(``em._estep``). Pure functions on arrays; no ``jit``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import Array, lax
+from jax.scipy.linalg import solve_triangular
+
+from bayesgmm.covariance import LOG_2PI
+
+# Elements of the largest per-chunk working array, (k, c, d, d), for ``impute_rows``.
+CHUNK_ELEMENTS = 1 << 20
+
+
+def conditional_moments(log_weights: Array, means: Array, covariances: Array, x: Array, *, with_covariances=True):
+    """Observed-marginal log joint densities, conditional means and covariances of a chunk of rows.
+
+    Parameters
+    ----------
+    log_weights : (k,)
+    means : (k, d)
+    covariances : (k, d, d) dense covariance matrices (``covariance_matrices`` of any type)
+    x : (c, d) rows, NaN at the missing entries (no row entirely NaN)
+    with_covariances : bool (static)
+        Also return the conditional covariances (the E-step needs them, imputation does not).
+
+    Returns
+    -------
+    log_joint : (k, c)
+        ``log π_k + log N(x_o | μ_ko, Σ_k,oo)``.
+    delta : (k, c, d)
+        ``E_k[x | x_o] − μ_k``: ``x − μ_k`` on the observed coordinates.
+    conditional : (k, c, d, d) or None
+        ``Cov_k[x | x_o]``, zero outside the (missing, missing) block.
+    """
+    d = means.shape[-1]
+    observed = ~jnp.isnan(x)
+    mask = observed.astype(x.dtype)  # (c, d)
+    residual = (jnp.where(observed, x, 0.0)[None] - means[:, None, :]) * mask  # (k, c, d) M (x − μ)
+    eye = jnp.eye(d, dtype=x.dtype)
+    # Σ̃ = M Σ M + (I − M): the observed block, the identity on the missing coordinates
+    embedded = covariances[:, None] * (mask[:, :, None] * mask[:, None, :]) + eye * (1.0 - mask)[:, None, :]
+    chol = jnp.linalg.cholesky(embedded)  # (k, c, d, d)
+    z = solve_triangular(chol, residual[..., None], lower=True)  # (k, c, d, 1) L̃⁻¹ M (x − μ)
+    v = solve_triangular(chol, z, lower=True, trans="T")[..., 0]  # Σ̃⁻¹ M (x − μ), 0 on missing
+    delta = jnp.einsum("kde,kce->kcd", covariances, v, precision="highest")
+    half_log_det = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)  # (k, c)
+    sq_norm = jnp.sum(z[..., 0] ** 2, axis=-1)
+    n_observed = jnp.sum(mask, axis=-1)  # (c,)
+    log_joint = log_weights[:, None] - 0.5 * (n_observed * LOG_2PI + sq_norm) - half_log_det
+    if not with_covariances:
+        return log_joint, delta, None
+    projected = solve_triangular(chol, mask[None, :, :, None] * covariances[:, None], lower=True)  # L̃⁻¹ M Σ
+    explained = jnp.matmul(jnp.swapaxes(projected, -1, -2), projected, precision="highest")
+    unobserved = 1.0 - mask
+    conditional = (covariances[:, None] - explained) * (unobserved[:, :, None] * unobserved[:, None, :])
+    return log_joint, delta, conditional
+
+
+def impute_rows(log_weights: Array, means: Array, covariances: Array, X: Array) -> Array:
+    """``X`` (n, d) with each NaN replaced by its conditional mean ``E[x_m | x_o]`` under the mixture.
+
+    ``covariances`` are the dense (k, d, d) matrices. Rows are processed in chunks of
+    about ``CHUNK_ELEMENTS`` working elements; chunks without NaN are returned as they are.
+    """
+    k, d = means.shape
+    n = X.shape[0]
+    chunk_size = int(min(n, max(1, CHUNK_ELEMENTS // (k * d * d))))
+    n_chunks = -(-n // chunk_size)
+    chunks = jnp.pad(X, ((0, n_chunks * chunk_size - n), (0, 0))).reshape((n_chunks, chunk_size, d))
+
+    def incomplete(x):
+        log_joint, delta, _ = conditional_moments(log_weights, means, covariances, x, with_covariances=False)
+        resp = jax.nn.softmax(log_joint, axis=0)  # (k, c)
+        expected = jnp.einsum("kc,kcd->cd", resp, means[:, None, :] + delta, precision="highest")
+        return jnp.where(jnp.isnan(x), expected, x)
+
+    def per_chunk(x):
+        return lax.cond(jnp.any(jnp.isnan(x)), incomplete, lambda x: x, x)
+
+    return lax.map(per_chunk, chunks).reshape((-1, d))[:n]

@@ -1,0 +1,43 @@
+"""Maximum likelihood for Gaussian mixtures by expectation-maximisation, jitted end to end.
+
+Layers (each module imports only from those above it in this list, and from the package's
+lower layers: ``_errors``, ``_validation``, ``covariance``, ``params``, ``chunks``,
+``sharding``):
+
+- ``_state``: the records (``SufficientStatistics``, ``Settings``, ``EMState``, ``EMResult``);
+- ``_init``: ``INIT_METHODS``, the table of initialisations (both drivers);
+- ``_config``: ``EMConfig`` (validated once at the boundary) and ``Program`` (the static part
+  of a compiled fit);
+- ``_estep``: ``E_STEPS``, the table of E-steps {whitened, raw, missing};
+- ``_kernels``: ``m_step``, ``repair``, ``start_state`` / ``advance`` / ``finish``;
+- ``_data``: validate, centre and rescale the rows on the host; a fit's ``Settings``;
+- drivers: ``_memory`` (rows in memory or sharded, one compiled program) and ``_streaming``
+  (rows streamed from the host, block by block);
+- ``_fit``: ``em_fit`` and ``fit_groups`` (``select``'s grid).
+
+Public: ``em_fit``, ``EMResult``; for ``select`` and tests also ``fit_groups``,
+``prepare_data``, ``EMConfig``, ``e_step``, ``m_step`` and ``SufficientStatistics``.
+"""
+
+from bayesgmm.em._config import EMConfig
+from bayesgmm.em._data import PreparedData, prepare_data
+from bayesgmm.em._estep import E_STEPS, e_step
+from bayesgmm.em._fit import GridFit, Notice, em_fit, fit_groups
+from bayesgmm.em._kernels import m_step
+from bayesgmm.em._state import EMResult, SufficientStatistics, UserInit
+
+__all__ = [
+    "E_STEPS",
+    "EMConfig",
+    "EMResult",
+    "GridFit",
+    "Notice",
+    "PreparedData",
+    "SufficientStatistics",
+    "UserInit",
+    "e_step",
+    "em_fit",
+    "fit_groups",
+    "m_step",
+    "prepare_data",
+]

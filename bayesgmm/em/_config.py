@@ -1,0 +1,108 @@
+"""One validated configuration per fit, built once at the API boundary.
+
+``EMConfig`` holds what the user chose (validated here and nowhere else); ``Program`` holds
+the static (compile-time) part of one compiled fit, hashable so that it is the single static
+argument of the jitted drivers. The traced part (tolerances, regularisation, the data's
+scale) is ``_state.Settings``. Nothing here computes on data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+
+from bayesgmm import _validation
+from bayesgmm.covariance import get_structure
+from bayesgmm.em._init import INIT_METHODS
+
+MOMENTS = ("auto", "whitened", "raw")
+DEGENERATE = ("reseed", "raise")
+MISSING = ("raise", "marginalize")
+
+
+@dataclasses.dataclass(frozen=True)
+class EMConfig:
+    """The user's settings of an EM fit, validated (see ``em_fit`` for their meaning).
+
+    Build it with ``EMConfig.validated(...)``; fields are then known to be of the right type
+    and range, so drivers read them without checking again.
+    """
+
+    covariance_type: str = "full"
+    n_init: int = 1
+    init: str = "kmeans"
+    max_iter: int = 100
+    tol: float = 1e-3
+    reg_covar: float = 1e-6
+    degenerate: str = "reseed"
+    moments: str = "auto"
+    chunk_size: int | None = None
+    context: str = ""  # prefixed to every message (select names its grid point)
+
+    @classmethod
+    def validated(
+        cls,
+        *,
+        covariance_type="full",
+        n_init=1,
+        init="kmeans",
+        max_iter=100,
+        tol=1e-3,
+        reg_covar=1e-6,
+        degenerate="reseed",
+        moments="auto",
+        chunk_size=None,
+        context="",
+    ) -> EMConfig:
+        get_structure(covariance_type)  # a clear error listing the valid types
+        return cls(
+            covariance_type=covariance_type,
+            n_init=_validation.check_int_at_least(n_init, "n_init", 1),
+            init=_validation.check_choice(init, "init", tuple(INIT_METHODS)),
+            max_iter=_validation.check_int_at_least(max_iter, "max_iter", 0),
+            tol=_validation.check_nonnegative_float(tol, "tol"),
+            reg_covar=_validation.check_nonnegative_float(reg_covar, "reg_covar"),
+            degenerate=_validation.check_choice(degenerate, "degenerate", DEGENERATE),
+            moments=_validation.check_choice(moments, "moments", MOMENTS),
+            chunk_size=None if chunk_size is None else _validation.check_int_at_least(chunk_size, "chunk_size", 1),
+            context=context,
+        )
+
+    def resolved_moments(self, dtype, has_missing: bool) -> str:
+        """The E-step to run: "missing" for data with NaN, else "raw" (float64) or "whitened".
+
+        An ``EMConfig`` built directly (not ``validated``) may force ``moments="missing"``, the
+        incomplete-data E-step, on complete rows (tests compare the two formulations).
+        """
+        if self.moments == "missing":
+            return "missing"
+        if has_missing:
+            if self.moments != "auto":
+                raise ValueError(
+                    f"moments={self.moments!r} does not apply with missing='marginalize' on data with NaN (the "
+                    "E-step marginalises each row's missing entries in its own way); leave moments='auto'."
+                )
+            return "missing"
+        if self.moments == "auto":
+            return "raw" if jnp.dtype(dtype) == jnp.float64 else "whitened"
+        return self.moments
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """The static part of one compiled fit (hashable: the jitted drivers' one static argument)."""
+
+    k: int
+    covariance_type: str
+    init: str
+    moments: str  # "whitened", "raw" or "missing"
+    degenerate: str
+    history_size: int
+    chunk_size: int
+    sequential: bool = False  # restarts and groups one after another (CPU) instead of vmapped
+    mesh: object = None  # jax.sharding.Mesh of sharded rows, or None
+
+    @property
+    def structure(self):
+        return get_structure(self.covariance_type)

@@ -1,0 +1,260 @@
+"""The data side of a fit, on the host: validate, centre and rescale rows; settings; sizes.
+
+``prepare_data`` turns what the user passed (an array-like, rows with NaN, an ``np.memmap`` to
+stream, or ``bayesgmm.shard``'s ``ShardedRows``) into ``PreparedData``: rows centred by
+their weighted mean and divided by a power of two near their standard deviation (exact, so
+EM on the rescaled data is EM on the data), their moments (float64, on the host), and how to
+map results back. ``settings`` builds a fit's traced ``Settings`` from them.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from bayesgmm import _validation
+from bayesgmm.em._config import EMConfig
+from bayesgmm.em._state import Settings
+from bayesgmm.sharding import ShardedRows, describe, standardise
+
+# Elements of the per-chunk working array ((k, d, rows) whitened rows, or (rows, d + p)
+# quadratic features): big enough for efficient matrix products, small enough for cache.
+CHUNK_ELEMENTS = 1 << 20
+
+
+class PreparedData(NamedTuple):
+    """Data centred and rescaled for fitting, their moments, and how to map results back."""
+
+    X: Array  # (n, d) (X − center) / scale in the compute dtype (sharded over mesh, if any)
+    weights: Array  # (n,) row weights in the compute dtype
+    center: np.ndarray  # (d,) weighted mean, float64
+    scale: float  # a power of two near the data's standard deviation
+    covariance: np.ndarray  # (d, d) weighted covariance of the rescaled data, float64
+    total_weight: float
+    n_positive: int  # rows of positive weight
+    mesh: object = None
+    stream: bool = False  # X and weights are the host rows (NumPy), read block by block
+    observed_features: float | None = None  # X has NaN: the weighted mean number of observed features per row
+
+    @property
+    def n_features(self) -> int:
+        return self.center.shape[0]
+
+    @property
+    def has_missing(self) -> bool:
+        return self.observed_features is not None
+
+
+def prepare_data(X, sample_weight=None, *, dtype, stream=None, missing=None) -> PreparedData:
+    """Validate ``X`` (array-like, ``ShardedRows`` or rows to stream) and ``sample_weight``; centre and rescale.
+
+    ``stream``: True, False, or None (stream an ``np.memmap``, keep anything else in memory).
+    ``missing``: None (NaN is an error), "raise" (an error that names ``missing="marginalize"``)
+    or "marginalize" (NaN allowed in memory; the fit then needs ``moments="missing"``).
+    """
+    streamed = stream is True or (stream is None and isinstance(X, np.memmap))
+    if missing == "marginalize" and (streamed or isinstance(X, ShardedRows)):
+        raise ValueError(
+            "missing='marginalize' needs the rows in memory: it supports neither streamed rows (stream=True or an "
+            "np.memmap) nor bayesgmm.shard. Pass np.asarray(X) with stream=False, or drop or impute the NaN first."
+        )
+    if isinstance(X, ShardedRows):
+        if sample_weight is not None:
+            raise ValueError("With sharded rows, pass sample_weight to bayesgmm.shard, not to em_fit.")
+        if stream:
+            raise ValueError("Sharded rows are already on the devices; stream=True needs rows on the host.")
+        return _prepare_sharded(X, dtype)
+    if stream not in (None, True, False):
+        raise ValueError(f"stream must be True, False or None (automatic), got {stream!r}.")
+    if stream or (stream is None and isinstance(X, np.memmap)):
+        return _prepare_stream(X, sample_weight, dtype)
+    advice = "drop or impute them before fitting."
+    if missing == "raise":
+        advice = "drop or impute them, or pass missing='marginalize' to fit the observed entries of those rows."
+    X = _validation.check_data(X, allow_nan=missing == "marginalize", nan_advice=advice)
+    return _prepare(X, _validation.check_sample_weight(sample_weight, X.shape[0]), dtype)
+
+
+def _prepare_stream(X, sample_weight, dtype) -> PreparedData:
+    """Moments of host rows read block by block (float64); the rows stay on the host."""
+    if not (isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.kind in "iuf" and X.size > 0):
+        raise ValueError(
+            "stream=True needs X as a non-empty 2-D numeric NumPy array or np.memmap (n_samples, n_features), "
+            f"got {type(X).__name__}" + (f" with shape {X.shape} and dtype {X.dtype}." if hasattr(X, "shape") else ".")
+        )
+    weights = _validation.check_sample_weight(sample_weight, X.shape[0])
+    total, center, covariance = host_moments(X, weights)
+    scale = power_of_two_scale(float(np.mean(np.diag(covariance))))
+    n_positive = int(np.count_nonzero(weights))
+    return PreparedData(X, weights, center, scale, covariance / scale**2, total, n_positive, stream=True)
+
+
+def to_device(values: np.ndarray, dtype) -> Array:
+    """A host array on the default device in ``dtype``, converted on the host.
+
+    ``jnp.asarray`` would compile a small program per new shape (tens of milliseconds in a
+    fresh process, and seconds while another compilation occupies the cores).
+    """
+    return jax.device_put(np.asarray(values, dtype=np.dtype(dtype)))
+
+
+def _prepare(X: np.ndarray, weights: np.ndarray, dtype) -> PreparedData:
+    """Centre and rescale in-memory rows (float64, on the host), padded to ``bucket_size`` rows.
+
+    Rows with NaN (``missing="marginalize"``) keep their NaN, and are put after the complete
+    rows; the moments are then those of the observed entries (``missing.observed_moments``).
+    """
+    total = float(weights.sum())
+    observed_features = None
+    if np.isnan(X).any():
+        order = complete_rows_first(X)
+        X, weights = X[order], weights[order]
+        center, covariance, observed_features = observed_moments(X, weights)
+        centred = X - center
+    else:
+        center = weights @ X / total
+        centred = X - center
+        covariance = (centred * weights[:, None]).T @ centred / total
+    scale = power_of_two_scale(float(np.mean(np.diag(covariance))))
+    # rows of weight 0 up to a bucket size: data sets of nearby sizes share one compiled fit
+    pad = bucket_size(X.shape[0]) - X.shape[0]
+    return PreparedData(
+        to_device(np.concatenate([centred / scale, np.zeros((pad, X.shape[1]))]), dtype),
+        to_device(np.concatenate([weights, np.zeros(pad)]), dtype),
+        center,
+        scale,
+        covariance / scale**2,
+        total,
+        int(np.count_nonzero(weights)),
+        observed_features=observed_features,
+    )
+
+
+def _prepare_sharded(rows: ShardedRows, dtype) -> PreparedData:
+    """Centre and rescale sharded rows on their devices (the rows stay where they are)."""
+    total, center, covariance, n_positive = describe(rows)
+    scale = power_of_two_scale(float(np.mean(np.diag(covariance))))
+    X = standardise(rows.X.astype(dtype), jnp.asarray(center, dtype), jnp.asarray(scale, dtype))
+    return PreparedData(X, rows.weights.astype(dtype), center, scale, covariance / scale**2, total, n_positive, rows.mesh)
+
+
+def settings(data: PreparedData, k: int, config: EMConfig, dtype) -> Settings:
+    """The fit's dynamic settings on the rescaled data, as host arrays (one transfer per call).
+
+    ``reseed_scale`` holds the data covariance (+ regularisation) here; ``_kernels.device_settings``
+    turns it into the type's Cholesky factor inside the compiled program.
+    """
+    reg = config.reg_covar / data.scale**2
+    eps = float(jnp.finfo(dtype).eps)
+    fallback = max(10.0 * reg, 1e3 * eps * max(1.0, float(np.mean(np.diag(data.covariance)))))
+    d = data.covariance.shape[0]
+    host = functools.partial(np.asarray, dtype=dtype)
+    return Settings(
+        tol=host(config.tol),
+        reg_covar=host(reg),
+        fallback_reg=host(fallback),
+        reseed_scale=host(data.covariance + max(reg, fallback) * np.eye(d)),
+        total_weight=host(data.total_weight),
+        mean_row_weight=host(data.total_weight / data.n_positive),
+        active=np.ones((k,), bool),
+        max_iter=np.asarray(config.max_iter),
+    )
+
+
+def bucket_size(n: int) -> int:
+    """A size >= n from a coarse grid, so that nearby sizes share one compiled program.
+
+    Multiples of 64 up to 1024, then multiples of 2**(b − 5) with 2**b the largest power of
+    two <= n: at most 1/16 (6%) more rows, about 16 sizes per doubling.
+    """
+    step = 64 if n <= 1024 else 1 << (n.bit_length() - 5)
+    return -(-n // step) * step
+
+
+def default_chunk_size(n_samples: int, k: int, d: int, n_init: int = 1, moments: str = "whitened") -> int:
+    """Rows per chunk so that the per-chunk working array holds about 2**20 elements.
+
+    "whitened": the (k, d, rows) whitened rows; "raw": the (rows, d + p + k) features and
+    log-densities, with ``p`` quadratic features (d(d+1)/2 for full covariances); "missing":
+    the (k, rows, d, d) Cholesky factors of the observed blocks.
+    """
+    width = {"whitened": k * d, "missing": k * d * d}.get(moments, d + d * (d + 1) // 2 + k)
+    rows = CHUNK_ELEMENTS // max(1, width * n_init)
+    return int(min(n_samples, max(256, rows)))
+
+
+def power_of_two_scale(variance: float) -> float:
+    """``2^round(log2 sd)``: dividing by it is exact, so EM on the rescaled data is EM on the data."""
+    if not np.isfinite(variance) or variance <= 0:
+        return 1.0
+    return float(2.0 ** np.round(0.5 * np.log2(variance)))
+
+
+def host_moments(X, weights: np.ndarray, block_rows: int = 1 << 16):
+    """Weighted total, mean and covariance of host rows in float64, block by block (two passes)."""
+    total = float(weights.sum())
+    mean = np.zeros(X.shape[1])
+    for start in range(0, X.shape[0], block_rows):
+        block = np.asarray(X[start : start + block_rows], np.float64)
+        if not np.all(np.isfinite(block)):
+            bad = start + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+            raise ValueError(f"X contains NaN or infinite values (first: row {bad}); drop or impute them.")
+        mean += weights[start : start + block_rows] @ block
+    mean /= total
+    covariance = np.zeros((X.shape[1],) * 2)
+    for start in range(0, X.shape[0], block_rows):
+        block = np.asarray(X[start : start + block_rows], np.float64) - mean
+        covariance += (block * weights[start : start + block_rows, None]).T @ block
+    return total, mean, covariance / total
+
+
+def complete_rows_first(X: np.ndarray) -> np.ndarray:
+    """A stable row order with the complete rows first (so they fill whole chunks of the fast path)."""
+    return np.argsort(np.isnan(X).any(axis=1), kind="stable")
+
+
+def observed_moments(X: np.ndarray, weights: np.ndarray):
+    """Weighted mean and covariance of rows with NaN, from the observed entries (float64, on the host).
+
+    The mean and variance of each feature are over the rows where it is observed (unbiased
+    when values are missing completely at random); the correlations are those of the rows with
+    the missing entries replaced by the observed column means (shrunk towards 0, but the
+    matrix stays positive semi-definite, unlike pairwise-complete covariances). Used to
+    centre and rescale the data and for ``em_fit``'s fallback regularisation and re-seeding.
+
+    Returns
+    -------
+    center : (d,)
+    covariance : (d, d)
+    observed_features : float
+        The weighted mean number of observed features per row (for the log-likelihood's
+        change of scale).
+    """
+    observed = ~np.isnan(X)
+    observed_weight = weights @ observed  # (d,)
+    unobserved = np.flatnonzero(observed_weight <= 0)
+    if unobserved.size:
+        raise ValueError(
+            f"Feature {unobserved[0]} of X is NaN in every row of positive weight "
+            f"({unobserved.size} such feature(s)); nothing can be learnt about it: drop that column."
+        )
+    filled = np.where(observed, X, 0.0)
+    center = weights @ filled / observed_weight
+    centred = np.where(observed, X - center, 0.0)
+    variances = weights @ centred**2 / observed_weight
+    imputed = (centred * weights[:, None]).T @ centred / weights.sum()
+    imputed_std = np.sqrt(np.diag(imputed))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        correlation = imputed / np.outer(imputed_std, imputed_std)
+    correlation = np.where(np.isfinite(correlation), correlation, 0.0)
+    np.fill_diagonal(correlation, 1.0)
+    std = np.sqrt(variances)
+    observed_features = float(weights @ observed.sum(axis=1) / weights.sum())
+    return center, correlation * np.outer(std, std), observed_features
+
+

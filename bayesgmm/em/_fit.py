@@ -1,0 +1,388 @@
+"""The public EM entry points: ``em_fit``, and ``fit_groups`` for ``select``'s grid.
+
+``em_fit(X, k, ...)`` validates its arguments once into an ``EMConfig``, prepares the data
+(``_data.prepare_data``: centred and rescaled on the host, float64), and hands one
+``Program`` to a driver: ``_memory.fit_batch`` (rows in memory or sharded: every restart in
+one compiled program) or ``_streaming.fit`` (rows streamed from the host). The best restart's
+state becomes an ``EMResult`` on the data's scale. Warnings (non-convergence, degenerate
+components) are collected as ``Notice``s and raised here, at the API boundary, so that they
+point at the caller's line. Semantics follow ``sklearn.mixture.GaussianMixture`` (same
+stopping rule, same ``reg_covar``, same initialisations), except that ``log_likelihood`` is
+that of the parameters returned.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from bayesgmm import _validation
+from bayesgmm._errors import ConvergenceWarning, DegenerateComponentWarning, DegenerateFitError
+from bayesgmm.em import _memory, _streaming
+from bayesgmm.em._config import MISSING, EMConfig, Program
+from bayesgmm.em._data import PreparedData, bucket_size, default_chunk_size, prepare_data, settings, to_device
+from bayesgmm.em._init import init_draws
+from bayesgmm.em._kernels import EMPTY_FRACTION
+from bayesgmm.em._state import DegenerateEvents, EMResult, EMState, Settings, UserInit
+from bayesgmm.params import GMMParams
+
+
+class Notice(NamedTuple):
+    """A warning to raise at the API boundary (``warnings.warn(message, category, stacklevel=2)``)."""
+
+    message: str
+    category: type[Warning]
+
+
+class GridFit(NamedTuple):
+    """One grid point's fit: the result and ICL's classification term ``Σ_i w_i max_k log r_ik``."""
+
+    result: EMResult
+    max_log_resp: float
+
+
+_DEGENERATE_ERROR = (
+    "Fitting the mixture failed: a component's covariance stopped being positive definite (for instance a "
+    "component collapsed onto a single point or onto duplicate rows). Increase reg_covar (now {reg_covar:g}), "
+    "use fewer components (now {k}), a constrained covariance_type such as 'diag', or degenerate='reseed'."
+)
+
+
+def em_fit(
+    X,
+    k: int,
+    *,
+    covariance_type: str = "full",
+    n_init: int = 1,
+    init: str = "kmeans",
+    max_iter: int = 100,
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    seed: int | Array = 0,
+    weights_init=None,
+    means_init=None,
+    covariances_init=None,
+    sample_weight=None,
+    degenerate: str = "reseed",
+    moments: str = "auto",
+    chunk_size: int | None = None,
+    stream: bool | None = None,
+    missing: str = "raise",
+) -> EMResult:
+    """Fit a Gaussian mixture by maximum likelihood with EM.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Data; lists, int/float arrays and pandas DataFrames are accepted.
+    k : int
+        Number of components, ``1 <= k <=`` the number of rows of positive weight.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        Covariance structure; shapes of the fitted ``covariances`` per type:
+        full (k, d, d), tied (d, d), diag (k, d), spherical (k,).
+    n_init : int
+        Restarts, run in one compiled program (vmapped on accelerators, one
+        after another on CPU); the one with the highest final log-likelihood is returned.
+    init : {"kmeans", "k-means++", "random", "random_from_data"}
+        "kmeans" is k-means++ seeding followed by Lloyd iterations.
+    max_iter : int
+        Maximum number of EM iterations (M-steps) per restart.
+    tol : float
+        Stop when the mean log-likelihood changes by less than ``tol`` between
+        iterations (scikit-learn's rule).
+    reg_covar : float
+        Added to the covariance diagonal in every M-step.
+    seed : int or PRNG key
+    weights_init : array-like of shape (k,), optional
+    means_init : array-like of shape (k, d), optional
+    covariances_init : array-like, optional
+        In scikit-learn's layout for ``covariance_type``. When all three are given,
+        no random initialisation runs (and restarts would be identical, so one runs).
+    sample_weight : array-like of shape (n_samples,), optional
+        Non-negative weight per row: a row of integer weight ``m`` counts as ``m`` copies
+        of it, a row of weight 0 is dropped. The log-likelihood is the weighted mean.
+    degenerate : {"reseed", "raise"}
+        What to do when a component degenerates. "reseed" (default): a covariance that is
+        not positive definite gets a larger diagonal term for that M-step, and an empty
+        component restarts at one of the worst-fitting rows with the data's covariance;
+        each is reported by a ``DegenerateComponentWarning`` naming the component and the
+        iteration; the result is never NaN. "raise": a ``DegenerateFitError`` (a
+        ``ValueError``, scikit-learn's behaviour).
+    moments : {"auto", "whitened", "raw"}
+        How the E-step accumulates the statistics (both give the same fit up to round-off):
+        "whitened" about the current means in whitened coordinates (accurate in float32),
+        "raw" from quadratic features (half the flops; for float64). "auto": "raw" in
+        float64, "whitened" otherwise.
+    chunk_size : int, optional
+        Rows per E-step chunk; by default about ``2**20`` working elements per chunk.
+    stream : bool, optional
+        Keep ``X`` on the host and stream it to the device block by block in every pass
+        (``bayesgmm.em._streaming``: for data larger than device memory; the same result as in
+        memory up to summation order). Default: stream an ``np.memmap``, otherwise not.
+        ``X`` may also be ``bayesgmm.shard(X)``: rows kept sharded over devices.
+    missing : {"raise", "marginalize"}
+        What NaN entries of ``X`` mean. "raise" (default): NaN is an error. "marginalize":
+        NaN marks a value missing at random; EM maximises the likelihood of the observed
+        entries, ``Σ_i w_i log p(x_i,o)``, by the exact EM for incomplete data (Ghahramani and
+        Jordan 1994; ``bayesgmm.em._estep``), for every covariance type. Rows entirely NaN and
+        features never observed are errors; infinities stay errors. The initialisation uses
+        the rows with their NaN replaced by the observed column means. Each iteration costs
+        ``O(k d³)`` per row with missing entries (rows without them cost as usual); the rows
+        must be in memory (not ``stream`` nor ``shard``), and ``moments`` must be "auto".
+        ``log_likelihood`` is then the mean observed-data log-likelihood per row. Without
+        NaN in ``X`` the fit is the ordinary one. Fill the gaps afterwards with
+        ``result.params.impute(X)``.
+
+    Returns
+    -------
+    EMResult
+        ``(params, log_likelihood, n_iter, converged, log_likelihood_history,
+        restart_log_likelihoods)``.
+
+    Raises
+    ------
+    ValueError
+        On invalid input (``TypeError`` for arguments of the wrong type).
+    DegenerateFitError
+        With ``degenerate="raise"``, when a covariance stops being positive definite
+        (increase ``reg_covar``); a ``ValueError``.
+
+    Warns
+    -----
+    ConvergenceWarning
+        When the best restart did not converge within ``max_iter``.
+    DegenerateComponentWarning
+        When ``degenerate="reseed"`` had to act on the returned restart.
+
+    Notes
+    -----
+    Computes in float64 when ``jax_enable_x64`` is on, else float32. The data are
+    centred (weighted mean, in float64, on the host) and divided by a power of two near
+    their standard deviation before fitting, and the parameters mapped back: the
+    rescaling is exact, float32 keeps its digits on data far from the origin, and values
+    near the floating-point limits (1e150) stay finite. ``reg_covar`` is on the data's scale.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesgmm import em_fit
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(-3, 1, (200, 2)), rng.normal(3, 1, (200, 2))])
+    >>> result = em_fit(X, 2, seed=0)
+    >>> bool(result.converged), result.params.means.shape
+    (True, (2, 2))
+    >>> np.sort(np.round(np.asarray(result.params.means[:, 0])))
+    array([-3.,  3.])
+
+    References
+    ----------
+    A. P. Dempster, N. M. Laird and D. B. Rubin, "Maximum likelihood from incomplete
+    data via the EM algorithm", JRSS B 39(1), 1977.
+
+    Z. Ghahramani and M. I. Jordan, "Supervised learning from incomplete data via an EM
+    approach", NIPS 6, 1994 (``missing="marginalize"``).
+    """
+    config = EMConfig.validated(
+        covariance_type=covariance_type,
+        n_init=n_init,
+        init=init,
+        max_iter=max_iter,
+        tol=tol,
+        reg_covar=reg_covar,
+        degenerate=degenerate,
+        moments=moments,
+        chunk_size=chunk_size,
+    )
+    missing = _validation.check_choice(missing, "missing", MISSING)
+    data = prepare_data(X, sample_weight, dtype=jnp.result_type(float), stream=stream, missing=missing)
+    k = _validation.check_n_components(k, data.n_positive)
+    user_init = UserInit(
+        *_validation.check_initial_parameters(
+            weights_init, means_init, covariances_init, k=k, d=data.n_features, covariance_type=covariance_type
+        )
+    )
+    (fit,), notices = fit_groups(data, [k], config, seed=seed, user_init=user_init)
+    for notice in notices:
+        warnings.warn(notice.message, notice.category, stacklevel=2)
+    return fit.result
+
+
+def fit_groups(
+    data: PreparedData, ks: list[int], config: EMConfig, *, seed, user_init: UserInit = UserInit()
+) -> tuple[list[GridFit], list[Notice]]:
+    """One fit per number of components in ``ks``, all in one compiled program; and their warnings.
+
+    The fits use ``max(ks)`` components with the extra ones switched off (weight 0), so
+    fits with different ``k`` have equal shapes and run in one program (``fit_batch``)
+    together with their ``n_init`` restarts; each equals ``em_fit`` with that ``k`` and ``seed`` up to
+    round-off (the initial draws of a restart do not depend on ``k``, except for
+    ``init="random"``). ``user_init`` (weights, means, covariances in scikit-learn's layout,
+    on the data's scale, or Nones) needs a single ``k``; when complete, one restart runs.
+
+    Raises ``DegenerateFitError`` when a fit cannot continue (``degenerate="raise"``).
+    """
+    dtype = jnp.result_type(float) if data.stream else data.X.dtype
+    n_init = 1 if user_init.complete else config.n_init
+    moments = config.resolved_moments(dtype, data.has_missing)
+    k_max = max(ks)
+    n_rows = data.X.shape[0]
+    chunk_size = min(config.chunk_size, n_rows) if config.chunk_size is not None else None
+    chunk_size = chunk_size or default_chunk_size(n_rows, k_max, data.n_features, n_init * len(ks), moments)
+    scaled_init = UserInit(  # host arrays; the covariances become Cholesky factors in the program
+        None if user_init.weights is None else np.asarray(user_init.weights, dtype),
+        None if user_init.means is None else np.asarray((user_init.means - data.center) / data.scale, dtype),
+        None if user_init.scale is None else np.asarray(user_init.scale / data.scale**2, dtype),
+    )
+    program = Program(
+        k=k_max,
+        covariance_type=config.covariance_type,
+        init=config.init,
+        moments=moments,
+        degenerate=config.degenerate,
+        history_size=bucket_size(config.max_iter + 1),
+        chunk_size=chunk_size,
+        sequential=data.stream or _memory.on_cpu(data.X),
+        mesh=data.mesh,
+    )
+    if data.stream:
+        fits, notices = [], []
+        for k in ks:
+            fit, fit_notices = _fit_streamed(data, k, program, scaled_init, config, seed=seed, n_init=n_init)
+            fits += fit
+            notices += fit_notices
+        return fits, notices
+    fit_settings = settings(data, k_max, config, dtype)
+    draws = init_draws(seed, n_init, k_max, config.init, data.n_positive)
+    states, log_likelihoods = _memory.fit_batch(
+        data.X,
+        data.weights,
+        np.broadcast_to(draws, (len(ks),) + draws.shape),
+        np.arange(k_max)[None, :] < np.asarray(ks)[:, None],
+        fit_settings,
+        scaled_init,
+        program=program,
+    )
+    return _results(data, ks, states, log_likelihoods, fit_settings, config)
+
+
+def _fit_streamed(data: PreparedData, k: int, program: Program, scaled_init: UserInit, config: EMConfig, *, seed, n_init):
+    """One streamed fit (``_streaming``) with ``k`` components."""
+    dtype = jnp.result_type(float)
+    program = Program(**{**program.__dict__, "k": k, "history_size": config.max_iter + 1})
+    fit_settings = settings(data, k, config, dtype)
+    host = _streaming.HostRows.of(data, dtype, program.chunk_size)
+    states = _streaming.fit(
+        host, init_draws(seed, n_init, k, config.init, data.n_positive), fit_settings, scaled_init, program
+    )
+    best = int(np.argmax(np.asarray(states.log_likelihood)))
+    log_likelihoods = np.asarray(states.log_likelihood)[None]
+    best_state = jax.tree.map(lambda leaf: leaf[best][None], states)
+    return _results(data, [k], best_state, log_likelihoods, fit_settings, config)
+
+
+def _results(data: PreparedData, ks, states, log_likelihoods, fit_settings: Settings, config: EMConfig):
+    """GridFits (data scale) from the best state of each group, with their notices, or a DegenerateFitError."""
+    states, log_likelihoods = jax.device_get((states, log_likelihoods))
+    fits, notices = [], []
+    for group, k in enumerate(ks):
+        state = jax.tree.map(lambda leaf, group=group: leaf[group], states)
+        if bool(state.failed) or not np.isfinite(float(state.log_likelihood)):
+            raise DegenerateFitError(config.context + _DEGENERATE_ERROR.format(reg_covar=config.reg_covar, k=k))
+        state = state._replace(
+            params=_first_components(state.params, k), events=jax.tree.map(lambda leaf, k=k: leaf[:k], state.events)
+        )
+        notices += _degenerate_notices(
+            state.events, config, fallback_reg=float(fit_settings.fallback_reg) * data.scale**2
+        )
+        result, result_notices = _result(data, state, log_likelihoods[group], config)
+        notices += result_notices
+        fits.append(GridFit(result, float(state.max_log_resp)))
+    return fits, notices
+
+
+def _first_components(params: GMMParams, k: int) -> GMMParams:
+    """The first ``k`` components (those in use; their weights already sum to 1), NumPy leaves."""
+    scale = np.asarray(params.structure.permute(params.scale, np.arange(k)))  # NumPy indexing (or tied: as is)
+    return GMMParams(params.weights[:k], params.means[:k], scale, params.covariance_type)
+
+
+def _result(data: PreparedData, state: EMState, restart_log_likelihoods, config: EMConfig):
+    """The EMResult on the data's scale, and a non-convergence notice if the fit did not converge."""
+    context, tol, max_iter = config.context, config.tol, config.max_iter
+    notices = []
+    n_iter = int(state.n_iter)
+    converged = bool(abs(float(state.change)) < tol)
+    if not converged and max_iter > 0:
+        notices.append(
+            Notice(
+                f"{context}EM did not converge in max_iter={max_iter} iterations: the last change in mean "
+                f"log-likelihood was {float(state.change):.3g} (tol={tol:g}). Increase max_iter or "
+                "tol, or try other initialisations (n_init, init).",
+                ConvergenceWarning,
+            )
+        )
+    params = state.params  # NumPy leaves (device_get), rescaled on the host
+    dtype = params.means.dtype
+    d = params.n_features
+    means = params.means * data.scale + data.center
+    scale = params.scale * data.scale
+    covariances = np.asarray(params.structure.covariances(scale.astype(dtype)))
+    if not (np.all(np.isfinite(means.astype(dtype))) and np.all(np.isfinite(covariances))):
+        largest = float(np.max(np.abs(scale.astype(np.float64)))) ** 2  # the order of the largest variance
+        raise ValueError(
+            f"{context}The fitted means or covariances do not fit in {np.dtype(dtype).name} (variances near "
+            f"{largest:.3g}; the largest {np.dtype(dtype).name} is {np.finfo(dtype).max:.3g}). "
+            "Enable float64 (jax.config.update('jax_enable_x64', True)) or divide X by a constant first."
+        )
+    params = GMMParams(
+        to_device(params.weights, dtype),
+        to_device(means, dtype),
+        to_device(scale, dtype),
+        params.covariance_type,
+    )
+    # the density of a row's observed entries changes by scale^(−observed features)
+    log_scale = (d if data.observed_features is None else data.observed_features) * math.log(data.scale)
+    history = np.asarray(state.history)[: n_iter + 1] - log_scale
+    return EMResult(
+        params,
+        float(state.log_likelihood) - log_scale,
+        n_iter,
+        converged,
+        history,
+        np.asarray(restart_log_likelihoods) - log_scale,
+    ), notices
+
+
+def _degenerate_notices(events: DegenerateEvents, config: EMConfig, *, fallback_reg: float) -> list[Notice]:
+    """What ``repair`` did to the returned restart, one notice per component and kind."""
+    context, notices = config.context, []
+    for component in np.flatnonzero(np.asarray(events.reseeded)):
+        notices.append(
+            Notice(
+                f"{context}EM re-seeded component {component} {int(events.reseeded[component])} time(s), first at "
+                f"iteration {int(events.first_reseed[component])}: it was empty (held under {EMPTY_FRACTION:g} of "
+                "an average row's weight) or its covariance could not be made positive definite. It restarted at "
+                "the worst-fitting row with the data's covariance. Fewer components (k) may fit these data better.",
+                DegenerateComponentWarning,
+            )
+        )
+    for component in np.flatnonzero(np.asarray(events.regularised)):
+        notices.append(
+            Notice(
+                f"{context}EM regularised the covariance of component {component} in "
+                f"{int(events.regularised[component])} M-step(s), first at iteration "
+                f"{int(events.first_regularised[component])}: with reg_covar={config.reg_covar:g} it was not "
+                "positive definite (the component sat on too few distinct points, duplicate rows or a constant "
+                f"feature), so reg_covar={fallback_reg:.3g} was added to its diagonal instead. Increase reg_covar, "
+                "use fewer components or covariance_type='diag'.",
+                DegenerateComponentWarning,
+            )
+        )
+    return notices
+

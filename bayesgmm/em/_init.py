@@ -1,0 +1,383 @@
+"""Initialisation of EM: the table ``INIT_METHODS`` (k-means, k-means++, random, data points).
+
+Each method is one ``InitMethod`` record, used by both drivers (in memory and streamed):
+its host random draws, how its starting rows are chosen (in the program, or on the host
+block by block for streamed rows), whether Lloyd's iterations refine them, and the
+``InitialAssignment`` it builds: a function giving the initial responsibilities of a chunk
+of rows, and the shift about which the first statistics are accumulated. ``_kernels`` turns
+those into parameters with one M-step, exactly as scikit-learn's
+``GaussianMixture._initialize`` does.
+
+Pure functions: the drivers jit and vmap them over restarts. The streamed variants take any
+object with ``HostRows``' interface (``blocks``, ``rows``, ``reduce``, ``weights``, ...).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array, lax
+
+from bayesgmm.chunks import Rows, accumulate
+
+_MAX_TRIALS = 8  # k-means++ candidates drawn per center (more for k > 403); 2 + floor(log k) are used
+
+
+class InitialAssignment(NamedTuple):
+    """How to start EM.
+
+    responsibilities : (x (c, d), row_ids (c,), chunk_index ()) -> (k, c)
+    shift : (k, d) means about which the initial statistics are accumulated.
+    """
+
+    responsibilities: Callable[[Array, Array, Array], Array]
+    shift: Array
+
+
+def _squared_distances(x: Array, centers: Array) -> Array:
+    """(k, c) squared Euclidean distances by direct differences (no cancellation)."""
+    diff = x[None, :, :] - centers[:, None, :]
+    return jnp.sum(diff * diff, axis=-1)
+
+
+def _n_local_trials(n_centers) -> Array:
+    """scikit-learn's number of k-means++ candidates per center, ``2 + floor(log k)``."""
+    return 2 + jnp.floor(jnp.log(n_centers)).astype(jnp.int32)
+
+
+def kmeans_plusplus(draws: Array, X: Array, weights: Array, k: int, n_active=None) -> Array:
+    """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007; scikit-learn's variant).
+
+    The first center is a row drawn with probability proportional to its weight; each
+    next one is the best (lowest potential) of ``2 + floor(log k)`` candidates drawn with
+    probability proportional to ``w_i D(x_i)²``.
+
+    Parameters
+    ----------
+    draws : (k, T) uniforms on [0, 1): row ``i`` draws the candidates for center ``i``
+        (``init_draws``; the first center uses ``draws[0, 0]``)
+    X : (n, d) rows
+    weights : (n,) row weights; zero for padding rows, which are never chosen.
+    k : number of centers (static)
+    n_active : int array (), optional
+        Seed only the first ``n_active <= k`` centers (the rest repeat the first); with the
+        same draws, the first ``n_active`` equal those of a run with ``k = n_active``. Used
+        to batch fits with different numbers of components.
+
+    Returns
+    -------
+    indices : (k,) int rows of ``X`` chosen as centers.
+
+    References
+    ----------
+    D. Arthur and S. Vassilvitskii, "k-means++: the advantages of careful seeding", SODA 2007.
+    """
+    n_active = jnp.asarray(k if n_active is None else n_active)
+    n_trials = _n_local_trials(n_active)
+    draws = draws.astype(X.dtype)
+    trials = jnp.arange(draws.shape[1])
+
+    def add_center(i, carry):
+        indices, closest = carry  # closest: w_i D(x_i)² (the weights before the first center)
+        cumulative = jnp.cumsum(closest)
+        candidates = jnp.clip(jnp.searchsorted(cumulative, draws[i] * cumulative[-1]), 0, X.shape[0] - 1)
+        distances = _squared_distances(X, X[candidates]) * weights  # (T, n)
+        candidate_closest = jnp.where(i == 0, distances, jnp.minimum(closest, distances))
+        usable = jnp.where(i == 0, trials < 1, trials < n_trials)  # the first center is one plain draw
+        best = jnp.argmin(jnp.where(usable, jnp.sum(candidate_closest, axis=-1), jnp.inf))
+        chosen = i < n_active
+        indices = indices.at[i].set(jnp.where(chosen, candidates[best], indices[0]).astype(indices.dtype))
+        return indices, jnp.where(chosen, candidate_closest[best], closest)
+
+    indices = jnp.zeros((k,), dtype=jnp.int32)
+    indices, _ = lax.fori_loop(0, k, add_center, (indices, weights.astype(X.dtype)))
+    return indices
+
+
+def nearest(x: Array, centers: Array, active: Array) -> Array:
+    """(c,) index of the nearest active center of each row."""
+    return jnp.argmin(jnp.where(active[:, None], _squared_distances(x, centers), jnp.inf), axis=0)
+
+
+def lloyd(rows: Rows, centers: Array, active: Array, *, max_iter: int = 300, tol: float = 1e-4) -> Array:
+    """Lloyd's k-means iterations over weighted, chunked rows.
+
+    Stops when the total squared center shift is at most ``tol`` times the mean
+    feature variance (scikit-learn's rule) or after ``max_iter`` iterations.
+    Empty clusters keep their center.
+
+    Parameters
+    ----------
+    rows : Rows (chunks and row weights)
+    centers : (k, d) starting centers
+    active : (k,) bool; inactive centers are never assigned rows
+
+    Returns
+    -------
+    centers : (k, d)
+    """
+    k = centers.shape[0]
+    X, weights = rows.flat()
+    total = jnp.sum(weights)
+    mean = weights @ X / total
+    variance = weights @ (X - mean) ** 2 / total
+    threshold = tol * jnp.mean(variance)
+
+    def sums_and_counts(centers):
+        def per_chunk(x, w, row_ids, chunk_index):
+            one_hot = jax.nn.one_hot(nearest(x, centers, active), k, axis=0, dtype=x.dtype) * w
+            return one_hot @ x, jnp.sum(one_hot, axis=1)
+
+        return accumulate(rows, per_chunk)
+
+    def body(state):
+        i, centers, _ = state
+        sums, counts = sums_and_counts(centers)
+        new = jnp.where(counts[:, None] > 0, sums / jnp.where(counts > 0, counts, 1)[:, None], centers)
+        return i + 1, new, jnp.sum((new - centers) ** 2)
+
+    def cond(state):
+        i, _, shift = state
+        return (i < max_iter) & (shift > threshold)
+
+    _, centers, _ = lax.while_loop(cond, body, (0, centers, jnp.asarray(jnp.inf, centers.dtype)))
+    return centers
+
+
+def from_centers(centers: Array, active: Array) -> InitialAssignment:
+    """Hard assignments of every row to its nearest active center (the "kmeans" start)."""
+    k = centers.shape[0]
+
+    def responsibilities(x, row_ids, chunk_index):
+        return jax.nn.one_hot(nearest(x, centers, active), k, axis=0, dtype=x.dtype)
+
+    return InitialAssignment(responsibilities, centers)
+
+
+def from_rows(indices: Array, rows_at_indices: Array, active: Array) -> InitialAssignment:
+    """Component ``j`` holds row ``indices[j]`` alone ("k-means++", "random_from_data")."""
+
+    def responsibilities(x, row_ids, chunk_index):
+        return ((indices[:, None] == row_ids[None, :]) & active[:, None]).astype(x.dtype)
+
+    return InitialAssignment(responsibilities, rows_at_indices)
+
+
+def from_random(seed: Array, active: Array, shift: Array) -> InitialAssignment:
+    """Responsibilities uniform on [0, 1), normalised per row; chunk ``i`` draws from ``fold_in(key, i)``.
+
+    ``shift`` (k, d): the point about which the first statistics are accumulated (the origin).
+    """
+    key = jax.random.key(seed)
+    k = active.shape[0]
+
+    def responsibilities(x, row_ids, chunk_index):
+        uniform = jax.random.uniform(jax.random.fold_in(key, chunk_index), (k, x.shape[0]), dtype=x.dtype)
+        uniform = uniform * active[:, None]
+        return uniform / jnp.sum(uniform, axis=0, keepdims=True)
+
+    return InitialAssignment(responsibilities, shift)
+
+
+def rows_of_ranks(ranks: Array, weights: Array) -> Array:
+    """Indices of the rows of the given ranks (0-based) among the rows of positive weight."""
+    return jnp.searchsorted(jnp.cumsum(weights > 0), ranks + 1).astype(jnp.int32)
+
+
+# ----------------------------------------------------------------------------- host draws
+
+
+def _uniform_trials(stream: np.random.Generator, k: int, n_positive: int) -> np.ndarray:
+    """(k, T) uniforms on [0, 1): the k-means++ candidates of every center."""
+    return stream.random((k, max(_MAX_TRIALS, 2 + int(math.log(k)))))
+
+
+def _distinct_ranks(stream: np.random.Generator, k: int, n_positive: int) -> np.ndarray:
+    """(k,) int ranks of distinct rows among those of positive weight."""
+    return stream.permutation(n_positive)[:k].astype(np.int32)
+
+
+def _uint32_seed(stream: np.random.Generator, k: int, n_positive: int) -> np.ndarray:
+    """() uint32 seed of the responsibilities drawn in the program."""
+    return np.asarray(stream.integers(0, 2**32, dtype=np.uint32))
+
+
+# ----------------------------------------------------------------------------- starting rows in the program
+
+
+def _kmeans_plusplus_rows(draws: Array, X: Array, weights: Array, k: int, n_active) -> Array:
+    return kmeans_plusplus(draws, X, weights, k, n_active)
+
+
+def _rows_of_draws(draws: Array, X: Array, weights: Array, k: int, n_active) -> Array:
+    return rows_of_ranks(draws, weights)
+
+
+def _no_rows(draws: Array, X: Array, weights: Array, k: int, n_active) -> Array:
+    return jnp.zeros((k,), jnp.int32)
+
+
+# ----------------------------------------------------------------------------- starting rows on the host (streamed)
+
+
+@jax.jit
+def _candidate_distances(rows: Rows, candidates, closest_block, first):
+    """(R, T, rows) ``w D²`` to each candidate, min with ``closest`` unless it is the first center."""
+    x, w = rows.flat()
+    distances = jnp.sum((x[None, None, :, :] - candidates[:, :, None, :]) ** 2, axis=-1) * w
+    return jnp.where(first, distances, jnp.minimum(closest_block[:, None, :], distances))
+
+
+def _kmeans_plusplus_host_rows(host, draws: np.ndarray, k: int, n_active: int) -> np.ndarray:
+    """``kmeans_plusplus`` for every restart at once over streamed rows: (R, k) row indices.
+
+    The ``w D²`` sums (R, n) stay on the host in float64; each center takes two passes.
+    """
+    restarts, _, n_trials_max = draws.shape
+    n_rows = host.n_blocks * host.block_rows  # padded with rows of weight 0, which are never drawn
+    weights = np.zeros(n_rows)
+    weights[: host.n_samples] = host.weights
+    closest = np.broadcast_to(weights, (restarts, n_rows)).copy()
+    indices = np.zeros((restarts, k), np.int64)
+    n_trials = 2 + int(np.floor(np.log(n_active)))
+    for i in range(min(k, n_active)):
+        cumulative = np.cumsum(closest, axis=1)
+        targets = draws[:, i, :] * cumulative[:, -1:]
+        candidates = np.stack([np.searchsorted(c, t) for c, t in zip(cumulative, targets)])
+        candidates = np.clip(candidates, 0, n_rows - 1)
+        candidate_rows = jnp.asarray(host.rows(candidates), host.dtype)
+        potentials = np.zeros((restarts, n_trials_max))
+        for start, block in host.blocks():
+            part = _candidate_distances(block, candidate_rows, closest[:, start : start + host.block_rows], i == 0)
+            potentials += np.asarray(jnp.sum(part, axis=-1), np.float64)
+        usable = np.arange(n_trials_max) < (1 if i == 0 else n_trials)
+        best = np.argmin(np.where(usable, potentials, np.inf), axis=1)
+        indices[:, i] = candidates[np.arange(restarts), best]
+        chosen = candidate_rows[np.arange(restarts), best][:, None, :]
+        for start, block in host.blocks():
+            part = _candidate_distances(block, chosen, closest[:, start : start + host.block_rows], i == 0)
+            closest[:, start : start + host.block_rows] = np.asarray(part[:, 0], np.float64)
+    indices[:, n_active:] = indices[:, :1]
+    return indices
+
+
+def _host_rows_of_draws(host, draws: np.ndarray, k: int, n_active: int) -> np.ndarray:
+    return np.flatnonzero(host.weights > 0)[np.asarray(draws)]
+
+
+def _no_host_rows(host, draws: np.ndarray, k: int, n_active: int) -> np.ndarray:
+    return np.zeros((draws.shape[0], k), np.int64)
+
+
+@functools.partial(jax.jit, static_argnames="k")
+def _lloyd_sums(rows: Rows, *, centers, active, k):
+    def per_chunk(centers, x, w):
+        one_hot = jax.nn.one_hot(nearest(x, centers, active), k, axis=0, dtype=x.dtype) * w
+        return one_hot @ x, jnp.sum(one_hot, axis=1)
+
+    return jax.vmap(lambda c: accumulate(rows, lambda x, w, row_ids, index: per_chunk(c, x, w)))(centers)
+
+
+def lloyd_host(host, centers: np.ndarray, active, *, max_iter: int = 300, tol: float = 1e-4) -> np.ndarray:
+    """``lloyd`` for every restart at once over streamed rows, one pass per iteration; (R, k, d) centers."""
+    k = centers.shape[1]
+    threshold = tol * float(np.mean(np.diag(host.covariance)))
+    done = np.zeros(centers.shape[0], bool)
+    for _ in range(max_iter):
+        current = jnp.asarray(centers, host.dtype)
+        sums, counts = host.reduce(functools.partial(_lloyd_sums, centers=current, active=active, k=k))
+        sums, counts = np.asarray(sums, np.float64), np.asarray(counts, np.float64)
+        new = np.where(counts[..., None] > 0, sums / np.where(counts > 0, counts, 1)[..., None], centers)
+        shift = np.sum((new - centers) ** 2, axis=(1, 2))
+        centers = np.where(done[:, None, None], centers, new)
+        done |= shift <= threshold
+        if done.all():
+            break
+    return centers
+
+
+# ----------------------------------------------------------------------------- assignments
+
+
+def _nearest_center(shift: Array, indices: Array, draws: Array, active: Array) -> InitialAssignment:
+    return from_centers(shift, active)
+
+
+def _one_row_each(shift: Array, indices: Array, draws: Array, active: Array) -> InitialAssignment:
+    return from_rows(indices, shift, active)
+
+
+def _random_responsibilities(shift: Array, indices: Array, draws: Array, active: Array) -> InitialAssignment:
+    return from_random(draws, active, shift)
+
+
+class InitMethod(NamedTuple):
+    """One initialisation method, for both drivers.
+
+    draw : (stream np.random.Generator, k, n_positive) -> one restart's host draws
+    seed_rows : (draws, X (n, d), weights (n,), k, n_active) -> (k,) int starting rows, in the program
+    seed_host_rows : (host, draws (R, ...), k, n_active) -> (R, k) int starting rows of streamed rows
+    from_rows : bool, the start is made of the starting rows (False: about the origin, no rows)
+    refine : bool, Lloyd's iterations move the starting rows (``lloyd`` / ``lloyd_host``)
+    assignment : (shift (k, d), indices (k,), draws, active (k,)) -> InitialAssignment
+    """
+
+    draw: Callable
+    seed_rows: Callable
+    seed_host_rows: Callable
+    from_rows: bool
+    refine: bool
+    assignment: Callable
+
+
+INIT_METHODS: dict[str, InitMethod] = {
+    # k-means++ seeding then Lloyd iterations; hard assignments to the nearest center
+    "kmeans": InitMethod(_uniform_trials, _kmeans_plusplus_rows, _kmeans_plusplus_host_rows, True, True, _nearest_center),
+    # k-means++ seeds; one point per component (covariance = reg_covar)
+    "k-means++": InitMethod(_uniform_trials, _kmeans_plusplus_rows, _kmeans_plusplus_host_rows, True, False, _one_row_each),
+    # responsibilities uniform on [0, 1), normalised per row
+    "random": InitMethod(_uint32_seed, _no_rows, _no_host_rows, False, False, _random_responsibilities),
+    # k distinct rows of positive weight; one point per component
+    "random_from_data": InitMethod(_distinct_ranks, _rows_of_draws, _host_rows_of_draws, True, False, _one_row_each),
+}
+
+
+def init_draws(seed, n_init: int, k: int, method: str, n_positive: int) -> np.ndarray:
+    """The random numbers every restart's initialisation needs, drawn on the host: (n_init, ...).
+
+    Drawing them with NumPy (one independent stream per restart, from
+    ``SeedSequence(seed).spawn``) keeps the random-number generator out of the compiled
+    program, where each call site costs about half a second of XLA compilation; and each
+    restart's draws do not depend on ``n_init``, nor their first rows on ``k``.
+
+    ``seed`` is an int or a JAX PRNG key (its bits seed the streams). Per restart:
+    kmeans, k-means++: (k, T) uniforms; random_from_data: (k,) int ranks of distinct rows
+    among those of positive weight (so the rows drawn do not depend on padding or on how
+    rows are laid out on devices); random: a uint32 seed.
+    """
+    if not isinstance(seed, (int, np.integer)):  # a JAX key
+        seed = [int(word) for word in np.asarray(jax.random.key_data(seed)).ravel()]
+    streams = [np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(n_init)]
+    draw = INIT_METHODS[method].draw
+    return np.stack([draw(stream, k, n_positive) for stream in streams])
+
+
+def initial_assignment(method: str, draws: Array, rows: Rows, k: int, active: Array) -> InitialAssignment:
+    """Initial responsibilities for EM in the program by ``method`` (see ``INIT_METHODS``).
+
+    ``draws`` are one restart's ``init_draws``. Only the ``active`` components (a (k,)
+    bool mask, a prefix) get rows.
+    """
+    entry = INIT_METHODS[method]
+    flat, flat_weights = rows.flat()
+    indices = entry.seed_rows(draws, flat, flat_weights, k, jnp.sum(active))
+    shift = flat[indices] if entry.from_rows else jnp.zeros((k, rows.n_features), flat.dtype)
+    if entry.refine:
+        shift = lloyd(rows, shift, active)
+    return entry.assignment(shift, indices, draws, active)

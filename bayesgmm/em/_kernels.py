@@ -1,0 +1,255 @@
+"""EM's kernels: pure functions of (state, statistics, settings), shared by every driver.
+
+blackjax-style: ``start_state`` builds the loop state from initial parameters, ``advance``
+makes one EM iteration from an E-step's statistics (M-step, repair, stopping rule,
+history), ``finish`` closes a fit. The in-memory driver calls them inside a
+``lax.while_loop``; the streaming driver between host passes over blocks of rows. Also here:
+``m_step`` (scikit-learn's), ``repair`` (what EM does with degenerate components), and the
+initial parameters from an ``InitialAssignment``. Pure, unjitted, ``vmap``-safe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from jax import Array, lax
+
+from bayesgmm.chunks import Rows, accumulate
+from bayesgmm.covariance import get_structure
+from bayesgmm.em._init import InitialAssignment
+from bayesgmm.em._state import DegenerateEvents, EMState, Settings, SufficientStatistics, UserInit
+from bayesgmm.params import GMMParams
+
+# A component holding less than this fraction of one average row's weight is empty.
+EMPTY_FRACTION = 1e-3
+
+
+def m_step(stats: SufficientStatistics, reg_covar, covariance_type: str, active: Array | None = None) -> GMMParams:
+    """New parameters from statistics about ``stats.shift`` (scikit-learn's M-step).
+
+    ``n_k = Σ w r_ik + 10 ε``, ``μ_k = shift_k + Σ w r (x − shift_k) / n_k``, covariance
+    about the new means divided by ``n_k`` plus ``reg_covar`` on the diagonal, weights
+    ``n_k / Σ n_k``. Components outside ``active`` keep weight exactly 0.
+    """
+    structure = get_structure(covariance_type)
+    nk = stats.counts + 10 * jnp.finfo(stats.counts.dtype).eps
+    if active is not None:
+        nk = jnp.where(active, nk, 0.0)
+    safe_nk = jnp.where(nk > 0, nk, 1.0)
+    delta = stats.first / safe_nk[:, None]
+    scale = structure.scale_from_moments(stats.counts, safe_nk, stats.first, delta, stats.second, reg_covar)
+    return GMMParams(nk / jnp.sum(nk), stats.shift + delta, scale, covariance_type)
+
+
+def repair(
+    params: GMMParams, stats: SufficientStatistics, seed_row: Array | None, settings: Settings
+) -> tuple[GMMParams, Array, Array]:
+    """Fix degenerate components after an M-step; returns ``(params, reseeded (k,), regularised (k,))``.
+
+    - A covariance that is not positive definite (non-finite Cholesky factor; a component on
+      one point or duplicates with ``reg_covar`` 0, a constant feature...) is recomputed with
+      ``fallback_reg`` on its diagonal instead of ``reg_covar``.
+    - An empty component (``Σ w r < EMPTY_FRACTION`` of an average row's weight) or one still
+      invalid is re-seeded: mean at the worst-fitting row (``seed_row``; one empty component
+      per M-step, the first, so that two never restart at the same row; the others wait with
+      their tiny weight), covariance the data's (``reseed_scale``) shrunk by ``k^(−2/d)`` (the
+      share of the data's volume of one of ``k`` components; tied: the shared covariance is
+      kept unless it is itself invalid), weight ``1/k``; then the weights are renormalised.
+
+    Inactive components are left as they are. ``settings`` give ``reg_covar``,
+    ``fallback_reg``, ``reseed_scale`` (in the program's layout), ``mean_row_weight`` and
+    ``active``.
+    """
+    fallback_reg, reseed_scale = settings.fallback_reg, settings.reseed_scale
+    mean_row_weight, active = settings.mean_row_weight, settings.active
+    structure = params.structure
+    k = params.n_components
+    valid = structure.component_valid(params.scale, k)
+    regularised = active & ~valid
+    nk = stats.counts + 10 * jnp.finfo(stats.counts.dtype).eps
+    safe_nk = jnp.where(active, nk, 1.0)
+    delta = stats.first / safe_nk[:, None]
+    fallback = structure.scale_from_moments(stats.counts, safe_nk, stats.first, delta, stats.second, fallback_reg)
+    scale = structure.reset_components(regularised, fallback, params.scale)
+    still_invalid = active & ~structure.component_valid(scale, k)
+    empty = active & (stats.counts < EMPTY_FRACTION * mean_row_weight)
+    if seed_row is None:  # initial parameters: nothing to re-seed from yet
+        return dataclasses.replace(params, scale=scale), jnp.zeros_like(empty), regularised
+    first_empty = jnp.arange(k) == jnp.argmax(empty)
+    reseeded = (empty & first_empty) | still_invalid
+    n_active = jnp.sum(active)
+    means = jnp.where(reseeded[:, None], seed_row, params.means)
+    shrink = n_active.astype(scale.dtype) ** (-1.0 / params.n_features)
+    scale = structure.reset_components(reseeded, reseed_scale * shrink, scale)
+    weights = params.weights * jnp.sum(jnp.where(active, nk, 0.0))
+    weights = jnp.where(reseeded, jnp.sum(weights) / n_active, weights)
+    weights = jnp.where(active, weights, 0.0)
+    weights = weights / jnp.sum(weights)
+    return GMMParams(weights, means, scale, params.covariance_type), reseeded, regularised
+
+
+def keep_inactive(structure, new: GMMParams, old: GMMParams, active: Array) -> GMMParams:
+    """Inactive components keep their (finite, unused) means and scale; their weight stays 0."""
+    means = jnp.where(active[:, None], new.means, old.means)
+    return dataclasses.replace(new, means=means, scale=structure.reset_components(~active, old.scale, new.scale))
+
+
+def initial_statistics(assignment: InitialAssignment, rows: Rows, covariance_type: str) -> SufficientStatistics:
+    """Statistics of the initial responsibilities, about ``assignment.shift`` (scikit-learn's start)."""
+    structure = get_structure(covariance_type)
+    k, d = assignment.shift.shape
+    dtype = rows.chunks.dtype
+    inverse = structure.inverse_scale(structure.identity_scale(k, d, dtype))
+
+    def chunk_statistics(x, w, row_ids, chunk_index):
+        resp = assignment.responsibilities(x, row_ids, chunk_index) * w
+        y = structure.whiten(x, assignment.shift, inverse)
+        return SufficientStatistics(
+            counts=jnp.sum(resp, axis=1),
+            first=jnp.einsum("kc,kdc->kd", resp, y, precision="highest"),
+            second=structure.second_moment(resp, y, jnp.sum(y * y, axis=1)),
+            log_likelihood=jnp.zeros((), dtype),
+            max_log_resp=jnp.zeros((), dtype),
+        )
+
+    return accumulate(rows, chunk_statistics)._replace(shift=assignment.shift)
+
+
+def initial_params(stats: SufficientStatistics, settings: Settings, user_init: UserInit, *, covariance_type, degenerate):
+    """One M-step from the initial statistics, then the user-given parts; ``(params, regularised (k,))``."""
+    structure = get_structure(covariance_type)
+    k, d = stats.shift.shape
+    params = m_step(stats, settings.reg_covar, covariance_type, settings.active)
+    start = GMMParams(params.weights, stats.shift, structure.identity_scale(k, d, stats.shift.dtype), covariance_type)
+    params = keep_inactive(structure, params, start, settings.active)
+    regularised = jnp.zeros((k,), bool)
+    if degenerate == "reseed":
+        params, _, regularised = repair(params, stats, None, settings)
+    weights_init, means_init, scale_init = user_init
+    params = GMMParams(
+        params.weights if weights_init is None else weights_init,
+        params.means if means_init is None else means_init,
+        params.scale if scale_init is None else scale_init,
+        covariance_type,
+    )
+    return params, regularised
+
+
+def user_params(user_init: UserInit, covariance_type: str) -> GMMParams | None:
+    """The initial parameters when the user gave all three, else None."""
+    if not user_init.complete:
+        return None
+    return GMMParams(*user_init, covariance_type)
+
+
+def all_finite(params: GMMParams) -> Array:
+    return jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(params)]))
+
+
+def invalid(params: GMMParams, active: Array) -> Array:
+    """Some parameter is not finite, or an active component's covariance is not positive definite."""
+    valid = params.structure.component_valid(params.scale, params.n_components)
+    return ~all_finite(params) | jnp.any(active & ~valid)
+
+
+def start_state(params: GMMParams, regularised: Array, settings: Settings, *, history_size: int) -> EMState:
+    """The loop state before the first E-step, from the initial parameters."""
+    dtype = params.dtype
+    k = params.n_components
+    failed = invalid(params, settings.active)
+    return EMState(
+        params=params,
+        n_iter=jnp.asarray(0),
+        last_log_likelihood=jnp.asarray(-jnp.inf, dtype),
+        change=jnp.asarray(jnp.inf, dtype),
+        stop=settings.max_iter == 0,
+        done=failed,
+        failed=failed,
+        log_likelihood=jnp.asarray(-jnp.inf, dtype),
+        max_log_resp=jnp.asarray(0.0, dtype),
+        history=jnp.full((history_size,), jnp.nan, dtype),
+        events=DegenerateEvents.none(k).record(0, jnp.zeros((k,), bool), regularised),
+    )
+
+
+def advance(
+    state: EMState,
+    stats: SufficientStatistics,
+    seed_row: Array,
+    settings: Settings,
+    *,
+    degenerate: str,
+) -> EMState:
+    """One EM iteration after its E-step: M-step, repair, stopping rule, history.
+
+    ``stats`` are the E-step statistics of ``state.params`` and ``seed_row`` (d,) the row
+    with the lowest log-likelihood under them. If the previous iteration was the last
+    (``state.stop``), these statistics only score the returned parameters and the state is
+    finished; otherwise the M-step runs. Keeping the E-step outside lets the in-memory loop
+    (``while_loop``) and the streaming driver (a host loop over blocks) share this.
+    """
+    params = state.params
+    structure = params.structure
+    active = settings.active
+    dtype = stats.log_likelihood.dtype
+    log_likelihood = stats.log_likelihood / settings.total_weight
+    history = state.history.at[state.n_iter].set(log_likelihood)
+    new = m_step(stats, settings.reg_covar, params.covariance_type, active)
+    new = keep_inactive(structure, new, params, active)
+    events = state.events
+    if degenerate == "reseed":
+
+        def repaired(new):
+            new, reseeded, regularised = repair(new, stats, seed_row, settings)
+            return new, events.record(state.n_iter + 1, reseeded, regularised)
+
+        # the repair runs only when needed (a real branch unless vmapped with other fits)
+        empty = stats.counts < EMPTY_FRACTION * settings.mean_row_weight
+        needed = jnp.any(active & (empty | ~structure.component_valid(new.scale, new.n_components)))
+        new, events = lax.cond(needed, repaired, lambda new: (new, events), new)
+    change = log_likelihood - state.last_log_likelihood
+    n_iter = state.n_iter + 1
+
+    def running():
+        failed = invalid(new, active)
+        return EMState(
+            params=new,
+            n_iter=n_iter,
+            last_log_likelihood=log_likelihood,
+            change=change,
+            stop=(jnp.abs(change) < settings.tol) | (n_iter >= settings.max_iter),
+            done=failed,
+            failed=failed,
+            log_likelihood=jnp.where(failed, -jnp.inf, log_likelihood).astype(dtype),
+            max_log_resp=state.max_log_resp,
+            history=history,
+            events=events,
+        )
+
+    def finished():  # this E-step scored the returned parameters
+        return state._replace(
+            done=True, log_likelihood=log_likelihood, max_log_resp=stats.max_log_resp, history=history
+        )
+
+    return lax.cond(state.stop, finished, running)
+
+
+def finish(state: EMState) -> EMState:
+    """A failed fit scores −inf."""
+    return state._replace(log_likelihood=jnp.where(jnp.isfinite(state.log_likelihood), state.log_likelihood, -jnp.inf))
+
+
+def device_settings(settings: Settings, structure, k: int) -> Settings:
+    """In the program: the re-seed covariance as the type's Cholesky factor for ``k`` components."""
+    return settings._replace(
+        reseed_scale=structure.from_covariances(structure.layout_from_full(settings.reseed_scale, k))
+    )
+
+
+def device_user_init(user_init: UserInit, structure) -> UserInit:
+    """In the program: user-given covariances (rescaled, scikit-learn's layout) as Cholesky factors."""
+    return user_init._replace(scale=None if user_init.scale is None else structure.from_covariances(user_init.scale))
+
+

@@ -1,0 +1,101 @@
+"""The in-memory (and sharded) driver: every restart's EM loop in one compiled program.
+
+``fit_batch`` chunks the rows (``chunks.chunk_rows``: on one device, or each device its
+own rows when sharded over a mesh), initialises each restart (``_init.INIT_METHODS``), runs
+``_kernels.advance`` in a ``lax.while_loop`` after each E-step (``_estep.E_STEPS``), and
+keeps each group's best restart. Restarts and groups run one after another on CPU
+(``lax.map``) and vmapped on accelerators. The program's static part is one ``Program``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import Array, lax
+
+from bayesgmm.chunks import Rows, chunk_rows
+from bayesgmm.em._config import Program
+from bayesgmm.em._estep import e_step, fill_missing
+from bayesgmm.em._init import initial_assignment
+from bayesgmm.em._kernels import (
+    advance,
+    device_settings,
+    device_user_init,
+    finish,
+    initial_params,
+    initial_statistics,
+    start_state,
+    user_params,
+)
+from bayesgmm.em._state import EMState, Settings, UserInit
+
+
+def fit_one(draws: Array, rows: Rows, settings: Settings, user_init: UserInit, program: Program) -> EMState:
+    """One restart: initialise, then E/M steps in a ``while_loop`` (one E-step in the program)."""
+    params = user_params(user_init, program.covariance_type)
+    regularised = jnp.zeros((program.k,), bool)
+    complete_rows = fill_missing(rows) if program.moments == "missing" else rows  # init and re-seeding need them
+    if params is None:
+        assignment = initial_assignment(program.init, draws, complete_rows, program.k, settings.active)
+        stats = initial_statistics(assignment, complete_rows, program.covariance_type)
+        params, regularised = initial_params(
+            stats, settings, user_init, covariance_type=program.covariance_type, degenerate=program.degenerate
+        )
+    X_flat, _ = complete_rows.flat()
+
+    def body(state: EMState) -> EMState:
+        stats, worst = e_step(state.params, rows, program.moments)
+        return advance(state, stats, X_flat[worst.row], settings, degenerate=program.degenerate)
+
+    start = start_state(params, regularised, settings, history_size=program.history_size)
+    return finish(lax.while_loop(lambda state: ~state.done, body, start))
+
+
+@functools.partial(jax.jit, static_argnames="program")
+def fit_batch(X, weights, draws, active, settings: Settings, user_init: UserInit, *, program: Program):
+    """Fits of one data set, in groups of restarts; the best restart of each group.
+
+    Parameters
+    ----------
+    X, weights : (n, d), (n,) rescaled rows and their weights (sharded over ``program.mesh``, if any)
+    draws : (groups, restarts, ...) each fit's ``init_draws``
+    active : (groups, k) bool, the components each group uses (a prefix: a group's number
+        of components is ``active.sum()``; the others keep weight 0)
+    settings : Settings (its ``active`` is replaced per group)
+    user_init : UserInit, user-given initial parameters (or Nones), shared by all fits
+    program : Program (static)
+        With ``program.sequential`` the fits run one after another (``lax.map``; for CPUs)
+        instead of vmapped (for accelerators, where batched fits share each kernel launch).
+        On a CPU the vmapped program is slower to compile and to run: its ``lax.cond``s
+        become selects that run both branches, and its loop runs until the slowest fit has
+        converged.
+
+    Returns
+    -------
+    best : EMState with a leading (groups,) axis
+    log_likelihoods : (groups, restarts) every fit's final mean log-likelihood
+    """
+    rows = chunk_rows(X, weights, program.chunk_size, program.mesh)
+    structure = program.structure
+    settings = device_settings(settings, structure, program.k)
+    user_init = device_user_init(user_init, structure)
+
+    def one(draws, active):
+        return fit_one(draws, rows, settings._replace(active=active), user_init, program)
+
+    if draws.shape[:2] == (1, 1):  # one fit: no batching
+        states = jax.tree.map(lambda leaf: leaf[None, None], one(draws[0, 0], active[0]))
+    elif program.sequential:
+        states = lax.map(lambda group: lax.map(lambda draw: one(draw, group[1]), group[0]), (draws, active))
+    else:
+        states = jax.vmap(jax.vmap(one, in_axes=(0, None)))(draws, active)  # (groups, restarts)
+    best = jnp.argmax(states.log_likelihood, axis=1)
+    pick = jax.vmap(lambda group, index: jax.tree.map(lambda leaf: leaf[index], group))
+    return pick(states, best), states.log_likelihood
+
+
+def on_cpu(X: Array) -> bool:
+    """The rows are on CPU devices (where ``fit_batch`` runs its fits one after another)."""
+    return all(device.platform == "cpu" for device in X.devices())
