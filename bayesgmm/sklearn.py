@@ -44,13 +44,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bayesgmm._errors import DegenerateFitError
+from bayesgmm import ConvergenceWarning as _EMConvergenceWarning
+from bayesgmm import DegenerateFitError, GMMParams, Priors, em_fit, infer
 from bayesgmm.covariance import get_structure
-from bayesgmm._errors import ConvergenceWarning as _EMConvergenceWarning
-from bayesgmm.em import em_fit
-from bayesgmm.inference import GUIDES, METHODS, infer
-from bayesgmm.model import Priors
-from bayesgmm.params import GMMParams
+from bayesgmm.inference import GUIDES, METHODS
 
 __all__ = ["BayesianGMM", "GaussianMixture"]
 
@@ -125,27 +122,11 @@ def _coloured_noise(covariances, labels, noise, covariance_type):
     return structure.colour(structure.from_covariances(covariances), labels, noise)
 
 
-def _derived_attributes(params: GMMParams) -> dict:
-    """Fitted attributes in scikit-learn's layout, as NumPy float64 (call under x64)."""
-    return dict(
-        weights_=np.asarray(params.weights, dtype=np.float64),
-        means_=np.asarray(params.means, dtype=np.float64),
-        covariances_=np.asarray(params.covariances, dtype=np.float64),
-        precisions_=np.asarray(params.precisions, dtype=np.float64),
-        precisions_cholesky_=np.asarray(params.precisions_cholesky, dtype=np.float64),
-    )
-
-
-def _n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
-    covariance = get_structure(covariance_type).n_parameters(n_components, n_features)
-    return int(n_components - 1 + n_components * n_features + covariance)
-
-
-def _check_n_samples(X: np.ndarray, n_components: int) -> None:
-    if X.shape[0] < n_components:
-        raise ValueError(
-            f"Expected n_samples >= n_components but got n_components = {n_components}, n_samples = {X.shape[0]}"
-        )
+def _checked_sample_weight(sample_weight, X: np.ndarray) -> np.ndarray | None:
+    """``fit``'s ``sample_weight`` as non-negative float64 (n_samples,), or None."""
+    if sample_weight is None:
+        return None
+    return _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
 
 
 # ----------------------------------------------------------------------------- initial parameters
@@ -207,10 +188,107 @@ def _check_precisions(precisions, covariance_type: str, n_components: int, n_fea
     return precisions
 
 
+# ----------------------------------------------------------------------------- shared base
+
+
+class _MixtureEstimator(DensityMixin, BaseEstimator):
+    """What ``GaussianMixture`` and ``BayesianGMM`` share: checks, evaluation methods, BIC and AIC.
+
+    A subclass fits in ``_fit(X, sample_weight)``, which returns the checked float64 ``X``, and
+    evaluates checked float64 rows in ``_score_samples`` (n,), ``_predict_proba`` (n, k) and
+    ``_predict`` (n,); ``_sample(n_samples)`` draws ``(X, labels)``. The public methods validate
+    their input (fitted, same features as ``fit``) and call these.
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
+        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    # ------------------------------------------------------------------ fitting
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return the most probable component of each row of ``X``, shape (n_samples,)."""
+        return self._predict(self._fit(X, sample_weight))
+
+    def _validated_for_fit(self, X) -> np.ndarray:
+        """``fit``'s ``X`` as float64 (n_samples, n_features), at least 2 and ``n_components`` rows."""
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2).astype(np.float64)
+        if X.shape[0] < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components but got "
+                f"n_components = {self.n_components}, n_samples = {X.shape[0]}"
+            )
+        return X
+
+    def _set_fitted_attributes(self, params: GMMParams) -> None:
+        """``weights_``, ``means_``, ``covariances_``, ``precisions_``, ``precisions_cholesky_`` (float64)."""
+        with jax.enable_x64(True):
+            self.weights_ = np.asarray(params.weights, dtype=np.float64)
+            self.means_ = np.asarray(params.means, dtype=np.float64)
+            self.covariances_ = np.asarray(params.covariances, dtype=np.float64)
+            self.precisions_ = np.asarray(params.precisions, dtype=np.float64)
+            self.precisions_cholesky_ = np.asarray(params.precisions_cholesky, dtype=np.float64)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def _validated(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        return validate_data(self, X, reset=False, dtype=[np.float64, np.float32]).astype(np.float64)
+
+    def score_samples(self, X):
+        """Log density of each row, shape (n_samples,)."""
+        return self._score_samples(self._validated(X))
+
+    def score(self, X, y=None):
+        """Mean log density per row (float): the mean of ``score_samples``."""
+        return float(np.mean(self.score_samples(X)))
+
+    def predict(self, X):
+        """Most probable component of each row, shape (n_samples,)."""
+        return self._predict(self._validated(X))
+
+    def predict_proba(self, X):
+        """Responsibilities, shape (n_samples, n_components); rows sum to one."""
+        return self._predict_proba(self._validated(X))
+
+    def sample(self, n_samples=1):
+        """Draw rows from the fitted model; ``random_state`` seeds the draws.
+
+        Returns
+        -------
+        X : ndarray (n_samples, n_features)
+        y : ndarray of int (n_samples,)
+            The component each row came from.
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+            raise ValueError(f"Invalid value for 'n_samples': {n_samples} . The sampling requires at least one sample.")
+        return self._sample(int(n_samples))
+
+    def _n_parameters(self) -> int:
+        """Free parameters: weights (k − 1), means (k d) and covariances (by type)."""
+        k, n_features = self.n_components, self.means_.shape[1]
+        covariance = get_structure(self.covariance_type).n_parameters(k, n_features)
+        return int(k - 1 + k * n_features + covariance)
+
+    def bic(self, X):
+        """Bayesian information criterion ``−2 n score + p log n`` (lower is better)."""
+        n = np.shape(X)[0]
+        return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
+
+    def aic(self, X):
+        """Akaike information criterion ``−2 n score + 2 p`` (lower is better)."""
+        return -2 * self.score(X) * np.shape(X)[0] + 2 * self._n_parameters()
+
+
 # ----------------------------------------------------------------------------- GaussianMixture
 
 
-class GaussianMixture(DensityMixin, BaseEstimator):
+class GaussianMixture(_MixtureEstimator):
     """Gaussian mixture fitted by EM on JAX: a drop-in for ``sklearn.mixture.GaussianMixture``.
 
     Same constructor parameters and defaults, fitted attributes and methods as
@@ -286,8 +364,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
-        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        **_MixtureEstimator._parameter_constraints,
         "tol": [Interval(numbers.Real, 0.0, None, closed="left")],
         "reg_covar": [Interval(numbers.Real, 0.0, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 0, None, closed="left")],
@@ -296,9 +373,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         "weights_init": ["array-like", None],
         "means_init": ["array-like", None],
         "precisions_init": ["array-like", None],
-        "random_state": ["random_state"],
         "warm_start": ["boolean"],
-        "verbose": ["verbose"],
         "verbose_interval": [Interval(numbers.Integral, 1, None, closed="left")],
     }
 
@@ -360,27 +435,18 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self._fit(X, sample_weight)
         return self
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit, then return the most probable component of each row of ``X``, shape (n_samples,)."""
-        X = self._fit(X, sample_weight)
-        return np.argmax(self._log_prob_and_log_resp(X)[1], axis=1)
-
     def _fit(self, X, sample_weight) -> np.ndarray:
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2).astype(np.float64)
+        X = self._validated_for_fit(X)
         n_samples, n_features = X.shape
         k = self.n_components
-        _check_n_samples(X, k)
         weights_init = None if self.weights_init is None else _check_weights(self.weights_init, k)
         means_init = None if self.means_init is None else _check_means(self.means_init, k, n_features)
         covariances_init = None
         if self.precisions_init is not None:
             precisions = _check_precisions(self.precisions_init, self.covariance_type, k, n_features)
             covariances_init = _inverse_in_layout(precisions, self.covariance_type)
-        fit_options = {}
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
-            fit_options["sample_weight"] = sample_weight
+        sample_weight = _checked_sample_weight(sample_weight, X)
+        fit_options = {} if sample_weight is None else {"sample_weight": sample_weight}
 
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init, max_iter = (self.n_init, self.max_iter) if do_init else (1, self.max_iter)
@@ -404,10 +470,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         n_iter = int(result.n_iter)
         lower_bounds = np.asarray(result.log_likelihood_history, dtype=np.float64)[:n_iter]
         changes = np.diff(np.concatenate([[previous_lower_bound], lower_bounds]))  # (n_iter,)
-        with jax.enable_x64(True):
-            attributes = _derived_attributes(result.params)
-        for name, value in attributes.items():
-            setattr(self, name, value)
+        self._set_fitted_attributes(result.params)
         self.converged_ = max_iter > 0 and (bool(result.converged) or converged_at_first)
         self.n_iter_ = n_iter
         self.lower_bound_ = lower_bounds[-1] if n_iter > 0 else -np.inf
@@ -489,84 +552,45 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             )
             return np.asarray(log_prob[:n_rows], dtype=np.float64), np.asarray(log_resp[:n_rows], dtype=np.float64)
 
-    def _validated(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        return validate_data(self, X, reset=False, dtype=[np.float64, np.float32]).astype(np.float64)
+    def _score_samples(self, X: np.ndarray) -> np.ndarray:
+        return self._log_prob_and_log_resp(X)[0]
 
-    def score_samples(self, X):
-        """Log density of each row, shape (n_samples,)."""
-        return self._log_prob_and_log_resp(self._validated(X))[0]
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        return np.argmax(self._log_prob_and_log_resp(X)[1], axis=1)
 
-    def score(self, X, y=None):
-        """Mean log-likelihood per row (float)."""
-        return float(np.mean(self.score_samples(X)))
+    def _predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return np.exp(self._log_prob_and_log_resp(X)[1])
 
-    def predict(self, X):
-        """Most probable component of each row, shape (n_samples,)."""
-        return np.argmax(self._log_prob_and_log_resp(self._validated(X))[1], axis=1)
-
-    def predict_proba(self, X):
-        """Responsibilities, shape (n_samples, n_components); rows sum to one."""
-        return np.exp(self._log_prob_and_log_resp(self._validated(X))[1])
-
-    def sample(self, n_samples=1):
-        """Draw rows from the fitted mixture.
-
-        Rows come grouped by component, as in scikit-learn; ``random_state`` seeds the draws.
-
-        Returns
-        -------
-        X : ndarray (n_samples, n_features)
-        y : ndarray of int (n_samples,)
-            Component labels, sorted.
-        """
-        check_is_fitted(self)
-        return _sample(self, n_samples, check_random_state(self.random_state))
-
-    def _n_parameters(self) -> int:
-        """Free parameters: weights (k − 1), means (k d) and covariances (by type)."""
-        return _n_parameters(self.n_components, self.means_.shape[1], self.covariance_type)
-
-    def bic(self, X):
-        """Bayesian information criterion ``−2 n score + p log n`` (lower is better)."""
-        n = np.shape(X)[0]
-        return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
-
-    def aic(self, X):
-        """Akaike information criterion ``−2 n score + 2 p`` (lower is better)."""
-        return -2 * self.score(X) * np.shape(X)[0] + 2 * self._n_parameters()
-
-
-def _sample(estimator, n_samples, rng: np.random.RandomState):
-    """Rows grouped by component, from the estimator's weights_, means_, covariances_."""
-    if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
-        raise ValueError(f"Invalid value for 'n_samples': {n_samples} . The sampling requires at least one sample.")
-    covariance_type = estimator.covariance_type
-    weights = np.asarray(estimator.weights_, dtype=np.float64)
-    counts = rng.multinomial(int(n_samples), weights / weights.sum())
-    labels = np.repeat(np.arange(weights.shape[0]), counts)
-    means = np.asarray(estimator.means_, dtype=np.float64)
-    noise = rng.standard_normal((int(n_samples), means.shape[1]))
-    with jax.enable_x64(True):
-        coloured = _coloured_noise(
-            jnp.asarray(estimator.covariances_, jnp.float64),
-            jnp.asarray(_pad_rows(labels)),
-            jnp.asarray(_pad_rows(noise)),
-            covariance_type=covariance_type,
-        )
-    X = means[labels] + np.asarray(coloured, dtype=np.float64)[: labels.shape[0]]
-    return X, labels.astype(np.int64)
+    def _sample(self, n_samples: int):
+        """Rows grouped by component (labels sorted), as in scikit-learn."""
+        rng = check_random_state(self.random_state)
+        weights = np.asarray(self.weights_, dtype=np.float64)
+        means = np.asarray(self.means_, dtype=np.float64)
+        counts = rng.multinomial(n_samples, weights / weights.sum())
+        labels = np.repeat(np.arange(weights.shape[0]), counts)
+        noise = rng.standard_normal((n_samples, means.shape[1]))
+        with jax.enable_x64(True):
+            coloured = _coloured_noise(
+                jnp.asarray(self.covariances_, jnp.float64),
+                jnp.asarray(_pad_rows(labels)),
+                jnp.asarray(_pad_rows(noise)),
+                covariance_type=self.covariance_type,
+            )
+        X = means[labels] + np.asarray(coloured, dtype=np.float64)[: labels.shape[0]]
+        return X, labels.astype(np.int64)
 
 
 # ----------------------------------------------------------------------------- BayesianGMM
 
 
-class BayesianGMM(DensityMixin, BaseEstimator):
+class BayesianGMM(_MixtureEstimator):
     """Bayesian Gaussian mixture (``bayesgmm.infer``) with the scikit-learn estimator API.
 
     Predictions come from the posterior: ``score_samples`` is the posterior-predictive log
     density ``log (1/S) Σ_s p(x | θ_s)``, ``predict_proba`` the responsibilities averaged over
-    draws (meaningful because every draw is relabelled to the EM fit's components).
+    draws (meaningful because every draw is relabelled to the EM fit's components), ``bic`` and
+    ``aic`` use that posterior-predictive ``score`` in place of the maximum, and ``sample`` draws
+    each row from a posterior draw chosen at random.
 
     Parameters
     ----------
@@ -613,17 +637,14 @@ class BayesianGMM(DensityMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
+        **_MixtureEstimator._parameter_constraints,
         "method": [StrOptions(set(METHODS))],
-        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
         "prior": [Priors, None],
         "num_warmup": [Interval(numbers.Integral, 1, None, closed="left")],
         "num_samples": [Interval(numbers.Integral, 1, None, closed="left")],
         "num_chains": [Interval(numbers.Integral, 1, None, closed="left")],
         "num_steps": [Interval(numbers.Integral, 1, None, closed="left")],
         "guide": [StrOptions(set(GUIDES))],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -663,16 +684,9 @@ class BayesianGMM(DensityMixin, BaseEstimator):
         self._fit(X, sample_weight)
         return self
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit, then return the most probable component of each row, shape (n_samples,)."""
-        return self._predict(self._fit(X, sample_weight))
-
     def _fit(self, X, sample_weight=None) -> np.ndarray:
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2).astype(np.float64)
-        _check_n_samples(X, self.n_components)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        X = self._validated_for_fit(X)
+        sample_weight = _checked_sample_weight(sample_weight, X)
         with jax.enable_x64(True):
             posterior = infer(
                 X,
@@ -691,65 +705,26 @@ class BayesianGMM(DensityMixin, BaseEstimator):
             )
             if hasattr(self, "feature_names_in_"):
                 posterior.feature_names = [str(name) for name in self.feature_names_in_]
-            attributes = _derived_attributes(posterior.mean_params())
+            params = posterior.mean_params()
+        self._set_fitted_attributes(params)
         self.posterior_ = posterior
-        for name, value in attributes.items():
-            setattr(self, name, value)
         return X
 
-    def _validated(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        return validate_data(self, X, reset=False, dtype=[np.float64, np.float32]).astype(np.float64)
+    def _score_samples(self, X: np.ndarray) -> np.ndarray:
+        """Posterior-predictive log density ``log (1/S) Σ_s p(x | θ_s)`` of each row."""
+        with jax.enable_x64(True):
+            return np.asarray(self.posterior_.log_prob(jnp.asarray(X, jnp.float64)), dtype=np.float64)
 
     def _predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Responsibilities averaged over the posterior draws."""
         with jax.enable_x64(True):
             return np.asarray(self.posterior_.predict_proba(jnp.asarray(X, jnp.float64)), dtype=np.float64)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         return np.argmax(self._predict_proba(X), axis=1)
 
-    def score_samples(self, X):
-        """Posterior-predictive log density of each row, shape (n_samples,)."""
-        X = self._validated(X)
+    def _sample(self, n_samples: int):
+        """Posterior-predictive rows, each from a posterior draw chosen at random, and their components."""
         with jax.enable_x64(True):
-            return np.asarray(self.posterior_.log_prob(jnp.asarray(X, jnp.float64)), dtype=np.float64)
-
-    def score(self, X, y=None):
-        """Mean posterior-predictive log density per row (float)."""
-        return float(np.mean(self.score_samples(X)))
-
-    def predict(self, X):
-        """Most probable component (of the averaged responsibilities), shape (n_samples,)."""
-        return self._predict(self._validated(X))
-
-    def predict_proba(self, X):
-        """Responsibilities averaged over the posterior draws, shape (n_samples, n_components)."""
-        return self._predict_proba(self._validated(X))
-
-    def sample(self, n_samples=1):
-        """Posterior-predictive rows, each from a posterior draw chosen at random.
-
-        Returns
-        -------
-        X : ndarray (n_samples, n_features)
-        y : ndarray of int (n_samples,)
-            The component (relabelled) each row came from.
-        """
-        check_is_fitted(self)
-        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
-            raise ValueError(f"Invalid value for 'n_samples': {n_samples} . The sampling requires at least one sample.")
-        with jax.enable_x64(True):
-            X, labels = self.posterior_.sample(int(n_samples), seed=_seed_from(self.random_state))
+            X, labels = self.posterior_.sample(n_samples, seed=_seed_from(self.random_state))
             return np.asarray(X, dtype=np.float64), np.asarray(labels, dtype=np.int64)
-
-    def _n_parameters(self) -> int:
-        return _n_parameters(self.n_components, self.means_.shape[1], self.covariance_type)
-
-    def bic(self, X):
-        """``−2 n score + p log n`` with the posterior-predictive ``score`` in place of the maximum."""
-        n = np.shape(X)[0]
-        return -2 * self.score(X) * n + self._n_parameters() * math.log(n)
-
-    def aic(self, X):
-        """``−2 n score + 2 p`` with the posterior-predictive ``score`` in place of the maximum."""
-        return -2 * self.score(X) * np.shape(X)[0] + 2 * self._n_parameters()

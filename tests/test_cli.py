@@ -243,7 +243,7 @@ def test_select_prints_the_grid_and_writes_csv_and_plot(faithful_csv, tmp_path, 
         from rich.console import Console
 
         with monkeypatch.context() as patch:
-            patch.setattr("bayesgmm.cli._rich_console", lambda: Console(file=sys.stdout, width=150))
+            patch.setattr("bayesgmm.cli._render.rich_console", lambda: Console(file=sys.stdout, width=150))
             status, drawn, err = _run(capsys, argv)
         assert status == 0 and err == []
         assert "─" in drawn and "─" not in out  # rich's rule under the header

@@ -1,0 +1,115 @@
+"""The command line's arguments: the argparse parser and the parsers of ``--k`` and ``--covariance-types``."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from bayesgmm.covariance import COVARIANCE_TYPES
+
+MAX_GRID_KS = 1000  # a --k range wider than this is a typo, not a grid
+
+
+def parse_ks(text: str) -> list[int]:
+    """The numbers of components in ``"1-9"``, ``"2,3,5"`` or ``"1-4,8"``: sorted, distinct, >= 1.
+
+    Examples
+    --------
+    >>> parse_ks("1-4,8"), parse_ks("5, 2,3")
+    ([1, 2, 3, 4, 8], [2, 3, 5])
+    """
+    ks: set[int] = set()
+    for part in str(text).split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if match is None:
+            raise ValueError(
+                f"--k {text!r}: {part.strip()!r} is not a number or a range; write e.g. 1-9, 2,3,5 or 1-4,8."
+            )
+        low, high = int(match[1]), int(match[2] or match[1])
+        if low < 1 or high < low:
+            raise ValueError(f"--k {text!r}: the range {part.strip()!r} must go up from k >= 1, e.g. 1-9.")
+        if high - low + 1 + len(ks) > MAX_GRID_KS:
+            raise ValueError(f"--k {text!r} asks for more than {MAX_GRID_KS} values of k; give a smaller grid.")
+        ks.update(range(low, high + 1))
+    return sorted(ks)
+
+
+def parse_covariance_types(text: str) -> list[str]:
+    """``"full,diag"`` as a list of covariance types, in the given order without repeats."""
+    types = [name.strip() for name in str(text).split(",") if name.strip()]
+    unknown = [name for name in types if name not in COVARIANCE_TYPES]
+    if unknown or not types:
+        raise ValueError(
+            f"--covariance-types {text!r}: unknown {unknown or 'empty list'}; "
+            f"give a comma-separated list of {', '.join(COVARIANCE_TYPES)}."
+        )
+    return list(dict.fromkeys(types))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``bayesgmm {demo, fit, select} ...``; the chosen command is ``args.command``."""
+    parser = argparse.ArgumentParser(prog="bayesgmm", description="Gaussian mixture models on JAX.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_demo(commands)
+    _add_fit(commands)
+    _add_select(commands)
+    return parser
+
+
+_DATA_HELP = "a CSV file with a header line, a 2-D .npy array, or a .parquet table (needs pyarrow)"
+_COLUMNS_HELP = "comma-separated column names to use (.npy columns are x0, x1, ...)"
+
+
+def _add_demo(commands) -> None:
+    demo = commands.add_parser("demo", help="fit the Old Faithful data shipped with the package")
+    demo.add_argument("--max-k", type=int, default=4, help="fit k = 1..MAX_K components (default 4)")
+    demo.add_argument("--n-init", type=int, default=5, help="EM restarts per k (default 5)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--plot",
+        default="bayesgmm-demo.png",
+        help="PNG file for the density plot (default bayesgmm-demo.png; '' for none)",
+    )
+    demo.add_argument(
+        "--no-posterior", dest="posterior", action="store_false", help="skip the Bayesian (NUTS) part of the demo"
+    )
+
+
+def _add_fit(commands) -> None:
+    fit = commands.add_parser("fit", help="fit one mixture to a data file (EM, NUTS, SVI or MAP)")
+    fit.add_argument("file", help=_DATA_HELP)
+    fit.add_argument("-k", "--k", type=int, required=True, help="number of components")
+    fit.add_argument("--method", choices=["em", "nuts", "svi", "map"], default="em")
+    fit.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full")
+    fit.add_argument("--columns", help=_COLUMNS_HELP)
+    fit.add_argument("--n-init", type=int, default=5, help="EM restarts (default 5)")
+    fit.add_argument("--max-iter", type=int, default=500, help="EM iterations at most (default 500)")
+    fit.add_argument("--num-warmup", type=int, default=500, help="NUTS warm-up steps per chain (default 500)")
+    fit.add_argument("--num-samples", type=int, default=1000, help="NUTS draws per chain, SVI draws (default 1000)")
+    fit.add_argument("--num-chains", type=int, default=4, help="NUTS chains (default 4)")
+    fit.add_argument("--num-steps", type=int, default=5000, help="SVI/MAP optimisation steps (default 5000)")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument(
+        "--out",
+        help="write the (posterior-mean) parameters to .json or .npz, or the posterior (NUTS, SVI, MAP) to .nc",
+    )
+    fit.add_argument("--plot", help="write a plot of the fit (.png, .pdf or .svg)")
+    fit.add_argument("--no-progress", dest="progress", action="store_false", help="no NUTS progress lines")
+
+
+def _add_select(commands) -> None:
+    select = commands.add_parser("select", help="pick k and the covariance type by BIC, AIC or ICL (EM grid)")
+    select.add_argument("file", help=_DATA_HELP)
+    select.add_argument("-k", "--k", default="1-9", help="numbers of components: 1-9, 2,3,5 or 1-4,8 (default 1-9)")
+    select.add_argument(
+        "--covariance-types",
+        default=",".join(COVARIANCE_TYPES),
+        help=f"comma-separated covariance types (default {','.join(COVARIANCE_TYPES)})",
+    )
+    select.add_argument("--criterion", choices=["bic", "aic", "icl"], default="bic", help="lower is better")
+    select.add_argument("--columns", help=_COLUMNS_HELP)
+    select.add_argument("--n-init", type=int, default=5, help="EM restarts per fit (default 5)")
+    select.add_argument("--max-iter", type=int, default=500, help="EM iterations at most (default 500)")
+    select.add_argument("--seed", type=int, default=0)
+    select.add_argument("--out", help="write the table to a .csv file")
+    select.add_argument("--plot", help="write the criterion against k (.png, .pdf or .svg)")
