@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import Array, lax
+from jax.sharding import PartitionSpec
 
 ROW_AXIS = "rows"  # the mesh axis that rows are sharded over (bayesgmm.sharding)
 
@@ -79,8 +80,6 @@ def chunk_rows(X: Array, weights: Array, chunk_size: int, mesh=None) -> Rows:
     """
     if mesh is None:
         return Rows(*_pad_to_chunks(X, weights, chunk_size))
-    from jax.sharding import PartitionSpec
-
     local_rows = X.shape[0] // mesh.shape[ROW_AXIS]
     spec = PartitionSpec(ROW_AXIS)
     chunks, chunk_weights = jax.shard_map(
@@ -139,8 +138,6 @@ def accumulate(
 
     if rows.mesh is None:
         return scan_chunks(rows.chunks, rows.weights, rows.first_chunk)
-    from jax.sharding import PartitionSpec
-
     n_devices = rows.mesh.shape[ROW_AXIS]
     local_chunks = rows.chunks.shape[0] // n_devices
 

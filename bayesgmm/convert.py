@@ -12,14 +12,15 @@ Groups and variables (dims in brackets; ``chain, draw`` lead every posterior var
 
 from __future__ import annotations
 
+import jax
 import numpy as np
+
+# arviz-base 1.3 with numpyro 0.22 breaks from_numpyro when arviz is imported first unless this
+# module is loaded; it is loaded with this one (numpyro is a dependency), so import order never matters.
+import numpyro.infer.initialization  # noqa: F401
 
 
 def _arviz_base():
-    # arviz-base 1.3 with numpyro 0.22 breaks from_numpyro when arviz is imported first
-    # unless this module is loaded; import it first so import order never matters.
-    import numpyro.infer.initialization  # noqa: F401
-
     try:
         import arviz_base
     except ImportError:
@@ -29,8 +30,6 @@ def _arviz_base():
 
 def to_datatree(posterior, *, posterior_predictive: bool = False):
     """Convert a ``bayesgmm.Posterior`` to an ``xarray.DataTree`` with named dims."""
-    import jax
-
     arviz_base = _arviz_base()
     params = posterior.params
     k, d = params.n_components, params.n_features

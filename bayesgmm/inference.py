@@ -26,7 +26,7 @@ from jax import Array
 from jax.flatten_util import ravel_pytree
 from scipy.optimize import linear_sum_assignment
 
-from bayesgmm import _validation, host_em
+from bayesgmm import _host_em, _validation
 from bayesgmm._errors import DegenerateFitError
 from bayesgmm.covariance import get_structure
 from bayesgmm._errors import ConvergenceWarning
@@ -603,15 +603,15 @@ def _compile_finish(draws_info, num_chains, Z, standard, k, covariance_type):
 def _em_start(Z: np.ndarray, w: np.ndarray, k: int, covariance_type: str, seed: int) -> GMMParams:
     """The EM fit that starts the chains and sets the reference labelling (standardised scale).
 
-    Small data sets: ``host_em.fit`` (NumPy; ``em_fit``'s program would cost seconds to
+    Small data sets: ``_host_em.fit`` (NumPy; ``em_fit``'s program would cost seconds to
     compile, competing with the sampler's compilation for the cores). Larger ones, or when
     every host restart degenerates: ``em_fit``, tried with ``degenerate="raise"`` first (that
     program compiles faster, and where no component degenerates the fit is the same); a fit
     that needs its components re-seeded (the error) runs again with ``degenerate="reseed"``.
     """
     settings = dict(n_init=5, max_iter=500, seed=seed)
-    if host_em.use_host(Z.shape[0], k, Z.shape[1]):
-        start = host_em.fit(Z, w, k, covariance_type, **settings)
+    if _host_em.use_host(Z.shape[0], k, Z.shape[1]):
+        start = _host_em.fit(Z, w, k, covariance_type, **settings)
         if start is not None:
             return start
     settings.update(covariance_type=covariance_type, sample_weight=w)

@@ -21,6 +21,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm.covariance import COVARIANCE_TYPES, get_structure
@@ -179,7 +180,6 @@ def load(path) -> GMMParams:
     if missing:
         raise ValueError(f"{path} lacks the field(s) {missing}.")
     _check_params(arrays, covariance_type, str(path))
-    import jax.numpy as jnp
 
     return GMMParams(*(jnp.asarray(arrays[name]) for name in _FIELDS), covariance_type=covariance_type)
 

@@ -39,6 +39,7 @@ from jax import Array
 from jax.nn import log_sigmoid, softplus
 from jax.scipy.special import xlogy
 from numpyro.distributions import constraints
+from numpyro.distributions.transforms import biject_to
 from scipy.special import gammaln, multigammaln
 
 from bayesgmm.covariance import LOG_2PI, get_structure
@@ -459,8 +460,6 @@ def constrain(unconstrained: dict) -> dict:
 
 def unconstrain(sites: dict) -> dict:
     """NumPyro's unconstrained coordinates of the model's sites (the inverse of ``constrain``)."""
-    from numpyro.distributions.transforms import biject_to
-
     unconstrained = {
         "weights": biject_to(constraints.simplex).inv(sites["weights"]),
         "means": sites["means"],

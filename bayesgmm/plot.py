@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import itertools
 import numbers
+import os
 from collections.abc import Mapping
 
 import jax
@@ -67,8 +68,6 @@ def _pyplot():
 
 
 def _has_display() -> bool:
-    import os
-
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from bayesgmm import _validation
 from bayesgmm.covariance import COVARIANCE_TYPES, get_structure
 from bayesgmm.em import EMConfig, fit_groups, prepare_data
+from bayesgmm.inference import infer
 
 CRITERIA = ("bic", "aic", "icl", "loo")
 
@@ -172,7 +173,6 @@ def _select_by_loo(X, ks, types, *, seed, **infer_kwargs) -> Selection:
     import arviz_stats
     import pandas as pd
 
-    from bayesgmm.inference import infer
 
     rows, fits = [], {}
     for covariance_type in types:
@@ -237,7 +237,6 @@ def loo_compare(X, ks, *, method: str = "nuts", covariance_type: str = "full", *
     """
     import arviz_stats
 
-    from bayesgmm.inference import infer
 
     ks = sorted({int(k) for k in ks})
     if not ks:

@@ -8,7 +8,7 @@ import pytest
 from sklearn.mixture import GaussianMixture
 
 import bayesgmm
-from bayesgmm import host_em
+from bayesgmm import _host_em as host_em
 from tests._references import (
     COVARIANCE_TYPES,
     covariances_in_layout,
