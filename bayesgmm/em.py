@@ -166,14 +166,14 @@ def e_step(params: GMMParams, rows: Rows, moments: str = "whitened") -> tuple[Su
     structure = params.structure
     d = params.n_features
     log_weights = jnp.log(params.weights)  # −inf for inactive components (weight 0)
-    inverse = structure.inverse_scale(params.scale)
-    half_log_det = structure.half_log_det(params.scale, d)
+    inverse = structure.core.inverse_scale(params.scale)
+    half_log_det = structure.core.half_log_det(params.scale, d)
 
     if moments == "raw":
         coefficients, offsets = raw_coefficients(structure, log_weights, params.means, inverse, half_log_det)
 
         def chunk_statistics(x, w, row_ids, chunk_index):
-            features = jnp.concatenate([x, structure.raw_features(x)], axis=1)  # (c, d + p)
+            features = jnp.concatenate([x, structure.em.raw_features(x)], axis=1)  # (c, d + p)
             log_joint = jnp.matmul(features, coefficients, precision="highest") + offsets  # (c, k)
             log_norm = jax.nn.logsumexp(log_joint, axis=1)
             resp = jnp.exp(log_joint - log_norm[:, None]) * w[:, None]
@@ -181,7 +181,7 @@ def e_step(params: GMMParams, rows: Rows, moments: str = "whitened") -> tuple[Su
             sums = SufficientStatistics(
                 counts=jnp.sum(resp, axis=0),
                 first=moments_[:, :d],
-                second=structure.second_from_raw(moments_[:, d:]),
+                second=structure.em.second_from_raw(moments_[:, d:]),
                 log_likelihood=jnp.sum(w * log_norm),
                 max_log_resp=jnp.sum(w * (jnp.max(log_joint, axis=1) - log_norm)),
             )
@@ -197,14 +197,14 @@ def e_step(params: GMMParams, rows: Rows, moments: str = "whitened") -> tuple[Su
         sums = SufficientStatistics(
             counts=jnp.sum(resp, axis=1),
             first=jnp.einsum("kc,kdc->kd", resp, y, precision="highest"),
-            second=structure.second_moment(resp, y, sq_norm),
+            second=structure.em.second_moment(resp, y, sq_norm),
             log_likelihood=jnp.sum(w * log_norm),
             max_log_resp=jnp.sum(w * (jnp.max(log_joint, axis=0) - log_norm)),
         )
         return sums, WorstRow.of_chunk(log_norm, w, row_ids)
 
     sums, worst = accumulate(rows, chunk_statistics, _combine, _identity_with_worst)
-    first, second = structure.unwhiten(sums.first, sums.second, params.scale)
+    first, second = structure.em.unwhiten(sums.first, sums.second, params.scale)
     return sums._replace(first=first, second=second, shift=params.means), worst
 
 
@@ -221,7 +221,7 @@ def m_step(stats: SufficientStatistics, reg_covar, covariance_type: str, active:
         nk = jnp.where(active, nk, 0.0)
     safe_nk = jnp.where(nk > 0, nk, 1.0)
     delta = stats.first / safe_nk[:, None]
-    scale = structure.scale_from_moments(stats.counts, safe_nk, stats.first, delta, stats.second, reg_covar)
+    scale = structure.em.scale_from_moments(stats.counts, safe_nk, stats.first, delta, stats.second, reg_covar)
     return GMMParams(nk / jnp.sum(nk), stats.shift + delta, scale, covariance_type)
 
 
@@ -248,14 +248,14 @@ def repair(
     mean_row_weight, active = setting.mean_row_weight, setting.active
     structure = params.structure
     k = params.n_components
-    valid = structure.component_valid(params.scale, k)
+    valid = structure.core.component_valid(params.scale, k)
     regularised = active & ~valid
     nk = stats.counts + 10 * jnp.finfo(stats.counts.dtype).eps
     safe_nk = jnp.where(active, nk, 1.0)
     delta = stats.first / safe_nk[:, None]
-    fallback = structure.scale_from_moments(stats.counts, safe_nk, stats.first, delta, stats.second, fallback_reg)
-    scale = structure.reset_components(regularised, fallback, params.scale)
-    still_invalid = active & ~structure.component_valid(scale, k)
+    fallback = structure.em.scale_from_moments(stats.counts, safe_nk, stats.first, delta, stats.second, fallback_reg)
+    scale = structure.core.reset_components(regularised, fallback, params.scale)
+    still_invalid = active & ~structure.core.component_valid(scale, k)
     empty = active & (stats.counts < _EMPTY_FRACTION * mean_row_weight)
     if seed_row is None:  # initial parameters: nothing to re-seed from yet
         return dataclasses.replace(params, scale=scale), jnp.zeros_like(empty), regularised
@@ -264,7 +264,7 @@ def repair(
     n_active = jnp.sum(active)
     means = jnp.where(reseeded[:, None], seed_row, params.means)
     shrink = n_active.astype(scale.dtype) ** (-1.0 / params.n_features)
-    scale = structure.reset_components(reseeded, reseed_scale * shrink, scale)
+    scale = structure.core.reset_components(reseeded, reseed_scale * shrink, scale)
     weights = params.weights * jnp.sum(jnp.where(active, nk, 0.0))
     weights = jnp.where(reseeded, jnp.sum(weights) / n_active, weights)
     weights = jnp.where(active, weights, 0.0)
@@ -305,7 +305,7 @@ class _LoopState(NamedTuple):
 def _keep_inactive(structure, new: GMMParams, old: GMMParams, active: Array) -> GMMParams:
     """Inactive components keep their (finite, unused) means and scale; their weight stays 0."""
     means = jnp.where(active[:, None], new.means, old.means)
-    return dataclasses.replace(new, means=means, scale=structure.reset_components(~active, old.scale, new.scale))
+    return dataclasses.replace(new, means=means, scale=structure.core.reset_components(~active, old.scale, new.scale))
 
 
 def initial_statistics(assignment, rows: Rows, covariance_type: str) -> SufficientStatistics:
@@ -313,15 +313,15 @@ def initial_statistics(assignment, rows: Rows, covariance_type: str) -> Sufficie
     structure = get_structure(covariance_type)
     k, d = assignment.shift.shape
     dtype = rows.chunks.dtype
-    inverse = structure.inverse_scale(structure.identity_scale(k, d, dtype))
+    inverse = structure.core.inverse_scale(structure.core.identity_scale(k, d, dtype))
 
     def chunk_statistics(x, w, row_ids, chunk_index):
         resp = assignment.responsibilities(x, row_ids, chunk_index) * w
-        y = structure.whiten(x, assignment.shift, inverse)
+        y = structure.core.whiten(x, assignment.shift, inverse)
         return SufficientStatistics(
             counts=jnp.sum(resp, axis=1),
             first=jnp.einsum("kc,kdc->kd", resp, y, precision="highest"),
-            second=structure.second_moment(resp, y, jnp.sum(y * y, axis=1)),
+            second=structure.em.second_moment(resp, y, jnp.sum(y * y, axis=1)),
             log_likelihood=jnp.zeros((), dtype),
             max_log_resp=jnp.zeros((), dtype),
         )
@@ -334,7 +334,8 @@ def initial_params(stats: SufficientStatistics, setting: _Setting, user_init, *,
     structure = get_structure(covariance_type)
     k, d = stats.shift.shape
     params = m_step(stats, setting.reg_covar, covariance_type, setting.active)
-    start = GMMParams(params.weights, stats.shift, structure.identity_scale(k, d, stats.shift.dtype), covariance_type)
+    identity = structure.core.identity_scale(k, d, stats.shift.dtype)
+    start = GMMParams(params.weights, stats.shift, identity, covariance_type)
     params = _keep_inactive(structure, params, start, setting.active)
     regularised = jnp.zeros((k,), bool)
     if degenerate == "reseed":
@@ -362,7 +363,7 @@ def _all_finite(params: GMMParams) -> Array:
 
 def _invalid(params: GMMParams, active: Array) -> Array:
     """Some parameter is not finite, or an active component's covariance is not positive definite."""
-    valid = params.structure.component_valid(params.scale, params.n_components)
+    valid = params.structure.core.component_valid(params.scale, params.n_components)
     return ~_all_finite(params) | jnp.any(active & ~valid)
 
 
@@ -419,7 +420,7 @@ def advance(
 
         # the repair runs only when needed (a real branch unless vmapped with other fits)
         empty = stats.counts < _EMPTY_FRACTION * setting.mean_row_weight
-        needed = jnp.any(active & (empty | ~structure.component_valid(new.scale, new.n_components)))
+        needed = jnp.any(active & (empty | ~structure.core.component_valid(new.scale, new.n_components)))
         new, events = lax.cond(needed, repaired, lambda new: (new, events), new)
     change = log_likelihood - state.last_log_likelihood
     n_iter = state.n_iter + 1
@@ -963,7 +964,7 @@ def _results(data, ks, states, log_likelihoods, setting, *, reg_covar, tol, max_
 
 def _first_components(params: GMMParams, k: int) -> GMMParams:
     """The first ``k`` components (those in use; their weights already sum to 1), NumPy leaves."""
-    scale = np.asarray(params.structure.permute(params.scale, np.arange(k)))  # NumPy indexing (or tied: as is)
+    scale = np.asarray(params.structure.core.permute(params.scale, np.arange(k)))  # NumPy indexing (or tied: as is)
     return GMMParams(params.weights[:k], params.means[:k], scale, params.covariance_type)
 
 
@@ -1008,7 +1009,7 @@ class _Prepared(NamedTuple):
         d = params.n_features
         means = params.means * self.scale + self.center
         scale = params.scale * self.scale
-        covariances = np.asarray(params.structure.covariances(scale.astype(dtype)))
+        covariances = np.asarray(params.structure.core.covariances(scale.astype(dtype)))
         if not (np.all(np.isfinite(means.astype(dtype))) and np.all(np.isfinite(covariances))):
             largest = float(np.max(np.abs(scale.astype(np.float64)))) ** 2  # the order of the largest variance
             raise ValueError(
@@ -1114,14 +1115,14 @@ def _setting(data: _Prepared, k: int, reg_covar: float, tol: float, max_iter: in
 def _device_setting(setting: _Setting, structure, k: int) -> _Setting:
     """In the program: the re-seed covariance as the type's Cholesky factor for ``k`` components."""
     return setting._replace(
-        reseed_scale=structure.from_covariances(structure.layout_from_full(setting.reseed_scale, k))
+        reseed_scale=structure.core.from_covariances(structure.core.layout_from_full(setting.reseed_scale, k))
     )
 
 
 def _device_user_init(user_init, structure):
     """In the program: user-given covariances (rescaled, scikit-learn's layout) as Cholesky factors."""
     weights, means, covariances = user_init
-    return weights, means, None if covariances is None else structure.from_covariances(covariances)
+    return weights, means, None if covariances is None else structure.core.from_covariances(covariances)
 
 
 def bucket_size(n: int) -> int:

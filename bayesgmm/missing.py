@@ -11,7 +11,7 @@ expectation of its missing coordinates ``m`` and their conditional covariance:
 
 and the statistics ``Σ w r``, ``Σ w r (x̂ − μ_k)`` and ``Σ w r [(x̂ − μ_k)(x̂ − μ_k)ᵀ + C]``
 (about the current means, reduced to the covariance type's layout by
-``CovarianceStructure.second_from_full``) feed the ordinary M-step (``em.m_step``).
+``CovarianceStructure.em.second_from_full``) feed the ordinary M-step (``em.m_step``).
 
 Static shapes: each row's observed block is embedded in a full matrix,
 ``Σ̃_ik = M Σ_k M + (I − M)`` with ``M = diag(o_i)``, which equals ``Σ_k,oo`` on the observed
@@ -108,13 +108,13 @@ def chunk_statistics(params: GMMParams, x: Array, w: Array, *, complete: bool):
     k, d = params.n_components, params.n_features
     log_weights = jnp.log(params.weights)  # −inf for inactive components (weight 0)
     if complete:
-        inverse = structure.inverse_scale(params.scale)
-        half_log_det = structure.half_log_det(params.scale, d)
+        inverse = structure.core.inverse_scale(params.scale)
+        half_log_det = structure.core.half_log_det(params.scale, d)
         log_joint, _, _ = whitened_log_joint(structure, log_weights, params.means, inverse, half_log_det, x)
         delta = x[None] - params.means[:, None, :]
         conditional_sum = jnp.zeros((k, d, d), x.dtype)
     else:
-        covariances = structure.covariance_matrices(params.scale, k, d)
+        covariances = structure.core.covariance_matrices(params.scale, k, d)
         log_joint, delta, conditional = conditional_moments(log_weights, params.means, covariances, x)
     log_norm = jax.nn.logsumexp(log_joint, axis=0)
     resp = jnp.exp(log_joint - log_norm) * w  # (k, c)
@@ -172,7 +172,7 @@ def missing_e_step(params: GMMParams, rows: Rows):
     stats = SufficientStatistics(
         counts=counts,
         first=first,
-        second=params.structure.second_from_full(second_full),
+        second=params.structure.em.second_from_full(second_full),
         log_likelihood=log_likelihood,
         max_log_resp=max_log_resp,
         shift=params.means,
