@@ -155,7 +155,7 @@ def check_initial_parameters(weights, means, covariances, *, k: int, d: int, cov
             raise ValueError("means_init contains NaN or infinite values.")
     if covariances is not None:
         covariances = _as_float_array(covariances, "covariances_init")
-        expected = structure.scale_shape(k, d)
+        expected = structure.core.scale_shape(k, d)
         if covariances.shape != expected:
             raise ValueError(
                 f"covariances_init for covariance_type={covariance_type!r} must have shape "

@@ -14,12 +14,22 @@ diag        (k, d) std devs      (k, d)     variances         (k, d)
 spherical   (k,) std devs        (k,)       variances         (k,) summed over d
 ==========  ===================  ==========================  ==================
 
-The kernels work in a ``(component, feature, row)`` layout: ``whiten`` maps a
+Each structure is a ``CovarianceStructure(name, core, em, prior)`` of three records of named
+functions, so a traceback names the function (``_full_whiten``):
+
+- ``core`` (``CoreFunctions``): what every user of a fitted mixture needs: shapes, densities
+  (``whiten``, ``half_log_det``), covariances and precisions in scikit-learn's layout,
+  sampling, parameter counts, relabelling and validity of components;
+- ``em`` (``EMFunctions``): EM's sufficient statistics, whitened and raw, and the M-step;
+- ``prior`` (``PriorFunctions``): the scale as standard deviations and LKJ correlations, for
+  the priors of the NumPyro model.
+
+The kernels work in a ``(component, feature, row)`` layout: ``core.whiten`` maps a
 chunk of rows ``x (c, d)`` to ``y[k, :, i] = L_k⁻¹ (x_i − μ_k)``, shape
 ``(k, d, c)``.  The squared norm of ``y`` is the Mahalanobis distance for the
 E-step, and the responsibility-weighted second moments of ``y`` are the
 M-step's sufficient statistics *about the current means* in whitened
-coordinates; ``unwhiten`` maps them back once per iteration
+coordinates; ``em.unwhiten`` maps them back once per iteration
 (``S_k = L_k W_k L_kᵀ``).  Accumulating about the current means is what keeps
 float32 accurate when components sit far from the origin or from each other.
 
@@ -46,12 +56,11 @@ from jax.scipy.linalg import solve_triangular
 HIGHEST = "highest"
 
 
-class CovarianceStructure(NamedTuple):
-    """The small pure functions that define one covariance type.
+class CoreFunctions(NamedTuple):
+    """What every user of a fitted mixture needs: parameters, densities, sampling, plots, files.
 
     Attributes
     ----------
-    name : str
     scale_shape : (k, d) -> tuple
         Shape of the Cholesky factor ("scale") for ``k`` components, ``d`` features.
     inverse_scale : scale -> inverse
@@ -59,13 +68,6 @@ class CovarianceStructure(NamedTuple):
     whiten : (x (c, d), means (k, d), inverse) -> y (k, d, c)
     half_log_det : (scale, n_features) -> (k,) or ()
         ``log |Σ_k|^{1/2} = Σ_j log L_k[j, j]`` (a scalar for tied).
-    second_moment : (resp (k, c), y (k, d, c), sq_norm (k, c)) -> W
-        Whitened second moments; shape in the module table.
-    unwhiten : (first_w (k, d), W, scale) -> (first (k, d), second)
-        Statistics about the shift in data coordinates.
-    scale_from_moments : (counts (k,), nk (k,), first (k, d), delta (k, d), second, reg_covar) -> scale
-        M-step: the Cholesky factor of the covariance about the new means
-        ``shift + delta``, plus ``reg_covar`` on the diagonal.
     colour : (scale, labels (n,), noise (n, d)) -> (n, d)
         ``L_{z_i} ε_i``, used for sampling.
     covariances : scale -> covariances in scikit-learn's layout
@@ -79,21 +81,48 @@ class CovarianceStructure(NamedTuple):
         Free parameters of the covariances alone.
     identity_scale : (k, d, dtype) -> scale
         Unit covariance, used to accumulate raw moments at initialisation.
-    std_shape : (k, d) -> tuple
-        Shape of the standard deviations in the Bayesian model: full/diag (k, d),
-        tied (d,), spherical (k,).
-    correlation_batch : (k,) -> tuple or None
-        Batch shape of the LKJ correlation Cholesky factors: full (k,), tied (),
-        diag/spherical None (no correlations).
-    assemble_scale : (std, correlation_cholesky or None) -> scale
-        ``diag(σ) L_corr`` (full, tied) or ``σ`` (diag, spherical).
-    split_scale : scale -> (std, correlation_cholesky or None)
-        The inverse of ``assemble_scale``.
     permute : (scale, permutation (k,)) -> scale
         Reorder components (tied: unchanged).
-    std_prior_values : (values (d,), k) -> array of ``std_shape``
-        Spread a per-feature prior hyperparameter over the standard deviations
-        (spherical: the mean over features).
+    component_valid : (scale, k) -> (k,) bool
+        Each component's Cholesky factor is finite with a positive diagonal.
+    reset_components : (mask (k,) bool, new scale, old scale) -> scale
+        ``new`` for the components in ``mask``, ``old`` elsewhere (tied: the shared
+        factor is replaced only if every component is in ``mask``).
+    layout_from_full : (covariance (d, d), k) -> covariances in scikit-learn's layout
+        One covariance matrix given to all ``k`` components (diag: its diagonal,
+        spherical: the mean variance).
+    """
+
+    scale_shape: Callable[[int, int], tuple]
+    inverse_scale: Callable
+    whiten: Callable
+    half_log_det: Callable
+    colour: Callable
+    covariances: Callable
+    covariance_matrices: Callable
+    precisions: Callable
+    precisions_cholesky: Callable
+    from_covariances: Callable
+    n_parameters: Callable[[int, int], int]
+    identity_scale: Callable
+    permute: Callable
+    component_valid: Callable
+    reset_components: Callable
+    layout_from_full: Callable
+
+
+class EMFunctions(NamedTuple):
+    """The EM statistics (whitened and raw) and the M-step.
+
+    Attributes
+    ----------
+    second_moment : (resp (k, c), y (k, d, c), sq_norm (k, c)) -> W
+        Whitened second moments; shape in the module table.
+    unwhiten : (first_w (k, d), W, scale) -> (first (k, d), second)
+        Statistics about the shift in data coordinates.
+    scale_from_moments : (counts (k,), nk (k,), first (k, d), delta (k, d), second, reg_covar) -> scale
+        M-step: the Cholesky factor of the covariance about the new means
+        ``shift + delta``, plus ``reg_covar`` on the diagonal.
     raw_features : x (c, d) -> q (c, p)
         Quadratic features of the rows: full/tied ``x_i x_j`` for ``i <= j``
         (p = d(d+1)/2), diag ``x_j²`` (p = d), spherical ``‖x‖²`` (p = 1).
@@ -106,46 +135,64 @@ class CovarianceStructure(NamedTuple):
     second_from_full : S (k, d, d) -> second moments in the type's layout
         From dense per-component second moments: full as is, tied summed over components,
         diag the diagonals, spherical the traces (``bayesgmm.missing``).
-    component_valid : (scale, k) -> (k,) bool
-        Each component's Cholesky factor is finite with a positive diagonal.
-    reset_components : (mask (k,) bool, new scale, old scale) -> scale
-        ``new`` for the components in ``mask``, ``old`` elsewhere (tied: the shared
-        factor is replaced only if every component is in ``mask``).
-    layout_from_full : (covariance (d, d), k) -> covariances in scikit-learn's layout
-        One covariance matrix given to all ``k`` components (diag: its diagonal,
-        spherical: the mean variance).
     """
 
-    name: str
-    scale_shape: Callable[[int, int], tuple]
-    inverse_scale: Callable
-    whiten: Callable
-    half_log_det: Callable
     second_moment: Callable
     unwhiten: Callable
     scale_from_moments: Callable
-    colour: Callable
-    covariances: Callable
-    covariance_matrices: Callable
-    precisions: Callable
-    precisions_cholesky: Callable
-    from_covariances: Callable
-    n_parameters: Callable[[int, int], int]
-    identity_scale: Callable
-    std_shape: Callable[[int, int], tuple]
-    correlation_batch: Callable
-    assemble_scale: Callable
-    split_scale: Callable
-    permute: Callable
-    std_prior_values: Callable
     raw_features: Callable
     quadratic_coefficients: Callable
     precision_mean: Callable
     second_from_raw: Callable
     second_from_full: Callable
-    component_valid: Callable
-    reset_components: Callable
-    layout_from_full: Callable
+
+
+class PriorFunctions(NamedTuple):
+    """The scale as standard deviations and correlations, for the priors of the NumPyro model.
+
+    Attributes
+    ----------
+    std_shape : (k, d) -> tuple
+        Shape of the standard deviations in the Bayesian model: full/diag (k, d),
+        tied (d,), spherical (k,).
+    correlation_batch : (k,) -> tuple or None
+        Batch shape of the LKJ correlation Cholesky factors: full (k,), tied (),
+        diag/spherical None (no correlations).
+    assemble_scale : (std, correlation_cholesky or None) -> scale
+        ``diag(σ) L_corr`` (full, tied) or ``σ`` (diag, spherical).
+    split_scale : scale -> (std, correlation_cholesky or None)
+        The inverse of ``assemble_scale``.
+    std_prior_values : (values (d,), k) -> array of ``std_shape``
+        Spread a per-feature prior hyperparameter over the standard deviations
+        (spherical: the mean over features).
+    """
+
+    std_shape: Callable[[int, int], tuple]
+    correlation_batch: Callable
+    assemble_scale: Callable
+    split_scale: Callable
+    std_prior_values: Callable
+
+
+class CovarianceStructure(NamedTuple):
+    """One covariance type: its name and the small pure functions that define it.
+
+    Attributes
+    ----------
+    name : str
+        ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
+    core : CoreFunctions
+        Shared by everything: parameters, densities, sampling, plots, files.
+    em : EMFunctions
+        EM's sufficient statistics and M-step.
+    prior : PriorFunctions
+        The Bayesian model's parametrisation of the scale.
+    """
+
+    name: str
+    core: CoreFunctions
+    em: EMFunctions
+    prior: PriorFunctions
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -239,13 +286,86 @@ def _sqrt_pairs(d: int) -> int:
     return int(round((np.sqrt(8 * d + 1) - 1) / 2))
 
 
+def _permute_components(scale, permutation):
+    return scale[permutation]
+
+
+def _correlated_scale(std, correlation):
+    """``diag(σ) L_corr``: row ``j`` of the correlation Cholesky factor times ``σ_j``."""
+    return std[..., :, None] * correlation
+
+
+def _std_only(std, correlation):
+    return std
+
+
+def _uncorrelated(k):
+    return None
+
+
+def _per_component_std_values(values, k):
+    return jnp.broadcast_to(values, (k,) + values.shape)
+
+
+def _reciprocal(scale):
+    return 1.0 / scale
+
+
+def _square(scale):
+    return scale**2
+
+
+def _reciprocal_square(scale):
+    return 1.0 / scale**2
+
+
 # ----------------------------------------------------------------------------- full
+
+
+def _full_scale_shape(k, d):
+    return (k, d, d)
 
 
 def _full_whiten(x, means, inverse):
     projected = jnp.einsum("ked,cd->kec", inverse, x, precision=HIGHEST)
     offsets = jnp.einsum("ked,kd->ke", inverse, means, precision=HIGHEST)
     return projected - offsets[:, :, None]
+
+
+def _full_half_log_det(scale, d):
+    return jnp.sum(jnp.log(jnp.diagonal(scale, axis1=-2, axis2=-1)), axis=-1)
+
+
+def _full_colour(scale, labels, noise):
+    return jnp.einsum("nde,ne->nd", scale[labels], noise, precision=HIGHEST)
+
+
+def _full_covariance_matrices(scale, k, d):
+    return _gram(scale)
+
+
+def _full_precisions(scale):
+    return _gram(jnp.swapaxes(_triangular_inverse(scale), -1, -2))
+
+
+def _full_precisions_cholesky(scale):
+    return jnp.swapaxes(_triangular_inverse(scale), -1, -2)
+
+
+def _full_n_parameters(k, d):
+    return k * _sym_pair_count(d)
+
+
+def _full_identity_scale(k, d, dtype):
+    return jnp.broadcast_to(jnp.eye(d, dtype=dtype), (k, d, d))
+
+
+def _full_component_valid(scale, k):
+    return _valid_tril(scale)
+
+
+def _full_layout_from_full(covariance, k):
+    return jnp.broadcast_to(covariance, (k,) + covariance.shape)
 
 
 def _full_second_moment(resp, y, sq_norm):
@@ -263,53 +383,129 @@ def _full_scale_from_moments(counts, nk, first, delta, second, reg_covar):
     return _cholesky(covariance + reg_covar * _eye_like(covariance))
 
 
-def _full_colour(scale, labels, noise):
-    return jnp.einsum("nde,ne->nd", scale[labels], noise, precision=HIGHEST)
+def _full_quadratic_coefficients(inverse, k):
+    return _pair_coefficients(_precision_from_inverse(inverse))
+
+
+def _full_precision_mean(inverse, means):
+    """``L⁻ᵀ (L⁻¹ μ_k)`` per component."""
+    return jnp.einsum(
+        "kji,kj->ki", inverse, jnp.einsum("kij,kj->ki", inverse, means, precision=HIGHEST), precision=HIGHEST
+    )
+
+
+def _full_second_from_raw(pairs):
+    return _symmetric_from_pairs(pairs, _sqrt_pairs(pairs.shape[-1]))
+
+
+def _full_second_from_full(second):
+    return second
+
+
+def _full_std_shape(k, d):
+    return (k, d)
+
+
+def _full_correlation_batch(k):
+    return (k,)
 
 
 FULL = CovarianceStructure(
     name="full",
-    scale_shape=lambda k, d: (k, d, d),
-    inverse_scale=_triangular_inverse,
-    whiten=_full_whiten,
-    half_log_det=lambda scale, d: jnp.sum(jnp.log(jnp.diagonal(scale, axis1=-2, axis2=-1)), axis=-1),
-    second_moment=_full_second_moment,
-    unwhiten=_full_unwhiten,
-    scale_from_moments=_full_scale_from_moments,
-    colour=_full_colour,
-    covariances=_gram,
-    covariance_matrices=lambda scale, k, d: _gram(scale),
-    precisions=lambda scale: _gram(jnp.swapaxes(_triangular_inverse(scale), -1, -2)),
-    precisions_cholesky=lambda scale: jnp.swapaxes(_triangular_inverse(scale), -1, -2),
-    from_covariances=_cholesky,
-    n_parameters=lambda k, d: k * _sym_pair_count(d),
-    identity_scale=lambda k, d, dtype: jnp.broadcast_to(jnp.eye(d, dtype=dtype), (k, d, d)),
-    std_shape=lambda k, d: (k, d),
-    correlation_batch=lambda k: (k,),
-    std_prior_values=lambda values, k: jnp.broadcast_to(values, (k,) + values.shape),
-    assemble_scale=lambda std, correlation: std[..., :, None] * correlation,
-    split_scale=_split_tril,
-    permute=lambda scale, permutation: scale[permutation],
-    raw_features=_pair_features,
-    quadratic_coefficients=lambda inverse, k: _pair_coefficients(_precision_from_inverse(inverse)),
-    precision_mean=lambda inverse, means: jnp.einsum(
-        "kji,kj->ki", inverse, jnp.einsum("kij,kj->ki", inverse, means, precision=HIGHEST), precision=HIGHEST
+    core=CoreFunctions(
+        scale_shape=_full_scale_shape,
+        inverse_scale=_triangular_inverse,
+        whiten=_full_whiten,
+        half_log_det=_full_half_log_det,
+        colour=_full_colour,
+        covariances=_gram,
+        covariance_matrices=_full_covariance_matrices,
+        precisions=_full_precisions,
+        precisions_cholesky=_full_precisions_cholesky,
+        from_covariances=_cholesky,
+        n_parameters=_full_n_parameters,
+        identity_scale=_full_identity_scale,
+        permute=_permute_components,
+        component_valid=_full_component_valid,
+        reset_components=_reset_per_component,
+        layout_from_full=_full_layout_from_full,
     ),
-    second_from_raw=lambda pairs: _symmetric_from_pairs(pairs, _sqrt_pairs(pairs.shape[-1])),
-    second_from_full=lambda second: second,
-    component_valid=lambda scale, k: _valid_tril(scale),
-    reset_components=_reset_per_component,
-    layout_from_full=lambda covariance, k: jnp.broadcast_to(covariance, (k,) + covariance.shape),
+    em=EMFunctions(
+        second_moment=_full_second_moment,
+        unwhiten=_full_unwhiten,
+        scale_from_moments=_full_scale_from_moments,
+        raw_features=_pair_features,
+        quadratic_coefficients=_full_quadratic_coefficients,
+        precision_mean=_full_precision_mean,
+        second_from_raw=_full_second_from_raw,
+        second_from_full=_full_second_from_full,
+    ),
+    prior=PriorFunctions(
+        std_shape=_full_std_shape,
+        correlation_batch=_full_correlation_batch,
+        assemble_scale=_correlated_scale,
+        split_scale=_split_tril,
+        std_prior_values=_per_component_std_values,
+    ),
 )
 
 
 # ----------------------------------------------------------------------------- tied
 
 
+def _tied_scale_shape(k, d):
+    return (d, d)
+
+
 def _tied_whiten(x, means, inverse):
     projected = jnp.matmul(inverse, x.T, precision=HIGHEST)  # (d, c)
     offsets = jnp.matmul(means, inverse.T, precision=HIGHEST)  # (k, d)
     return projected[None, :, :] - offsets[:, :, None]
+
+
+def _tied_half_log_det(scale, d):
+    return jnp.sum(jnp.log(jnp.diagonal(scale)))
+
+
+def _tied_colour(scale, labels, noise):
+    return jnp.matmul(noise, scale.T, precision=HIGHEST)
+
+
+def _tied_covariance_matrices(scale, k, d):
+    return jnp.broadcast_to(_gram(scale), (k,) + scale.shape)
+
+
+def _tied_precisions(scale):
+    return _gram(_triangular_inverse(scale).T)
+
+
+def _tied_precisions_cholesky(scale):
+    return _triangular_inverse(scale).T
+
+
+def _tied_n_parameters(k, d):
+    return _sym_pair_count(d)
+
+
+def _tied_identity_scale(k, d, dtype):
+    return jnp.eye(d, dtype=dtype)
+
+
+def _tied_permute(scale, permutation):
+    """The shared factor belongs to every component: nothing to reorder."""
+    return scale
+
+
+def _tied_component_valid(scale, k):
+    return jnp.broadcast_to(_valid_tril(scale), (k,))
+
+
+def _tied_reset_components(mask, new, old):
+    return jnp.where(jnp.all(mask), new, old)
+
+
+def _tied_layout_from_full(covariance, k):
+    return covariance
 
 
 def _tied_second_moment(resp, y, sq_norm):
@@ -329,43 +525,121 @@ def _tied_scale_from_moments(counts, nk, first, delta, second, reg_covar):
     return _cholesky(covariance + reg_covar * _eye_like(covariance))
 
 
+def _tied_quadratic_coefficients(inverse, k):
+    return jnp.broadcast_to(
+        _pair_coefficients(_precision_from_inverse(inverse)), (k, _sym_pair_count(inverse.shape[-1]))
+    )
+
+
+def _tied_precision_mean(inverse, means):
+    return jnp.matmul(means, _precision_from_inverse(inverse), precision=HIGHEST)
+
+
+def _tied_second_from_raw(pairs):
+    return _symmetric_from_pairs(jnp.sum(pairs, axis=0), _sqrt_pairs(pairs.shape[-1]))
+
+
+def _tied_second_from_full(second):
+    return jnp.sum(second, axis=0)
+
+
+def _tied_std_shape(k, d):
+    return (d,)
+
+
+def _tied_correlation_batch(k):
+    return ()
+
+
+def _tied_std_prior_values(values, k):
+    return values
+
+
 TIED = CovarianceStructure(
     name="tied",
-    scale_shape=lambda k, d: (d, d),
-    inverse_scale=_triangular_inverse,
-    whiten=_tied_whiten,
-    half_log_det=lambda scale, d: jnp.sum(jnp.log(jnp.diagonal(scale))),
-    second_moment=_tied_second_moment,
-    unwhiten=_tied_unwhiten,
-    scale_from_moments=_tied_scale_from_moments,
-    colour=lambda scale, labels, noise: jnp.matmul(noise, scale.T, precision=HIGHEST),
-    covariances=_gram,
-    covariance_matrices=lambda scale, k, d: jnp.broadcast_to(_gram(scale), (k,) + scale.shape),
-    precisions=lambda scale: _gram(_triangular_inverse(scale).T),
-    precisions_cholesky=lambda scale: _triangular_inverse(scale).T,
-    from_covariances=_cholesky,
-    n_parameters=lambda k, d: _sym_pair_count(d),
-    identity_scale=lambda k, d, dtype: jnp.eye(d, dtype=dtype),
-    std_shape=lambda k, d: (d,),
-    correlation_batch=lambda k: (),
-    std_prior_values=lambda values, k: values,
-    assemble_scale=lambda std, correlation: std[..., :, None] * correlation,
-    split_scale=_split_tril,
-    permute=lambda scale, permutation: scale,
-    raw_features=_pair_features,
-    quadratic_coefficients=lambda inverse, k: jnp.broadcast_to(
-        _pair_coefficients(_precision_from_inverse(inverse)), (k, _sym_pair_count(inverse.shape[-1]))
+    core=CoreFunctions(
+        scale_shape=_tied_scale_shape,
+        inverse_scale=_triangular_inverse,
+        whiten=_tied_whiten,
+        half_log_det=_tied_half_log_det,
+        colour=_tied_colour,
+        covariances=_gram,
+        covariance_matrices=_tied_covariance_matrices,
+        precisions=_tied_precisions,
+        precisions_cholesky=_tied_precisions_cholesky,
+        from_covariances=_cholesky,
+        n_parameters=_tied_n_parameters,
+        identity_scale=_tied_identity_scale,
+        permute=_tied_permute,
+        component_valid=_tied_component_valid,
+        reset_components=_tied_reset_components,
+        layout_from_full=_tied_layout_from_full,
     ),
-    precision_mean=lambda inverse, means: jnp.matmul(means, _precision_from_inverse(inverse), precision=HIGHEST),
-    second_from_raw=lambda pairs: _symmetric_from_pairs(jnp.sum(pairs, axis=0), _sqrt_pairs(pairs.shape[-1])),
-    second_from_full=lambda second: jnp.sum(second, axis=0),
-    component_valid=lambda scale, k: jnp.broadcast_to(_valid_tril(scale), (k,)),
-    reset_components=lambda mask, new, old: jnp.where(jnp.all(mask), new, old),
-    layout_from_full=lambda covariance, k: covariance,
+    em=EMFunctions(
+        second_moment=_tied_second_moment,
+        unwhiten=_tied_unwhiten,
+        scale_from_moments=_tied_scale_from_moments,
+        raw_features=_pair_features,
+        quadratic_coefficients=_tied_quadratic_coefficients,
+        precision_mean=_tied_precision_mean,
+        second_from_raw=_tied_second_from_raw,
+        second_from_full=_tied_second_from_full,
+    ),
+    prior=PriorFunctions(
+        std_shape=_tied_std_shape,
+        correlation_batch=_tied_correlation_batch,
+        assemble_scale=_correlated_scale,
+        split_scale=_split_tril,
+        std_prior_values=_tied_std_prior_values,
+    ),
 )
 
 
 # ----------------------------------------------------------------------------- diag
+
+
+def _diag_scale_shape(k, d):
+    return (k, d)
+
+
+def _diag_whiten(x, means, inverse):
+    return (x.T[None, :, :] - means[:, :, None]) * inverse[:, :, None]
+
+
+def _diag_half_log_det(scale, d):
+    return jnp.sum(jnp.log(scale), axis=-1)
+
+
+def _diag_colour(scale, labels, noise):
+    return scale[labels] * noise
+
+
+def _diag_covariance_matrices(scale, k, d):
+    return (scale**2)[:, :, None] * jnp.eye(d, dtype=scale.dtype)
+
+
+def _diag_n_parameters(k, d):
+    return k * d
+
+
+def _diag_identity_scale(k, d, dtype):
+    return jnp.ones((k, d), dtype=dtype)
+
+
+def _diag_component_valid(scale, k):
+    return jnp.all(jnp.isfinite(scale) & (scale > 0), axis=-1)
+
+
+def _diag_layout_from_full(covariance, k):
+    return jnp.broadcast_to(jnp.diagonal(covariance), (k, covariance.shape[-1]))
+
+
+def _diag_second_moment(resp, y, sq_norm):
+    return jnp.einsum("kc,kdc->kd", resp, y * y, precision=HIGHEST)
+
+
+def _diag_unwhiten(first_w, second_w, scale):
+    return scale * first_w, scale**2 * second_w
 
 
 def _diag_scale_from_moments(counts, nk, first, delta, second, reg_covar):
@@ -373,41 +647,115 @@ def _diag_scale_from_moments(counts, nk, first, delta, second, reg_covar):
     return jnp.sqrt(variance + reg_covar)
 
 
+def _diag_raw_features(x):
+    return x * x
+
+
+def _diag_quadratic_coefficients(inverse, k):
+    return inverse**2
+
+
+def _diag_precision_mean(inverse, means):
+    return means * inverse**2
+
+
+def _diag_second_from_raw(squares):
+    return squares
+
+
+def _diag_second_from_full(second):
+    return jnp.diagonal(second, axis1=-2, axis2=-1)
+
+
+def _diag_std_shape(k, d):
+    return (k, d)
+
+
 DIAG = CovarianceStructure(
     name="diag",
-    scale_shape=lambda k, d: (k, d),
-    inverse_scale=lambda scale: 1.0 / scale,
-    whiten=lambda x, means, inverse: (x.T[None, :, :] - means[:, :, None]) * inverse[:, :, None],
-    half_log_det=lambda scale, d: jnp.sum(jnp.log(scale), axis=-1),
-    second_moment=lambda resp, y, sq_norm: jnp.einsum("kc,kdc->kd", resp, y * y, precision=HIGHEST),
-    unwhiten=lambda first_w, second_w, scale: (scale * first_w, scale**2 * second_w),
-    scale_from_moments=_diag_scale_from_moments,
-    colour=lambda scale, labels, noise: scale[labels] * noise,
-    covariances=lambda scale: scale**2,
-    covariance_matrices=lambda scale, k, d: (scale**2)[:, :, None] * jnp.eye(d, dtype=scale.dtype),
-    precisions=lambda scale: 1.0 / scale**2,
-    precisions_cholesky=lambda scale: 1.0 / scale,
-    from_covariances=jnp.sqrt,
-    n_parameters=lambda k, d: k * d,
-    identity_scale=lambda k, d, dtype: jnp.ones((k, d), dtype=dtype),
-    std_shape=lambda k, d: (k, d),
-    correlation_batch=lambda k: None,
-    std_prior_values=lambda values, k: jnp.broadcast_to(values, (k,) + values.shape),
-    assemble_scale=lambda std, correlation: std,
-    split_scale=_keep_std,
-    permute=lambda scale, permutation: scale[permutation],
-    raw_features=lambda x: x * x,
-    quadratic_coefficients=lambda inverse, k: inverse**2,
-    precision_mean=lambda inverse, means: means * inverse**2,
-    second_from_raw=lambda squares: squares,
-    second_from_full=lambda second: jnp.diagonal(second, axis1=-2, axis2=-1),
-    component_valid=lambda scale, k: jnp.all(jnp.isfinite(scale) & (scale > 0), axis=-1),
-    reset_components=_reset_per_component,
-    layout_from_full=lambda covariance, k: jnp.broadcast_to(jnp.diagonal(covariance), (k, covariance.shape[-1])),
+    core=CoreFunctions(
+        scale_shape=_diag_scale_shape,
+        inverse_scale=_reciprocal,
+        whiten=_diag_whiten,
+        half_log_det=_diag_half_log_det,
+        colour=_diag_colour,
+        covariances=_square,
+        covariance_matrices=_diag_covariance_matrices,
+        precisions=_reciprocal_square,
+        precisions_cholesky=_reciprocal,
+        from_covariances=jnp.sqrt,
+        n_parameters=_diag_n_parameters,
+        identity_scale=_diag_identity_scale,
+        permute=_permute_components,
+        component_valid=_diag_component_valid,
+        reset_components=_reset_per_component,
+        layout_from_full=_diag_layout_from_full,
+    ),
+    em=EMFunctions(
+        second_moment=_diag_second_moment,
+        unwhiten=_diag_unwhiten,
+        scale_from_moments=_diag_scale_from_moments,
+        raw_features=_diag_raw_features,
+        quadratic_coefficients=_diag_quadratic_coefficients,
+        precision_mean=_diag_precision_mean,
+        second_from_raw=_diag_second_from_raw,
+        second_from_full=_diag_second_from_full,
+    ),
+    prior=PriorFunctions(
+        std_shape=_diag_std_shape,
+        correlation_batch=_uncorrelated,
+        assemble_scale=_std_only,
+        split_scale=_keep_std,
+        std_prior_values=_per_component_std_values,
+    ),
 )
 
 
 # ----------------------------------------------------------------------------- spherical
+
+
+def _spherical_scale_shape(k, d):
+    return (k,)
+
+
+def _spherical_whiten(x, means, inverse):
+    return (x.T[None, :, :] - means[:, :, None]) * inverse[:, None, None]
+
+
+def _spherical_half_log_det(scale, d):
+    return d * jnp.log(scale)
+
+
+def _spherical_colour(scale, labels, noise):
+    return scale[labels][:, None] * noise
+
+
+def _spherical_covariance_matrices(scale, k, d):
+    return (scale**2)[:, None, None] * jnp.eye(d, dtype=scale.dtype)
+
+
+def _spherical_n_parameters(k, d):
+    return k
+
+
+def _spherical_identity_scale(k, d, dtype):
+    return jnp.ones((k,), dtype=dtype)
+
+
+def _spherical_component_valid(scale, k):
+    return jnp.isfinite(scale) & (scale > 0)
+
+
+def _spherical_layout_from_full(covariance, k):
+    return jnp.full((k,), jnp.mean(jnp.diagonal(covariance)), covariance.dtype)
+
+
+def _spherical_second_moment(resp, y, sq_norm):
+    return jnp.sum(resp * sq_norm, axis=-1)
+
+
+def _spherical_unwhiten(first_w, second_w, scale):
+    return scale[:, None] * first_w, scale**2 * second_w
 
 
 def _spherical_scale_from_moments(counts, nk, first, delta, second, reg_covar):
@@ -417,37 +765,72 @@ def _spherical_scale_from_moments(counts, nk, first, delta, second, reg_covar):
     return jnp.sqrt(variance + reg_covar)
 
 
+def _spherical_raw_features(x):
+    return jnp.sum(x * x, axis=-1, keepdims=True)
+
+
+def _spherical_quadratic_coefficients(inverse, k):
+    return (inverse**2)[:, None]
+
+
+def _spherical_precision_mean(inverse, means):
+    return means * (inverse**2)[:, None]
+
+
+def _spherical_second_from_raw(squares):
+    return squares[:, 0]
+
+
+def _spherical_second_from_full(second):
+    return jnp.trace(second, axis1=-2, axis2=-1)
+
+
+def _spherical_std_shape(k, d):
+    return (k,)
+
+
+def _spherical_std_prior_values(values, k):
+    """One standard deviation per component: the prior's mean over features."""
+    return jnp.broadcast_to(jnp.mean(values), (k,))
+
+
 SPHERICAL = CovarianceStructure(
     name="spherical",
-    scale_shape=lambda k, d: (k,),
-    inverse_scale=lambda scale: 1.0 / scale,
-    whiten=lambda x, means, inverse: (x.T[None, :, :] - means[:, :, None]) * inverse[:, None, None],
-    half_log_det=lambda scale, d: d * jnp.log(scale),
-    second_moment=lambda resp, y, sq_norm: jnp.sum(resp * sq_norm, axis=-1),
-    unwhiten=lambda first_w, second_w, scale: (scale[:, None] * first_w, scale**2 * second_w),
-    scale_from_moments=_spherical_scale_from_moments,
-    colour=lambda scale, labels, noise: scale[labels][:, None] * noise,
-    covariances=lambda scale: scale**2,
-    covariance_matrices=lambda scale, k, d: (scale**2)[:, None, None] * jnp.eye(d, dtype=scale.dtype),
-    precisions=lambda scale: 1.0 / scale**2,
-    precisions_cholesky=lambda scale: 1.0 / scale,
-    from_covariances=jnp.sqrt,
-    n_parameters=lambda k, d: k,
-    identity_scale=lambda k, d, dtype: jnp.ones((k,), dtype=dtype),
-    std_shape=lambda k, d: (k,),
-    correlation_batch=lambda k: None,
-    std_prior_values=lambda values, k: jnp.broadcast_to(jnp.mean(values), (k,)),
-    assemble_scale=lambda std, correlation: std,
-    split_scale=_keep_std,
-    permute=lambda scale, permutation: scale[permutation],
-    raw_features=lambda x: jnp.sum(x * x, axis=-1, keepdims=True),
-    quadratic_coefficients=lambda inverse, k: (inverse**2)[:, None],
-    precision_mean=lambda inverse, means: means * (inverse**2)[:, None],
-    second_from_raw=lambda squares: squares[:, 0],
-    second_from_full=lambda second: jnp.trace(second, axis1=-2, axis2=-1),
-    component_valid=lambda scale, k: jnp.isfinite(scale) & (scale > 0),
-    reset_components=_reset_per_component,
-    layout_from_full=lambda covariance, k: jnp.full((k,), jnp.mean(jnp.diagonal(covariance)), covariance.dtype),
+    core=CoreFunctions(
+        scale_shape=_spherical_scale_shape,
+        inverse_scale=_reciprocal,
+        whiten=_spherical_whiten,
+        half_log_det=_spherical_half_log_det,
+        colour=_spherical_colour,
+        covariances=_square,
+        covariance_matrices=_spherical_covariance_matrices,
+        precisions=_reciprocal_square,
+        precisions_cholesky=_reciprocal,
+        from_covariances=jnp.sqrt,
+        n_parameters=_spherical_n_parameters,
+        identity_scale=_spherical_identity_scale,
+        permute=_permute_components,
+        component_valid=_spherical_component_valid,
+        reset_components=_reset_per_component,
+        layout_from_full=_spherical_layout_from_full,
+    ),
+    em=EMFunctions(
+        second_moment=_spherical_second_moment,
+        unwhiten=_spherical_unwhiten,
+        scale_from_moments=_spherical_scale_from_moments,
+        raw_features=_spherical_raw_features,
+        quadratic_coefficients=_spherical_quadratic_coefficients,
+        precision_mean=_spherical_precision_mean,
+        second_from_raw=_spherical_second_from_raw,
+        second_from_full=_spherical_second_from_full,
+    ),
+    prior=PriorFunctions(
+        std_shape=_spherical_std_shape,
+        correlation_batch=_uncorrelated,
+        assemble_scale=_std_only,
+        split_scale=_keep_std,
+        std_prior_values=_spherical_std_prior_values,
+    ),
 )
 
 
@@ -477,7 +860,7 @@ def whitened_log_joint(structure, log_weights, means, inverse, half_log_det, x):
     structure : CovarianceStructure
     log_weights : (k,)
     means : (k, d)
-    inverse : ``structure.inverse_scale(scale)``
+    inverse : ``structure.core.inverse_scale(scale)``
     half_log_det : (k,) or ()
     x : (c, d)
 
@@ -489,7 +872,7 @@ def whitened_log_joint(structure, log_weights, means, inverse, half_log_det, x):
         Squared Mahalanobis distances ``‖y_ki‖²``.
     """
     n_features = x.shape[-1]
-    y = structure.whiten(x, means, inverse)
+    y = structure.core.whiten(x, means, inverse)
     sq_norm = jnp.sum(y * y, axis=1)
     log_density = -0.5 * (n_features * LOG_2PI + sq_norm) - jnp.reshape(half_log_det, (-1, 1))
     return log_weights[:, None] + log_density, y, sq_norm
@@ -498,12 +881,12 @@ def whitened_log_joint(structure, log_weights, means, inverse, half_log_det, x):
 def raw_coefficients(structure, log_weights, means, inverse, half_log_det):
     """``W (d + p, k)`` and ``b (k,)`` with ``log π_k + log N(x | μ_k, Σ_k) = [x, q(x)] W_k + b_k``.
 
-    ``q = structure.raw_features``; ``W = [P_k μ_k ; −½ Q_k]`` and
+    ``q = structure.em.raw_features``; ``W = [P_k μ_k ; −½ Q_k]`` and
     ``b_k = log π_k − log |Σ_k|^{1/2} − ½ (d log 2π + μ_kᵀ P_k μ_k)``.
     """
     k, d = means.shape
-    linear = structure.precision_mean(inverse, means)
-    quadratic = structure.quadratic_coefficients(inverse, k)
+    linear = structure.em.precision_mean(inverse, means)
+    quadratic = structure.em.quadratic_coefficients(inverse, k)
     coefficients = jnp.concatenate([linear, -0.5 * quadratic], axis=1).T
     offsets = log_weights - jnp.broadcast_to(half_log_det, (k,)) - 0.5 * (d * LOG_2PI + jnp.sum(means * linear, axis=1))
     return coefficients, offsets

@@ -27,9 +27,8 @@ from jax.flatten_util import ravel_pytree
 from scipy.optimize import linear_sum_assignment
 
 from bayesgmm import _host_em, _validation
-from bayesgmm._errors import DegenerateFitError
+from bayesgmm._errors import ConvergenceWarning, DegenerateFitError
 from bayesgmm.covariance import get_structure
-from bayesgmm._errors import ConvergenceWarning
 from bayesgmm.em import em_fit
 from bayesgmm.model import (
     Priors,
@@ -105,7 +104,7 @@ def _permute_components(params: GMMParams, permutations: Array) -> GMMParams:
     batch_shape = params.batch_shape
 
     def permute(draw: GMMParams, permutation: Array) -> GMMParams:
-        scale = structure.permute(draw.scale, permutation)
+        scale = structure.core.permute(draw.scale, permutation)
         return GMMParams(draw.weights[permutation], draw.means[permutation], scale, draw.covariance_type)
 
     flat = jax.tree.map(lambda leaf: leaf.reshape((-1,) + leaf.shape[len(batch_shape) :]), params)
@@ -209,7 +208,7 @@ def _identity_params(k: int, d: int, covariance_type: str, dtype=None) -> GMMPar
     return GMMParams(
         jnp.full((k,), 1.0 / k, dtype),
         jnp.zeros((k, d), dtype),
-        get_structure(covariance_type).identity_scale(k, d, dtype),
+        get_structure(covariance_type).core.identity_scale(k, d, dtype),
         covariance_type,
     )
 
@@ -528,7 +527,7 @@ class Posterior:
         return GMMParams(
             weights / jnp.sum(weights),
             jnp.mean(self.params.means, axis=axes),
-            structure.from_covariances(covariances),
+            structure.core.from_covariances(covariances),
             self.params.covariance_type,
         )
 

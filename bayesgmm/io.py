@@ -204,7 +204,7 @@ def _check_params(arrays: dict, covariance_type: str, source: str) -> None:
         raise ValueError(
             f"{source}: weights must have shape {batch + (k,)} to match means {means.shape}, got {weights.shape}."
         )
-    expected = batch + structure.scale_shape(k, d)
+    expected = batch + structure.core.scale_shape(k, d)
     if scale.shape != expected:
         raise ValueError(
             f"{source}: scale for covariance_type={covariance_type!r} must have shape {expected} "
@@ -216,7 +216,7 @@ def _check_params(arrays: dict, covariance_type: str, source: str) -> None:
         raise ValueError(f"{source}: weights must be non-negative and sum to 1 (sums: {weights.sum(axis=-1)!r}).")
     # The scale is a Cholesky factor: lower-triangular matrices with a positive diagonal
     # (full, tied), or standard deviations (diag, spherical; no correlation factor).
-    is_matrix = structure.correlation_batch(k) is not None
+    is_matrix = structure.prior.correlation_batch(k) is not None
     if is_matrix and np.any(np.triu(scale, 1) != 0):
         raise ValueError(
             f"{source}: scale must be lower-triangular (a Cholesky factor); it has entries above the diagonal."

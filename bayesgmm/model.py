@@ -229,13 +229,13 @@ class Priors:
 def std_distribution(hyper: Hyperparameters, std_prior: str, covariance_type: str, k: int) -> dist.Distribution:
     """The prior on the ``stds`` site, shaped for the covariance type."""
     structure = get_structure(covariance_type)
-    shape = structure.std_shape(k, hyper.mean_loc.shape[0])
+    shape = structure.prior.std_shape(k, hyper.mean_loc.shape[0])
     if std_prior == "lognormal":
         base = dist.LogNormal(
-            structure.std_prior_values(hyper.std_loc, k), structure.std_prior_values(hyper.std_scale, k)
+            structure.prior.std_prior_values(hyper.std_loc, k), structure.prior.std_prior_values(hyper.std_scale, k)
         )
     else:
-        base = dist.HalfNormal(structure.std_prior_values(hyper.std_scale, k))
+        base = dist.HalfNormal(structure.prior.std_prior_values(hyper.std_scale, k))
     return base.expand(shape).to_event(len(shape))
 
 
@@ -244,14 +244,15 @@ def params_from_sites(sites: dict, covariance_type: str) -> GMMParams:
     structure = get_structure(covariance_type)
     stds = sites["stds"]
     correlation = sites.get("corr_cholesky")
-    if correlation is None and structure.correlation_batch(1) is not None:
+    if correlation is None and structure.prior.correlation_batch(1) is not None:
         correlation = jnp.ones(stds.shape + (1,), stds.dtype)  # d == 1: no correlations
-    return GMMParams(sites["weights"], sites["means"], structure.assemble_scale(stds, correlation), covariance_type)
+    scale = structure.prior.assemble_scale(stds, correlation)
+    return GMMParams(sites["weights"], sites["means"], scale, covariance_type)
 
 
 def sites_from_params(params: GMMParams) -> dict:
     """The inverse of ``params_from_sites``: initial values for the model's sites."""
-    stds, correlation = params.structure.split_scale(params.scale)
+    stds, correlation = params.structure.prior.split_scale(params.scale)
     sites = {"weights": params.weights, "means": params.means, "stds": stds}
     if correlation is not None and params.n_features > 1:
         sites["corr_cholesky"] = correlation
@@ -402,18 +403,18 @@ def unconstrained_log_density(
         -0.5 * ((means - hyper.mean_loc) / hyper.mean_scale) ** 2 - jnp.log(hyper.mean_scale) - _HALF_LOG_2PI
     )
     log_std = unconstrained["stds"]
-    std_scale = structure.std_prior_values(hyper.std_scale, k)
+    std_scale = structure.prior.std_prior_values(hyper.std_scale, k)
     if std_prior == "lognormal":  # LogNormal(σ) |dσ/du| = Normal(log σ): the Jacobian cancels the 1/σ
-        standardised = (log_std - structure.std_prior_values(hyper.std_loc, k)) / std_scale
+        standardised = (log_std - structure.prior.std_prior_values(hyper.std_loc, k)) / std_scale
         log_density += jnp.sum(-0.5 * standardised**2 - jnp.log(std_scale) - _HALF_LOG_2PI)
     else:  # HalfNormal(σ) σ
         log_density += jnp.sum(
             math.log(2.0) - _HALF_LOG_2PI - jnp.log(std_scale) - 0.5 * (jnp.exp(log_std) / std_scale) ** 2 + log_std
         )
-    batch = structure.correlation_batch(k)
+    batch = structure.prior.correlation_batch(k)
     if batch is None:  # diag, spherical: scale = σ
         inverse = jnp.exp(-log_std)
-        half_log_det = structure.half_log_det(jnp.exp(log_std), d)
+        half_log_det = structure.core.half_log_det(jnp.exp(log_std), d)
     elif d == 1:  # full, tied in one dimension: no correlations
         inverse = jnp.exp(-log_std)[..., None]
         half_log_det = jnp.sum(log_std, axis=-1)
@@ -437,7 +438,7 @@ def _mixture_log_likelihood(structure, log_weights, means, inverse, half_log_det
     transpose is code in every place NUTS evaluates the gradient.
     """
     k, d = means.shape
-    y = structure.whiten(X, means, inverse)  # (k, d, n)
+    y = structure.core.whiten(X, means, inverse)  # (k, d, n)
     constant = log_weights - jnp.broadcast_to(half_log_det, (k,)) - 0.5 * d * LOG_2PI
     log_joint = constant[:, None] - 0.5 * jnp.sum(y * y, axis=1)  # (k, n)
     peak = jnp.max(jax.lax.stop_gradient(log_joint), axis=0)
@@ -498,7 +499,7 @@ def gmm_model(
         "means": numpyro.sample("means", dist.Normal(hyper.mean_loc, hyper.mean_scale).expand((k, d)).to_event(2)),
         "stds": numpyro.sample("stds", std_distribution(hyper, std_prior, covariance_type, k)),
     }
-    batch = structure.correlation_batch(k)
+    batch = structure.prior.correlation_batch(k)
     if batch is not None and d > 1:
         lkj = _LKJCholesky(d, hyper.lkj_concentration, hyper.lkj_log_normalizer)
         sites["corr_cholesky"] = numpyro.sample("corr_cholesky", lkj.expand(batch).to_event(len(batch)))

@@ -35,7 +35,7 @@ from bayesgmm.covariance import get_structure, whitened_log_joint
 
 
 def _scale_ndim(covariance_type: str) -> int:
-    return len(get_structure(covariance_type).scale_shape(1, 1))
+    return len(get_structure(covariance_type).core.scale_shape(1, 1))
 
 
 @functools.partial(
@@ -89,7 +89,7 @@ class GMMParams:
         if self.means.ndim < 2:
             raise ValueError(f"means must have shape (..., k, d), got shape {self.means.shape}.")
         k, d = self.means.shape[-2:]
-        expected = structure.scale_shape(k, d)
+        expected = structure.core.scale_shape(k, d)
         if self.weights.shape[-1:] != (k,):
             raise ValueError(
                 f"weights must have shape (..., {k}) to match means {self.means.shape}, got {self.weights.shape}."
@@ -119,7 +119,8 @@ class GMMParams:
         dtype = jnp.result_type(float)
         means = jnp.asarray(means, dtype=dtype)
         covariances = jnp.asarray(covariances, dtype=dtype)
-        return cls(jnp.asarray(weights, dtype=dtype), means, structure.from_covariances(covariances), covariance_type)
+        scale = structure.core.from_covariances(covariances)
+        return cls(jnp.asarray(weights, dtype=dtype), means, scale, covariance_type)
 
     # ------------------------------------------------------------------ shape facts
 
@@ -147,29 +148,29 @@ class GMMParams:
     def n_parameters(self) -> int:
         """Free parameters: weights (k − 1), means (k·d) and covariances (by type)."""
         k, d = self.n_components, self.n_features
-        return (k - 1) + k * d + self.structure.n_parameters(k, d)
+        return (k - 1) + k * d + self.structure.core.n_parameters(k, d)
 
     # ------------------------------------------------------------------ derived parameters
 
     @property
     def covariances(self) -> Array:
         """Covariances in scikit-learn's layout for the type (``L Lᵀ`` or ``σ²``)."""
-        return self.structure.covariances(self.scale)
+        return self.structure.core.covariances(self.scale)
 
     @property
     def covariance_matrices(self) -> Array:
         """Dense covariance matrices for every type, shape (..., k, d, d)."""
-        return map_batch(lambda p: p.structure.covariance_matrices(p.scale, p.n_components, p.n_features), self)
+        return map_batch(lambda p: p.structure.core.covariance_matrices(p.scale, p.n_components, p.n_features), self)
 
     @property
     def precisions(self) -> Array:
         """Inverse covariances in scikit-learn's layout for the type."""
-        return self.structure.precisions(self.scale)
+        return self.structure.core.precisions(self.scale)
 
     @property
     def precisions_cholesky(self) -> Array:
         """scikit-learn's ``precisions_cholesky_``: ``L⁻ᵀ`` (full, tied) or ``1/σ``."""
-        return self.structure.precisions_cholesky(self.scale)
+        return self.structure.core.precisions_cholesky(self.scale)
 
     # ------------------------------------------------------------------ densities
 
@@ -286,8 +287,8 @@ def _log_joint(params: GMMParams, X: Array) -> Array:
         structure,
         jnp.log(params.weights),
         params.means,
-        structure.inverse_scale(params.scale),
-        structure.half_log_det(params.scale, params.n_features),
+        structure.core.inverse_scale(params.scale),
+        structure.core.half_log_det(params.scale, params.n_features),
         X,
     )
     return log_joint
@@ -297,7 +298,7 @@ def _sample(params: GMMParams, key: Array, n_samples: int) -> tuple[Array, Array
     key_labels, key_noise = jax.random.split(key)
     labels = jax.random.categorical(key_labels, jnp.log(params.weights), shape=(n_samples,))
     noise = jax.random.normal(key_noise, (n_samples, params.n_features), dtype=params.dtype)
-    X = params.means[labels] + params.structure.colour(params.scale, labels, noise)
+    X = params.means[labels] + params.structure.core.colour(params.scale, labels, noise)
     return X, labels
 
 

@@ -173,7 +173,6 @@ def _select_by_loo(X, ks, types, *, seed, **infer_kwargs) -> Selection:
     import arviz_stats
     import pandas as pd
 
-
     rows, fits = [], {}
     for covariance_type in types:
         for n_components in ks:
@@ -236,7 +235,6 @@ def loo_compare(X, ks, *, method: str = "nuts", covariance_type: str = "full", *
     leave-one-out cross-validation and WAIC", Statistics and Computing 27, 2017.
     """
     import arviz_stats
-
 
     ks = sorted({int(k) for k in ks})
     if not ks:

@@ -81,12 +81,12 @@ def _seed_from(random_state) -> int:
 def _inverse_in_layout(matrices, covariance_type: str) -> np.ndarray:
     """Inverse of SPD covariances or precisions in scikit-learn's layout for the type, by Cholesky.
 
-    ``structure.from_covariances`` factors ``A = L Lᵀ`` (or takes ``√a``) and
-    ``structure.precisions`` returns ``(L Lᵀ)⁻¹`` from triangular solves (or ``1/a``).
+    ``structure.core.from_covariances`` factors ``A = L Lᵀ`` (or takes ``√a``) and
+    ``structure.core.precisions`` returns ``(L Lᵀ)⁻¹`` from triangular solves (or ``1/a``).
     """
     structure = get_structure(covariance_type)
     with jax.enable_x64(True):
-        inverse = structure.precisions(structure.from_covariances(jnp.asarray(matrices, jnp.float64)))
+        inverse = structure.core.precisions(structure.core.from_covariances(jnp.asarray(matrices, jnp.float64)))
         return np.asarray(inverse, dtype=np.float64)
 
 
@@ -119,7 +119,7 @@ def _log_prob_and_log_resp(weights, means, covariances, X, covariance_type):
 def _coloured_noise(covariances, labels, noise, covariance_type):
     """``L_{label_i} z_i`` for each row: standard normal ``noise`` (n, d) given each label's covariance."""
     structure = get_structure(covariance_type)
-    return structure.colour(structure.from_covariances(covariances), labels, noise)
+    return structure.core.colour(structure.core.from_covariances(covariances), labels, noise)
 
 
 def _checked_sample_weight(sample_weight, X: np.ndarray) -> np.ndarray | None:
@@ -182,7 +182,7 @@ def _check_precisions(precisions, covariance_type: str, n_components: int, n_fea
     precisions = check_array(
         precisions, dtype=[np.float64, np.float32], ensure_2d=False, allow_nd=covariance_type == "full"
     ).astype(np.float64)
-    expected = get_structure(covariance_type).scale_shape(n_components, n_features)
+    expected = get_structure(covariance_type).core.scale_shape(n_components, n_features)
     _check_shape(precisions, expected, f"{covariance_type} precision")
     _PRECISION_CHECKS[covariance_type](precisions, covariance_type)
     return precisions
@@ -272,7 +272,7 @@ class _MixtureEstimator(DensityMixin, BaseEstimator):
     def _n_parameters(self) -> int:
         """Free parameters: weights (k − 1), means (k d) and covariances (by type)."""
         k, n_features = self.n_components, self.means_.shape[1]
-        covariance = get_structure(self.covariance_type).n_parameters(k, n_features)
+        covariance = get_structure(self.covariance_type).core.n_parameters(k, n_features)
         return int(k - 1 + k * n_features + covariance)
 
     def bic(self, X):
@@ -511,7 +511,7 @@ class GaussianMixture(_MixtureEstimator):
 
     def _warm_start_parameters(self, n_features: int):
         """The current parameters as em_fit's initial (weights, means, covariances)."""
-        expected = get_structure(self.covariance_type).scale_shape(self.n_components, n_features)
+        expected = get_structure(self.covariance_type).core.scale_shape(self.n_components, n_features)
         if self.means_.shape != (self.n_components, n_features) or self.covariances_.shape != expected:
             raise ValueError(
                 f"warm_start=True continues the previous fit (means_ {self.means_.shape}, covariances_ "

@@ -11,8 +11,21 @@ import ast
 import sys
 from pathlib import Path
 
-OPTIONAL = ("matplotlib", "sklearn", "rich", "arviz", "arviz_base", "arviz_stats", "arviz_plots", "pandas",
-            "pyarrow", "h5netcdf", "xarray", "numpyro", "platformdirs")
+OPTIONAL = (
+    "matplotlib",
+    "sklearn",
+    "rich",
+    "arviz",
+    "arviz_base",
+    "arviz_stats",
+    "arviz_plots",
+    "pandas",
+    "pyarrow",
+    "h5netcdf",
+    "xarray",
+    "numpyro",
+    "platformdirs",
+)
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -31,7 +44,9 @@ def report(root: Path) -> None:
                 functions.append((node.end_lineno - node.lineno + 1, f"{name}.{node.name}"))
                 for inner_node in ast.walk(node):
                     if isinstance(inner_node, (ast.Import, ast.ImportFrom)):
-                        target = inner_node.module if isinstance(inner_node, ast.ImportFrom) else inner_node.names[0].name
+                        target = (
+                            inner_node.module if isinstance(inner_node, ast.ImportFrom) else inner_node.names[0].name
+                        )
                         target = target or ""
                         kind = "optional" if target.split(".")[0] in OPTIONAL else "package/other"
                         inner.append((kind, f"{name}.{node.name}: {target}"))
@@ -39,13 +54,25 @@ def report(root: Path) -> None:
                 for alias in node.names:
                     if alias.name.startswith("_") and not alias.name.startswith("__"):
                         # importing a private *module* (bayesgmm.em._state) is fine; a private name from a module is not
-                        if not (root.parent / Path(*node.module.split("."), alias.name)).with_suffix(".py").exists() \
-                                and not (root.parent / Path(*node.module.split("."), alias.name)).is_dir():
+                        if (
+                            not (root.parent / Path(*node.module.split("."), alias.name)).with_suffix(".py").exists()
+                            and not (root.parent / Path(*node.module.split("."), alias.name)).is_dir()
+                        ):
                             private.append(f"{name}: from {node.module} import {alias.name}")
             if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
-                if isinstance(node.value, ast.Name) and node.value.id in {"em", "init", "streaming", "missing",
-                                                                           "params", "sharding", "host_em", "chunks",
-                                                                           "covariance", "model", "inference"}:
+                if isinstance(node.value, ast.Name) and node.value.id in {
+                    "em",
+                    "init",
+                    "streaming",
+                    "missing",
+                    "params",
+                    "sharding",
+                    "host_em",
+                    "chunks",
+                    "covariance",
+                    "model",
+                    "inference",
+                }:
                     private.append(f"{name}: {node.value.id}.{node.attr}")
     print(f"{'module':40s} lines")
     for name, count in sorted(lines.items(), key=lambda item: -item[1]):

@@ -214,7 +214,8 @@ def test_em_start_falls_back_to_reseeding(monkeypatch, host):
     """The start: host EM on small data; em_fit when the host fit fails (every restart
     degenerate) or the data are large; a fit that raises with degenerate='raise' is fitted
     again with 'reseed'."""
-    from bayesgmm import _host_em as host_em, inference
+    from bayesgmm import _host_em as host_em
+    from bayesgmm import inference
 
     calls = []
 

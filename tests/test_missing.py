@@ -156,7 +156,7 @@ def test_rows_without_missing_values_give_the_regular_statistics(covariance_type
         fast, _ = missing_e_step(params, rows)  # complete chunks: the ordinary densities
         # the general (conditional) formulas on complete rows: every observed mask is all-true
         general, _ = chunk_statistics(params, X, weights, complete=False)
-        general = general[:2] + (params.structure.second_from_full(general[2]),) + general[3:]
+        general = general[:2] + (params.structure.em.second_from_full(general[2]),) + general[3:]
         return regular[:4], fast[:4], general[:4]
 
     regular, fast, general = all_three(params, X, weights)

@@ -51,7 +51,10 @@ def _random_params(covariance_type, k=3, d=2, seed=0, batch_shape=()):
     layout = np.stack(layouts)
     # the Cholesky factor ("scale") in numpy: no JAX op to compile per shape
     scale = np.linalg.cholesky(layout) if covariance_type in ("full", "tied") else np.sqrt(layout)
-    reshape = lambda array: array.reshape(batch_shape + array.shape[1:])
+
+    def reshape(array):
+        return array.reshape(batch_shape + array.shape[1:])
+
     params = GMMParams(reshape(weights), reshape(means), reshape(scale), covariance_type)
     return params, (reshape(weights), reshape(means), reshape(dense))
 

@@ -300,7 +300,7 @@ def savable_params(draw):
     raw_weights = raw_weights + dtype(1e-3)
     weights = (raw_weights / raw_weights.sum(axis=-1, keepdims=True)).astype(dtype)
     means = draw(hnp.arrays(dtype, batch + (k, d), elements=finite))
-    scale_shape = batch + get_structure(covariance_type).scale_shape(k, d)
+    scale_shape = batch + get_structure(covariance_type).core.scale_shape(k, d)
     if covariance_type in ("full", "tied"):
         lower = draw(hnp.arrays(dtype, scale_shape, elements=finite))
         diagonal = draw(hnp.arrays(dtype, scale_shape[:-1], elements=positive))

@@ -140,7 +140,9 @@ def _prepare_sharded(rows: ShardedRows, dtype) -> PreparedData:
     total, center, covariance, n_positive = describe(rows)
     scale = power_of_two_scale(float(np.mean(np.diag(covariance))))
     X = standardise(rows.X.astype(dtype), jnp.asarray(center, dtype), jnp.asarray(scale, dtype))
-    return PreparedData(X, rows.weights.astype(dtype), center, scale, covariance / scale**2, total, n_positive, rows.mesh)
+    return PreparedData(
+        X, rows.weights.astype(dtype), center, scale, covariance / scale**2, total, n_positive, rows.mesh
+    )
 
 
 def settings(data: PreparedData, k: int, config: EMConfig, dtype) -> Settings:
@@ -256,5 +258,3 @@ def observed_moments(X: np.ndarray, weights: np.ndarray):
     std = np.sqrt(variances)
     observed_features = float(weights @ observed.sum(axis=1) / weights.sum())
     return center, correlation * np.outer(std, std), observed_features
-
-

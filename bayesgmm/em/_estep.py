@@ -55,8 +55,8 @@ def _identity_with_worst(shapes):
 def _density_terms(params: GMMParams):
     """``(log π (k,), the scale's inverse, log |Σ|^{1/2})``, computed once per E-step."""
     log_weights = jnp.log(params.weights)  # −inf for inactive components (weight 0)
-    inverse = params.structure.inverse_scale(params.scale)
-    return log_weights, inverse, params.structure.half_log_det(params.scale, params.n_features)
+    inverse = params.structure.core.inverse_scale(params.scale)
+    return log_weights, inverse, params.structure.core.half_log_det(params.scale, params.n_features)
 
 
 def whitened_e_step(params: GMMParams, rows: Rows) -> tuple[SufficientStatistics, WorstRow]:
@@ -65,7 +65,7 @@ def whitened_e_step(params: GMMParams, rows: Rows) -> tuple[SufficientStatistics
     Returns ``(stats, worst)``: ``worst`` is the row of lowest log-likelihood (to re-seed an
     empty component).
     """
-    structure, d = params.structure, params.n_features
+    structure = params.structure
     log_weights, inverse, half_log_det = _density_terms(params)
 
     def chunk_statistics(x, w, row_ids, chunk_index):
@@ -75,14 +75,14 @@ def whitened_e_step(params: GMMParams, rows: Rows) -> tuple[SufficientStatistics
         sums = SufficientStatistics(
             counts=jnp.sum(resp, axis=1),
             first=jnp.einsum("kc,kdc->kd", resp, y, precision="highest"),
-            second=structure.second_moment(resp, y, sq_norm),
+            second=structure.em.second_moment(resp, y, sq_norm),
             log_likelihood=jnp.sum(w * log_norm),
             max_log_resp=jnp.sum(w * (jnp.max(log_joint, axis=0) - log_norm)),
         )
         return sums, WorstRow.of_chunk(log_norm, w, row_ids)
 
     sums, worst = accumulate(rows, chunk_statistics, _combine, _identity_with_worst)
-    first, second = structure.unwhiten(sums.first, sums.second, params.scale)
+    first, second = structure.em.unwhiten(sums.first, sums.second, params.scale)
     return sums._replace(first=first, second=second, shift=params.means), worst
 
 
@@ -94,7 +94,7 @@ def raw_e_step(params: GMMParams, rows: Rows) -> tuple[SufficientStatistics, Wor
     coefficients, offsets = raw_coefficients(structure, log_weights, params.means, inverse, half_log_det)
 
     def chunk_statistics(x, w, row_ids, chunk_index):
-        features = jnp.concatenate([x, structure.raw_features(x)], axis=1)  # (c, d + p)
+        features = jnp.concatenate([x, structure.em.raw_features(x)], axis=1)  # (c, d + p)
         log_joint = jnp.matmul(features, coefficients, precision="highest") + offsets  # (c, k)
         log_norm = jax.nn.logsumexp(log_joint, axis=1)
         resp = jnp.exp(log_joint - log_norm[:, None]) * w[:, None]
@@ -102,7 +102,7 @@ def raw_e_step(params: GMMParams, rows: Rows) -> tuple[SufficientStatistics, Wor
         sums = SufficientStatistics(
             counts=jnp.sum(resp, axis=0),
             first=moments_[:, :d],
-            second=structure.second_from_raw(moments_[:, d:]),
+            second=structure.em.second_from_raw(moments_[:, d:]),
             log_likelihood=jnp.sum(w * log_norm),
             max_log_resp=jnp.sum(w * (jnp.max(log_joint, axis=1) - log_norm)),
         )
@@ -128,7 +128,7 @@ def chunk_statistics(params: GMMParams, x: Array, w: Array, *, complete: bool):
         delta = x[None] - params.means[:, None, :]
         conditional_sum = jnp.zeros((k, d, d), x.dtype)
     else:
-        covariances = structure.covariance_matrices(params.scale, k, d)
+        covariances = structure.core.covariance_matrices(params.scale, k, d)
         log_joint, delta, conditional = conditional_moments(jnp.log(params.weights), params.means, covariances, x)
     log_norm = jax.nn.logsumexp(log_joint, axis=0)
     resp = jnp.exp(log_joint - log_norm) * w  # (k, c)
@@ -164,6 +164,7 @@ def missing_e_step(params: GMMParams, rows: Rows) -> tuple[SufficientStatistics,
     under ``vmap`` over restarts because the data are not batched); a row without missing
     entries gets the same statistics either way, up to round-off.
     """
+
     def per_chunk(x, w, row_ids, chunk_index):
         def branch(complete):
             def run(x, w):
@@ -184,7 +185,7 @@ def missing_e_step(params: GMMParams, rows: Rows) -> tuple[SufficientStatistics,
     stats = SufficientStatistics(
         counts=counts,
         first=first,
-        second=params.structure.second_from_full(second_full),
+        second=params.structure.em.second_from_full(second_full),
         log_likelihood=log_likelihood,
         max_log_resp=max_log_resp,
         shift=params.means,
@@ -202,7 +203,6 @@ def fill_missing(rows: Rows) -> Rows:
     EM iterations then correct.
     """
     return dataclasses.replace(rows, chunks=jnp.where(jnp.isnan(rows.chunks), 0.0, rows.chunks))
-
 
 
 E_STEPS: dict[str, Callable[[GMMParams, Rows], tuple[SufficientStatistics, WorstRow]]] = {

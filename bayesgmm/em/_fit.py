@@ -32,6 +32,8 @@ from bayesgmm.em._kernels import EMPTY_FRACTION
 from bayesgmm.em._state import DegenerateEvents, EMResult, EMState, Settings, UserInit
 from bayesgmm.params import GMMParams
 
+_NO_USER_INIT = UserInit()
+
 
 class Notice(NamedTuple):
     """A warning to raise at the API boundary (``warnings.warn(message, category, stacklevel=2)``)."""
@@ -214,7 +216,7 @@ def em_fit(
 
 
 def fit_groups(
-    data: PreparedData, ks: list[int], config: EMConfig, *, seed, user_init: UserInit = UserInit()
+    data: PreparedData, ks: list[int], config: EMConfig, *, seed, user_init: UserInit = _NO_USER_INIT
 ) -> tuple[list[GridFit], list[Notice]]:
     """One fit per number of components in ``ks``, all in one compiled program; and their warnings.
 
@@ -271,7 +273,9 @@ def fit_groups(
     return _results(data, ks, states, log_likelihoods, fit_settings, config)
 
 
-def _fit_streamed(data: PreparedData, k: int, program: Program, scaled_init: UserInit, config: EMConfig, *, seed, n_init):
+def _fit_streamed(
+    data: PreparedData, k: int, program: Program, scaled_init: UserInit, config: EMConfig, *, seed, n_init
+):
     """One streamed fit (``_streaming``) with ``k`` components."""
     dtype = jnp.result_type(float)
     program = Program(**{**program.__dict__, "k": k, "history_size": config.max_iter + 1})
@@ -308,7 +312,7 @@ def _results(data: PreparedData, ks, states, log_likelihoods, fit_settings: Sett
 
 def _first_components(params: GMMParams, k: int) -> GMMParams:
     """The first ``k`` components (those in use; their weights already sum to 1), NumPy leaves."""
-    scale = np.asarray(params.structure.permute(params.scale, np.arange(k)))  # NumPy indexing (or tied: as is)
+    scale = np.asarray(params.structure.core.permute(params.scale, np.arange(k)))  # NumPy indexing (or tied: as is)
     return GMMParams(params.weights[:k], params.means[:k], scale, params.covariance_type)
 
 
@@ -332,7 +336,7 @@ def _result(data: PreparedData, state: EMState, restart_log_likelihoods, config:
     d = params.n_features
     means = params.means * data.scale + data.center
     scale = params.scale * data.scale
-    covariances = np.asarray(params.structure.covariances(scale.astype(dtype)))
+    covariances = np.asarray(params.structure.core.covariances(scale.astype(dtype)))
     if not (np.all(np.isfinite(means.astype(dtype))) and np.all(np.isfinite(covariances))):
         largest = float(np.max(np.abs(scale.astype(np.float64)))) ** 2  # the order of the largest variance
         raise ValueError(
@@ -385,4 +389,3 @@ def _degenerate_notices(events: DegenerateEvents, config: EMConfig, *, fallback_
             )
         )
     return notices
-

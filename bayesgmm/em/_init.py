@@ -338,9 +338,13 @@ class InitMethod(NamedTuple):
 
 INIT_METHODS: dict[str, InitMethod] = {
     # k-means++ seeding then Lloyd iterations; hard assignments to the nearest center
-    "kmeans": InitMethod(_uniform_trials, _kmeans_plusplus_rows, _kmeans_plusplus_host_rows, True, True, _nearest_center),
+    "kmeans": InitMethod(
+        _uniform_trials, _kmeans_plusplus_rows, _kmeans_plusplus_host_rows, True, True, _nearest_center
+    ),
     # k-means++ seeds; one point per component (covariance = reg_covar)
-    "k-means++": InitMethod(_uniform_trials, _kmeans_plusplus_rows, _kmeans_plusplus_host_rows, True, False, _one_row_each),
+    "k-means++": InitMethod(
+        _uniform_trials, _kmeans_plusplus_rows, _kmeans_plusplus_host_rows, True, False, _one_row_each
+    ),
     # responsibilities uniform on [0, 1), normalised per row
     "random": InitMethod(_uint32_seed, _no_rows, _no_host_rows, False, False, _random_responsibilities),
     # k distinct rows of positive weight; one point per component

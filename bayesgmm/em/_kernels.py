@@ -39,7 +39,7 @@ def m_step(stats: SufficientStatistics, reg_covar, covariance_type: str, active:
         nk = jnp.where(active, nk, 0.0)
     safe_nk = jnp.where(nk > 0, nk, 1.0)
     delta = stats.first / safe_nk[:, None]
-    scale = structure.scale_from_moments(stats.counts, safe_nk, stats.first, delta, stats.second, reg_covar)
+    scale = structure.em.scale_from_moments(stats.counts, safe_nk, stats.first, delta, stats.second, reg_covar)
     return GMMParams(nk / jnp.sum(nk), stats.shift + delta, scale, covariance_type)
 
 
@@ -66,14 +66,14 @@ def repair(
     mean_row_weight, active = settings.mean_row_weight, settings.active
     structure = params.structure
     k = params.n_components
-    valid = structure.component_valid(params.scale, k)
+    valid = structure.core.component_valid(params.scale, k)
     regularised = active & ~valid
     nk = stats.counts + 10 * jnp.finfo(stats.counts.dtype).eps
     safe_nk = jnp.where(active, nk, 1.0)
     delta = stats.first / safe_nk[:, None]
-    fallback = structure.scale_from_moments(stats.counts, safe_nk, stats.first, delta, stats.second, fallback_reg)
-    scale = structure.reset_components(regularised, fallback, params.scale)
-    still_invalid = active & ~structure.component_valid(scale, k)
+    fallback = structure.em.scale_from_moments(stats.counts, safe_nk, stats.first, delta, stats.second, fallback_reg)
+    scale = structure.core.reset_components(regularised, fallback, params.scale)
+    still_invalid = active & ~structure.core.component_valid(scale, k)
     empty = active & (stats.counts < EMPTY_FRACTION * mean_row_weight)
     if seed_row is None:  # initial parameters: nothing to re-seed from yet
         return dataclasses.replace(params, scale=scale), jnp.zeros_like(empty), regularised
@@ -82,7 +82,7 @@ def repair(
     n_active = jnp.sum(active)
     means = jnp.where(reseeded[:, None], seed_row, params.means)
     shrink = n_active.astype(scale.dtype) ** (-1.0 / params.n_features)
-    scale = structure.reset_components(reseeded, reseed_scale * shrink, scale)
+    scale = structure.core.reset_components(reseeded, reseed_scale * shrink, scale)
     weights = params.weights * jnp.sum(jnp.where(active, nk, 0.0))
     weights = jnp.where(reseeded, jnp.sum(weights) / n_active, weights)
     weights = jnp.where(active, weights, 0.0)
@@ -93,7 +93,7 @@ def repair(
 def keep_inactive(structure, new: GMMParams, old: GMMParams, active: Array) -> GMMParams:
     """Inactive components keep their (finite, unused) means and scale; their weight stays 0."""
     means = jnp.where(active[:, None], new.means, old.means)
-    return dataclasses.replace(new, means=means, scale=structure.reset_components(~active, old.scale, new.scale))
+    return dataclasses.replace(new, means=means, scale=structure.core.reset_components(~active, old.scale, new.scale))
 
 
 def initial_statistics(assignment: InitialAssignment, rows: Rows, covariance_type: str) -> SufficientStatistics:
@@ -101,15 +101,15 @@ def initial_statistics(assignment: InitialAssignment, rows: Rows, covariance_typ
     structure = get_structure(covariance_type)
     k, d = assignment.shift.shape
     dtype = rows.chunks.dtype
-    inverse = structure.inverse_scale(structure.identity_scale(k, d, dtype))
+    inverse = structure.core.inverse_scale(structure.core.identity_scale(k, d, dtype))
 
     def chunk_statistics(x, w, row_ids, chunk_index):
         resp = assignment.responsibilities(x, row_ids, chunk_index) * w
-        y = structure.whiten(x, assignment.shift, inverse)
+        y = structure.core.whiten(x, assignment.shift, inverse)
         return SufficientStatistics(
             counts=jnp.sum(resp, axis=1),
             first=jnp.einsum("kc,kdc->kd", resp, y, precision="highest"),
-            second=structure.second_moment(resp, y, jnp.sum(y * y, axis=1)),
+            second=structure.em.second_moment(resp, y, jnp.sum(y * y, axis=1)),
             log_likelihood=jnp.zeros((), dtype),
             max_log_resp=jnp.zeros((), dtype),
         )
@@ -117,12 +117,16 @@ def initial_statistics(assignment: InitialAssignment, rows: Rows, covariance_typ
     return accumulate(rows, chunk_statistics)._replace(shift=assignment.shift)
 
 
-def initial_params(stats: SufficientStatistics, settings: Settings, user_init: UserInit, *, covariance_type, degenerate):
+def initial_params(
+    stats: SufficientStatistics, settings: Settings, user_init: UserInit, *, covariance_type, degenerate
+):
     """One M-step from the initial statistics, then the user-given parts; ``(params, regularised (k,))``."""
     structure = get_structure(covariance_type)
     k, d = stats.shift.shape
     params = m_step(stats, settings.reg_covar, covariance_type, settings.active)
-    start = GMMParams(params.weights, stats.shift, structure.identity_scale(k, d, stats.shift.dtype), covariance_type)
+    start = GMMParams(
+        params.weights, stats.shift, structure.core.identity_scale(k, d, stats.shift.dtype), covariance_type
+    )
     params = keep_inactive(structure, params, start, settings.active)
     regularised = jnp.zeros((k,), bool)
     if degenerate == "reseed":
@@ -150,7 +154,7 @@ def all_finite(params: GMMParams) -> Array:
 
 def invalid(params: GMMParams, active: Array) -> Array:
     """Some parameter is not finite, or an active component's covariance is not positive definite."""
-    valid = params.structure.component_valid(params.scale, params.n_components)
+    valid = params.structure.core.component_valid(params.scale, params.n_components)
     return ~all_finite(params) | jnp.any(active & ~valid)
 
 
@@ -207,7 +211,7 @@ def advance(
 
         # the repair runs only when needed (a real branch unless vmapped with other fits)
         empty = stats.counts < EMPTY_FRACTION * settings.mean_row_weight
-        needed = jnp.any(active & (empty | ~structure.component_valid(new.scale, new.n_components)))
+        needed = jnp.any(active & (empty | ~structure.core.component_valid(new.scale, new.n_components)))
         new, events = lax.cond(needed, repaired, lambda new: (new, events), new)
     change = log_likelihood - state.last_log_likelihood
     n_iter = state.n_iter + 1
@@ -244,12 +248,12 @@ def finish(state: EMState) -> EMState:
 def device_settings(settings: Settings, structure, k: int) -> Settings:
     """In the program: the re-seed covariance as the type's Cholesky factor for ``k`` components."""
     return settings._replace(
-        reseed_scale=structure.from_covariances(structure.layout_from_full(settings.reseed_scale, k))
+        reseed_scale=structure.core.from_covariances(structure.core.layout_from_full(settings.reseed_scale, k))
     )
 
 
 def device_user_init(user_init: UserInit, structure) -> UserInit:
     """In the program: user-given covariances (rescaled, scikit-learn's layout) as Cholesky factors."""
-    return user_init._replace(scale=None if user_init.scale is None else structure.from_covariances(user_init.scale))
-
-
+    return user_init._replace(
+        scale=None if user_init.scale is None else structure.core.from_covariances(user_init.scale)
+    )
