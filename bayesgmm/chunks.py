@@ -3,7 +3,7 @@
 Every pass over the data in EM (E-step, k-means, initial statistics) is a sum of per-chunk
 results, so it can run chunk by chunk (``lax.scan``: bounded memory, no (n, k, d) array),
 across devices (each device scans its own rows, then the results are combined) and, in
-``em.py``'s streaming driver, over chunks read from disk. This module owns the layout:
+EM's streaming driver (``em._streaming``), over chunks read from disk. This module owns the layout:
 
 - ``Rows.chunks (m, c, d)``: the rows, padded to whole chunks;
 - ``Rows.weights (m, c)``: one non-negative weight per row (``sample_weight``; 1 by default),

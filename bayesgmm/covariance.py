@@ -134,7 +134,7 @@ class EMFunctions(NamedTuple):
         From ``S_k = Σ_i r_ik q(x_i)`` (tied: summed over components).
     second_from_full : S (k, d, d) -> second moments in the type's layout
         From dense per-component second moments: full as is, tied summed over components,
-        diag the diagonals, spherical the traces (``bayesgmm.missing``).
+        diag the diagonals, spherical the traces (EM's missing-value E-step).
     """
 
     second_moment: Callable

@@ -223,7 +223,7 @@ class GMMParams:
         For a row with observed coordinates ``o`` and missing ones ``m``:
         ``E[x_m | x_o] = Σ_k r_k(x_o) (μ_km + Σ_k,mo Σ_k,oo⁻¹ (x_o − μ_ko))`` with
         ``r_k(x_o) ∝ π_k N(x_o | μ_ko, Σ_k,oo)`` the responsibilities from the observed
-        marginal (``bayesgmm.missing``); observed entries are returned unchanged.
+        marginal (``bayesgmm._conditional``); observed entries are returned unchanged.
 
         Parameters
         ----------

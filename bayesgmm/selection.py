@@ -2,7 +2,7 @@
 
 - ``select(X, k=range(1, 10), covariance_types=..., criterion="bic")``: the mclust-style grid.
   For each covariance type, the fits for every ``k`` (and their ``n_init`` restarts) run as
-  one compiled program (``em.fit_groups``: equal shapes, unused components switched off), then
+  one compiled program (``bayesgmm.em.fit_groups``: equal shapes, unused components switched off), then
   BIC, AIC and ICL rank them; ``criterion="loo"`` ranks Bayesian fits by PSIS-LOO instead.
 - ``loo_compare(X, ks, ...)``: fits ``infer`` for each k and ranks the fits with ArviZ's
   ``compare`` (expected log pointwise predictive density, estimated by Pareto-smoothed

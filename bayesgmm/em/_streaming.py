@@ -165,7 +165,7 @@ def _start(stats, settings: Settings, user_init: UserInit, *, program: Program):
     return jax.vmap(one)(stats)
 
 
-@functools.partial(jax.jit, static_argnames="program")
+@functools.partial(jax.jit, static_argnames=("restarts", "program"))
 def _user_states(user_init: UserInit, settings: Settings, restarts: int, *, program: Program):
     user = user_params(device_user_init(user_init, program.structure), program.covariance_type)
     params = jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (restarts,) + leaf.shape), user)
