@@ -53,6 +53,8 @@ import numpy as np
 from jax import Array
 from jax.scipy.linalg import solve_triangular
 
+from bayesgmm._arrays import host_cholesky, namespace
+
 HIGHEST = "highest"
 
 
@@ -199,7 +201,8 @@ class CovarianceStructure(NamedTuple):
 
 
 def _eye_like(matrix: Array) -> Array:
-    return jnp.broadcast_to(jnp.eye(matrix.shape[-1], dtype=matrix.dtype), matrix.shape)
+    xp = namespace(matrix)
+    return xp.broadcast_to(xp.eye(matrix.shape[-1], dtype=matrix.dtype), matrix.shape)
 
 
 def _triangular_inverse(scale_tril: Array) -> Array:
@@ -208,8 +211,10 @@ def _triangular_inverse(scale_tril: Array) -> Array:
 
 
 def _cholesky(covariance: Array) -> Array:
-    symmetric = 0.5 * (covariance + jnp.swapaxes(covariance, -1, -2))
-    return jnp.linalg.cholesky(symmetric)
+    """The Cholesky factor of the symmetrised matrix; NaN where it is not positive definite."""
+    xp = namespace(covariance)
+    symmetric = 0.5 * (covariance + xp.swapaxes(covariance, -1, -2))
+    return jnp.linalg.cholesky(symmetric) if xp is jnp else host_cholesky(symmetric)
 
 
 def _gram(scale_tril: Array) -> Array:
@@ -220,8 +225,9 @@ def _gram(scale_tril: Array) -> Array:
 
 def _outer_scatter(counts, first, delta, second):
     """Σ r (x−μ)(x−μ)ᵀ per component from moments about a shift m, with μ = m + δ."""
+    xp = namespace(counts, first, second)
     cross = first[:, :, None] * delta[:, None, :]
-    return second - cross - jnp.swapaxes(cross, -1, -2) + counts[:, None, None] * delta[:, :, None] * delta[:, None, :]
+    return second - cross - xp.swapaxes(cross, -1, -2) + counts[:, None, None] * delta[:, :, None] * delta[:, None, :]
 
 
 def _diag_scatter(counts, first, delta, second):
@@ -273,12 +279,14 @@ def _precision_from_inverse(inverse):
 
 
 def _valid_tril(scale):
-    diagonal = jnp.diagonal(scale, axis1=-2, axis2=-1)
-    return jnp.all(jnp.isfinite(scale), axis=(-2, -1)) & jnp.all(diagonal > 0, axis=-1)
+    xp = namespace(scale)
+    diagonal = xp.diagonal(scale, axis1=-2, axis2=-1)
+    return xp.all(xp.isfinite(scale), axis=(-2, -1)) & xp.all(diagonal > 0, axis=-1)
 
 
 def _reset_per_component(mask, new, old):
-    return jnp.where(mask.reshape(mask.shape + (1,) * (jnp.ndim(new) - 1)), new, old)
+    xp = namespace(mask, new, old)
+    return xp.where(mask.reshape(mask.shape + (1,) * (xp.ndim(new) - 1)), new, old)
 
 
 def _sqrt_pairs(d: int) -> int:
@@ -305,6 +313,11 @@ def _uncorrelated(k):
 
 def _per_component_std_values(values, k):
     return jnp.broadcast_to(values, (k,) + values.shape)
+
+
+def _std_from_variances(variances):
+    """Standard deviations from variances (diag, spherical): the "Cholesky factor" of those layouts."""
+    return namespace(variances).sqrt(variances)
 
 
 def _reciprocal(scale):
@@ -365,7 +378,8 @@ def _full_component_valid(scale, k):
 
 
 def _full_layout_from_full(covariance, k):
-    return jnp.broadcast_to(covariance, (k,) + covariance.shape)
+    xp = namespace(covariance)
+    return xp.broadcast_to(covariance, (k,) + covariance.shape)
 
 
 def _full_second_moment(resp, y, sq_norm):
@@ -472,7 +486,8 @@ def _tied_colour(scale, labels, noise):
 
 
 def _tied_covariance_matrices(scale, k, d):
-    return jnp.broadcast_to(_gram(scale), (k,) + scale.shape)
+    xp = namespace(scale)
+    return xp.broadcast_to(_gram(scale), (k,) + scale.shape)
 
 
 def _tied_precisions(scale):
@@ -497,11 +512,13 @@ def _tied_permute(scale, permutation):
 
 
 def _tied_component_valid(scale, k):
-    return jnp.broadcast_to(_valid_tril(scale), (k,))
+    xp = namespace(scale)
+    return xp.broadcast_to(_valid_tril(scale), (k,))
 
 
 def _tied_reset_components(mask, new, old):
-    return jnp.where(jnp.all(mask), new, old)
+    xp = namespace(mask, new, old)
+    return xp.where(xp.all(mask), new, old)
 
 
 def _tied_layout_from_full(covariance, k):
@@ -519,9 +536,10 @@ def _tied_unwhiten(first_w, second_w, scale):
 
 
 def _tied_scale_from_moments(counts, nk, first, delta, second, reg_covar):
-    zero = jnp.zeros_like(second)
-    correction = _outer_scatter(counts, first, delta, jnp.broadcast_to(zero, (counts.shape[0],) + zero.shape))
-    covariance = (second + jnp.sum(correction, axis=0)) / jnp.sum(nk)
+    xp = namespace(counts, first, second)
+    zero = xp.zeros_like(second)
+    correction = _outer_scatter(counts, first, delta, xp.broadcast_to(zero, (counts.shape[0],) + zero.shape))
+    covariance = (second + xp.sum(correction, axis=0)) / xp.sum(nk)
     return _cholesky(covariance + reg_covar * _eye_like(covariance))
 
 
@@ -540,7 +558,8 @@ def _tied_second_from_raw(pairs):
 
 
 def _tied_second_from_full(second):
-    return jnp.sum(second, axis=0)
+    xp = namespace(second)
+    return xp.sum(second, axis=0)
 
 
 def _tied_std_shape(k, d):
@@ -615,7 +634,8 @@ def _diag_colour(scale, labels, noise):
 
 
 def _diag_covariance_matrices(scale, k, d):
-    return (scale**2)[:, :, None] * jnp.eye(d, dtype=scale.dtype)
+    xp = namespace(scale)
+    return (scale**2)[:, :, None] * xp.eye(d, dtype=scale.dtype)
 
 
 def _diag_n_parameters(k, d):
@@ -627,11 +647,13 @@ def _diag_identity_scale(k, d, dtype):
 
 
 def _diag_component_valid(scale, k):
-    return jnp.all(jnp.isfinite(scale) & (scale > 0), axis=-1)
+    xp = namespace(scale)
+    return xp.all(xp.isfinite(scale) & (scale > 0), axis=-1)
 
 
 def _diag_layout_from_full(covariance, k):
-    return jnp.broadcast_to(jnp.diagonal(covariance), (k, covariance.shape[-1]))
+    xp = namespace(covariance)
+    return xp.broadcast_to(xp.diagonal(covariance), (k, covariance.shape[-1]))
 
 
 def _diag_second_moment(resp, y, sq_norm):
@@ -643,8 +665,9 @@ def _diag_unwhiten(first_w, second_w, scale):
 
 
 def _diag_scale_from_moments(counts, nk, first, delta, second, reg_covar):
-    variance = jnp.maximum(_diag_scatter(counts, first, delta, second) / nk[:, None], 0.0)
-    return jnp.sqrt(variance + reg_covar)
+    xp = namespace(counts, first, second)
+    variance = xp.maximum(_diag_scatter(counts, first, delta, second) / nk[:, None], 0.0)
+    return xp.sqrt(variance + reg_covar)
 
 
 def _diag_raw_features(x):
@@ -664,7 +687,8 @@ def _diag_second_from_raw(squares):
 
 
 def _diag_second_from_full(second):
-    return jnp.diagonal(second, axis1=-2, axis2=-1)
+    xp = namespace(second)
+    return xp.diagonal(second, axis1=-2, axis2=-1)
 
 
 def _diag_std_shape(k, d):
@@ -683,7 +707,7 @@ DIAG = CovarianceStructure(
         covariance_matrices=_diag_covariance_matrices,
         precisions=_reciprocal_square,
         precisions_cholesky=_reciprocal,
-        from_covariances=jnp.sqrt,
+        from_covariances=_std_from_variances,
         n_parameters=_diag_n_parameters,
         identity_scale=_diag_identity_scale,
         permute=_permute_components,
@@ -731,7 +755,8 @@ def _spherical_colour(scale, labels, noise):
 
 
 def _spherical_covariance_matrices(scale, k, d):
-    return (scale**2)[:, None, None] * jnp.eye(d, dtype=scale.dtype)
+    xp = namespace(scale)
+    return (scale**2)[:, None, None] * xp.eye(d, dtype=scale.dtype)
 
 
 def _spherical_n_parameters(k, d):
@@ -743,11 +768,13 @@ def _spherical_identity_scale(k, d, dtype):
 
 
 def _spherical_component_valid(scale, k):
-    return jnp.isfinite(scale) & (scale > 0)
+    xp = namespace(scale)
+    return xp.isfinite(scale) & (scale > 0)
 
 
 def _spherical_layout_from_full(covariance, k):
-    return jnp.full((k,), jnp.mean(jnp.diagonal(covariance)), covariance.dtype)
+    xp = namespace(covariance)
+    return xp.full((k,), xp.mean(xp.diagonal(covariance)), covariance.dtype)
 
 
 def _spherical_second_moment(resp, y, sq_norm):
@@ -759,10 +786,11 @@ def _spherical_unwhiten(first_w, second_w, scale):
 
 
 def _spherical_scale_from_moments(counts, nk, first, delta, second, reg_covar):
+    xp = namespace(counts, first, second)
     n_features = first.shape[-1]
-    scatter = second - 2.0 * jnp.sum(first * delta, axis=-1) + counts * jnp.sum(delta**2, axis=-1)
-    variance = jnp.maximum(scatter / (nk * n_features), 0.0)
-    return jnp.sqrt(variance + reg_covar)
+    scatter = second - 2.0 * xp.sum(first * delta, axis=-1) + counts * xp.sum(delta**2, axis=-1)
+    variance = xp.maximum(scatter / (nk * n_features), 0.0)
+    return xp.sqrt(variance + reg_covar)
 
 
 def _spherical_raw_features(x):
@@ -782,7 +810,8 @@ def _spherical_second_from_raw(squares):
 
 
 def _spherical_second_from_full(second):
-    return jnp.trace(second, axis1=-2, axis2=-1)
+    xp = namespace(second)
+    return xp.trace(second, axis1=-2, axis2=-1)
 
 
 def _spherical_std_shape(k, d):
@@ -806,7 +835,7 @@ SPHERICAL = CovarianceStructure(
         covariance_matrices=_spherical_covariance_matrices,
         precisions=_reciprocal_square,
         precisions_cholesky=_reciprocal,
-        from_covariances=jnp.sqrt,
+        from_covariances=_std_from_variances,
         n_parameters=_spherical_n_parameters,
         identity_scale=_spherical_identity_scale,
         permute=_permute_components,

@@ -1,0 +1,33 @@
+"""Host or device arrays: the array namespace of a computation, at the bottom of the layers.
+
+A few table functions (``covariance``) and EM kernels (``em._kernels``) run on both kinds of
+arrays: traced or device arrays inside compiled programs (``jax.numpy``), and NumPy arrays on
+the host, where calling ``jax.numpy`` would compile a small program per operation
+(``infer``'s EM start on small data). ``namespace(*arrays)`` picks the module.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+
+def namespace(*arrays):
+    """``numpy`` when every argument is a NumPy array or a Python/NumPy scalar, else ``jax.numpy``."""
+    host = all(isinstance(value, (np.ndarray, np.generic, int, float, bool)) for value in arrays)
+    return np if host else jnp
+
+
+def host_cholesky(symmetric: np.ndarray) -> np.ndarray:
+    """NumPy's batched Cholesky factor, NaN for a matrix that is not positive definite (as JAX's)."""
+    try:
+        return np.linalg.cholesky(symmetric)
+    except np.linalg.LinAlgError:
+        flat = symmetric.reshape((-1,) + symmetric.shape[-2:])
+        factors = np.full_like(flat, np.nan)
+        for index, matrix in enumerate(flat):
+            try:
+                factors[index] = np.linalg.cholesky(matrix)
+            except np.linalg.LinAlgError:
+                pass
+        return factors.reshape(symmetric.shape)
