@@ -27,9 +27,8 @@ from jax.flatten_util import ravel_pytree
 from scipy.optimize import linear_sum_assignment
 
 from bayesgmm import _validation, host_em
-from bayesgmm._errors import DegenerateFitError
+from bayesgmm._errors import ConvergenceWarning, DegenerateFitError
 from bayesgmm.covariance import get_structure
-from bayesgmm._errors import ConvergenceWarning
 from bayesgmm.em import em_fit
 from bayesgmm.model import (
     Priors,
