@@ -215,13 +215,14 @@ def test_em_start_falls_back_to_reseeding(monkeypatch, host):
     degenerate) or the data are large; a fit that raises with degenerate='raise' is fitted
     again with 'reseed'."""
     from bayesgmm import host_em, inference
+    from bayesgmm._errors import DegenerateFitError
 
     calls = []
 
     def em_fit(*args, degenerate, **kwargs):
         calls.append(degenerate)
         if degenerate == "raise":
-            raise ValueError("Fitting the mixture failed: a component's covariance stopped being positive definite")
+            raise DegenerateFitError("a component's covariance stopped being positive definite")
         return bayesgmm.em_fit(*args, degenerate=degenerate, **kwargs)
 
     monkeypatch.setattr(inference, "em_fit", em_fit)
