@@ -835,6 +835,17 @@ def infer(
     per-component summaries, r-hat and ESS are meaningful. ``Posterior.log_likelihood`` has
     ``num_chains × num_samples × n`` entries (SVI: ``num_samples × n``); for millions of rows
     keep ``num_samples`` modest.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(-4.0, 1.0, (60, 2)), rng.normal(4.0, 1.0, (40, 2))])
+    >>> posterior = infer(X, 2, method="map", num_steps=300, progress_bar=False)
+    >>> posterior.params.batch_shape  # (chain, draw): MAP is one draw
+    (1, 1)
+    >>> np.round(np.sort(np.asarray(posterior.params.means)[0, 0, :, 0]))
+    array([-4.,  4.])
     """
     feature_names = [str(c) for c in X.columns] if hasattr(X, "columns") else None
     X = _validation.check_data(X)
