@@ -5,6 +5,10 @@ initial point and a reference labelling -> NUTS / SVI / MAP on ``model.gmm_model
 draws relabelled to the reference by optimal assignment on the means -> ``Posterior``
 on the data's own scale.
 
+The methods are the table ``INFERENCE_METHODS``: each entry's ``prepare`` starts what can
+overlap the EM start (NUTS compiles its sampler in a worker thread), its ``run`` turns the
+start into draws; both take one ``InferenceRequest``.
+
 Compiled runners are cached by shapes and settings (``functools.lru_cache`` on the static
 configuration, data passed as arguments), so a second call on new data of the same shape
 does not recompile.
@@ -16,7 +20,8 @@ import functools
 import math
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple
 
 import jax
@@ -26,7 +31,11 @@ from jax import Array
 from jax.flatten_util import ravel_pytree
 from scipy.optimize import linear_sum_assignment
 
+<<<<<<< HEAD
 from bayesgmm import _host_em, _validation
+=======
+from bayesgmm import _validation, host_em
+>>>>>>> inf
 from bayesgmm._errors import ConvergenceWarning, DegenerateFitError
 from bayesgmm.covariance import get_structure
 from bayesgmm.em import em_fit
@@ -41,7 +50,6 @@ from bayesgmm.model import (
 )
 from bayesgmm.params import GMMParams
 
-METHODS = ("nuts", "svi", "map")
 GUIDES = ("normal", "multivariate_normal", "lowrank_multivariate_normal")
 _INIT_JITTER = 0.1  # sd of the per-chain perturbation of the EM start, unconstrained scale
 
@@ -72,6 +80,32 @@ def _affine(params: GMMParams, shift, factor) -> GMMParams:
     dtype = params.dtype
     means = params.means * factor.astype(dtype) + shift.astype(dtype)
     return GMMParams(params.weights, means, params.scale * factor.astype(dtype), params.covariance_type)
+
+
+class InferenceRequest(NamedTuple):
+    """What an inference method's ``prepare`` and ``run`` need: the data, validated settings.
+
+    ``Z``, ``w`` and ``hyper`` are on the device (``jax.device_put``: ``jnp.asarray`` would
+    compile per shape), ``Z_host`` the same standardised rows on the host.
+    """
+
+    key: Array  # PRNG key of the inference (the EM start has its own seed)
+    Z: Array  # (n, d) standardised rows, float dtype of jax
+    w: Array  # (n,) row weights, same dtype
+    hyper: dict  # the prior's hyperparameters on the standardised scale (Priors.resolve)
+    Z_host: np.ndarray  # (n, d) as Z
+    standard: Standardisation
+    k: int
+    covariance_type: str
+    prior: Priors  # on the data's scale; its std_prior is static in the compiled programs
+    num_warmup: int  # NUTS
+    num_samples: int  # NUTS: per chain; SVI: draws from the guide
+    num_chains: int  # NUTS
+    num_steps: int  # SVI / MAP
+    chain_method: str  # NUTS, resolved (not "auto")
+    progress_bar: bool  # NUTS
+    guide: str  # SVI, one of GUIDES
+    batch_size: int | None  # SVI: rows per minibatch, None for every row
 
 
 # ----------------------------------------------------------------------------- relabelling
@@ -321,31 +355,63 @@ def _nuts_executable(config: tuple, signature: tuple, treedef):
     return _nuts_lowered(config, signature, treedef).compile()
 
 
-def _compile_nuts_async(pool, config: tuple, key, Z, w, hyper, k: int, covariance_type: str):
-    """Lower the NUTS program here, compile it in ``pool``; returns the lowered program and a
-    future of the executable.
+class _NutsCompilation(NamedTuple):
+    """The NUTS program of one ``infer`` call, being compiled while the EM start is fitted."""
+
+    lowered: jax.stages.Lowered  # traced and lowered in the caller's thread; its out_info gives the draws' shapes
+    executable: Future  # of the jax.stages.Compiled program, compiled in the worker thread
+
+
+def _nuts_config(request: InferenceRequest) -> tuple:
+    """``_nuts_program``'s arguments for ``request``."""
+    return (
+        request.k,
+        request.covariance_type,
+        request.prior.std_prior,
+        request.num_warmup,
+        request.num_samples,
+        request.num_chains,
+        request.chain_method,
+        request.progress_bar,
+        _chain_groups(request.chain_method, request.num_chains)[0],
+    )
+
+
+def _compile_nuts(pool: ThreadPoolExecutor, request: InferenceRequest) -> _NutsCompilation:
+    """Lower the NUTS program here, compile it in ``pool`` (it needs only shapes).
 
     Tracing and lowering hold the GIL, XLA's compilation does not: lowering first and then
     compiling in the worker lets the caller fit the EM start and compile the small
     post-NUTS programs meanwhile.
     """
-    abstract_start = jax.eval_shape(lambda: _identity_params(k, Z.shape[1], covariance_type, Z.dtype))
+    Z = request.Z
+    config = _nuts_config(request)
+    abstract_start = jax.eval_shape(lambda: _identity_params(request.k, Z.shape[1], request.covariance_type, Z.dtype))
     first_chain = np.int32(0)
     abstract_args = jax.tree.map(
         lambda leaf: jax.ShapeDtypeStruct(jnp.shape(leaf), leaf.dtype),
-        (key, abstract_start, Z, w, hyper, first_chain),
+        (request.key, abstract_start, Z, request.w, request.hyper, first_chain),
     )
     signature, treedef = jax.tree.flatten(abstract_args)
     signature = tuple(signature)
-    return _nuts_lowered(config, signature, treedef), pool.submit(_nuts_executable, config, signature, treedef)
+    return _NutsCompilation(
+        _nuts_lowered(config, signature, treedef), pool.submit(_nuts_executable, config, signature, treedef)
+    )
 
 
-def _run_nuts(key, Z, w, hyper, start: GMMParams, executable, num_chains: int, chain_method: str):
-    """Run the compiled program, in one call or (``"threads"``) one call per chain."""
-    _, first_chains = _chain_groups(chain_method, num_chains)
+def _run_nuts(request: InferenceRequest, start: GMMParams, compilation: _NutsCompilation) -> tuple[dict, dict]:
+    """Run the compiled NUTS program: in one call or (``"threads"``) one call per chain.
+
+    While the worker still compiles it, the post-NUTS programs compile here (``_compile_finish``).
+    """
+    draws_info, _ = compilation.lowered.out_info
+    _compile_finish(draws_info, request)
+    executable = compilation.executable.result()
+    _, first_chains = _chain_groups(request.chain_method, request.num_chains)
 
     def call(first_chain):
-        return jax.block_until_ready(executable(key, start, Z, w, hyper, np.int32(first_chain)))
+        args = (request.key, start, request.Z, request.w, request.hyper, np.int32(first_chain))
+        return jax.block_until_ready(executable(*args))
 
     if len(first_chains) == 1:
         draws, stats = call(first_chains[0])
@@ -353,9 +419,14 @@ def _run_nuts(key, Z, w, hyper, start: GMMParams, executable, num_chains: int, c
         with ThreadPoolExecutor(max_workers=min(_host_cores(), len(first_chains))) as pool:
             outputs = list(pool.map(call, first_chains))
         draws, stats = jax.tree.map(lambda *chains: np.concatenate([np.asarray(chain) for chain in chains]), *outputs)
-    stats = dict(zip(_NUTS_STATS, np.moveaxis(np.asarray(stats), -1, 0)))
+    return draws, _nuts_sample_stats(np.asarray(stats))
+
+
+def _nuts_sample_stats(stats: np.ndarray) -> dict:
+    """The program's stats columns ``(chain, draw, len(_NUTS_STATS))`` as ``Posterior.sample_stats``."""
+    stats = dict(zip(_NUTS_STATS, np.moveaxis(stats, -1, 0)))
     num_steps = stats["num_steps"].astype(int)  # exact: at most 2^max_tree_depth steps
-    sample_stats = {
+    return {
         "diverging": stats["diverging"].astype(bool),
         "energy": stats["energy"],
         "n_steps": num_steps,
@@ -363,7 +434,6 @@ def _run_nuts(key, Z, w, hyper, start: GMMParams, executable, num_chains: int, c
         "acceptance_rate": stats["accept_prob"],
         "lp": -stats["potential_energy"],
     }
-    return draws, sample_stats
 
 
 class _Optimiser(NamedTuple):
@@ -445,31 +515,87 @@ def _start_state(optimiser: _Optimiser, key, model_args: tuple, start_values: di
     return SVIState(svi.optim.init(params), state.mutable_state, state.rng_key)
 
 
-def _run_optimiser(
-    key, Z, w, hyper, start: GMMParams, *, k, covariance_type, std_prior, guide_name, num_steps, num_samples, batch_size
-):
-    optimiser = _optimiser(k, covariance_type, std_prior, guide_name, num_steps, num_samples, batch_size)
-    key_init, key_batches, key_draws = jax.random.split(key, 3)
-    # the model's arguments outside the optimisation loop; minibatch rows only set the shapes
-    model_args = (Z, hyper, None if batch_size is None else jnp.arange(batch_size), w)
+class _GuideFit(NamedTuple):
+    optimiser: _Optimiser
+    params: dict  # the guide's fitted parameters (unconstrained), by name
+    losses: Array  # (num_steps,) the loss (negative ELBO) of every step
+
+
+def _fit_guide(request: InferenceRequest, start: GMMParams, guide_name: str, key_init, key_batches) -> _GuideFit:
+    """SVI with the guide ``guide_name`` (one of ``GUIDES``, or "map"), its location started at ``start``."""
+    optimiser = _optimiser(
+        request.k,
+        request.covariance_type,
+        request.prior.std_prior,
+        guide_name,
+        request.num_steps,
+        request.num_samples,
+        request.batch_size,
+    )
     start_values = _unconstrained_start(start)
     # svi.init runs the model op by op (each new shape a small compilation): on one row, so
     # that those compilations serve every data size; the guide's parameters and prototype
     # (latent sites) do not depend on the rows
-    init_args = (Z[:1], hyper, None if batch_size is None else jnp.arange(1), w[:1])
+    Z, w, hyper = request.Z, request.w, request.hyper
+    init_args = (Z[:1], hyper, None if request.batch_size is None else jnp.arange(1), w[:1])
     state = _start_state(optimiser, key_init, init_args, start_values)
     state, losses = optimiser.run(state, key_batches, Z, w, hyper)
-    params = optimiser.svi.get_params(state)
-    if guide_name == "map":
-        values = optimiser.guide.median(params)
-        draws = {name: value[None, None] for name, value in values.items()}
-    else:
-        draws = {
-            name: value[None]
-            for name, value in optimiser.draw(key_draws, params, *model_args).items()
-            if name in ("weights", "means", "stds", "corr_cholesky")
-        }
-    return draws, {"loss": np.asarray(losses)}
+    return _GuideFit(optimiser, optimiser.svi.get_params(state), losses)
+
+
+def _run_svi(request: InferenceRequest, start: GMMParams, handle: None) -> tuple[dict, dict]:
+    """``num_samples`` draws (one chain) from the guide ``request.guide`` fitted by SVI."""
+    key_init, key_batches, key_draws = jax.random.split(request.key, 3)
+    fit = _fit_guide(request, start, request.guide, key_init, key_batches)
+    # the model's arguments outside the optimisation loop; minibatch rows only set the shapes
+    rows = None if request.batch_size is None else jnp.arange(request.batch_size)
+    model_args = (request.Z, request.hyper, rows, request.w)
+    draws = {
+        name: value[None]
+        for name, value in fit.optimiser.draw(key_draws, fit.params, *model_args).items()
+        if name in ("weights", "means", "stds", "corr_cholesky")
+    }
+    return draws, {"loss": np.asarray(fit.losses)}
+
+
+def _run_map(request: InferenceRequest, start: GMMParams, handle: None) -> tuple[dict, dict]:
+    """The posterior mode (AutoDelta fitted by SVI) as one draw of one chain."""
+    key_init, key_batches, _ = jax.random.split(request.key, 3)  # the keys SVI uses for the same steps
+    fit = _fit_guide(request, start, "map", key_init, key_batches)
+    values = fit.optimiser.guide.median(fit.params)
+    draws = {name: value[None, None] for name, value in values.items()}
+    return draws, {"loss": np.asarray(fit.losses)}
+
+
+def _no_preparation(pool: ThreadPoolExecutor, request: InferenceRequest) -> None:
+    """Nothing to start before the EM start (the optimiser compiles when first run)."""
+    return None
+
+
+class InferenceMethod(NamedTuple):
+    """One way to get a posterior.
+
+    prepare : (pool, request) -> a handle of what is started before the EM start (NUTS: its
+        compilation in ``pool``'s worker thread), or None
+    run : (request, start, handle) -> (draws, sample_stats); ``draws`` the model's sites with
+        leading (chain, draw) axes, standardised scale; ``start`` the EM fit (GMMParams)
+    minibatches : bool, takes ``batch_size``
+    """
+
+    prepare: Callable[[ThreadPoolExecutor, InferenceRequest], object]
+    run: Callable[[InferenceRequest, GMMParams, object], tuple[dict, dict]]
+    minibatches: bool
+
+
+INFERENCE_METHODS: dict[str, InferenceMethod] = {
+    # multi-chain NUTS from the jittered EM start; compiled while EM runs
+    "nuts": InferenceMethod(_compile_nuts, _run_nuts, minibatches=False),
+    # SVI with the guide ``guide``, its location at the EM start; draws from the fitted guide
+    "svi": InferenceMethod(_no_preparation, _run_svi, minibatches=True),
+    # the posterior mode: SVI with a point mass (AutoDelta) from the EM start; one draw
+    "map": InferenceMethod(_no_preparation, _run_map, minibatches=False),
+}
+METHODS = tuple(INFERENCE_METHODS)
 
 
 # ----------------------------------------------------------------------------- Posterior
@@ -575,7 +701,7 @@ def _finish(draws: dict, Z: np.ndarray, start: GMMParams, covariance_type: str):
     return params, log_likelihood, permutations
 
 
-def _compile_finish(draws_info, num_chains, Z, standard, k, covariance_type):
+def _compile_finish(draws_info: dict, request: InferenceRequest) -> None:
     """Compile, without running them, the programs ``infer`` runs after NUTS, for the draws' shapes.
 
     ``draws_info``: the NUTS program's draws (its lowered ``out_info``, one call's chains).
@@ -585,8 +711,10 @@ def _compile_finish(draws_info, num_chains, Z, standard, k, covariance_type):
     ``_finish`` and ``infer`` (host arrays, static arguments in the same places), so those
     calls find them in ``jax.jit``'s cache.
     """
+    Z, standard, k, covariance_type = request.Z_host, request.standard, request.k, request.covariance_type
     draws = {
-        name: jax.ShapeDtypeStruct((num_chains,) + info.shape[1:], info.dtype) for name, info in draws_info.items()
+        name: jax.ShapeDtypeStruct((request.num_chains,) + info.shape[1:], info.dtype)
+        for name, info in draws_info.items()
     }
     n, d = Z.shape
     rows = jax.ShapeDtypeStruct((_log_likelihood_block(draws["means"].shape, n), d), Z.dtype)
@@ -626,10 +754,11 @@ def _check_batch_size(batch_size, method: str, n: int) -> int | None:
     """``None`` for full batches, else the validated minibatch size."""
     if batch_size is None:
         return None
-    if method != "svi":
+    if not INFERENCE_METHODS[method].minibatches:
+        takers = " or ".join(f"method={name!r}" for name, entry in INFERENCE_METHODS.items() if entry.minibatches)
         raise ValueError(
-            f"batch_size (minibatches) is for method='svi' only, got method={method!r}; "
-            "use method='svi' or leave batch_size=None."
+            f"batch_size (minibatches) is for {takers} only, got method={method!r}; "
+            f"use {takers} or leave batch_size=None."
         )
     batch_size = _validation.check_int_at_least(batch_size, "batch_size", 1)
     if batch_size > n:
@@ -710,6 +839,17 @@ def infer(
     per-component summaries, r-hat and ESS are meaningful. ``Posterior.log_likelihood`` has
     ``num_chains × num_samples × n`` entries (SVI: ``num_samples × n``); for millions of rows
     keep ``num_samples`` modest.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(-4.0, 1.0, (60, 2)), rng.normal(4.0, 1.0, (40, 2))])
+    >>> posterior = infer(X, 2, method="map", num_steps=300, progress_bar=False)
+    >>> posterior.params.batch_shape  # (chain, draw): MAP is one draw
+    (1, 1)
+    >>> np.round(np.sort(np.asarray(posterior.params.means)[0, 0, :, 0]))
+    array([-4.,  4.])
     """
     feature_names = [str(c) for c in X.columns] if hasattr(X, "columns") else None
     X = _validation.check_data(X)
@@ -742,41 +882,30 @@ def infer(
     Z_host = ((X - standard.center) / standard.scale).astype(dtype)
     Z, w = jax.device_put(Z_host), jax.device_put(w_host.astype(dtype))  # jnp.asarray would compile per shape
     hyper = prior.resolve(center, standard.scale, np.maximum(np.sqrt(variance), 1e-12), k)
-    key = jax.random.key(seed)
-    settings = dict(k=k, covariance_type=covariance_type, std_prior=prior.std_prior)
+    request = InferenceRequest(
+        key=jax.random.key(seed),
+        Z=Z,
+        w=w,
+        hyper=hyper,
+        Z_host=Z_host,
+        standard=standard,
+        k=k,
+        covariance_type=covariance_type,
+        prior=prior,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        num_steps=num_steps,
+        chain_method=chain_method,
+        progress_bar=progress_bar,
+        guide=guide,
+        batch_size=batch_size,
+    )
+    entry = INFERENCE_METHODS[method]
     with ThreadPoolExecutor(max_workers=1) as pool:  # leaving the block waits for its tasks
-        if method == "nuts":  # compile the sampler (it needs only shapes) while EM finds the start
-            config = (
-                k,
-                covariance_type,
-                prior.std_prior,
-                num_warmup,
-                num_samples,
-                num_chains,
-                chain_method,
-                progress_bar,
-                _chain_groups(chain_method, num_chains)[0],
-            )
-            lowered, executable = _compile_nuts_async(pool, config, key, Z, w, hyper, k, covariance_type)
+        handle = entry.prepare(pool, request)
         start = _em_start(Z_host, w_host, k, covariance_type, seed)
-        if method == "nuts":
-            draws_info, _ = lowered.out_info
-            _compile_finish(draws_info, num_chains, Z_host, standard, k, covariance_type)
-            draws, sample_stats = _run_nuts(key, Z, w, hyper, start, executable.result(), num_chains, chain_method)
-    if method != "nuts":
-        guide_name = "map" if method == "map" else guide
-        draws, sample_stats = _run_optimiser(
-            key,
-            Z,
-            w,
-            hyper,
-            start,
-            guide_name=guide_name,
-            num_steps=num_steps,
-            num_samples=num_samples,
-            batch_size=batch_size,
-            **settings,
-        )
+        draws, sample_stats = entry.run(request, start, handle)
     params_standard, log_likelihood, permutations = _finish(draws, Z_host, start, covariance_type)
     log_likelihood = log_likelihood - d * math.log(standard.scale)  # a new array: the block result is read-only
     return Posterior(

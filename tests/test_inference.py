@@ -216,13 +216,14 @@ def test_em_start_falls_back_to_reseeding(monkeypatch, host):
     again with 'reseed'."""
     from bayesgmm import _host_em as host_em
     from bayesgmm import inference
+    from bayesgmm._errors import DegenerateFitError
 
     calls = []
 
     def em_fit(*args, degenerate, **kwargs):
         calls.append(degenerate)
         if degenerate == "raise":
-            raise ValueError("Fitting the mixture failed: a component's covariance stopped being positive definite")
+            raise DegenerateFitError("a component's covariance stopped being positive definite")
         return bayesgmm.em_fit(*args, degenerate=degenerate, **kwargs)
 
     monkeypatch.setattr(inference, "em_fit", em_fit)
