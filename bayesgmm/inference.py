@@ -29,14 +29,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 from jax.flatten_util import ravel_pytree
+from numpyro import optim
+from numpyro.infer import SVI, Predictive, Trace_ELBO, autoguide, init_to_uniform
+from numpyro.infer.hmc import hmc
+from numpyro.infer.svi import SVIState
 from scipy.optimize import linear_sum_assignment
 
-<<<<<<< HEAD
 from bayesgmm import _host_em, _validation
-=======
-from bayesgmm import _validation, host_em
->>>>>>> inf
 from bayesgmm._errors import ConvergenceWarning, DegenerateFitError
+from bayesgmm.convert import to_datatree
 from bayesgmm.covariance import get_structure
 from bayesgmm.em import em_fit
 from bayesgmm.model import (
@@ -276,7 +277,6 @@ def _nuts_program(
     uses for a dict of sites) rather than a dict, so its integrator and tree builder handle
     one array instead of one per site; warm-up and sampling are one ``lax.scan``.
     """
-    from numpyro.infer.hmc import hmc
 
     settings = dict(k=k, covariance_type=covariance_type, std_prior=std_prior)
     total = num_warmup + num_samples
@@ -452,8 +452,6 @@ def _optimiser(k, covariance_type, std_prior, guide_name, num_steps, num_samples
     time (the last ``n mod batch_size`` rows of each permutation are left out). Each
     minibatch is a uniformly random subset, so each step's ELBO gradient is unbiased.
     """
-    from numpyro import optim
-    from numpyro.infer import SVI, Predictive, Trace_ELBO, autoguide, init_to_uniform
 
     model = _model(k, covariance_type, std_prior)
     guide = {
@@ -497,7 +495,6 @@ def _optimiser(k, covariance_type, std_prior, guide_name, num_steps, num_samples
 
 def _start_state(optimiser: _Optimiser, key, model_args: tuple, start_values: dict):
     """A fresh SVI state whose guide location sits at ``start_values`` (unconstrained)."""
-    from numpyro.infer.svi import SVIState
 
     svi = optimiser.svi
     state = svi.init(key, *model_args)
@@ -680,7 +677,6 @@ class Posterior:
 
     def to_arviz(self, *, posterior_predictive: bool = False):
         """An ArviZ ``xarray.DataTree`` (see ``bayesgmm.convert.to_datatree``)."""
-        from bayesgmm.convert import to_datatree
 
         return to_datatree(self, posterior_predictive=posterior_predictive)
 
