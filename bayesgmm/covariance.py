@@ -81,7 +81,7 @@ class CoreFunctions(NamedTuple):
     from_covariances : covariances -> scale
     n_parameters : (k, d) -> int
         Free parameters of the covariances alone.
-    identity_scale : (k, d, dtype) -> scale
+    identity_scale : (k, d, dtype, xp=jax.numpy) -> scale
         Unit covariance, used to accumulate raw moments at initialisation.
     permute : (scale, permutation (k,)) -> scale
         Reorder components (tied: unchanged).
@@ -369,8 +369,8 @@ def _full_n_parameters(k, d):
     return k * _sym_pair_count(d)
 
 
-def _full_identity_scale(k, d, dtype):
-    return jnp.broadcast_to(jnp.eye(d, dtype=dtype), (k, d, d))
+def _full_identity_scale(k, d, dtype, xp=jnp):
+    return xp.broadcast_to(xp.eye(d, dtype=dtype), (k, d, d))
 
 
 def _full_component_valid(scale, k):
@@ -502,8 +502,8 @@ def _tied_n_parameters(k, d):
     return _sym_pair_count(d)
 
 
-def _tied_identity_scale(k, d, dtype):
-    return jnp.eye(d, dtype=dtype)
+def _tied_identity_scale(k, d, dtype, xp=jnp):
+    return xp.eye(d, dtype=dtype)
 
 
 def _tied_permute(scale, permutation):
@@ -642,8 +642,8 @@ def _diag_n_parameters(k, d):
     return k * d
 
 
-def _diag_identity_scale(k, d, dtype):
-    return jnp.ones((k, d), dtype=dtype)
+def _diag_identity_scale(k, d, dtype, xp=jnp):
+    return xp.ones((k, d), dtype=dtype)
 
 
 def _diag_component_valid(scale, k):
@@ -763,8 +763,8 @@ def _spherical_n_parameters(k, d):
     return k
 
 
-def _spherical_identity_scale(k, d, dtype):
-    return jnp.ones((k,), dtype=dtype)
+def _spherical_identity_scale(k, d, dtype, xp=jnp):
+    return xp.ones((k,), dtype=dtype)
 
 
 def _spherical_component_valid(scale, k):

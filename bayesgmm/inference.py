@@ -35,11 +35,11 @@ from numpyro.infer.hmc import hmc
 from numpyro.infer.svi import SVIState
 from scipy.optimize import linear_sum_assignment
 
-from bayesgmm import _host_em, _validation
+from bayesgmm import _validation
 from bayesgmm._errors import ConvergenceWarning, DegenerateFitError
 from bayesgmm.convert import to_datatree
 from bayesgmm.covariance import get_structure
-from bayesgmm.em import em_fit
+from bayesgmm.em import EMConfig, em_fit, fit_on_host
 from bayesgmm.model import (
     Priors,
     constrain,
@@ -723,21 +723,30 @@ def _compile_finish(draws_info: dict, request: InferenceRequest) -> None:
         _affine.lower(shapes, np.asarray(standard.center), np.asarray(standard.scale)).compile()
 
 
+# The NumPy driver's limit, in n * k * d * (d + 1): below it an EM fit in NumPy takes well under the
+# seconds that compiling em_fit's program costs (benchmarks/RESULTS.md), above it the compiled fit wins.
+HOST_EM_MAX_WORK = 500_000
+
+
 def _em_start(Z: np.ndarray, w: np.ndarray, k: int, covariance_type: str, seed: int) -> GMMParams:
     """The EM fit that starts the chains and sets the reference labelling (standardised scale).
 
-    Small data sets: ``_host_em.fit`` (NumPy; ``em_fit``'s program would cost seconds to
-    compile, competing with the sampler's compilation for the cores). Larger ones, or when
-    every host restart degenerates: ``em_fit``, tried with ``degenerate="raise"`` first (that
-    program compiles faster, and where no component degenerates the fit is the same); a fit
-    that needs its components re-seeded (the error) runs again with ``degenerate="reseed"``.
+    ``em_fit``'s algorithm, best of 5 restarts. Small data sets (``n k d (d + 1) <=
+    HOST_EM_MAX_WORK``): its NumPy driver (``bayesgmm.em.fit_on_host``: the same kernels and
+    rules, nothing to compile while the sampler compiles). Larger ones: ``em_fit``, tried with
+    ``degenerate="raise"`` first (that program compiles faster, and where no component
+    degenerates the fit is the same), again with ``degenerate="reseed"`` if it fails.
+    Re-seeded components are reported (``DegenerateComponentWarning``); non-convergence is not.
     """
-    settings = dict(n_init=5, max_iter=500, seed=seed)
-    if _host_em.use_host(Z.shape[0], k, Z.shape[1]):
-        start = _host_em.fit(Z, w, k, covariance_type, **settings)
-        if start is not None:
-            return start
-    settings.update(covariance_type=covariance_type, sample_weight=w)
+    n, d = Z.shape
+    if n * k * d * (d + 1) <= HOST_EM_MAX_WORK:
+        config = EMConfig.validated(covariance_type=covariance_type, n_init=5, max_iter=500)
+        result, notices = fit_on_host(Z, k, config, seed=seed, sample_weight=w)
+        for notice in notices:
+            if notice.category is not ConvergenceWarning:
+                warnings.warn(notice.message, notice.category, stacklevel=3)
+        return result.params
+    settings = dict(n_init=5, max_iter=500, seed=seed, covariance_type=covariance_type, sample_weight=w)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         try:

@@ -67,7 +67,7 @@ def report(root: Path) -> None:
                     "missing",
                     "params",
                     "sharding",
-                    "host_em", "_host_em",
+                    "host_em",
                     "chunks",
                     "covariance",
                     "model",

@@ -209,12 +209,10 @@ def test_minibatch_svi_recovers_the_means_and_agrees_with_full_batch():
     np.testing.assert_allclose(minibatch.log_likelihood[0, 7], draw.log_prob(X), rtol=1e-9)
 
 
-@pytest.mark.parametrize("host", [True, False])
-def test_em_start_falls_back_to_reseeding(monkeypatch, host):
-    """The start: host EM on small data; em_fit when the host fit fails (every restart
-    degenerate) or the data are large; a fit that raises with degenerate='raise' is fitted
-    again with 'reseed'."""
-    from bayesgmm import _host_em as host_em
+def test_em_start_on_host_for_small_data_compiled_for_large(monkeypatch):
+    """The start: em_fit's NumPy driver on small data (em_fit is not called), and equal to
+    em_fit's fit; on large data em_fit, and a fit that raises with degenerate='raise' is
+    fitted again with 'reseed'."""
     from bayesgmm import inference
     from bayesgmm._errors import DegenerateFitError
 
@@ -228,13 +226,14 @@ def test_em_start_falls_back_to_reseeding(monkeypatch, host):
 
     monkeypatch.setattr(inference, "em_fit", em_fit)
     X = _separated_data(n=60)
-    bayesgmm.infer(X, 3, method="map", num_steps=50, progress_bar=False)
-    assert calls == []  # small data: host EM, em_fit is not called
+    Z = (X - X.mean(axis=0)) / X.std(axis=0)
+    start = inference._em_start(Z, np.ones(len(Z)), 3, "full", 0)
+    assert calls == []  # small data: the NumPy driver, em_fit is not called
+    compiled = bayesgmm.em_fit(Z, 3, n_init=5, max_iter=500, seed=0)
+    for leaf, other in zip(jax.tree.leaves(start), jax.tree.leaves(compiled.params), strict=True):
+        np.testing.assert_allclose(leaf, other, rtol=1e-10, atol=1e-10)  # the same fit, to round-off
     with monkeypatch.context() as patch:
-        if host:  # small data, but the host fit fails
-            patch.setattr(host_em, "fit", lambda *args, **kwargs: None)
-        else:  # data too large for the host
-            patch.setattr(host_em, "use_host", lambda n, k, d: False)
+        patch.setattr(inference, "HOST_EM_MAX_WORK", 0)  # data too large for the host
         posterior = bayesgmm.infer(X, 3, method="map", num_steps=50, progress_bar=False)
     assert calls == ["raise", "reseed"]
     assert np.all(np.isfinite(posterior.log_likelihood))

@@ -11,9 +11,9 @@ lower layers: ``_errors``, ``_validation``, ``covariance``, ``params``, ``chunks
 - ``_estep``: ``E_STEPS``, the table of E-steps {whitened, raw, missing};
 - ``_kernels``: ``m_step``, ``repair``, ``start_state`` / ``advance`` / ``finish``;
 - ``_data``: validate, centre and rescale the rows on the host; a fit's ``Settings``;
-- drivers: ``_memory`` (rows in memory or sharded, one compiled program) and ``_streaming``
-  (rows streamed from the host, block by block);
-- ``_fit``: ``em_fit`` and ``fit_groups`` (``select``'s grid).
+- drivers: ``_memory`` (rows in memory or sharded, one compiled program), ``_streaming``
+  (rows streamed from the host, block by block) and ``_host`` (NumPy, for small data);
+- ``_fit``: ``em_fit``, ``fit_groups`` (``select``'s grid) and ``fit_on_host`` (``infer``'s start).
 
 Public: ``em_fit``, ``EMResult``; for ``select`` and tests also ``fit_groups``,
 ``prepare_data``, ``EMConfig``, ``e_step``, ``m_step`` and ``SufficientStatistics``.
@@ -22,7 +22,7 @@ Public: ``em_fit``, ``EMResult``; for ``select`` and tests also ``fit_groups``,
 from bayesgmm.em._config import EMConfig
 from bayesgmm.em._data import PreparedData, prepare_data
 from bayesgmm.em._estep import E_STEPS, e_step
-from bayesgmm.em._fit import GridFit, Notice, em_fit, fit_groups
+from bayesgmm.em._fit import GridFit, Notice, em_fit, fit_groups, fit_on_host
 from bayesgmm.em._kernels import m_step
 from bayesgmm.em._state import EMResult, SufficientStatistics, UserInit
 
@@ -38,6 +38,7 @@ __all__ = [
     "e_step",
     "em_fit",
     "fit_groups",
+    "fit_on_host",
     "m_step",
     "prepare_data",
 ]

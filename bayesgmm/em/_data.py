@@ -103,11 +103,11 @@ def to_device(values: np.ndarray, dtype) -> Array:
     return jax.device_put(np.asarray(values, dtype=np.dtype(dtype)))
 
 
-def _prepare(X: np.ndarray, weights: np.ndarray, dtype) -> PreparedData:
-    """Centre and rescale in-memory rows (float64, on the host), padded to ``bucket_size`` rows.
+def prepare_host(X: np.ndarray, weights: np.ndarray) -> PreparedData:
+    """Centre and rescale in-memory rows on the host (float64 NumPy, not padded): the NumPy driver's data.
 
     Rows with NaN (``missing="marginalize"``) keep their NaN, and are put after the complete
-    rows; the moments are then those of the observed entries (``missing.observed_moments``).
+    rows; the moments are then those of the observed entries (``observed_moments``).
     """
     total = float(weights.sum())
     observed_features = None
@@ -115,23 +115,33 @@ def _prepare(X: np.ndarray, weights: np.ndarray, dtype) -> PreparedData:
         order = complete_rows_first(X)
         X, weights = X[order], weights[order]
         center, covariance, observed_features = observed_moments(X, weights)
-        centred = X - center
     else:
         center = weights @ X / total
         centred = X - center
         covariance = (centred * weights[:, None]).T @ centred / total
     scale = power_of_two_scale(float(np.mean(np.diag(covariance))))
-    # rows of weight 0 up to a bucket size: data sets of nearby sizes share one compiled fit
-    pad = bucket_size(X.shape[0]) - X.shape[0]
     return PreparedData(
-        to_device(np.concatenate([centred / scale, np.zeros((pad, X.shape[1]))]), dtype),
-        to_device(np.concatenate([weights, np.zeros(pad)]), dtype),
+        (X - center) / scale,
+        weights,
         center,
         scale,
         covariance / scale**2,
         total,
         int(np.count_nonzero(weights)),
         observed_features=observed_features,
+    )
+
+
+def _prepare(X: np.ndarray, weights: np.ndarray, dtype) -> PreparedData:
+    """``prepare_host``, then on the device in ``dtype``, padded to ``bucket_size`` rows.
+
+    Rows of weight 0 up to a bucket size: data sets of nearby sizes share one compiled fit.
+    """
+    data = prepare_host(X, weights)
+    pad = bucket_size(X.shape[0]) - X.shape[0]
+    return data._replace(
+        X=to_device(np.concatenate([data.X, np.zeros((pad, X.shape[1]))]), dtype),
+        weights=to_device(np.concatenate([data.weights, np.zeros(pad)]), dtype),
     )
 
 

@@ -34,11 +34,14 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import scipy.special
 from jax import Array, lax
 
+from bayesgmm._arrays import host_cholesky
 from bayesgmm._conditional import conditional_moments
 from bayesgmm.chunks import Rows, WorstRow, accumulate, add, zeros_like_shapes
-from bayesgmm.covariance import raw_coefficients, whitened_log_joint
+from bayesgmm.covariance import LOG_2PI, raw_coefficients, whitened_log_joint
 from bayesgmm.em._state import SufficientStatistics
 from bayesgmm.params import GMMParams
 
@@ -215,3 +218,35 @@ E_STEPS: dict[str, Callable[[GMMParams, Rows], tuple[SufficientStatistics, Worst
 def e_step(params: GMMParams, rows: Rows, moments: str = "whitened") -> tuple[SufficientStatistics, WorstRow]:
     """``E_STEPS[moments](params, rows)``: the statistics of ``params`` over all rows, and the worst row."""
     return E_STEPS[moments](params, rows)
+
+
+def numpy_e_step(params: GMMParams, X, weights) -> tuple[SufficientStatistics, int]:
+    """The E-step on NumPy arrays (the NumPy driver, ``_host``): statistics about the current means.
+
+    ``X`` (n, d) and ``weights`` (n,) are NumPy arrays and ``params`` holds NumPy leaves; the
+    densities use the dense covariances' Cholesky factors (``core.covariance_matrices``) and
+    the second moments are reduced to the type's layout by ``em.second_from_full``, so one
+    function serves every structure. Returns the statistics and the index of the row of
+    lowest log-likelihood among those of positive weight (``WorstRow``'s rule).
+    """
+    structure = params.structure
+    k, d = params.n_components, params.n_features
+    covariances = structure.core.covariance_matrices(params.scale, k, d)
+    cholesky = host_cholesky(covariances)
+    diff = X[None, :, :] - params.means[:, None, :]  # (k, n, d)
+    whitened = np.linalg.solve(cholesky, np.swapaxes(diff, 1, 2))  # (k, d, n) L⁻¹ (x − μ)
+    half_log_det = np.sum(np.log(np.diagonal(cholesky, axis1=-2, axis2=-1)), axis=-1)
+    with np.errstate(divide="ignore"):  # inactive components: log 0 = −inf
+        log_weights = np.log(params.weights)
+    log_joint = (log_weights - half_log_det)[:, None] - 0.5 * (d * LOG_2PI + np.sum(whitened**2, axis=1))
+    log_norm = scipy.special.logsumexp(log_joint, axis=0)  # (n,)
+    resp = np.exp(log_joint - log_norm) * weights  # (k, n)
+    stats = SufficientStatistics(
+        counts=np.sum(resp, axis=1),
+        first=np.einsum("kn,knd->kd", resp, diff),
+        second=structure.em.second_from_full(np.einsum("kn,kni,knj->kij", resp, diff, diff)),
+        log_likelihood=np.asarray(weights @ log_norm),
+        max_log_resp=np.asarray(weights @ (np.max(log_joint, axis=0) - log_norm)),
+        shift=params.means,
+    )
+    return stats, int(np.argmin(np.where(weights > 0, log_norm, np.inf)))

@@ -13,6 +13,7 @@ that of the parameters returned.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from typing import NamedTuple
@@ -24,9 +25,17 @@ from jax import Array
 
 from bayesgmm import _validation
 from bayesgmm._errors import ConvergenceWarning, DegenerateComponentWarning, DegenerateFitError
-from bayesgmm.em import _memory, _streaming
+from bayesgmm.em import _host, _memory, _streaming
 from bayesgmm.em._config import MISSING, EMConfig, Program
-from bayesgmm.em._data import PreparedData, bucket_size, default_chunk_size, prepare_data, settings, to_device
+from bayesgmm.em._data import (
+    PreparedData,
+    bucket_size,
+    default_chunk_size,
+    prepare_data,
+    prepare_host,
+    settings,
+    to_device,
+)
 from bayesgmm.em._init import init_draws
 from bayesgmm.em._kernels import EMPTY_FRACTION
 from bayesgmm.em._state import DegenerateEvents, EMResult, EMState, Settings, UserInit
@@ -236,11 +245,7 @@ def fit_groups(
     n_rows = data.X.shape[0]
     chunk_size = min(config.chunk_size, n_rows) if config.chunk_size is not None else None
     chunk_size = chunk_size or default_chunk_size(n_rows, k_max, data.n_features, n_init * len(ks), moments)
-    scaled_init = UserInit(  # host arrays; the covariances become Cholesky factors in the program
-        None if user_init.weights is None else np.asarray(user_init.weights, dtype),
-        None if user_init.means is None else np.asarray((user_init.means - data.center) / data.scale, dtype),
-        None if user_init.scale is None else np.asarray(user_init.scale / data.scale**2, dtype),
-    )
+    scaled_init = _rescaled(user_init, data, dtype)
     program = Program(
         k=k_max,
         covariance_type=config.covariance_type,
@@ -271,6 +276,36 @@ def fit_groups(
         program=program,
     )
     return _results(data, ks, states, log_likelihoods, fit_settings, config)
+
+
+def _rescaled(user_init: UserInit, data: PreparedData, dtype) -> UserInit:
+    """User-given initial parameters on the centred, rescaled data, as host arrays."""
+    return UserInit(
+        None if user_init.weights is None else np.asarray(user_init.weights, dtype),
+        None if user_init.means is None else np.asarray((user_init.means - data.center) / data.scale, dtype),
+        None if user_init.scale is None else np.asarray(user_init.scale / data.scale**2, dtype),
+    )
+
+
+def fit_on_host(
+    X, k: int, config: EMConfig, *, seed, sample_weight=None, user_init: UserInit = _NO_USER_INIT
+) -> tuple[EMResult, list[Notice]]:
+    """``em_fit`` by the NumPy driver (``_host``): the same fit in float64, nothing compiled.
+
+    For small in-memory data without NaN, where compiling the fit would cost more than running
+    it (``infer``'s start). ``user_init`` as ``fit_groups``'. Raises ``DegenerateFitError`` as
+    ``em_fit`` does.
+    """
+    X = _validation.check_data(X)
+    data = prepare_host(X, _validation.check_sample_weight(sample_weight, X.shape[0]))
+    k = _validation.check_n_components(k, data.n_positive)
+    if user_init.complete:
+        config = dataclasses.replace(config, n_init=1)
+    state, log_likelihoods = _host.fit(data, k, config, seed=seed, user_init=_rescaled(user_init, data, np.float64))
+    fit_settings = settings(data, k, config, np.float64)
+    batched = jax.tree.map(lambda leaf: np.asarray(leaf)[None], state)
+    (fit,), notices = _results(data, [k], batched, log_likelihoods[None], fit_settings, config)
+    return fit.result, notices
 
 
 def _fit_streamed(

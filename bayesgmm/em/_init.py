@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
+from bayesgmm._arrays import namespace
 from bayesgmm.chunks import Rows, accumulate
 
 _MAX_TRIALS = 8  # k-means++ candidates drawn per center (more for k > 403); 2 + floor(log k) are used
@@ -43,7 +44,7 @@ class InitialAssignment(NamedTuple):
 def _squared_distances(x: Array, centers: Array) -> Array:
     """(k, c) squared Euclidean distances by direct differences (no cancellation)."""
     diff = x[None, :, :] - centers[:, None, :]
-    return jnp.sum(diff * diff, axis=-1)
+    return namespace(x, centers).sum(diff * diff, axis=-1)
 
 
 def _n_local_trials(n_centers) -> Array:
@@ -102,7 +103,14 @@ def kmeans_plusplus(draws: Array, X: Array, weights: Array, k: int, n_active=Non
 
 def nearest(x: Array, centers: Array, active: Array) -> Array:
     """(c,) index of the nearest active center of each row."""
-    return jnp.argmin(jnp.where(active[:, None], _squared_distances(x, centers), jnp.inf), axis=0)
+    xp = namespace(x, centers, active)
+    return xp.argmin(xp.where(active[:, None], _squared_distances(x, centers), xp.inf), axis=0)
+
+
+def _one_hot(labels: Array, k: int, dtype) -> Array:
+    """(k, c) indicator of each row's label (``jax.nn.one_hot(labels, k, axis=0)``, NumPy or JAX)."""
+    xp = namespace(labels)
+    return (labels[None, :] == xp.arange(k)[:, None]).astype(dtype)
 
 
 def lloyd(rows: Rows, centers: Array, active: Array, *, max_iter: int = 300, tol: float = 1e-4) -> Array:
@@ -155,7 +163,7 @@ def from_centers(centers: Array, active: Array) -> InitialAssignment:
     k = centers.shape[0]
 
     def responsibilities(x, row_ids, chunk_index):
-        return jax.nn.one_hot(nearest(x, centers, active), k, axis=0, dtype=x.dtype)
+        return _one_hot(nearest(x, centers, active), k, x.dtype)
 
     return InitialAssignment(responsibilities, centers)
 
@@ -226,12 +234,24 @@ def _no_rows(draws: Array, X: Array, weights: Array, k: int, n_active) -> Array:
 # ----------------------------------------------------------------------------- starting rows on the host (streamed)
 
 
-@jax.jit
 def _candidate_distances(rows: Rows, candidates, closest_block, first):
-    """(R, T, rows) ``w D²`` to each candidate, min with ``closest`` unless it is the first center."""
+    """(R, T, rows) ``w D²`` to each candidate, min with ``closest`` unless it is the first center.
+
+    NumPy rows (the NumPy driver) are computed on the host; device rows by a compiled program.
+    """
+    if namespace(rows.chunks) is np:
+        return _candidate_distances_of(rows, candidates, closest_block, first)
+    return _compiled_candidate_distances(rows, candidates, closest_block, first)
+
+
+def _candidate_distances_of(rows: Rows, candidates, closest_block, first):
+    xp = namespace(rows.chunks, candidates)
     x, w = rows.flat()
-    distances = jnp.sum((x[None, None, :, :] - candidates[:, :, None, :]) ** 2, axis=-1) * w
-    return jnp.where(first, distances, jnp.minimum(closest_block[:, None, :], distances))
+    distances = xp.sum((x[None, None, :, :] - candidates[:, :, None, :]) ** 2, axis=-1) * w
+    return xp.where(first, distances, xp.minimum(closest_block[:, None, :], distances))
+
+
+_compiled_candidate_distances = jax.jit(_candidate_distances_of)
 
 
 def _kmeans_plusplus_host_rows(host, draws: np.ndarray, k: int, n_active: int) -> np.ndarray:
@@ -251,11 +271,11 @@ def _kmeans_plusplus_host_rows(host, draws: np.ndarray, k: int, n_active: int) -
         targets = draws[:, i, :] * cumulative[:, -1:]
         candidates = np.stack([np.searchsorted(c, t) for c, t in zip(cumulative, targets)])
         candidates = np.clip(candidates, 0, n_rows - 1)
-        candidate_rows = jnp.asarray(host.rows(candidates), host.dtype)
+        candidate_rows = np.asarray(host.rows(candidates), host.dtype)
         potentials = np.zeros((restarts, n_trials_max))
         for start, block in host.blocks():
             part = _candidate_distances(block, candidate_rows, closest[:, start : start + host.block_rows], i == 0)
-            potentials += np.asarray(jnp.sum(part, axis=-1), np.float64)
+            potentials += np.asarray(namespace(part).sum(part, axis=-1), np.float64)
         usable = np.arange(n_trials_max) < (1 if i == 0 else n_trials)
         best = np.argmin(np.where(usable, potentials, np.inf), axis=1)
         indices[:, i] = candidates[np.arange(restarts), best]
@@ -275,13 +295,27 @@ def _no_host_rows(host, draws: np.ndarray, k: int, n_active: int) -> np.ndarray:
     return np.zeros((draws.shape[0], k), np.int64)
 
 
-@functools.partial(jax.jit, static_argnames="k")
 def _lloyd_sums(rows: Rows, *, centers, active, k):
+    """(R, k, d) sums and (R, k) counts of the rows nearest each center, per restart."""
+    if namespace(rows.chunks) is np:
+        return _lloyd_sums_of(rows, centers=centers, active=active, k=k)
+    return _compiled_lloyd_sums(rows, centers=centers, active=active, k=k)
+
+
+@functools.partial(jax.jit, static_argnames="k")
+def _compiled_lloyd_sums(rows: Rows, *, centers, active, k):
     def per_chunk(centers, x, w):
         one_hot = jax.nn.one_hot(nearest(x, centers, active), k, axis=0, dtype=x.dtype) * w
         return one_hot @ x, jnp.sum(one_hot, axis=1)
 
     return jax.vmap(lambda c: accumulate(rows, lambda x, w, row_ids, index: per_chunk(c, x, w)))(centers)
+
+
+def _lloyd_sums_of(rows: Rows, *, centers, active, k):
+    """``_lloyd_sums`` of NumPy rows, on the host: per restart the sums and counts of each cluster."""
+    x, w = rows.flat()
+    one_hot = np.stack([_one_hot(nearest(x, center, np.asarray(active)), k, x.dtype) * w for center in centers])
+    return one_hot @ x, np.sum(one_hot, axis=-1)
 
 
 def lloyd_host(host, centers: np.ndarray, active, *, max_iter: int = 300, tol: float = 1e-4) -> np.ndarray:
@@ -290,7 +324,7 @@ def lloyd_host(host, centers: np.ndarray, active, *, max_iter: int = 300, tol: f
     threshold = tol * float(np.mean(np.diag(host.covariance)))
     done = np.zeros(centers.shape[0], bool)
     for _ in range(max_iter):
-        current = jnp.asarray(centers, host.dtype)
+        current = np.asarray(centers, host.dtype)
         sums, counts = host.reduce(functools.partial(_lloyd_sums, centers=current, active=active, k=k))
         sums, counts = np.asarray(sums, np.float64), np.asarray(counts, np.float64)
         new = np.where(counts[..., None] > 0, sums / np.where(counts > 0, counts, 1)[..., None], centers)

@@ -1,5 +1,9 @@
 """EM's kernels: pure functions of (state, statistics, settings), shared by every driver.
 
+They run on JAX arrays inside compiled programs and on NumPy arrays on the host (the NumPy
+driver, ``_host``): each picks its array module with ``_arrays.namespace``, so both kinds of
+driver apply the same M-step, the same repair rules and the same stopping rule.
+
 blackjax-style: ``start_state`` builds the loop state from initial parameters, ``advance``
 makes one EM iteration from an E-step's statistics (M-step, repair, stopping rule,
 history), ``finish`` closes a fit. The in-memory driver calls them inside a
@@ -16,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array, lax
 
+from bayesgmm._arrays import namespace
 from bayesgmm.chunks import Rows, accumulate
 from bayesgmm.covariance import get_structure
 from bayesgmm.em._init import InitialAssignment
@@ -34,13 +39,14 @@ def m_step(stats: SufficientStatistics, reg_covar, covariance_type: str, active:
     ``n_k / Σ n_k``. Components outside ``active`` keep weight exactly 0.
     """
     structure = get_structure(covariance_type)
-    nk = stats.counts + 10 * jnp.finfo(stats.counts.dtype).eps
+    xp = namespace(stats.counts)
+    nk = stats.counts + 10 * xp.finfo(stats.counts.dtype).eps
     if active is not None:
-        nk = jnp.where(active, nk, 0.0)
-    safe_nk = jnp.where(nk > 0, nk, 1.0)
+        nk = xp.where(active, nk, 0.0)
+    safe_nk = xp.where(nk > 0, nk, 1.0)
     delta = stats.first / safe_nk[:, None]
     scale = structure.em.scale_from_moments(stats.counts, safe_nk, stats.first, delta, stats.second, reg_covar)
-    return GMMParams(nk / jnp.sum(nk), stats.shift + delta, scale, covariance_type)
+    return GMMParams(nk / xp.sum(nk), stats.shift + delta, scale, covariance_type)
 
 
 def repair(
@@ -65,34 +71,36 @@ def repair(
     fallback_reg, reseed_scale = settings.fallback_reg, settings.reseed_scale
     mean_row_weight, active = settings.mean_row_weight, settings.active
     structure = params.structure
+    xp = namespace(stats.counts, params.means)
     k = params.n_components
     valid = structure.core.component_valid(params.scale, k)
     regularised = active & ~valid
-    nk = stats.counts + 10 * jnp.finfo(stats.counts.dtype).eps
-    safe_nk = jnp.where(active, nk, 1.0)
+    nk = stats.counts + 10 * xp.finfo(stats.counts.dtype).eps
+    safe_nk = xp.where(active, nk, 1.0)
     delta = stats.first / safe_nk[:, None]
     fallback = structure.em.scale_from_moments(stats.counts, safe_nk, stats.first, delta, stats.second, fallback_reg)
     scale = structure.core.reset_components(regularised, fallback, params.scale)
     still_invalid = active & ~structure.core.component_valid(scale, k)
     empty = active & (stats.counts < EMPTY_FRACTION * mean_row_weight)
     if seed_row is None:  # initial parameters: nothing to re-seed from yet
-        return dataclasses.replace(params, scale=scale), jnp.zeros_like(empty), regularised
-    first_empty = jnp.arange(k) == jnp.argmax(empty)
+        return dataclasses.replace(params, scale=scale), xp.zeros_like(empty), regularised
+    first_empty = xp.arange(k) == xp.argmax(empty)
     reseeded = (empty & first_empty) | still_invalid
-    n_active = jnp.sum(active)
-    means = jnp.where(reseeded[:, None], seed_row, params.means)
+    n_active = xp.sum(active)
+    means = xp.where(reseeded[:, None], seed_row, params.means)
     shrink = n_active.astype(scale.dtype) ** (-1.0 / params.n_features)
     scale = structure.core.reset_components(reseeded, reseed_scale * shrink, scale)
-    weights = params.weights * jnp.sum(jnp.where(active, nk, 0.0))
-    weights = jnp.where(reseeded, jnp.sum(weights) / n_active, weights)
-    weights = jnp.where(active, weights, 0.0)
-    weights = weights / jnp.sum(weights)
+    weights = params.weights * xp.sum(xp.where(active, nk, 0.0))
+    weights = xp.where(reseeded, xp.sum(weights) / n_active, weights)
+    weights = xp.where(active, weights, 0.0)
+    weights = weights / xp.sum(weights)
     return GMMParams(weights, means, scale, params.covariance_type), reseeded, regularised
 
 
 def keep_inactive(structure, new: GMMParams, old: GMMParams, active: Array) -> GMMParams:
     """Inactive components keep their (finite, unused) means and scale; their weight stays 0."""
-    means = jnp.where(active[:, None], new.means, old.means)
+    xp = namespace(new.means, old.means, active)
+    means = xp.where(active[:, None], new.means, old.means)
     return dataclasses.replace(new, means=means, scale=structure.core.reset_components(~active, old.scale, new.scale))
 
 
@@ -124,11 +132,12 @@ def initial_params(
     structure = get_structure(covariance_type)
     k, d = stats.shift.shape
     params = m_step(stats, settings.reg_covar, covariance_type, settings.active)
-    start = GMMParams(
-        params.weights, stats.shift, structure.core.identity_scale(k, d, stats.shift.dtype), covariance_type
+    xp = namespace(stats.counts)
+    identity = structure.core.identity_scale(k, d, stats.shift.dtype, xp)
+    params = keep_inactive(
+        structure, params, GMMParams(params.weights, stats.shift, identity, covariance_type), settings.active
     )
-    params = keep_inactive(structure, params, start, settings.active)
-    regularised = jnp.zeros((k,), bool)
+    regularised = xp.zeros((k,), bool)
     if degenerate == "reseed":
         params, _, regularised = repair(params, stats, None, settings)
     weights_init, means_init, scale_init = user_init
@@ -149,32 +158,34 @@ def user_params(user_init: UserInit, covariance_type: str) -> GMMParams | None:
 
 
 def all_finite(params: GMMParams) -> Array:
-    return jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(params)]))
+    xp = namespace(params.means)
+    return xp.all(xp.array([xp.all(xp.isfinite(leaf)) for leaf in jax.tree.leaves(params)]))
 
 
 def invalid(params: GMMParams, active: Array) -> Array:
     """Some parameter is not finite, or an active component's covariance is not positive definite."""
     valid = params.structure.core.component_valid(params.scale, params.n_components)
-    return ~all_finite(params) | jnp.any(active & ~valid)
+    return ~all_finite(params) | namespace(params.means).any(active & ~valid)
 
 
 def start_state(params: GMMParams, regularised: Array, settings: Settings, *, history_size: int) -> EMState:
     """The loop state before the first E-step, from the initial parameters."""
+    xp = namespace(params.means)
     dtype = params.dtype
     k = params.n_components
     failed = invalid(params, settings.active)
     return EMState(
         params=params,
-        n_iter=jnp.asarray(0),
-        last_log_likelihood=jnp.asarray(-jnp.inf, dtype),
-        change=jnp.asarray(jnp.inf, dtype),
+        n_iter=xp.asarray(0),
+        last_log_likelihood=xp.asarray(-xp.inf, dtype),
+        change=xp.asarray(xp.inf, dtype),
         stop=settings.max_iter == 0,
         done=failed,
         failed=failed,
-        log_likelihood=jnp.asarray(-jnp.inf, dtype),
-        max_log_resp=jnp.asarray(0.0, dtype),
-        history=jnp.full((history_size,), jnp.nan, dtype),
-        events=DegenerateEvents.none(k).record(0, jnp.zeros((k,), bool), regularised),
+        log_likelihood=xp.asarray(-xp.inf, dtype),
+        max_log_resp=xp.asarray(0.0, dtype),
+        history=xp.full((history_size,), xp.nan, dtype),
+        events=DegenerateEvents.none(k, xp).record(0, xp.zeros((k,), bool), regularised),
     )
 
 
@@ -192,14 +203,17 @@ def advance(
     with the lowest log-likelihood under them. If the previous iteration was the last
     (``state.stop``), these statistics only score the returned parameters and the state is
     finished; otherwise the M-step runs. Keeping the E-step outside lets the in-memory loop
-    (``while_loop``) and the streaming driver (a host loop over blocks) share this.
+    (``while_loop``), the streaming driver (a host loop over blocks) and the NumPy driver
+    (``_host``: NumPy arrays, Python branches instead of ``lax.cond``) share this.
     """
+    xp = namespace(stats.counts)
+    cond = lax.cond if xp is jnp else _host_cond
     params = state.params
     structure = params.structure
     active = settings.active
     dtype = stats.log_likelihood.dtype
     log_likelihood = stats.log_likelihood / settings.total_weight
-    history = state.history.at[state.n_iter].set(log_likelihood)
+    history = _set(state.history, state.n_iter, log_likelihood)
     new = m_step(stats, settings.reg_covar, params.covariance_type, active)
     new = keep_inactive(structure, new, params, active)
     events = state.events
@@ -211,8 +225,8 @@ def advance(
 
         # the repair runs only when needed (a real branch unless vmapped with other fits)
         empty = stats.counts < EMPTY_FRACTION * settings.mean_row_weight
-        needed = jnp.any(active & (empty | ~structure.core.component_valid(new.scale, new.n_components)))
-        new, events = lax.cond(needed, repaired, lambda new: (new, events), new)
+        needed = xp.any(active & (empty | ~structure.core.component_valid(new.scale, new.n_components)))
+        new, events = cond(needed, repaired, lambda new: (new, events), new)
     change = log_likelihood - state.last_log_likelihood
     n_iter = state.n_iter + 1
 
@@ -223,10 +237,10 @@ def advance(
             n_iter=n_iter,
             last_log_likelihood=log_likelihood,
             change=change,
-            stop=(jnp.abs(change) < settings.tol) | (n_iter >= settings.max_iter),
+            stop=(xp.abs(change) < settings.tol) | (n_iter >= settings.max_iter),
             done=failed,
             failed=failed,
-            log_likelihood=jnp.where(failed, -jnp.inf, log_likelihood).astype(dtype),
+            log_likelihood=xp.where(failed, -xp.inf, log_likelihood).astype(dtype),
             max_log_resp=state.max_log_resp,
             history=history,
             events=events,
@@ -237,12 +251,27 @@ def advance(
             done=True, log_likelihood=log_likelihood, max_log_resp=stats.max_log_resp, history=history
         )
 
-    return lax.cond(state.stop, finished, running)
+    return cond(state.stop, finished, running)
 
 
 def finish(state: EMState) -> EMState:
     """A failed fit scores −inf."""
-    return state._replace(log_likelihood=jnp.where(jnp.isfinite(state.log_likelihood), state.log_likelihood, -jnp.inf))
+    xp = namespace(state.log_likelihood)
+    return state._replace(log_likelihood=xp.where(xp.isfinite(state.log_likelihood), state.log_likelihood, -xp.inf))
+
+
+def _host_cond(predicate, true_fn, false_fn, *operands):
+    """``lax.cond`` for NumPy arrays: a Python branch."""
+    return true_fn(*operands) if bool(predicate) else false_fn(*operands)
+
+
+def _set(values, index, value):
+    """``values`` with ``values[index] = value``, a new array (NumPy or JAX)."""
+    if namespace(values) is jnp:
+        return values.at[index].set(value)
+    values = values.copy()
+    values[int(index)] = value
+    return values
 
 
 def device_settings(settings: Settings, structure, k: int) -> Settings:

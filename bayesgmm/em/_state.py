@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from bayesgmm._arrays import namespace
 from bayesgmm.params import GMMParams
 
 
@@ -39,13 +40,16 @@ class DegenerateEvents(NamedTuple):
     first_regularised: Array  # (k,) int iteration of the first, −1 if none
 
     @classmethod
-    def none(cls, k: int) -> DegenerateEvents:
-        zeros, never = jnp.zeros((k,), jnp.int32), jnp.full((k,), -1, jnp.int32)
+    def none(cls, k: int, xp=jnp) -> DegenerateEvents:
+        """No events yet, as ``xp`` arrays (``jax.numpy`` or ``numpy``)."""
+        zeros, never = xp.zeros((k,), xp.int32), xp.full((k,), -1, xp.int32)
         return cls(zeros, never, zeros, never)
 
     def record(self, iteration, reseeded, regularised) -> DegenerateEvents:
+        xp = namespace(self.reseeded, reseeded, regularised)
+
         def first(previous, now):
-            return jnp.where((previous < 0) & now, iteration, previous)
+            return xp.where((previous < 0) & now, iteration, previous)
 
         return DegenerateEvents(
             self.reseeded + reseeded,

@@ -1,0 +1,121 @@
+"""The NumPy driver: EM on the host for small data, with the compiled drivers' kernels and rules.
+
+On a few thousand rows, compiling ``_memory.fit_batch`` costs seconds while the fit itself
+takes milliseconds (``infer`` starts its chains at an EM fit, and compiles its sampler at the
+same time). This driver runs the same fit in NumPy and compiles nothing:
+
+- the same data preparation (``_data.prepare_host``), settings and random draws
+  (``_init.init_draws``);
+- the same initialisation: ``INIT_METHODS``' host seeding (k-means++ over the rows as one
+  block, Lloyd's iterations) and assignments, one M-step (``_kernels.initial_params``);
+- the same kernels: ``start_state`` / ``advance`` / ``finish``, hence the same M-step,
+  repair of degenerate components (re-seeding at the worst row) and stopping rule, running on
+  NumPy arrays (``_arrays.namespace``);
+- its own E-step only (``_estep.numpy_e_step``: dense Cholesky factors in NumPy).
+
+So its fit equals ``em_fit``'s (float64) up to round-off, for every covariance structure
+(tests/test_em_host.py). Rows must be in memory, without NaN; ``init="random"`` draws its
+responsibilities with JAX and is not offered here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bayesgmm.chunks import Rows, add
+from bayesgmm.covariance import get_structure
+from bayesgmm.em._config import EMConfig
+from bayesgmm.em._data import PreparedData, settings
+from bayesgmm.em._estep import numpy_e_step
+from bayesgmm.em._init import INIT_METHODS, init_draws, lloyd_host
+from bayesgmm.em._kernels import (
+    advance,
+    device_settings,
+    device_user_init,
+    finish,
+    initial_params,
+    start_state,
+    user_params,
+)
+from bayesgmm.em._state import EMState, SufficientStatistics, UserInit
+
+
+class NumpyRows:
+    """Prepared in-memory rows as one block of NumPy arrays, with ``HostRows``' interface."""
+
+    def __init__(self, data: PreparedData):
+        self.X, self.weights, self.covariance = data.X, data.weights, data.covariance
+        self.dtype = data.X.dtype
+        self.n_samples = self.block_rows = data.X.shape[0]
+        self.n_blocks = 1
+
+    def rows(self, indices) -> np.ndarray:
+        return self.X[np.minimum(np.asarray(indices), self.n_samples - 1)]
+
+    def blocks(self):
+        yield 0, Rows(self.X[None], self.weights[None], 0)
+
+    def reduce(self, per_block, combine=add):
+        return per_block(Rows(self.X[None], self.weights[None], 0))
+
+
+def _initial_statistics(assignment, X: np.ndarray, weights: np.ndarray, structure) -> SufficientStatistics:
+    """The statistics of the initial responsibilities about ``assignment.shift`` (dense, then the type's layout)."""
+    resp = assignment.responsibilities(X, np.arange(X.shape[0]), 0) * weights  # (k, n)
+    diff = X[None, :, :] - assignment.shift[:, None, :]
+    zero = np.zeros((), X.dtype)
+    return SufficientStatistics(
+        counts=np.sum(resp, axis=1),
+        first=np.einsum("kn,knd->kd", resp, diff),
+        second=structure.em.second_from_full(np.einsum("kn,kni,knj->kij", resp, diff, diff)),
+        log_likelihood=zero,
+        max_log_resp=zero,
+        shift=assignment.shift,
+    )
+
+
+def _initial_params(data: PreparedData, k: int, config: EMConfig, fit_settings, user_init: UserInit, *, seed):
+    """``(params, regularised)`` of every restart: the user's, or from ``INIT_METHODS`` and one M-step."""
+    params = user_params(user_init, config.covariance_type)
+    if params is not None:
+        return [(params, np.zeros((k,), bool))]
+    entry = INIT_METHODS[config.init]
+    structure = get_structure(config.covariance_type)
+    host = NumpyRows(data)
+    draws = init_draws(seed, config.n_init, k, config.init, data.n_positive)
+    indices = entry.seed_host_rows(host, draws, k, k)
+    shifts = host.rows(indices)
+    if entry.refine:
+        shifts = lloyd_host(host, shifts, fit_settings.active)
+    starts = []
+    for draw, index, shift in zip(draws, indices, shifts):
+        assignment = entry.assignment(shift, index, draw, fit_settings.active)
+        stats = _initial_statistics(assignment, data.X, data.weights, structure)
+        starts.append(
+            initial_params(
+                stats, fit_settings, user_init, covariance_type=config.covariance_type, degenerate=config.degenerate
+            )
+        )
+    return starts
+
+
+def fit(data: PreparedData, k: int, config: EMConfig, *, seed, user_init: UserInit) -> tuple[EMState, np.ndarray]:
+    """Every restart of one fit on the host: ``(best state, final mean log-likelihood of each restart)``.
+
+    ``user_init``: initial parameters on the rescaled data (covariances in scikit-learn's
+    layout) or Nones, as ``_memory.fit_batch``'s.
+    """
+    if not INIT_METHODS[config.init].from_rows and not user_init.complete:
+        raise ValueError(f"init={config.init!r} draws its responsibilities with JAX; the NumPy driver needs rows.")
+    structure = get_structure(config.covariance_type)
+    fit_settings = device_settings(settings(data, k, config, np.float64), structure, k)
+    user_init = device_user_init(user_init, structure)
+    states = []
+    for params, regularised in _initial_params(data, k, config, fit_settings, user_init, seed=seed):
+        state = start_state(params, regularised, fit_settings, history_size=config.max_iter + 1)
+        while not bool(state.done):
+            stats, worst = numpy_e_step(state.params, data.X, data.weights)
+            state = advance(state, stats, data.X[worst], fit_settings, degenerate=config.degenerate)
+        states.append(finish(state))
+    log_likelihoods = np.array([float(state.log_likelihood) for state in states])
+    return states[int(np.argmax(log_likelihoods))], log_likelihoods
