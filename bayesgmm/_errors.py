@@ -2,6 +2,7 @@
 
 Callers catch these by type, never by message text:
 
+- ``ArgumentTypeError(TypeError, ValueError)``: an argument of the wrong type.
 - ``DegenerateFitError(ValueError)``: a fit that cannot continue (a covariance stopped being
   positive definite with ``degenerate="raise"``, or every restart failed).
 - ``ConvergenceWarning``: EM stopped at ``max_iter`` before the change fell below ``tol``.
@@ -19,6 +20,14 @@ class DegenerateFitError(ValueError):
 
     A ``ValueError``, so code written for scikit-learn's ``GaussianMixture`` (which raises one)
     still catches it.
+    """
+
+
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong type (a string for ``n_init``, text in ``X``, a dict for ``prior``).
+
+    A ``TypeError``; also a ``ValueError``, so code that caught the ``ValueError`` these raised
+    before still does (scikit-learn's ``InvalidParameterError`` is both for the same reason).
     """
 
 

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 
+from bayesgmm._errors import ArgumentTypeError
 from bayesgmm.covariance import get_structure
 
 
@@ -35,11 +36,13 @@ def check_data(
         except OverflowError:  # Python ints beyond the float range
             raise ValueError(f"{name} contains integers too large for float64; rescale the data.") from None
         except (TypeError, ValueError):
-            raise ValueError(f"{name} contains non-numeric values; convert or drop those columns first.") from None
+            raise ArgumentTypeError(
+                f"{name} contains non-numeric values; convert or drop those columns first."
+            ) from None
     if np.iscomplexobj(array):
-        raise ValueError(f"{name} is complex; Gaussian mixtures need real data (take .real or abs).")
+        raise ArgumentTypeError(f"{name} is complex; Gaussian mixtures need real data (take .real or abs).")
     if array.dtype.kind == "b" or array.dtype.kind not in "biuf":
-        raise ValueError(f"{name} has dtype {array.dtype}; it must be numeric (int or float).")
+        raise ArgumentTypeError(f"{name} has dtype {array.dtype}; it must be numeric (int or float).")
     if array.ndim == 1:
         raise ValueError(
             f"{name} is 1-D with shape {array.shape}; pass a 2-D array (n_samples, n_features). "
@@ -98,7 +101,7 @@ def _check_spread(array: np.ndarray, name: str) -> None:
 
 def check_n_components(k, n_samples: int) -> int:
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise ValueError(f"k (n_components) must be a positive integer, got {k!r}.")
+        raise ArgumentTypeError(f"k (n_components) must be a positive integer, got {k!r}.")
     if k < 1:
         raise ValueError(f"k (n_components) must be >= 1, got {k}.")
     if k > n_samples:
@@ -109,19 +112,25 @@ def check_n_components(k, n_samples: int) -> int:
 
 
 def check_int_at_least(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ArgumentTypeError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
     return int(value)
 
 
 def check_nonnegative_float(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ArgumentTypeError(f"{name} must be a finite number >= 0, got {value!r}.")
+    if not np.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
     return float(value)
 
 
 def check_choice(value, name: str, choices) -> str:
-    if not isinstance(value, str) or value not in choices:
+    if not isinstance(value, str):
+        raise ArgumentTypeError(f"{name} must be one of {tuple(choices)}, got {value!r}.")
+    if value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}.")
     return value
 
@@ -181,7 +190,7 @@ def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray:
     try:
         weights = np.asarray(sample_weight, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError("sample_weight must be numeric, one non-negative weight per row of X.") from None
+        raise ArgumentTypeError("sample_weight must be numeric, one non-negative weight per row of X.") from None
     if weights.shape != (n_samples,):
         raise ValueError(f"sample_weight must have shape ({n_samples},), one weight per row of X; got {weights.shape}.")
     if not np.all(np.isfinite(weights)):

@@ -54,6 +54,7 @@ from jax import Array
 from jax.scipy.linalg import solve_triangular
 
 from bayesgmm._arrays import host_cholesky, namespace
+from bayesgmm._errors import ArgumentTypeError
 
 HIGHEST = "highest"
 
@@ -872,7 +873,8 @@ def get_structure(covariance_type: str) -> CovarianceStructure:
     try:
         return STRUCTURES[covariance_type]
     except (KeyError, TypeError):
-        raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}.") from None
+        error = ValueError if isinstance(covariance_type, str) else ArgumentTypeError
+        raise error(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}.") from None
 
 
 LOG_2PI = 1.8378770664093453  # log(2π)

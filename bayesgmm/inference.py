@@ -36,7 +36,7 @@ from numpyro.infer.svi import SVIState
 from scipy.optimize import linear_sum_assignment
 
 from bayesgmm import _validation
-from bayesgmm._errors import ConvergenceWarning, DegenerateFitError
+from bayesgmm._errors import ArgumentTypeError, ConvergenceWarning, DegenerateFitError
 from bayesgmm.convert import to_datatree
 from bayesgmm.covariance import get_structure
 from bayesgmm.em import EMConfig, em_fit, fit_on_host
@@ -877,7 +877,7 @@ def infer(
         )
     prior = Priors() if prior is None else prior
     if not isinstance(prior, Priors):
-        raise ValueError(f"prior must be a bayesgmm.Priors, got {type(prior).__name__}.")
+        raise ArgumentTypeError(f"prior must be a bayesgmm.Priors, got {type(prior).__name__}.")
     feature_names = feature_names or [f"x{j}" for j in range(d)]
 
     center = np.average(X, axis=0, weights=w_host)

@@ -24,6 +24,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from bayesgmm._errors import ArgumentTypeError
 from bayesgmm.covariance import COVARIANCE_TYPES, get_structure
 from bayesgmm.params import GMMParams
 
@@ -96,7 +97,7 @@ def save(params: GMMParams, path) -> None:
     'diag'
     """
     if not isinstance(params, GMMParams):
-        raise ValueError(f"save expects a GMMParams, got {type(params).__name__}.")
+        raise ArgumentTypeError(f"save expects a GMMParams, got {type(params).__name__}.")
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:

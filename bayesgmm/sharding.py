@@ -30,6 +30,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from bayesgmm import _validation
+from bayesgmm._errors import ArgumentTypeError
 from bayesgmm.chunks import ROW_AXIS
 
 
@@ -61,7 +62,7 @@ def row_mesh(mesh: Mesh | None = None) -> Mesh:
     intermediate results are laid out (as for any jitted function of sharded arrays).
     """
     if mesh is not None and not isinstance(mesh, Mesh):
-        raise ValueError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}.")
+        raise ArgumentTypeError(f"mesh must be a jax.sharding.Mesh, got {type(mesh).__name__}.")
     devices = jax.devices() if mesh is None else list(np.asarray(mesh.devices).reshape(-1))
     return Mesh(np.asarray(devices), (ROW_AXIS,), axis_types=(AxisType.Auto,))
 

@@ -213,3 +213,37 @@ def test_degenerate_fit_error_is_typed():
     with pytest.raises(ValueError) as caught:  # bad input stays a plain ValueError
         bayesgmm.em_fit(X, 2, reg_covar=-1.0)
     assert not isinstance(caught.value, bayesgmm.DegenerateFitError)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        dict(k="2"),
+        dict(n_init="5"),
+        dict(covariance_type=3),
+        dict(tol="small"),
+        dict(init=None),
+        dict(sample_weight=["heavy"] * 40),
+        dict(stream="yes"),
+        dict(X=[["a", "b"]] * 40),
+    ],
+)
+def test_wrong_argument_types_are_type_errors(arguments):
+    """An argument of the wrong type is a TypeError (also a ValueError, as it was before), with the
+    usual message that names the argument."""
+    arguments = dict(dict(X=np.random.default_rng(0).normal(size=(40, 2)), k=2), **arguments)
+    name = next(iter(set(arguments) - {"X", "k"}), "X" if isinstance(arguments["X"], list) else "k")
+    with pytest.raises(TypeError, match=name.split("_")[0]) as caught:
+        bayesgmm.em_fit(arguments.pop("X"), arguments.pop("k"), **arguments)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_warnings_point_at_the_callers_line():
+    """em_fit and select raise their warnings at the API boundary (stacklevel=2): the warning
+    names the caller's file, not a module of the package."""
+    X = np.random.default_rng(3).normal(size=(200, 2))
+    for fit in (lambda: bayesgmm.em_fit(X, 3, max_iter=1), lambda: bayesgmm.select(X, [2], "full", max_iter=1)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit()
+        assert caught and all(item.filename == __file__ for item in caught), [item.filename for item in caught]

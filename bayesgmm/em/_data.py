@@ -18,6 +18,7 @@ import numpy as np
 from jax import Array
 
 from bayesgmm import _validation
+from bayesgmm._errors import ArgumentTypeError
 from bayesgmm.em._config import EMConfig
 from bayesgmm.em._state import Settings
 from bayesgmm.sharding import ShardedRows, describe, standardise
@@ -70,7 +71,7 @@ def prepare_data(X, sample_weight=None, *, dtype, stream=None, missing=None) -> 
             raise ValueError("Sharded rows are already on the devices; stream=True needs rows on the host.")
         return _prepare_sharded(X, dtype)
     if stream not in (None, True, False):
-        raise ValueError(f"stream must be True, False or None (automatic), got {stream!r}.")
+        raise ArgumentTypeError(f"stream must be True, False or None (automatic), got {stream!r}.")
     if stream or (stream is None and isinstance(X, np.memmap)):
         return _prepare_stream(X, sample_weight, dtype)
     advice = "drop or impute them before fitting."
