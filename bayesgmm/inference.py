@@ -444,8 +444,11 @@ class _Optimiser(NamedTuple):
 
 
 @functools.lru_cache(maxsize=16)
-def _optimiser(k, covariance_type, std_prior, guide_name, num_steps, num_samples, batch_size):
+def _optimiser(k, n_features, covariance_type, std_prior, guide_name, num_steps, num_samples, batch_size):
     """SVI on ``gmm_model``: every row in every step (``batch_size=None``) or minibatches.
+
+    Cached per shape and settings, ``n_features`` included: a NumPyro autoguide keeps the
+    prototype of the sites it first saw, so one guide must never serve two numbers of features.
 
     Minibatches follow random reshuffling: each epoch draws a permutation of the rows
     (``key``, folded with the epoch number) and steps through it ``batch_size`` rows at a
@@ -522,6 +525,7 @@ def _fit_guide(request: InferenceRequest, start: GMMParams, guide_name: str, key
     """SVI with the guide ``guide_name`` (one of ``GUIDES``, or "map"), its location started at ``start``."""
     optimiser = _optimiser(
         request.k,
+        request.Z.shape[1],
         request.covariance_type,
         request.prior.std_prior,
         guide_name,

@@ -367,3 +367,12 @@ def test_arviz_plots_accept_the_tree(nuts_posterior):
     arviz_plots = pytest.importorskip("arviz_plots")
     plot = arviz_plots.plot_trace_dist(nuts_posterior.to_arviz(), var_names=["weights"])
     assert plot is not None
+
+
+def test_guides_are_not_shared_across_numbers_of_features():
+    """Two MAP fits with the same settings on 2 and then 1 feature(s): the cached SVI program of
+    the first (its autoguide keeps the sites' shapes) must not serve the second."""
+    X = _separated_data(n=90)
+    for data in (X, X[:, :1]):
+        posterior = bayesgmm.infer(data, 2, method="map", num_steps=20, progress_bar=False)
+        assert posterior.params.means.shape[-1] == data.shape[1]
