@@ -313,7 +313,7 @@ def _fit_streamed(
 ):
     """One streamed fit (``_streaming``) with ``k`` components."""
     dtype = jnp.result_type(float)
-    program = Program(**{**program.__dict__, "k": k, "history_size": config.max_iter + 1})
+    program = dataclasses.replace(program, k=k, history_size=config.max_iter + 1)
     fit_settings = settings(data, k, config, dtype)
     host = _streaming.HostRows.of(data, dtype, program.chunk_size)
     states = _streaming.fit(

@@ -370,19 +370,33 @@ class InitMethod(NamedTuple):
     assignment: Callable
 
 
+_KMEANS_PLUSPLUS_SEEDS = dict(
+    draw=_uniform_trials, seed_rows=_kmeans_plusplus_rows, seed_host_rows=_kmeans_plusplus_host_rows, from_rows=True
+)
+
 INIT_METHODS: dict[str, InitMethod] = {
     # k-means++ seeding then Lloyd iterations; hard assignments to the nearest center
-    "kmeans": InitMethod(
-        _uniform_trials, _kmeans_plusplus_rows, _kmeans_plusplus_host_rows, True, True, _nearest_center
-    ),
+    "kmeans": InitMethod(**_KMEANS_PLUSPLUS_SEEDS, refine=True, assignment=_nearest_center),
     # k-means++ seeds; one point per component (covariance = reg_covar)
-    "k-means++": InitMethod(
-        _uniform_trials, _kmeans_plusplus_rows, _kmeans_plusplus_host_rows, True, False, _one_row_each
-    ),
+    "k-means++": InitMethod(**_KMEANS_PLUSPLUS_SEEDS, refine=False, assignment=_one_row_each),
     # responsibilities uniform on [0, 1), normalised per row
-    "random": InitMethod(_uint32_seed, _no_rows, _no_host_rows, False, False, _random_responsibilities),
+    "random": InitMethod(
+        draw=_uint32_seed,
+        seed_rows=_no_rows,
+        seed_host_rows=_no_host_rows,
+        from_rows=False,
+        refine=False,
+        assignment=_random_responsibilities,
+    ),
     # k distinct rows of positive weight; one point per component
-    "random_from_data": InitMethod(_distinct_ranks, _rows_of_draws, _host_rows_of_draws, True, False, _one_row_each),
+    "random_from_data": InitMethod(
+        draw=_distinct_ranks,
+        seed_rows=_rows_of_draws,
+        seed_host_rows=_host_rows_of_draws,
+        from_rows=True,
+        refine=False,
+        assignment=_one_row_each,
+    ),
 }
 
 
