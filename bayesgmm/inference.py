@@ -39,7 +39,7 @@ from bayesgmm import _validation
 from bayesgmm._errors import ArgumentTypeError, ConvergenceWarning, DegenerateFitError
 from bayesgmm.convert import to_datatree
 from bayesgmm.covariance import get_structure
-from bayesgmm.em import EMConfig, em_fit, fit_on_host
+from bayesgmm.em import EMConfig, EMResult, em_fit, fit_on_host
 from bayesgmm.model import (
     Priors,
     constrain,
@@ -613,7 +613,8 @@ class Posterior:
         ``log p(x_i | θ_s)`` per row and draw (data scale).
     method : str
     reference : GMMParams
-        The EM fit used as starting point and reference labelling (data scale).
+        The fit used as starting point and reference labelling (data scale): ``infer``'s
+        ``init`` when given, else its EM fit.
     sample_stats : dict of ndarray (chain, draw)
         NUTS: diverging, energy, n_steps, tree_depth, acceptance_rate, lp.
         SVI/MAP: ``loss`` (num_steps,) instead.
@@ -759,6 +760,43 @@ def _em_start(Z: np.ndarray, w: np.ndarray, k: int, covariance_type: str, seed: 
             return em_fit(Z, k, degenerate="reseed", **settings).params
 
 
+def _given_start(init, k: int, d: int, covariance_type: str) -> GMMParams:
+    """``infer``'s ``init`` checked: one set of parameters of ``k`` components over ``d`` features."""
+    params = init.params if isinstance(init, EMResult) else init
+    if not isinstance(params, GMMParams):
+        raise ArgumentTypeError(
+            f"init must be a bayesgmm.GMMParams or EMResult (the fit to start from and label the draws by), "
+            f"got {type(init).__name__}."
+        )
+    if params.batch_shape:
+        raise ValueError(
+            f"init must be one set of parameters, got a batch of shape {params.batch_shape}; pick one, for "
+            "instance posterior.mean_params()."
+        )
+    if params.covariance_type != covariance_type:
+        raise ValueError(
+            f"init has covariance_type={params.covariance_type!r} but infer was asked for "
+            f"covariance_type={covariance_type!r}; pass the same type to both."
+        )
+    if (params.n_components, params.n_features) != (k, d):
+        raise ValueError(
+            f"init has {params.n_components} components over {params.n_features} features, but infer was asked "
+            f"for k={k} over X's {d} features; fit init on the same data with the same k."
+        )
+    if not all(np.all(np.isfinite(np.asarray(leaf))) for leaf in jax.tree.leaves(params)):
+        raise ValueError("init has parameters that are not finite; start from a fit that succeeded.")
+    return params
+
+
+def _on_standard_scale(params: GMMParams, standard: Standardisation, dtype) -> GMMParams:
+    """``params`` of the data mapped to the standardised data, on the host (nothing compiled)."""
+    means = (np.asarray(params.means, np.float64) - standard.center) / standard.scale
+    scale = np.asarray(params.scale, np.float64) / standard.scale
+    return GMMParams(
+        np.asarray(params.weights, dtype), means.astype(dtype), scale.astype(dtype), params.covariance_type
+    )
+
+
 def _check_batch_size(batch_size, method: str, n: int) -> int | None:
     """``None`` for full batches, else the validated minibatch size."""
     if batch_size is None:
@@ -795,6 +833,7 @@ def infer(
     chain_method: str = "auto",
     batch_size: int | None = None,
     sample_weight=None,
+    init: GMMParams | EMResult | None = None,
 ) -> Posterior:
     """Posterior inference for a ``k``-component Gaussian mixture.
 
@@ -837,6 +876,13 @@ def infer(
         standardisation and the data-derived prior defaults are weighted the same way).
         ``Posterior.log_likelihood`` stays the unweighted ``log p(x_i | θ)`` of every row,
         so LOO treats each row as one observation.
+    init : GMMParams or EMResult, optional
+        The fit to start from and to label the draws by, on the data's scale: ``k``
+        components of ``covariance_type`` over ``X``'s features (for instance the
+        ``em_fit`` result a user has looked at). The chains (or the guide) start there,
+        every draw is relabelled to its components, and ``Posterior.reference`` is it, so
+        tables and plots of the fit and of the posterior name the same components. Default:
+        ``em_fit``'s algorithm, best of 5 restarts (see Notes).
 
     Returns
     -------
@@ -844,8 +890,8 @@ def infer(
 
     Notes
     -----
-    Draws are relabelled to the EM fit's components by optimal assignment on the means, so
-    per-component summaries, r-hat and ESS are meaningful. ``Posterior.log_likelihood`` has
+    Draws are relabelled to the start's components (``init``, or the EM fit) by optimal
+    assignment on the means, so per-component summaries, r-hat and ESS are meaningful. ``Posterior.log_likelihood`` has
     ``num_chains × num_samples × n`` entries (SVI: ``num_samples × n``); for millions of rows
     keep ``num_samples`` modest.
 
@@ -910,10 +956,14 @@ def infer(
         guide=guide,
         batch_size=batch_size,
     )
+    given = None if init is None else _given_start(init, k, d, covariance_type)
     entry = INFERENCE_METHODS[method]
     with ThreadPoolExecutor(max_workers=1) as pool:  # leaving the block waits for its tasks
         handle = entry.prepare(pool, request)
-        start = _em_start(Z_host, w_host, k, covariance_type, seed)
+        if given is None:
+            start = _em_start(Z_host, w_host, k, covariance_type, seed)
+        else:
+            start = _on_standard_scale(given, standard, dtype)
         draws, sample_stats = entry.run(request, start, handle)
     params_standard, log_likelihood, permutations = _finish(draws, Z_host, start, covariance_type)
     log_likelihood = log_likelihood - d * math.log(standard.scale)  # a new array: the block result is read-only
@@ -921,7 +971,7 @@ def infer(
         params=standard.to_data(params_standard),
         log_likelihood=log_likelihood,
         method=method,
-        reference=standard.to_data(start),
+        reference=standard.to_data(start) if given is None else given,
         sample_stats=sample_stats,
         permutations=permutations,
         X=X,

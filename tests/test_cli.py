@@ -102,6 +102,22 @@ def test_demo_shows_a_posterior_summary(capsys):
     assert "weights[0]" in out and "means[0, eruptions]" in out
 
 
+@pytest.mark.slow
+def test_demo_fit_and_posterior_name_the_same_components(capsys):
+    """The demo's EM table and its NUTS table label the components alike: component j's weight and
+    eruption mean in the EM fit are within the posterior's 3 sd of weights[j] and means[j, eruptions]."""
+    assert main(["demo", "--plot", "", "--n-init", "2", "--max-k", "2"]) == 0
+    out = capsys.readouterr().out
+    em_weights = [float(w) for w in re.findall(r"component \d: weight ([0-9.]+)", out)]
+    em_eruptions = [float(m) for m in re.findall(r"mean\s+eruptions=([0-9.]+)", out)]
+    assert len(em_weights) == len(em_eruptions) == 2
+    for j in range(2):
+        weight_mean, weight_sd = map(float, re.search(rf"weights\[{j}\]\s+([0-9.]+)\s+([0-9.]+)", out).groups())
+        mean, sd = map(float, re.search(rf"means\[{j}, eruptions\]\s+([0-9.]+)\s+([0-9.]+)", out).groups())
+        assert abs(weight_mean - em_weights[j]) < 3 * weight_sd, (j, weight_mean, em_weights)
+        assert abs(mean - em_eruptions[j]) < 3 * sd, (j, mean, em_eruptions)
+
+
 def test_console_script_runs_main_and_bad_arguments_exit_2():
     """The installed ``bayesgmm`` script is ``bayesgmm.cli:main``; the one subprocess of this file."""
     (script,) = entry_points(group="console_scripts", name="bayesgmm")
@@ -187,6 +203,8 @@ def test_fit_nuts_writes_a_netcdf_posterior_and_posterior_ellipses(faithful_csv,
     assert dict(tree.posterior.sizes) == {"chain": 2, "draw": 100, "component": 2, "feature": 2, "feature_bis": 2}
     assert list(tree.posterior["feature"].values) == ["waiting", "eruptions"]
     X = load_faithful()[:, [1, 0]]
+    shown = em_fit(X, 2, n_init=5, seed=0, max_iter=500)  # the EM fit the command shows and starts from
+    assert f"EM: mean log-likelihood {shown.log_likelihood:.4f}" in out
     direct = bayesgmm.infer(
         pd.DataFrame(X, columns=["waiting", "eruptions"]),
         2,
@@ -196,6 +214,7 @@ def test_fit_nuts_writes_a_netcdf_posterior_and_posterior_ellipses(faithful_csv,
         num_chains=2,
         seed=0,
         progress_bar=False,
+        init=shown,
     )
     # the file holds the draws of that very run (deterministic on CPU), and ArviZ reads them as they were
     for name in ("weights", "means", "covariances"):

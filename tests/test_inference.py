@@ -376,3 +376,31 @@ def test_guides_are_not_shared_across_numbers_of_features():
     for data in (X, X[:, :1]):
         posterior = bayesgmm.infer(data, 2, method="map", num_steps=20, progress_bar=False)
         assert posterior.params.means.shape[-1] == data.shape[1]
+
+
+@pytest.mark.parametrize("method", ["map", "svi"])
+def test_init_sets_the_start_and_the_labelling(method):
+    """infer(init=fit): the draws are labelled as the given fit (its components in its order),
+    and Posterior.reference is that fit, whichever order EM would have found them in."""
+    X = _separated_data(n=150)
+    fit = bayesgmm.em_fit(X, 3, n_init=3, seed=0)
+    order = np.array([2, 0, 1])  # the same fit with its components in another order
+    permuted = bayesgmm.GMMParams(fit.params.weights[order], fit.params.means[order], fit.params.scale[order], "full")
+    for given in (fit, permuted):
+        posterior = bayesgmm.infer(X, 3, method=method, num_steps=200, num_samples=20, init=given, progress_bar=False)
+        reference = given.params if isinstance(given, bayesgmm.EMResult) else given
+        np.testing.assert_allclose(posterior.reference.means, reference.means, rtol=1e-12)
+        # well separated clusters: the posterior mean of component j sits at the given fit's component j
+        means = np.asarray(posterior.mean_params().means)
+        assert np.all(np.linalg.norm(means - np.asarray(reference.means), axis=1) < 0.3), (means, reference.means)
+
+
+def test_init_is_checked():
+    X = _separated_data(n=60)
+    fit = bayesgmm.em_fit(X, 3, seed=0)
+    with pytest.raises(TypeError, match="init must be a bayesgmm.GMMParams or EMResult"):
+        bayesgmm.infer(X, 3, method="map", init=fit.params.means)
+    with pytest.raises(ValueError, match="covariance_type='diag'"):
+        bayesgmm.infer(X, 3, method="map", covariance_type="diag", init=fit)
+    with pytest.raises(ValueError, match="k=2"):
+        bayesgmm.infer(X, 2, method="map", init=fit)

@@ -35,8 +35,8 @@ def run_fit(args, report: Report) -> int:
     report.line(f"{args.file}: {X.shape[0]} rows, features {', '.join(names)}")
     if args.method == "em":
         params, posterior = _fit_em(args, X, report), None
-    else:
-        posterior = _fit_posterior(args, X, names, report)
+    else:  # the EM fit first, shown: the posterior starts there and is labelled as it
+        posterior = _fit_posterior(args, X, names, report, _fit_em(args, X, report))
         params = check_finite(posterior.mean_params())
         _report_posterior(args.method, posterior, report)
     report.line(describe_params(params, names))
@@ -81,8 +81,9 @@ _POSTERIOR_STAGES = {
 }
 
 
-def _fit_posterior(args, X, names, report: Report):
-    """``infer`` with the command's settings: a ``Posterior`` whose features carry the column names."""
+def _fit_posterior(args, X, names, report: Report, start):
+    """``infer`` with the command's settings, from the EM fit ``start`` (its labelling): a ``Posterior``
+    whose features carry the column names."""
     import pandas as pd
 
     stage = _POSTERIOR_STAGES[args.method].format(args=args)
@@ -99,6 +100,7 @@ def _fit_posterior(args, X, names, report: Report):
             num_chains=args.num_chains,
             num_steps=args.num_steps,
             progress_bar=args.progress and args.method == "nuts",
+            init=start,
         )
 
 
@@ -228,7 +230,7 @@ def run_demo(args, report: Report) -> int:
     report.line(f"\nChosen by BIC: k = {best_k}")
     report.line(describe_params(best.params, FAITHFUL_COLUMNS))
     if args.posterior:
-        _demo_posterior(best_k, args.seed, report)
+        _demo_posterior(best, args.seed, report)
     if args.plot:
         try:
             path = Path(args.plot)
@@ -240,7 +242,9 @@ def run_demo(args, report: Report) -> int:
     return 0
 
 
-def _demo_posterior(k: int, seed: int, report: Report) -> None:
+def _demo_posterior(fit, seed: int, report: Report) -> None:
+    """NUTS from the EM fit shown above, its draws labelled as that fit's components."""
+    k = fit.params.n_components
     report.line(
         f"\nBayesian fit of k = {k} by NUTS (2 chains, 500 warm-up + 500 draws), components labelled as the EM fit:"
     )
@@ -253,6 +257,7 @@ def _demo_posterior(k: int, seed: int, report: Report) -> None:
         num_chains=2,
         seed=seed,
         progress_bar=False,
+        init=fit,
     )
     report.line(posterior_summary(posterior))
     divergent = int(posterior.sample_stats["diverging"].sum())
