@@ -9,14 +9,20 @@ Public API (explicit re-exports; ArviZ and matplotlib load only when used):
 - ``shard(X)`` -> ``ShardedRows``: rows placed over all devices, for ``em_fit``.
 - ``GMMParams``: the parameter pytree shared by every fit, density and plot.
 - ``save(params, path)`` / ``load(path)``: ``.npz`` or ``.json``, never pickle.
-- ``ConvergenceWarning``, ``DegenerateComponentWarning``, ``DegenerateFitError`` (a ``ValueError``).
+- ``ConvergenceWarning``, ``DegenerateComponentWarning``, ``DegenerateFitError`` (a ``ValueError``),
+  ``SpuriousComponentWarning``.
 - ``GaussianMixture`` (EM) and ``BayesianGMM`` (``infer``): scikit-learn estimators, loaded
   on first use (they need ``pip install 'bayesgmm[sklearn]'``).
 """
 
 import importlib as _importlib
 
-from bayesgmm._errors import ConvergenceWarning, DegenerateComponentWarning, DegenerateFitError
+from bayesgmm._errors import (
+    ConvergenceWarning,
+    DegenerateComponentWarning,
+    DegenerateFitError,
+    SpuriousComponentWarning,
+)
 from bayesgmm.em import EMResult, em_fit
 from bayesgmm.inference import Posterior, infer
 from bayesgmm.io import load, save
@@ -54,6 +60,7 @@ __all__ = [
     "Priors",
     "Selection",
     "ShardedRows",
+    "SpuriousComponentWarning",
     "em_fit",
     "infer",
     "load",

@@ -6,6 +6,8 @@ Callers catch these by type, never by message text:
 - ``DegenerateFitError(ValueError)``: a fit that cannot continue (a covariance stopped being
   positive definite with ``degenerate="raise"``, or every restart failed).
 - ``ConvergenceWarning``: EM stopped at ``max_iter`` before the change fell below ``tol``.
+- ``SpuriousComponentWarning``: the returned fit has a component the data cannot support
+  (too few effective rows for its covariance, or a covariance at the ``reg_covar`` floor).
 - ``DegenerateComponentWarning``: EM re-seeded an empty component or regularised a singular
   covariance.
 
@@ -33,6 +35,10 @@ class ArgumentTypeError(TypeError, ValueError):
 
 class ConvergenceWarning(UserWarning):
     """EM stopped at ``max_iter`` before the log-likelihood change fell below ``tol``."""
+
+
+class SpuriousComponentWarning(UserWarning):
+    """Every restart ended with a component the data cannot support (a spurious maximum; see ``em_fit``)."""
 
 
 class DegenerateComponentWarning(UserWarning):

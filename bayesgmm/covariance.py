@@ -135,6 +135,12 @@ class EMFunctions(NamedTuple):
         ``P_k μ_k``.
     second_from_raw : S (k, p) -> second moments in the type's layout
         From ``S_k = Σ_i r_ik q(x_i)`` (tied: summed over components).
+    supported_rows : d -> float
+        The fewest effective rows (``Σ_i w_i r_ik`` over the mean row weight) that can
+        support one component's covariance: full ``d + 1`` (fewer leave it singular but for
+        ``reg_covar``), diag and spherical 2 (a variance needs two rows), tied 1 (the shared
+        covariance is estimated from every row; a component still needs a row for its mean).
+        A fit with a component below it is a spurious maximum (``em._kernels.spurious``).
     second_from_full : S (k, d, d) -> second moments in the type's layout
         From dense per-component second moments: full as is, tied summed over components,
         diag the diagonals, spherical the traces (EM's missing-value E-step).
@@ -148,6 +154,7 @@ class EMFunctions(NamedTuple):
     precision_mean: Callable
     second_from_raw: Callable
     second_from_full: Callable
+    supported_rows: Callable[[int], float]
 
 
 class PriorFunctions(NamedTuple):
@@ -417,6 +424,21 @@ def _full_second_from_full(second):
     return second
 
 
+def _full_supported_rows(d):
+    return d + 1.0
+
+
+def _tied_supported_rows(d):
+    return 1.0
+
+
+def _two_rows(d):
+    return 2.0
+
+
+_diag_supported_rows = _spherical_supported_rows = _two_rows
+
+
 def _full_std_shape(k, d):
     return (k, d)
 
@@ -454,6 +476,7 @@ FULL = CovarianceStructure(
         precision_mean=_full_precision_mean,
         second_from_raw=_full_second_from_raw,
         second_from_full=_full_second_from_full,
+        supported_rows=_full_supported_rows,
     ),
     prior=PriorFunctions(
         std_shape=_full_std_shape,
@@ -604,6 +627,7 @@ TIED = CovarianceStructure(
         precision_mean=_tied_precision_mean,
         second_from_raw=_tied_second_from_raw,
         second_from_full=_tied_second_from_full,
+        supported_rows=_tied_supported_rows,
     ),
     prior=PriorFunctions(
         std_shape=_tied_std_shape,
@@ -725,6 +749,7 @@ DIAG = CovarianceStructure(
         precision_mean=_diag_precision_mean,
         second_from_raw=_diag_second_from_raw,
         second_from_full=_diag_second_from_full,
+        supported_rows=_diag_supported_rows,
     ),
     prior=PriorFunctions(
         std_shape=_diag_std_shape,
@@ -853,6 +878,7 @@ SPHERICAL = CovarianceStructure(
         precision_mean=_spherical_precision_mean,
         second_from_raw=_spherical_second_from_raw,
         second_from_full=_spherical_second_from_full,
+        supported_rows=_spherical_supported_rows,
     ),
     prior=PriorFunctions(
         std_shape=_spherical_std_shape,

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm import _validation
+from bayesgmm._errors import SpuriousComponentWarning
 from bayesgmm.covariance import COVARIANCE_TYPES, get_structure
 from bayesgmm.em import EMConfig, fit_groups, prepare_data
 from bayesgmm.inference import infer
@@ -31,9 +32,10 @@ class Selection(NamedTuple):
 
     table : pandas.DataFrame
         One row per (k, covariance_type), in grid order: ``k, covariance_type,
-        log_likelihood`` (mean per row), ``n_parameters, bic, aic, icl, n_iter, converged``
-        (EM criteria; lower is better) or, for ``criterion="loo"``, ``elpd_loo, se, p_loo``
-        (higher elpd is better).
+        log_likelihood`` (mean per row), ``n_parameters, bic, aic, icl, n_iter, converged,
+        spurious`` (EM criteria, lower is better; NaN, as mclust's NA, where every restart
+        ended with a component the data cannot support: never chosen) or, for
+        ``criterion="loo"``, ``elpd_loo, se, p_loo`` (higher elpd is better).
     criterion : str
     best_k : int
     best_covariance_type : str
@@ -135,12 +137,13 @@ def select(
     for config in configs:
         covariance_type = config.covariance_type
         grid, notices = fit_groups(data, ks, config, seed=seed)
-        for notice in notices:
-            warnings.warn(notice.message, notice.category, stacklevel=2)
-        for n_components, (result, max_log_resp) in zip(ks, grid):
+        for notice in notices:  # spurious grid points are marked in the table instead
+            if notice.category is not SpuriousComponentWarning:
+                warnings.warn(notice.message, notice.category, stacklevel=2)
+        for n_components, (result, max_log_resp, spurious) in zip(ks, grid):
             log_likelihood = total * result.log_likelihood
             p = result.params.n_parameters
-            bic = -2.0 * log_likelihood + p * math.log(total)
+            bic = math.nan if spurious else -2.0 * log_likelihood + p * math.log(total)
             rows.append(
                 dict(
                     k=n_components,
@@ -148,14 +151,21 @@ def select(
                     log_likelihood=result.log_likelihood,
                     n_parameters=p,
                     bic=bic,
-                    aic=-2.0 * log_likelihood + 2.0 * p,
+                    aic=math.nan if spurious else -2.0 * log_likelihood + 2.0 * p,
                     icl=bic - 2.0 * max_log_resp,
                     n_iter=result.n_iter,
                     converged=result.converged,
+                    spurious=spurious,
                 )
             )
             fits[(n_components, covariance_type)] = result
     table = pd.DataFrame(rows)
+    if table[criterion].isna().all():
+        raise ValueError(
+            "Every fit of the grid has a component the data cannot support (a spurious maximum; the table marks "
+            "them spurious=True, their criteria NaN). Use fewer components, constrained covariance types, a larger "
+            "reg_covar or more restarts (n_init)."
+        )
     best = table.loc[table[criterion].idxmin()]
     best_key = (int(best["k"]), str(best["covariance_type"]))
     return Selection(table, criterion, *best_key, fits[best_key], fits)

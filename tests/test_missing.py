@@ -186,7 +186,7 @@ def test_without_nan_the_missing_path_is_the_regular_fit(covariance_type):
             moments="missing",  # what em_fit uses on data with NaN
             chunk_size=64,
         )
-        ((forced, _),), _ = em.fit_groups(
+        ((forced, *_),), _ = em.fit_groups(
             em.prepare_data(X, dtype=jnp.float64), [K], config, seed=0, user_init=em.UserInit(*start)
         )
     assert forced.n_iter == regular.n_iter

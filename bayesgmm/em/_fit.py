@@ -24,7 +24,12 @@ import numpy as np
 from jax import Array
 
 from bayesgmm import _validation
-from bayesgmm._errors import ConvergenceWarning, DegenerateComponentWarning, DegenerateFitError
+from bayesgmm._errors import (
+    ConvergenceWarning,
+    DegenerateComponentWarning,
+    DegenerateFitError,
+    SpuriousComponentWarning,
+)
 from bayesgmm.em import _host, _memory, _streaming
 from bayesgmm.em._config import MISSING, EMConfig, Program
 from bayesgmm.em._data import (
@@ -37,7 +42,7 @@ from bayesgmm.em._data import (
     to_device,
 )
 from bayesgmm.em._init import init_draws
-from bayesgmm.em._kernels import EMPTY_FRACTION
+from bayesgmm.em._kernels import EMPTY_FRACTION, best_restart, effective_rows
 from bayesgmm.em._state import DegenerateEvents, EMResult, EMState, Settings, UserInit
 from bayesgmm.params import GMMParams
 
@@ -52,10 +57,12 @@ class Notice(NamedTuple):
 
 
 class GridFit(NamedTuple):
-    """One grid point's fit: the result and ICL's classification term ``Σ_i w_i max_k log r_ik``."""
+    """One grid point's fit: the result, ICL's classification term ``Σ_i w_i max_k log r_ik``, and
+    whether it has a component the data cannot support (every restart had one)."""
 
     result: EMResult
     max_log_resp: float
+    spurious: bool = False
 
 
 _DEGENERATE_ERROR = (
@@ -319,7 +326,7 @@ def _fit_streamed(
     states = _streaming.fit(
         host, init_draws(seed, n_init, k, config.init, data.n_positive), fit_settings, scaled_init, program
     )
-    best = int(np.argmax(np.asarray(states.log_likelihood)))
+    best = int(best_restart(np.asarray(states.log_likelihood), np.any(np.asarray(states.spurious), axis=-1)))
     log_likelihoods = np.asarray(states.log_likelihood)[None]
     best_state = jax.tree.map(lambda leaf: leaf[best][None], states)
     return _results(data, [k], best_state, log_likelihoods, fit_settings, config)
@@ -334,14 +341,17 @@ def _results(data: PreparedData, ks, states, log_likelihoods, fit_settings: Sett
         if bool(state.failed) or not np.isfinite(float(state.log_likelihood)):
             raise DegenerateFitError(config.context + _DEGENERATE_ERROR.format(reg_covar=config.reg_covar, k=k))
         state = state._replace(
-            params=_first_components(state.params, k), events=jax.tree.map(lambda leaf, k=k: leaf[:k], state.events)
+            params=_first_components(state.params, k),
+            events=jax.tree.map(lambda leaf, k=k: leaf[:k], state.events),
+            spurious=state.spurious[:k],
         )
         notices += _degenerate_notices(
             state.events, config, fallback_reg=float(fit_settings.fallback_reg) * data.scale**2
         )
+        notices += _spurious_notices(state, fit_settings, config)
         result, result_notices = _result(data, state, log_likelihoods[group], config)
         notices += result_notices
-        fits.append(GridFit(result, float(state.max_log_resp)))
+        fits.append(GridFit(result, float(state.max_log_resp), bool(np.any(state.spurious))))
     return fits, notices
 
 
@@ -396,6 +406,32 @@ def _result(data: PreparedData, state: EMState, restart_log_likelihoods, config:
         history,
         np.asarray(restart_log_likelihoods) - log_scale,
     ), notices
+
+
+def _spurious_notices(state: EMState, fit_settings: Settings, config: EMConfig) -> list[Notice]:
+    """One notice per component of the returned fit that the data cannot support (every restart had one)."""
+    params = state.params
+    d = params.n_features
+    rows = np.asarray(effective_rows(params, fit_settings))
+    needed = params.structure.em.supported_rows(d)
+    notices = []
+    for component in np.flatnonzero(np.asarray(state.spurious)):
+        why = (
+            f"it holds {rows[component]:.2f} effective rows, fewer than the {needed:g} a {config.covariance_type!r} "
+            f"covariance needs in {d} dimension(s)"
+            if rows[component] < needed
+            else f"its smallest variance is at the reg_covar floor ({config.reg_covar:g}): only reg_covar holds it up"
+        )
+        notices.append(
+            Notice(
+                f"{config.context}Every restart ended with a component the data cannot support, a spurious maximum "
+                f"of the likelihood: component {component} of the returned fit ({why}). Use fewer components, a "
+                "constrained covariance_type ('tied', 'diag'), a larger reg_covar, more restarts (n_init), or "
+                "bayesgmm.infer(..., method='map') with a prior.",
+                SpuriousComponentWarning,
+            )
+        )
+    return notices
 
 
 def _degenerate_notices(events: DegenerateEvents, config: EMConfig, *, fallback_reg: float) -> list[Notice]:

@@ -30,6 +30,7 @@ from bayesgmm.em._estep import numpy_e_step
 from bayesgmm.em._init import INIT_METHODS, init_draws, lloyd_host
 from bayesgmm.em._kernels import (
     advance,
+    best_restart,
     device_settings,
     device_user_init,
     finish,
@@ -116,6 +117,7 @@ def fit(data: PreparedData, k: int, config: EMConfig, *, seed, user_init: UserIn
         while not bool(state.done):
             stats, worst = numpy_e_step(state.params, data.X, data.weights)
             state = advance(state, stats, data.X[worst], fit_settings, degenerate=config.degenerate)
-        states.append(finish(state))
+        states.append(finish(state, fit_settings))
     log_likelihoods = np.array([float(state.log_likelihood) for state in states])
-    return states[int(np.argmax(log_likelihoods))], log_likelihoods
+    spurious_restarts = np.array([bool(np.any(state.spurious)) for state in states])
+    return states[int(best_restart(log_likelihoods, spurious_restarts))], log_likelihoods

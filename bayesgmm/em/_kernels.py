@@ -29,6 +29,9 @@ from bayesgmm.params import GMMParams
 
 # A component holding less than this fraction of one average row's weight is empty.
 EMPTY_FRACTION = 1e-3
+# A smallest variance at most this factor times reg_covar is at the floor: what the rows give is
+# no more than reg_covar adds (``spurious``).
+SPURIOUS_FLOOR_FACTOR = 2.0
 
 
 def m_step(stats: SufficientStatistics, reg_covar, covariance_type: str, active: Array | None = None) -> GMMParams:
@@ -186,6 +189,7 @@ def start_state(params: GMMParams, regularised: Array, settings: Settings, *, hi
         max_log_resp=xp.asarray(0.0, dtype),
         history=xp.full((history_size,), xp.nan, dtype),
         events=DegenerateEvents.none(k, xp).record(0, xp.zeros((k,), bool), regularised),
+        spurious=xp.zeros((k,), bool),
     )
 
 
@@ -244,6 +248,7 @@ def advance(
             max_log_resp=state.max_log_resp,
             history=history,
             events=events,
+            spurious=state.spurious,
         )
 
     def finished():  # this E-step scored the returned parameters
@@ -254,10 +259,43 @@ def advance(
     return cond(state.stop, finished, running)
 
 
-def finish(state: EMState) -> EMState:
-    """A failed fit scores −inf."""
+def finish(state: EMState, settings: Settings) -> EMState:
+    """A failed fit scores −inf; the components the data cannot support are marked (``spurious``)."""
     xp = namespace(state.log_likelihood)
-    return state._replace(log_likelihood=xp.where(xp.isfinite(state.log_likelihood), state.log_likelihood, -xp.inf))
+    return state._replace(
+        log_likelihood=xp.where(xp.isfinite(state.log_likelihood), state.log_likelihood, -xp.inf),
+        spurious=spurious(state.params, settings),
+    )
+
+
+def effective_rows(params: GMMParams, settings: Settings) -> Array:
+    """(k,) ``Σ_i w_i r_ik`` in rows of mean weight: how many rows each component holds."""
+    return params.weights * (settings.total_weight / settings.mean_row_weight)
+
+
+def spurious(params: GMMParams, settings: Settings) -> Array:
+    """(k,) bool: active components the data cannot support (a spurious maximum of the likelihood).
+
+    A component is spurious when it holds fewer effective rows than its structure needs
+    (``em.supported_rows``: full ``d + 1``, diag and spherical 2, tied 1) or when its
+    smallest variance (eigenvalue) is within ``SPURIOUS_FLOOR_FACTOR`` of the ``reg_covar``
+    floor: then the likelihood grows without bound as the component shrinks onto a few rows,
+    and only ``reg_covar`` holds it up (McLachlan and Peel 2000, §3.10; Hathaway 1985).
+    """
+    xp = namespace(params.means)
+    structure, k, d = params.structure, params.n_components, params.n_features
+    smallest = xp.linalg.eigvalsh(structure.core.covariance_matrices(params.scale, k, d))[..., 0]
+    too_few_rows = effective_rows(params, settings) < structure.em.supported_rows(d)
+    at_floor = smallest <= SPURIOUS_FLOOR_FACTOR * settings.reg_covar
+    return settings.active & (too_few_rows | at_floor)
+
+
+def best_restart(log_likelihoods: Array, spurious_restarts: Array) -> Array:
+    """Index of the restart with the highest log-likelihood among those without a spurious
+    component; among all restarts when each has one."""
+    xp = namespace(log_likelihoods)
+    supported = ~spurious_restarts
+    return xp.argmax(xp.where(supported | ~xp.any(supported), log_likelihoods, -xp.inf))
 
 
 def _host_cond(predicate, true_fn, false_fn, *operands):

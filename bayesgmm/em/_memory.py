@@ -21,6 +21,7 @@ from bayesgmm.em._estep import e_step, fill_missing
 from bayesgmm.em._init import initial_assignment
 from bayesgmm.em._kernels import (
     advance,
+    best_restart,
     device_settings,
     device_user_init,
     finish,
@@ -50,7 +51,7 @@ def fit_one(draws: Array, rows: Rows, settings: Settings, user_init: UserInit, p
         return advance(state, stats, X_flat[worst.row], settings, degenerate=program.degenerate)
 
     start = start_state(params, regularised, settings, history_size=program.history_size)
-    return finish(lax.while_loop(lambda state: ~state.done, body, start))
+    return finish(lax.while_loop(lambda state: ~state.done, body, start), settings)
 
 
 @functools.partial(jax.jit, static_argnames="program")
@@ -91,7 +92,7 @@ def fit_batch(X, weights, draws, active, settings: Settings, user_init: UserInit
         states = lax.map(lambda group: lax.map(lambda draw: one(draw, group[1]), group[0]), (draws, active))
     else:
         states = jax.vmap(jax.vmap(one, in_axes=(0, None)))(draws, active)  # (groups, restarts)
-    best = jnp.argmax(states.log_likelihood, axis=1)
+    best = jax.vmap(best_restart)(states.log_likelihood, jnp.any(states.spurious, axis=-1))
     pick = jax.vmap(lambda group, index: jax.tree.map(lambda leaf: leaf[index], group))
     return pick(states, best), states.log_likelihood
 

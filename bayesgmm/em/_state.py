@@ -107,6 +107,7 @@ class EMState(NamedTuple):
     max_log_resp: Array  # () Σ_i w_i max_k log r_ik of the returned parameters (set when done)
     history: Array  # (history_size,) mean log-likelihoods; history_size >= max_iter + 1
     events: DegenerateEvents
+    spurious: Array  # (k,) bool: components the data cannot support (set by ``finish``)
 
 
 class EMResult(NamedTuple):

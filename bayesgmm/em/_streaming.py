@@ -205,7 +205,7 @@ def fit(host: HostRows, draws, settings: Settings, user_init: UserInit, program:
         seed_rows = jnp.asarray(host.rows(np.asarray(worst.row)), host.dtype)
         advanced = _advance(states, stats, seed_rows, settings, program=program)
         states = _keep_finished(states.done, advanced, states)
-    return jax.vmap(finish)(states)
+    return jax.vmap(lambda state: finish(state, settings))(states)
 
 
 @jax.jit
