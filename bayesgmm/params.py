@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from bayesgmm import _conditional, _validation
+from bayesgmm import _validation
+from bayesgmm._conditional import impute_rows
 from bayesgmm.covariance import get_structure, whitened_log_joint
 
 
@@ -318,6 +319,6 @@ def map_batch(fn: Callable[..., Any], params: GMMParams, *batched_args) -> Any:
 @jax.jit  # one compiled program per shape, not a retrace of the chunk loop at every call
 def _impute(params: GMMParams, X: Array) -> Array:
     def unbatched(p: GMMParams) -> Array:
-        return _conditional.impute_rows(jnp.log(p.weights), p.means, p.covariance_matrices, X)
+        return impute_rows(jnp.log(p.weights), p.means, p.covariance_matrices, X)
 
     return map_batch(unbatched, params)
