@@ -563,7 +563,8 @@ def _tied_scale_from_moments(counts, nk, first, delta, second, reg_covar):
     xp = namespace(counts, first, second)
     zero = xp.zeros_like(second)
     correction = _outer_scatter(counts, first, delta, xp.broadcast_to(zero, (counts.shape[0],) + zero.shape))
-    covariance = (second + xp.sum(correction, axis=0)) / xp.sum(nk)
+    # Σ counts, not Σ nk: ``nk`` is 1 for the components switched off (select's grid), which hold no rows
+    covariance = (second + xp.sum(correction, axis=0)) / xp.sum(counts)
     return _cholesky(covariance + reg_covar * _eye_like(covariance))
 
 
