@@ -5,22 +5,25 @@ lower layers: ``_errors``, ``_validation``, ``covariance``, ``params``, ``chunks
 ``sharding``):
 
 - ``_state``: the records (``SufficientStatistics``, ``Settings``, ``EMState``, ``EMResult``);
+- ``_hierarchical``: mclust's model-based merge tree (host NumPy), the hierarchical start;
 - ``_init``: ``INIT_METHODS``, the table of initialisations (both drivers);
 - ``_config``: ``EMConfig`` (validated once at the boundary) and ``Program`` (the static part
   of a compiled fit);
 - ``_estep``: ``E_STEPS``, the table of E-steps {whitened, raw, missing};
 - ``_kernels``: ``m_step``, ``repair``, ``start_state`` / ``advance`` / ``finish``;
-- ``_data``: validate, centre and rescale the rows on the host; a fit's ``Settings``;
+- ``_data``: validate, centre and rescale the rows on the host; a fit's ``Settings`` and
+  initial draws (``start_draws``);
 - drivers: ``_memory`` (rows in memory or sharded, one compiled program), ``_streaming``
   (rows streamed from the host, block by block) and ``_host`` (NumPy, for small data);
 - ``_fit``: ``em_fit``, ``fit_groups`` (``select``'s grid) and ``fit_on_host`` (``infer``'s start).
 
 Public: ``em_fit``, ``EMResult``; for ``select`` and tests also ``fit_groups``,
-``prepare_data``, ``EMConfig``, ``e_step``, ``m_step`` and ``SufficientStatistics``.
+``prepare_data``, ``start_draws``, ``compute_dtype``, ``EMConfig``, ``e_step``, ``m_step`` and
+``SufficientStatistics``.
 """
 
 from bayesgmm.em._config import EMConfig
-from bayesgmm.em._data import PreparedData, prepare_data
+from bayesgmm.em._data import PreparedData, compute_dtype, prepare_data, start_draws
 from bayesgmm.em._estep import E_STEPS, e_step
 from bayesgmm.em._fit import GridFit, Notice, em_fit, fit_groups, fit_on_host
 from bayesgmm.em._kernels import m_step
@@ -35,10 +38,12 @@ __all__ = [
     "PreparedData",
     "SufficientStatistics",
     "UserInit",
+    "compute_dtype",
     "e_step",
     "em_fit",
     "fit_groups",
     "fit_on_host",
     "m_step",
     "prepare_data",
+    "start_draws",
 ]

@@ -56,10 +56,17 @@ class EMConfig:
         context="",
     ) -> EMConfig:
         get_structure(covariance_type)  # a clear error listing the valid types
+        init = _validation.check_choice(init, "init", tuple(INIT_METHODS))
+        n_init = _validation.check_int_at_least(n_init, "n_init", 1)
+        if INIT_METHODS[init].deterministic and n_init > 1:
+            raise ValueError(
+                f"init={init!r} is deterministic: its {n_init} restarts would all be the same fit. Pass n_init=1, "
+                "or init='kmeans' for random restarts."
+            )
         return cls(
             covariance_type=covariance_type,
-            n_init=_validation.check_int_at_least(n_init, "n_init", 1),
-            init=_validation.check_choice(init, "init", tuple(INIT_METHODS)),
+            n_init=n_init,
+            init=init,
             max_iter=_validation.check_int_at_least(max_iter, "max_iter", 0),
             tol=_validation.check_nonnegative_float(tol, "tol"),
             reg_covar=_validation.check_nonnegative_float(reg_covar, "reg_covar"),

@@ -20,6 +20,7 @@ from jax import Array
 from bayesgmm import _validation
 from bayesgmm._errors import ArgumentTypeError
 from bayesgmm.em._config import EMConfig
+from bayesgmm.em._init import INIT_METHODS, hierarchical_draws, init_draws, subset_rows
 from bayesgmm.em._state import Settings
 from bayesgmm.sharding import ShardedRows, describe, standardise
 
@@ -177,6 +178,31 @@ def settings(data: PreparedData, k: int, config: EMConfig, dtype) -> Settings:
         active=np.ones((k,), bool),
         max_iter=np.asarray(config.max_iter),
     )
+
+
+def compute_dtype(data: PreparedData):
+    """The dtype the fit computes in: the rows' (float64 with ``jax_enable_x64``, else float32)."""
+    return jnp.result_type(float) if data.stream else data.X.dtype
+
+
+def start_draws(data: PreparedData, ks, init: str, seed, n_init: int, dtype):
+    """Every fit's initial draws, with (groups, restarts) leading axes, one group per ``k`` in ``ks``.
+
+    ``init_draws`` (shared by all groups: a restart's draws do not depend on ``k``), or for the
+    deterministic "hierarchical" start the labelled rows of one merge tree built from the data.
+    """
+    k_max = max(ks)
+    if not INIT_METHODS[init].deterministic:
+        draws = init_draws(seed, n_init, k_max, init, data.n_positive)
+        return np.broadcast_to(draws, (len(ks),) + draws.shape)
+    weights = np.asarray(data.weights, np.float64)
+    subset = subset_rows(seed, weights)
+    if data.stream:  # the raw host rows
+        rows = (np.asarray(data.X[subset], np.float64) - data.center) / data.scale
+    else:
+        rows = np.asarray(data.X, np.float64)[subset]
+    rows = np.where(np.isnan(rows), 0.0, rows)  # the observed column means, as the other starts
+    return hierarchical_draws(rows, weights[subset], ks, k_max, dtype)
 
 
 def bucket_size(n: int) -> int:

@@ -35,13 +35,15 @@ from bayesgmm.em._config import MISSING, EMConfig, Program
 from bayesgmm.em._data import (
     PreparedData,
     bucket_size,
+    compute_dtype,
     default_chunk_size,
     prepare_data,
     prepare_host,
     settings,
+    start_draws,
     to_device,
 )
-from bayesgmm.em._init import init_draws
+from bayesgmm.em._init import restart
 from bayesgmm.em._kernels import EMPTY_FRACTION, best_restart, effective_rows
 from bayesgmm.em._state import DegenerateEvents, EMResult, EMState, Settings, UserInit
 from bayesgmm.params import GMMParams
@@ -107,8 +109,14 @@ def em_fit(
     n_init : int
         Restarts, run in one compiled program (vmapped on accelerators, one
         after another on CPU); the one with the highest final log-likelihood is returned.
-    init : {"kmeans", "k-means++", "random", "random_from_data"}
-        "kmeans" is k-means++ seeding followed by Lloyd iterations.
+    init : {"kmeans", "k-means++", "random", "random_from_data", "hierarchical"}
+        "kmeans" is k-means++ seeding followed by Lloyd iterations (scikit-learn's default).
+        "hierarchical" is mclust's default: model-based agglomerative hierarchical clustering
+        (Fraley 1998; the unconstrained model on mclust's SVD transform of the data), cut at
+        ``k`` clusters, then one M-step from that partition. It is deterministic (``n_init``
+        must be 1) for up to 2000 rows of positive weight, and clusters a random subset of
+        2000 rows above (drawn from ``seed``), as mclust does; its cost grows as the square of
+        those rows (about a second for 2000 rows in 5 dimensions).
     max_iter : int
         Maximum number of EM iterations (M-steps) per restart.
     tol : float
@@ -232,7 +240,7 @@ def em_fit(
 
 
 def fit_groups(
-    data: PreparedData, ks: list[int], config: EMConfig, *, seed, user_init: UserInit = _NO_USER_INIT
+    data: PreparedData, ks: list[int], config: EMConfig, *, seed, user_init: UserInit = _NO_USER_INIT, draws=None
 ) -> tuple[list[GridFit], list[Notice]]:
     """One fit per number of components in ``ks``, all in one compiled program; and their warnings.
 
@@ -242,11 +250,15 @@ def fit_groups(
     round-off (the initial draws of a restart do not depend on ``k``, except for
     ``init="random"``). ``user_init`` (weights, means, covariances in scikit-learn's layout,
     on the data's scale, or Nones) needs a single ``k``; when complete, one restart runs.
+    ``draws``: ``start_draws(data, ks, config.init, seed, config.n_init, dtype)``, when the caller
+    shares them between fits (``select``: one hierarchical tree for every covariance type).
 
     Raises ``DegenerateFitError`` when a fit cannot continue (``degenerate="raise"``).
     """
-    dtype = jnp.result_type(float) if data.stream else data.X.dtype
+    dtype = compute_dtype(data)
     n_init = 1 if user_init.complete else config.n_init
+    if draws is None or n_init != config.n_init:
+        draws = start_draws(data, ks, config.init, seed, n_init, dtype)
     moments = config.resolved_moments(dtype, data.has_missing)
     k_max = max(ks)
     n_rows = data.X.shape[0]
@@ -266,17 +278,16 @@ def fit_groups(
     )
     if data.stream:
         fits, notices = [], []
-        for k in ks:
-            fit, fit_notices = _fit_streamed(data, k, program, scaled_init, config, seed=seed, n_init=n_init)
+        for group, k in enumerate(ks):
+            fit, fit_notices = _fit_streamed(data, k, program, restart(draws, group), scaled_init, config)
             fits += fit
             notices += fit_notices
         return fits, notices
     fit_settings = settings(data, k_max, config, dtype)
-    draws = init_draws(seed, n_init, k_max, config.init, data.n_positive)
     states, log_likelihoods = _memory.fit_batch(
         data.X,
         data.weights,
-        np.broadcast_to(draws, (len(ks),) + draws.shape),
+        draws,
         np.arange(k_max)[None, :] < np.asarray(ks)[:, None],
         fit_settings,
         scaled_init,
@@ -315,17 +326,13 @@ def fit_on_host(
     return fit.result, notices
 
 
-def _fit_streamed(
-    data: PreparedData, k: int, program: Program, scaled_init: UserInit, config: EMConfig, *, seed, n_init
-):
-    """One streamed fit (``_streaming``) with ``k`` components."""
+def _fit_streamed(data: PreparedData, k: int, program: Program, draws, scaled_init: UserInit, config: EMConfig):
+    """One streamed fit (``_streaming``) with ``k`` components; ``draws`` (restarts, ...) its initial draws."""
     dtype = jnp.result_type(float)
     program = dataclasses.replace(program, k=k, history_size=config.max_iter + 1)
     fit_settings = settings(data, k, config, dtype)
     host = _streaming.HostRows.of(data, dtype, program.chunk_size)
-    states = _streaming.fit(
-        host, init_draws(seed, n_init, k, config.init, data.n_positive), fit_settings, scaled_init, program
-    )
+    states = _streaming.fit(host, draws, fit_settings, scaled_init, program)
     best = int(best_restart(np.asarray(states.log_likelihood), np.any(np.asarray(states.spurious), axis=-1)))
     log_likelihoods = np.asarray(states.log_likelihood)[None]
     best_state = jax.tree.map(lambda leaf: leaf[best][None], states)

@@ -5,7 +5,7 @@ takes milliseconds (``infer`` starts its chains at an EM fit, and compiles its s
 same time). This driver runs the same fit in NumPy and compiles nothing:
 
 - the same data preparation (``_data.prepare_host``), settings and random draws
-  (``_init.init_draws``);
+  (``_data.start_draws``);
 - the same initialisation: ``INIT_METHODS``' host seeding (k-means++ over the rows as one
   block, Lloyd's iterations) and assignments, one M-step (``_kernels.initial_params``);
 - the same kernels: ``start_state`` / ``advance`` / ``finish``, hence the same M-step,
@@ -25,9 +25,9 @@ import numpy as np
 from bayesgmm.chunks import Rows, add
 from bayesgmm.covariance import get_structure
 from bayesgmm.em._config import EMConfig
-from bayesgmm.em._data import PreparedData, settings
+from bayesgmm.em._data import PreparedData, settings, start_draws
 from bayesgmm.em._estep import numpy_e_step
-from bayesgmm.em._init import INIT_METHODS, init_draws, lloyd_host
+from bayesgmm.em._init import INIT_METHODS, lloyd_host, restart
 from bayesgmm.em._kernels import (
     advance,
     best_restart,
@@ -61,7 +61,12 @@ class NumpyRows:
 
 
 def _initial_statistics(assignment, X: np.ndarray, weights: np.ndarray, structure) -> SufficientStatistics:
-    """The statistics of the initial responsibilities about ``assignment.shift`` (dense, then the type's layout)."""
+    """The statistics of the initial responsibilities about ``assignment.shift`` (dense, then the type's layout).
+
+    Over ``assignment.rows`` when the start brings its own rows (the hierarchical start).
+    """
+    if assignment.rows is not None:
+        X, weights = (np.asarray(leaf) for leaf in assignment.rows.flat())
     resp = assignment.responsibilities(X, np.arange(X.shape[0]), 0) * weights  # (k, n)
     diff = X[None, :, :] - assignment.shift[:, None, :]
     zero = np.zeros((), X.dtype)
@@ -83,14 +88,14 @@ def _initial_params(data: PreparedData, k: int, config: EMConfig, fit_settings, 
     entry = INIT_METHODS[config.init]
     structure = get_structure(config.covariance_type)
     host = NumpyRows(data)
-    draws = init_draws(seed, config.n_init, k, config.init, data.n_positive)
+    draws = restart(start_draws(data, [k], config.init, seed, config.n_init, np.float64), 0)
     indices = entry.seed_host_rows(host, draws, k, k)
     shifts = host.rows(indices)
     if entry.refine:
         shifts = lloyd_host(host, shifts, fit_settings.active)
     starts = []
-    for draw, index, shift in zip(draws, indices, shifts):
-        assignment = entry.assignment(shift, index, draw, fit_settings.active)
+    for index, (rows, shift) in enumerate(zip(indices, shifts)):
+        assignment = entry.assignment(shift, rows, restart(draws, index), fit_settings.active)
         stats = _initial_statistics(assignment, data.X, data.weights, structure)
         starts.append(
             initial_params(
@@ -106,7 +111,8 @@ def fit(data: PreparedData, k: int, config: EMConfig, *, seed, user_init: UserIn
     ``user_init``: initial parameters on the rescaled data (covariances in scikit-learn's
     layout) or Nones, as ``_memory.fit_batch``'s.
     """
-    if not INIT_METHODS[config.init].from_rows and not user_init.complete:
+    entry = INIT_METHODS[config.init]
+    if not (entry.from_rows or entry.deterministic or user_init.complete):
         raise ValueError(f"init={config.init!r} draws its responsibilities with JAX; the NumPy driver needs rows.")
     structure = get_structure(config.covariance_type)
     fit_settings = device_settings(settings(data, k, config, np.float64), structure, k)

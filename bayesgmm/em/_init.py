@@ -1,4 +1,4 @@
-"""Initialisation of EM: the table ``INIT_METHODS`` (k-means, k-means++, random, data points).
+"""Initialisation of EM: the table ``INIT_METHODS`` (k-means, k-means++, random, data points, hierarchical).
 
 Each method is one ``InitMethod`` record, used by both drivers (in memory and streamed):
 its host random draws, how its starting rows are chosen (in the program, or on the host
@@ -7,6 +7,12 @@ block by block for streamed rows), whether Lloyd's iterations refine them, and t
 of rows, and the shift about which the first statistics are accumulated. ``_kernels`` turns
 those into parameters with one M-step, exactly as scikit-learn's
 ``GaussianMixture._initialize`` does.
+
+The "hierarchical" start is deterministic and made from the data on the host
+(``hierarchical_draws``: mclust's model-based merge tree, ``_hierarchical``, cut at each
+``k``): its draws are the labelled rows themselves, and its first statistics are those of
+these rows only (all rows up to ``_hierarchical.MAX_ROWS``, a random subset above: mclust's
+M-step on the subset).
 
 Pure functions: the drivers jit and vmap them over restarts. The streamed variants take any
 object with ``HostRows``' interface (``blocks``, ``rows``, ``reduce``, ``weights``, ...).
@@ -26,6 +32,7 @@ from jax import Array, lax
 
 from bayesgmm._arrays import namespace
 from bayesgmm.chunks import Rows, accumulate
+from bayesgmm.em._hierarchical import MAX_ROWS, hierarchical_partitions
 
 _MAX_TRIALS = 8  # k-means++ candidates drawn per center (more for k > 403); 2 + floor(log k) are used
 
@@ -35,10 +42,22 @@ class InitialAssignment(NamedTuple):
 
     responsibilities : (x (c, d), row_ids (c,), chunk_index ()) -> (k, c)
     shift : (k, d) means about which the initial statistics are accumulated.
+    rows : Rows whose statistics start EM instead of the data's (the "hierarchical" start's
+        labelled rows), or None.
     """
 
     responsibilities: Callable[[Array, Array, Array], Array]
     shift: Array
+    rows: Rows | None = None
+
+
+class LabelledRows(NamedTuple):
+    """The "hierarchical" start's draws for one fit: rows, each in one initial cluster."""
+
+    rows: Array  # (S, d) rows of positive weight (all, or a random subset), on the rescaled scale
+    weights: Array  # (S,) their weights
+    labels: Array  # (S,) int cluster of each row, in 0 .. k − 1 for a fit with k components
+    means: Array  # (k_max, d) each cluster's weighted mean (0 for unused components)
 
 
 def _squared_distances(x: Array, centers: Array) -> Array:
@@ -193,6 +212,17 @@ def from_random(seed: Array, active: Array, shift: Array) -> InitialAssignment:
     return InitialAssignment(responsibilities, shift)
 
 
+def from_labels(draws: LabelledRows, active: Array) -> InitialAssignment:
+    """Each labelled row in its cluster; the statistics are those of the labelled rows alone."""
+    k = active.shape[0]
+
+    def responsibilities(x, row_ids, chunk_index):
+        return _one_hot(draws.labels[row_ids], k, x.dtype) * active[:, None]
+
+    rows = Rows(draws.rows[None], draws.weights[None].astype(draws.rows.dtype))
+    return InitialAssignment(responsibilities, draws.means, rows)
+
+
 def rows_of_ranks(ranks: Array, weights: Array) -> Array:
     """Indices of the rows of the given ranks (0-based) among the rows of positive weight."""
     return jnp.searchsorted(jnp.cumsum(weights > 0), ranks + 1).astype(jnp.int32)
@@ -291,8 +321,8 @@ def _host_rows_of_draws(host, draws: np.ndarray, k: int, n_active: int) -> np.nd
     return np.flatnonzero(host.weights > 0)[np.asarray(draws)]
 
 
-def _no_host_rows(host, draws: np.ndarray, k: int, n_active: int) -> np.ndarray:
-    return np.zeros((draws.shape[0], k), np.int64)
+def _no_host_rows(host, draws, k: int, n_active: int) -> np.ndarray:
+    return np.zeros((n_restarts(draws), k), np.int64)
 
 
 def _lloyd_sums(rows: Rows, *, centers, active, k):
@@ -351,6 +381,14 @@ def _random_responsibilities(shift: Array, indices: Array, draws: Array, active:
     return from_random(draws, active, shift)
 
 
+def _labelled_clusters(shift: Array, indices: Array, draws: LabelledRows, active: Array) -> InitialAssignment:
+    return from_labels(draws, active)
+
+
+def _from_the_data(stream: np.random.Generator, k: int, n_positive: int):
+    raise ValueError("The hierarchical start is built from the data (hierarchical_draws), not drawn.")
+
+
 class InitMethod(NamedTuple):
     """One initialisation method, for both drivers.
 
@@ -360,6 +398,7 @@ class InitMethod(NamedTuple):
     from_rows : bool, the start is made of the starting rows (False: about the origin, no rows)
     refine : bool, Lloyd's iterations move the starting rows (``lloyd`` / ``lloyd_host``)
     assignment : (shift (k, d), indices (k,), draws, active (k,)) -> InitialAssignment
+    deterministic : bool, the draws are ``hierarchical_draws`` of the data (one restart), not ``draw``'s
     """
 
     draw: Callable
@@ -368,6 +407,7 @@ class InitMethod(NamedTuple):
     from_rows: bool
     refine: bool
     assignment: Callable
+    deterministic: bool = False
 
 
 _KMEANS_PLUSPLUS_SEEDS = dict(
@@ -397,7 +437,34 @@ INIT_METHODS: dict[str, InitMethod] = {
         refine=False,
         assignment=_one_row_each,
     ),
+    # mclust's model-based hierarchical clustering (VVV, SVD transform), cut at k; one restart
+    "hierarchical": InitMethod(
+        draw=_from_the_data,
+        seed_rows=_no_rows,
+        seed_host_rows=_no_host_rows,
+        from_rows=False,
+        refine=False,
+        assignment=_labelled_clusters,
+        deterministic=True,
+    ),
 }
+
+
+def seed_sequence(seed) -> np.random.SeedSequence:
+    """The host random streams' root for ``seed``, an int or a JAX PRNG key (its bits)."""
+    if not isinstance(seed, (int, np.integer)):  # a JAX key
+        seed = [int(word) for word in np.asarray(jax.random.key_data(seed)).ravel()]
+    return np.random.SeedSequence(seed)
+
+
+def n_restarts(draws) -> int:
+    """The number of restarts of one fit's draws (an array or ``LabelledRows`` with a leading restart axis)."""
+    return jax.tree.leaves(draws)[0].shape[0]
+
+
+def restart(draws, index: int):
+    """One restart's draws."""
+    return jax.tree.map(lambda leaf: leaf[index], draws)
 
 
 def init_draws(seed, n_init: int, k: int, method: str, n_positive: int) -> np.ndarray:
@@ -413,9 +480,7 @@ def init_draws(seed, n_init: int, k: int, method: str, n_positive: int) -> np.nd
     among those of positive weight (so the rows drawn do not depend on padding or on how
     rows are laid out on devices); random: a uint32 seed.
     """
-    if not isinstance(seed, (int, np.integer)):  # a JAX key
-        seed = [int(word) for word in np.asarray(jax.random.key_data(seed)).ravel()]
-    streams = [np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(n_init)]
+    streams = [np.random.default_rng(child) for child in seed_sequence(seed).spawn(n_init)]
     draw = INIT_METHODS[method].draw
     return np.stack([draw(stream, k, n_positive) for stream in streams])
 
@@ -433,3 +498,36 @@ def initial_assignment(method: str, draws: Array, rows: Rows, k: int, active: Ar
     if entry.refine:
         shift = lloyd(rows, shift, active)
     return entry.assignment(shift, indices, draws, active)
+
+
+def subset_rows(seed, weights: np.ndarray) -> np.ndarray:
+    """Indices of the rows the hierarchical start clusters: those of positive weight, at most ``MAX_ROWS``.
+
+    Above ``MAX_ROWS`` a random subset (mclust's ``subset``), drawn from ``seed``; sorted.
+    """
+    positive = np.flatnonzero(weights > 0)
+    if positive.size <= MAX_ROWS:
+        return positive
+    stream = np.random.default_rng(seed_sequence(seed).spawn(1)[0])
+    return np.sort(stream.choice(positive, MAX_ROWS, replace=False))
+
+
+def hierarchical_draws(rows: np.ndarray, weights: np.ndarray, ks, k_max: int, dtype) -> LabelledRows:
+    """The "hierarchical" start of every fit: (groups, 1, ...) ``LabelledRows``, the tree cut at each ``k``.
+
+    ``rows`` (S, d) and ``weights`` (S,) are ``subset_rows``' rows on the rescaled scale, NaN
+    replaced by 0 (the observed column means); one tree serves every ``k``.
+    """
+    rows, weights = np.asarray(rows, np.float64), np.asarray(weights, np.float64)
+    cuts = hierarchical_partitions(rows, weights, ks)
+    labels = np.stack([cuts[k] for k in ks])  # (groups, S)
+    one_hot = (labels[:, None, :] == np.arange(k_max)[None, :, None]) * weights  # (groups, k_max, S)
+    counts = one_hot.sum(axis=-1, keepdims=True)
+    means = one_hot @ rows / np.where(counts > 0, counts, 1.0)
+    groups = len(ks)
+    return LabelledRows(
+        np.broadcast_to(rows.astype(dtype), (groups, 1) + rows.shape),
+        np.broadcast_to(weights.astype(dtype), (groups, 1) + weights.shape),
+        labels[:, None].astype(np.int32),
+        means[:, None].astype(dtype),
+    )

@@ -108,7 +108,11 @@ def keep_inactive(structure, new: GMMParams, old: GMMParams, active: Array) -> G
 
 
 def initial_statistics(assignment: InitialAssignment, rows: Rows, covariance_type: str) -> SufficientStatistics:
-    """Statistics of the initial responsibilities, about ``assignment.shift`` (scikit-learn's start)."""
+    """Statistics of the initial responsibilities, about ``assignment.shift`` (scikit-learn's start).
+
+    Over ``assignment.rows`` when the start brings its own rows (the hierarchical start), else ``rows``.
+    """
+    rows = rows if assignment.rows is None else assignment.rows
     structure = get_structure(covariance_type)
     k, d = assignment.shift.shape
     dtype = rows.chunks.dtype

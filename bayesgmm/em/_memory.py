@@ -61,7 +61,7 @@ def fit_batch(X, weights, draws, active, settings: Settings, user_init: UserInit
     Parameters
     ----------
     X, weights : (n, d), (n,) rescaled rows and their weights (sharded over ``program.mesh``, if any)
-    draws : (groups, restarts, ...) each fit's ``init_draws``
+    draws : (groups, restarts, ...) each fit's ``init_draws`` (a ``LabelledRows`` for the hierarchical start)
     active : (groups, k) bool, the components each group uses (a prefix: a group's number
         of components is ``active.sum()``; the others keep weight 0)
     settings : Settings (its ``active`` is replaced per group)
@@ -86,8 +86,9 @@ def fit_batch(X, weights, draws, active, settings: Settings, user_init: UserInit
     def one(draws, active):
         return fit_one(draws, rows, settings._replace(active=active), user_init, program)
 
-    if draws.shape[:2] == (1, 1):  # one fit: no batching
-        states = jax.tree.map(lambda leaf: leaf[None, None], one(draws[0, 0], active[0]))
+    if jax.tree.leaves(draws)[0].shape[:2] == (1, 1):  # one fit: no batching
+        first = jax.tree.map(lambda leaf: leaf[0, 0], draws)
+        states = jax.tree.map(lambda leaf: leaf[None, None], one(first, active[0]))
     elif program.sequential:
         states = lax.map(lambda group: lax.map(lambda draw: one(draw, group[1]), group[0]), (draws, active))
     else:

@@ -33,7 +33,7 @@ from bayesgmm.chunks import Rows, WorstRow, add
 from bayesgmm.em._config import Program
 from bayesgmm.em._data import PreparedData
 from bayesgmm.em._estep import e_step
-from bayesgmm.em._init import INIT_METHODS, lloyd_host
+from bayesgmm.em._init import INIT_METHODS, lloyd_host, n_restarts
 from bayesgmm.em._kernels import (
     advance,
     device_settings,
@@ -178,22 +178,24 @@ def _user_states(user_init: UserInit, settings: Settings, restarts: int, *, prog
 
 def initial_states(host: HostRows, draws, settings: Settings, user_init: UserInit, program: Program) -> EMState:
     """The batched loop state of every restart before its first E-step."""
-    restarts = draws.shape[0]
+    restarts = n_restarts(draws)
     if user_init.complete:
         return _user_states(user_init, settings, restarts, program=program)
     entry = INIT_METHODS[program.init]
     n_active = int(np.sum(settings.active))
-    indices = entry.seed_host_rows(host, np.asarray(draws), program.k, n_active)
+    indices = entry.seed_host_rows(host, jax.tree.map(np.asarray, draws), program.k, n_active)
     shift = host.rows(indices) if entry.from_rows else np.zeros(indices.shape + (host.X.shape[1],))
     if entry.refine:
         shift = lloyd_host(host, shift, settings.active)
     shift = jnp.asarray(shift, host.dtype)
-    stats = host.reduce(
-        lambda block: _initial_block_statistics(
-            block, shift, jnp.asarray(indices, jnp.int32), jnp.asarray(draws), settings.active, program=program
-        )
-    )
-    return _start(stats._replace(shift=shift), settings, user_init, program=program)
+    indices, draws = jnp.asarray(indices, jnp.int32), jax.tree.map(jnp.asarray, draws)
+    if entry.deterministic:  # the statistics of the start's own rows (no pass over the stream), about their means
+        stats = _initial_block_statistics(None, shift, indices, draws, settings.active, program=program)
+    else:
+        stats = host.reduce(
+            lambda block: _initial_block_statistics(block, shift, indices, draws, settings.active, program=program)
+        )._replace(shift=shift)
+    return _start(stats, settings, user_init, program=program)
 
 
 def fit(host: HostRows, draws, settings: Settings, user_init: UserInit, program: Program) -> EMState:
