@@ -73,7 +73,7 @@ def _spy(monkeypatch, name):
 
 def test_demo_prints_table_and_writes_png(tmp_path, capsys):
     plot = tmp_path / "demo.png"
-    assert main(["demo", "--plot", str(plot), "--n-init", "3", "--no-posterior"]) == 0
+    assert main(["demo", "--plot", str(plot), "--no-posterior"]) == 0
     out = capsys.readouterr().out
     for text in ("mean log-lik", "BIC", "Chosen by BIC", "component 0: weight", "covariance", "eruptions="):
         assert text in out
@@ -84,9 +84,10 @@ def test_demo_prints_table_and_writes_png(tmp_path, capsys):
 
 
 def test_demo_numbers_match_a_direct_fit(capsys):
-    main(["demo", "--plot", "", "--n-init", "3", "--max-k", "2", "--no-posterior"])
+    main(["demo", "--plot", "", "--max-k", "2", "--no-posterior"])
     out = capsys.readouterr().out
-    fit = em_fit(load_faithful(), 2, n_init=3, seed=0, max_iter=500)
+    assert "started from mclust's hierarchical clustering" in out
+    fit = em_fit(load_faithful(), 2, init="hierarchical", tol=1e-4, max_iter=500)  # select's defaults
     assert f"{fit.log_likelihood:.4f}" in out
     weights = np.sort(np.asarray(fit.params.weights))
     assert all(f"{w:.4f}" in out for w in weights)
@@ -127,7 +128,7 @@ def test_console_script_runs_main_and_bad_arguments_exit_2():
     completed = subprocess.run([*command, "demo", "--max-k", "0"], capture_output=True, text=True)
     assert completed.returncode == 2
     assert completed.stdout == ""
-    assert completed.stderr.strip().splitlines() == ["bayesgmm: error: --max-k and --n-init must be >= 1, got 0 and 5."]
+    assert completed.stderr.strip().splitlines() == ["bayesgmm: error: --max-k and --n-init must be >= 1, got 0 and 1."]
     with pytest.raises(SystemExit) as info:
         main(["nonsense"])
     assert info.value.code == 2

@@ -163,9 +163,7 @@ def run_select(args, report: Report) -> int:
     X, names = read_table(args.file, args.columns)
     report.line(f"{args.file}: {X.shape[0]} rows, features {', '.join(names)}")
     n_fits = len(ks) * len(types)
-    with report.stage(
-        f"EM: fitting {n_fits} mixtures (k in {format_ks(ks)} x {', '.join(types)}), best of {args.n_init} restarts"
-    ):
+    with report.stage(f"EM: fitting {n_fits} mixtures (k in {format_ks(ks)} x {', '.join(types)}), {_starts(args)}"):
         with warnings.catch_warnings():  # the table's "converged" column reports it, once per fit
             warnings.simplefilter("ignore", ConvergenceWarning)
             selection = select(
@@ -196,6 +194,13 @@ def run_select(args, report: Report) -> int:
     return 0
 
 
+def _starts(args) -> str:
+    """How select starts EM for ``--n-init``."""
+    if args.n_init == 1:
+        return "started from mclust's hierarchical clustering"
+    return f"best of {args.n_init} k-means++ restarts"
+
+
 def _check_at_least_one(args) -> None:
     if args.n_init < 1 or args.max_iter < 1:
         raise ValueError(f"--n-init and --max-iter must be >= 1, got {args.n_init} and {args.max_iter}.")
@@ -210,9 +215,7 @@ def run_demo(args, report: Report) -> int:
         raise ValueError(f"--max-k and --n-init must be >= 1, got {args.max_k} and {args.n_init}.")
     X = load_faithful()
     report.line(f"Old Faithful: {X.shape[0]} eruptions, features {', '.join(FAITHFUL_COLUMNS)}")
-    report.line(
-        f"Fitting full-covariance Gaussian mixtures by EM, k = 1..{args.max_k}, best of {args.n_init} restarts\n"
-    )
+    report.line(f"Fitting full-covariance Gaussian mixtures by EM, k = 1..{args.max_k}, {_starts(args)}\n")
     selection = select(X, range(1, args.max_k + 1), "full", n_init=args.n_init, seed=args.seed, max_iter=500)
     best_k = selection.best_k
     rows = [

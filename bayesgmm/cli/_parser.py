@@ -58,12 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 _DATA_HELP = "a CSV file with a header line, a 2-D .npy array, or a .parquet table (needs pyarrow)"
 _COLUMNS_HELP = "comma-separated column names to use (.npy columns are x0, x1, ...)"
+_SELECT_N_INIT_HELP = (
+    "EM starts per fit: 1 (default) is mclust's deterministic hierarchical start, more are k-means++ restarts"
+)
 
 
 def _add_demo(commands) -> None:
     demo = commands.add_parser("demo", help="fit the Old Faithful data shipped with the package")
     demo.add_argument("--max-k", type=int, default=4, help="fit k = 1..MAX_K components (default 4)")
-    demo.add_argument("--n-init", type=int, default=5, help="EM restarts per k (default 5)")
+    demo.add_argument("--n-init", type=int, default=1, help=_SELECT_N_INIT_HELP)
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument(
         "--plot",
@@ -108,7 +111,7 @@ def _add_select(commands) -> None:
     )
     select.add_argument("--criterion", choices=["bic", "aic", "icl"], default="bic", help="lower is better")
     select.add_argument("--columns", help=_COLUMNS_HELP)
-    select.add_argument("--n-init", type=int, default=5, help="EM restarts per fit (default 5)")
+    select.add_argument("--n-init", type=int, default=1, help=_SELECT_N_INIT_HELP)
     select.add_argument("--max-iter", type=int, default=500, help="EM iterations at most (default 500)")
     select.add_argument("--seed", type=int, default=0)
     select.add_argument("--out", help="write the table to a .csv file")
