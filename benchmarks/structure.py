@@ -79,7 +79,9 @@ def report(root: Path) -> None:
     print(f"{'module':40s} lines")
     for name, count in sorted(lines.items(), key=lambda item: -item[1]):
         print(f"{name:40s} {count}")
-    print(f"\ntotal {sum(lines.values())} lines in {len(lines)} modules\n\nlargest functions (lines, without docstring):")
+    print(
+        f"\ntotal {sum(lines.values())} lines in {len(lines)} modules\n\nlargest functions (lines, without docstring):"
+    )
     for length, code, name in sorted(functions, reverse=True)[:5]:
         print(f"  {length:4d} {code:4d}  {name}")
     print("largest function bodies (without docstring):")
