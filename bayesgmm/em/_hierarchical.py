@@ -14,8 +14,10 @@ before clustering (``hcUse = "SVD"``: standardised, rotated to the principal axe
 divided by the square root of its singular value). The clustering is deterministic; above
 ``MAX_ROWS`` rows it runs on a random subset of that many rows, as mclust does.
 
-Host NumPy in float64, nothing compiled: a merge updates one row of the (S, S) cost matrix
-(``O(S d³)``), so the tree costs ``O(S² d³)`` for ``S`` distinct rows.
+The merges run in one compiled loop (``lax.fori_loop``, float64): a merge scores the new
+cluster against every other one at once (``O(S d³)`` vectorised over S) and rewrites one row
+of the (S, S) cost matrix, so the tree costs ``O(S² d³)`` for ``S`` distinct rows. The data's
+transform and the cuts are NumPy on the host.
 
 References
 ----------
@@ -26,10 +28,17 @@ clustering using Gaussian hierarchical partitions", ADAC 9, 2015 (the SVD transf
 
 from __future__ import annotations
 
-import numpy as np
+from typing import NamedTuple
 
-MAX_ROWS = 2000  # mclust's default ``subset``: above it, the tree is built on a random subset of rows
-_BLOCK = 256  # rows per block of the initial (S, S) cost matrix
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array, lax
+
+# Above this many rows of positive weight the tree is built on a random subset of them (mclust's
+# ``subset`` is 2000; the tree's cost grows as the square, and 1000 keeps it a fraction of a second).
+MAX_ROWS = 1000
+_UNROLL = 8  # dimensions up to which ``_log_dets`` writes the Cholesky factorisation out
 
 
 def svd_transform(X: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -46,17 +55,136 @@ def svd_transform(X: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return Z @ vt[keep].T / np.sqrt(singular[keep])
 
 
-def _terms(count, trace, log_det, d: int, alpha: float) -> np.ndarray:
-    """``term(l, W)`` from ``l``, ``tr W`` and ``log det W`` (−inf when singular), elementwise."""
-    base = np.log((trace + alpha) / count)
-    with_det = np.logaddexp(log_det - d * np.log(count), base)
-    return count * np.where(count > d, with_det, base)
+def _terms(count, trace, log_det, d: int, alpha):
+    """``term(l, W)`` from ``l``, ``tr W`` and ``log det W`` (−inf when singular), elementwise; 0 where ``l = 0``."""
+    safe = jnp.where(count > 0, count, 1.0)
+    base = jnp.log((trace + alpha) / safe)
+    with_det = jnp.logaddexp(log_det - d * jnp.log(safe), base)
+    return jnp.where(count > 0, count * jnp.where(count > d, with_det, base), 0.0)
 
 
-def _log_dets(W: np.ndarray) -> np.ndarray:
-    """(m,) log det of (m, d, d) symmetric positive semi-definite matrices; −inf when singular."""
-    sign, log_det = np.linalg.slogdet(W)
-    return np.where(sign > 0, log_det, -np.inf)
+def _log_dets(W):
+    """(m,) log det of (m, d, d) positive semi-definite matrices from Cholesky factors; −inf when singular.
+
+    Up to ``_UNROLL`` dimensions the factorisation is written out over the batch (elementwise
+    vector operations, which XLA fuses); above, ``jnp.linalg.cholesky``.
+    """
+    d = W.shape[-1]
+    if d > _UNROLL:
+        factor = jnp.linalg.cholesky(W)
+        log_det = 2.0 * jnp.sum(jnp.log(jnp.diagonal(factor, axis1=-2, axis2=-1)), axis=-1)
+        return jnp.where(jnp.isfinite(log_det), log_det, -jnp.inf)
+    factor = [[None] * d for _ in range(d)]
+    half_log_det = jnp.zeros(W.shape[:-2], W.dtype)
+    positive = jnp.ones(W.shape[:-2], bool)
+    for j in range(d):
+        pivot = W[..., j, j] - sum((factor[j][i] ** 2 for i in range(j)), jnp.zeros_like(half_log_det))
+        positive = positive & (pivot > 0)
+        root = jnp.sqrt(jnp.where(pivot > 0, pivot, 1.0))
+        half_log_det = half_log_det + jnp.log(root)
+        factor[j][j] = root
+        for row in range(j + 1, d):
+            below = W[..., row, j] - sum((factor[row][i] * factor[j][i] for i in range(j)), jnp.zeros_like(root))
+            factor[row][j] = below / root
+    return jnp.where(positive, 2.0 * half_log_det, -jnp.inf)
+
+
+class _Tree(NamedTuple):
+    """The merge loop's state over S (padded) clusters; a merge keeps the lower index of the pair.
+
+    ``cost[i, j]`` is current for the pair when ``version[i] >= version[j]`` (row ``i`` was
+    rewritten after cluster ``j`` last changed), else ``cost[j, i]`` is: a merge rewrites one
+    row, never a column (a column write would copy the (S, S) matrix in the loop).
+    """
+
+    version: Array  # (S,) int step at which each cluster last changed
+    count: Array  # (S,) total weight of each cluster (0: merged away, or padding)
+    means: Array  # (S, d)
+    scatter: Array  # (S, d, d) Σ w (x − mean)(x − mean)ᵀ
+    terms: Array  # (S,) term(count, scatter)
+    cost: Array  # (S, S) merge costs (see above)
+    best: Array  # (S,) int each live cluster's cheapest partner
+    best_cost: Array  # (S,) its cost (inf: merged away)
+    merges: Array  # (S − 1, 2) int the pairs merged so far
+
+
+def _initial_costs(means, count, terms, alpha):
+    """(S, S) costs of merging two clusters of identical rows: a rank-one scatter (det 0 unless d = 1)."""
+    d = means.shape[1]
+    others = jnp.arange(count.shape[0])
+
+    def row(i):
+        pair_count = count[i] + count
+        squared = jnp.sum((means[i] - means) ** 2, axis=-1)
+        trace = count[i] * count / jnp.where(pair_count > 0, pair_count, 1.0) * squared
+        log_det = jnp.log(trace) if d == 1 else jnp.full_like(trace, -jnp.inf)
+        costs = _terms(pair_count, trace, log_det, d, alpha) - terms[i] - terms
+        return jnp.where((count[i] > 0) & (count > 0) & (others != i), costs, jnp.inf)
+
+    return lax.map(row, others, batch_size=64)
+
+
+def _merge(step, tree: _Tree, alpha) -> _Tree:
+    """Merge the cheapest pair (b into a < b), score the new cluster against all, keep every ``best`` current."""
+    version, count, means, scatter, terms, cost, best, best_cost, merges = tree
+    S, d = means.shape
+    first = jnp.argmin(best_cost)
+    pair_cost = best_cost[first]
+    a, b = jnp.minimum(first, best[first]), jnp.maximum(first, best[first])
+    n = count[a] + count[b]
+    delta = means[a] - means[b]
+    merged = scatter[a] + scatter[b] + (count[a] * count[b] / n) * jnp.outer(delta, delta)
+    mean = (count[a] * means[a] + count[b] * means[b]) / n
+    term = terms[a] + terms[b] + pair_cost
+    count = count.at[a].set(n).at[b].set(0.0)
+    means, scatter, terms = means.at[a].set(mean), scatter.at[a].set(merged), terms.at[a].set(term)
+    live = count > 0
+    others = live & (jnp.arange(S) != a)
+    # the cost of merging the new cluster with every other one: term(merged) − term(a) − term(other)
+    pair_count = n + count
+    delta = mean - means
+    between = n * count / pair_count
+    pair_scatter = merged + scatter + between[:, None, None] * (delta[:, :, None] * delta[:, None, :])
+    log_det = jnp.where(pair_count > d, _log_dets(pair_scatter), -jnp.inf)
+    trace = jnp.trace(pair_scatter, axis1=1, axis2=2)
+    new = jnp.where(others, _terms(pair_count, trace, log_det, d, alpha) - term - terms, jnp.inf)
+    cost, version = cost.at[a].set(new), version.at[a].set(step + 1)
+    # clusters whose cheapest partner was a or b look again; the others compare with the new cluster
+    stale = others & ((best == a) | (best == b))
+    closer = others & ~stale & (new < best_cost)
+    best = jnp.where(closer, a, best).at[a].set(jnp.argmin(new))
+    best_cost = jnp.where(closer, new, best_cost).at[a].set(jnp.min(new)).at[b].set(jnp.inf)
+
+    def look_again(carry):
+        stale, best, best_cost = carry
+        r = jnp.argmax(stale)
+        row = jnp.where(version[r] >= version, cost[r], cost[:, r])
+        row = jnp.where(live & (jnp.arange(S) != r), row, jnp.inf)
+        return stale.at[r].set(False), best.at[r].set(jnp.argmin(row)), best_cost.at[r].set(jnp.min(row))
+
+    _, best, best_cost = lax.while_loop(lambda carry: jnp.any(carry[0]), look_again, (stale, best, best_cost))
+    merges = merges.at[step].set(jnp.stack([a, b]).astype(merges.dtype))
+    return _Tree(version, count, means, scatter, terms, cost, best, best_cost, merges)
+
+
+@jax.jit
+def _merges(distinct, count, alpha, n_merges):
+    """(S − 1, 2) the first ``n_merges`` greedy merges of the clusters ``distinct`` (S, d) of weight ``count``."""
+    S, d = distinct.shape
+    terms = _terms(count, jnp.zeros_like(count), jnp.full_like(count, -jnp.inf), d, alpha)
+    cost = _initial_costs(distinct, count, terms, alpha)
+    tree = _Tree(
+        jnp.zeros((S,), jnp.int32),
+        count,
+        distinct,
+        jnp.zeros((S, d, d), distinct.dtype),
+        terms,
+        cost,
+        jnp.argmin(cost, axis=1),
+        jnp.min(cost, axis=1),
+        jnp.zeros((max(S - 1, 1), 2), jnp.int32),
+    )
+    return lax.fori_loop(0, n_merges, lambda step, tree: _merge(step, tree, alpha), tree).merges
 
 
 def merge_tree(Z: np.ndarray, weights: np.ndarray, n_clusters: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -72,77 +200,34 @@ def merge_tree(Z: np.ndarray, weights: np.ndarray, n_clusters: int = 1) -> tuple
     -------
     initial : (n,) int, each row's initial cluster (identical rows share one)
     merges : (m, 2) int, the clusters merged at each step (the second joins the first)
+
+    Notes
+    -----
+    One compiled loop in float64 (``jax.enable_x64`` inside), compiled once per bucket of
+    distinct rows (padded with clusters of weight 0) and dimension.
     """
     distinct, initial = np.unique(Z, axis=0, return_inverse=True)
     initial = initial.reshape(-1)
-    S, d = distinct.shape
+    S = distinct.shape[0]
     count = np.bincount(initial, weights, minlength=S)
     total = count.sum()
-    alpha = max(float(weights @ np.sum((Z - weights @ Z / total) ** 2, axis=1)) / (total * d), np.finfo(float).eps)
-    means = distinct.copy()
-    scatter = np.zeros((S, d, d))
-    traces = np.zeros(S)  # tr W of each cluster
-    terms = _terms(count, 0.0, -np.inf, d, alpha)
-    cost = np.empty((S, S))
-    for start in range(0, S, _BLOCK):  # two clusters of identical rows merge into a rank-one scatter
-        block = slice(start, start + _BLOCK)
-        pair_count = count[block, None] + count[None, :]
-        squared = np.sum((means[block, None, :] - means[None, :, :]) ** 2, axis=-1)
-        trace = count[block, None] * count[None, :] / pair_count * squared
-        with np.errstate(divide="ignore"):  # a cluster with itself (the diagonal, set to inf below)
-            log_det = np.log(trace) if d == 1 else np.full_like(trace, -np.inf)
-        cost[block] = _terms(pair_count, trace, log_det, d, alpha) - terms[block, None] - terms[None, :]
-    np.fill_diagonal(cost, np.inf)
-    best = np.argmin(cost, axis=1)
-    best_cost = cost[np.arange(S), best]
-    live = np.arange(S)
-    merges = []
-    for _ in range(S - max(n_clusters, 1)):
-        a = int(np.argmin(best_cost))
-        a, b = sorted((a, int(best[a])))
-        n_a, n_b = count[a], count[b]
-        n = n_a + n_b
-        delta = means[a] - means[b]
-        scatter[a] += scatter[b] + (n_a * n_b / n) * (delta[:, None] * delta[None, :])
-        means[a] = (n_a * means[a] + n_b * means[b]) / n
-        count[a] = n
-        traces[a] = np.trace(scatter[a])
-        terms[a] += cost[a, b] + terms[b]
-        merges.append((a, b))
-        cost[b, :] = cost[:, b] = np.inf
-        best_cost[b] = np.inf
-        live = live[live != b]
-        others = live[live != a]
-        if not others.size:
-            break
-        # the cost of merging the new cluster with every other one: term(merged) − term(a) − term(other)
-        pair_count = n + count[others]
-        delta = means[a] - means[others]
-        between = n * count[others] / pair_count
-        pair_trace = traces[a] + traces[others] + between * np.einsum("ij,ij->i", delta, delta)
-        base = np.log((pair_trace + alpha) / pair_count)
-        new = pair_count * base
-        full_rank = np.flatnonzero(pair_count > d)  # the determinant counts only then
-        if full_rank.size:
-            delta = delta[full_rank]
-            pair_scatter = scatter[a] + scatter[others[full_rank]]
-            pair_scatter += between[full_rank, None, None] * (delta[:, :, None] * delta[:, None, :])
-            log_det = _log_dets(pair_scatter) - d * np.log(pair_count[full_rank])
-            new[full_rank] = pair_count[full_rank] * np.logaddexp(log_det, base[full_rank])
-        new -= terms[a] + terms[others]
-        cost[a, others] = cost[others, a] = new
-        cheapest = int(np.argmin(new))
-        best[a], best_cost[a] = others[cheapest], new[cheapest]
-        # clusters whose cheapest partner was a or b look again; the others compare with the new cluster
-        partner = best[others]
-        stale = others[(partner == a) | (partner == b)]
-        if stale.size:
-            best[stale] = np.argmin(cost[stale], axis=1)
-            best_cost[stale] = cost[stale, best[stale]]
-        closer = others[(new < best_cost[others]) & (partner != a) & (partner != b)]
-        best[closer] = a
-        best_cost[closer] = cost[closer, a]
-    return initial, np.asarray(merges, np.int64).reshape(-1, 2)
+    alpha = max(float(weights @ np.sum((Z - weights @ Z / total) ** 2, axis=1)) / (total * Z.shape[1]), 1e-300)
+    n_merges = max(S - max(n_clusters, 1), 0)
+    padded = _bucket(S)
+    with jax.enable_x64(True):
+        merges = _merges(
+            np.pad(distinct, ((0, padded - S), (0, 0))),
+            np.pad(count, (0, padded - S)),
+            np.float64(alpha),
+            np.int32(n_merges),
+        )
+        return initial, np.asarray(merges)[:n_merges].astype(np.int64)
+
+
+def _bucket(n: int) -> int:
+    """A size >= n: multiples of 64 up to 1024, then of 2**(b − 5) (``em._data.bucket_size``'s grid)."""
+    step = 64 if n <= 1024 else 1 << (n.bit_length() - 5)
+    return -(-n // step) * step
 
 
 def partitions(initial: np.ndarray, merges: np.ndarray, ks) -> dict[int, np.ndarray]:
