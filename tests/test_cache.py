@@ -1,0 +1,112 @@
+"""The persistent compilation cache bayesgmm turns on (bayesgmm._cache): where, when, opt-out, and two
+processes sharing it. Each case runs in fresh Python processes (the setting is per process; the test
+session's own cache, conftest.py, is the caller's and is left alone)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_WORKER = """
+import json, sys
+import jax
+hits = []
+jax.monitoring.register_event_listener(
+    lambda event, **kwargs: hits.append(1) if event == "/jax/compilation_cache/cache_hits" else None
+)
+import bayesgmm
+from bayesgmm import _cache
+at_import = jax.config.jax_compilation_cache_dir
+from bayesgmm.datasets import load_faithful
+result = bayesgmm.em_fit(load_faithful(), 2, seed=0)
+print(json.dumps(dict(
+    at_import=at_import,
+    directory=_cache.directory(),
+    jax_directory=jax.config.jax_compilation_cache_dir,
+    log_likelihood=result.log_likelihood,
+    cache_hits=len(hits),
+)))
+"""
+
+
+def _environment(**variables):
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("JAX_COMPILATION_CACHE_DIR", "BAYESGMM_COMPILATION_CACHE")
+    }
+    environment["PYTHONPATH"] = str(ROOT)
+    environment.update(variables)
+    return environment
+
+
+def _start(**variables):
+    return subprocess.Popen(
+        [sys.executable, "-c", _WORKER],
+        cwd=ROOT,
+        env=_environment(**variables),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finish(process):
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert "Error reading persistent compilation cache" not in err, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _entries(folder: Path) -> list[Path]:
+    return [path for path in folder.rglob("*-cache") if path.is_file()]
+
+
+@pytest.mark.slow
+def test_two_processes_share_the_cache_then_a_third_loads_from_it(tmp_path):
+    """On at the first fit, not at import, in the chosen folder; two processes at once write it safely
+    (JAX's file lock: bounded cache), and a later process loads programs instead of compiling them."""
+    folder = tmp_path / "cache"
+    first, second = _start(BAYESGMM_COMPILATION_CACHE=str(folder)), _start(BAYESGMM_COMPILATION_CACHE=str(folder))
+    results = [_finish(first), _finish(second)]
+    for result in results:
+        assert result["at_import"] is None  # never at import
+        assert result["directory"] == result["jax_directory"] == str(folder)
+    assert results[0]["log_likelihood"] == results[1]["log_likelihood"]
+    assert _entries(folder)
+    third = _finish(_start(BAYESGMM_COMPILATION_CACHE=str(folder)))
+    assert third["cache_hits"] > 0
+    assert third["log_likelihood"] == results[0]["log_likelihood"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", ["0", "off", ""])
+def test_the_environment_variable_turns_it_off(setting):
+    result = _finish(_start(BAYESGMM_COMPILATION_CACHE=setting))
+    assert result["directory"] is None and result["jax_directory"] is None
+
+
+@pytest.mark.slow
+def test_the_caller_s_own_jax_cache_wins(tmp_path):
+    theirs, ours = tmp_path / "theirs", tmp_path / "ours"
+    result = _finish(_start(JAX_COMPILATION_CACHE_DIR=str(theirs), BAYESGMM_COMPILATION_CACHE=str(ours)))
+    assert result["directory"] is None
+    assert result["jax_directory"] == str(theirs)
+    assert _entries(theirs) and not ours.exists()
+
+
+@pytest.mark.slow
+def test_the_default_folder_is_the_user_cache_directory(tmp_path):
+    """platformdirs' user cache directory (XDG_CACHE_HOME on Linux), private to the user."""
+    if sys.platform != "linux":
+        pytest.skip("XDG_CACHE_HOME moves the user cache directory on Linux only")
+    result = _finish(_start(XDG_CACHE_HOME=str(tmp_path)))
+    expected = tmp_path / "bayesgmm" / "jax"
+    assert result["directory"] == str(expected)
+    assert _entries(expected)
+    assert expected.stat().st_mode & 0o077 == 0
