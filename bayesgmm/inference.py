@@ -439,6 +439,7 @@ def _nuts_sample_stats(stats: np.ndarray) -> dict:
 class _Optimiser(NamedTuple):
     svi: object
     guide: object
+    init: object  # jitted svi.init (key, *model_args) -> SVIState: one program, not the model op by op
     run: object  # jitted (state, key, Z, w, hyper) -> (state, losses)
     draw: object  # jitted (key, params, *model_args) -> draws from the guide
 
@@ -493,14 +494,17 @@ def _optimiser(k, n_features, covariance_type, std_prior, guide_name, num_steps,
     def draw(key, params, *model_args):
         return Predictive(guide, params=params, num_samples=num_samples)(key, *model_args)
 
-    return _Optimiser(svi, guide, run, draw)
+    # svi.init run eagerly traces the model and the guide op by op, one small XLA compilation per
+    # primitive and shape (hundreds, most of a first call's time); jitted it is one program. The
+    # guide keeps the prototype it sets up here only for its shapes and site names.
+    return _Optimiser(svi, guide, jax.jit(svi.init), run, draw)
 
 
 def _start_state(optimiser: _Optimiser, key, model_args: tuple, start_values: dict):
     """A fresh SVI state whose guide location sits at ``start_values`` (unconstrained)."""
 
     svi = optimiser.svi
-    state = svi.init(key, *model_args)
+    state = optimiser.init(key, *model_args)
     params = svi.optim.get_params(state.optim_state)  # unconstrained
     if "auto_loc" in params:  # AutoMultivariateNormal / AutoLowRankMultivariateNormal
         # The guide packs sites in its own order; unpacking is a linear split-and-reshape,
@@ -534,9 +538,8 @@ def _fit_guide(request: InferenceRequest, start: GMMParams, guide_name: str, key
         request.batch_size,
     )
     start_values = _unconstrained_start(start)
-    # svi.init runs the model op by op (each new shape a small compilation): on one row, so
-    # that those compilations serve every data size; the guide's parameters and prototype
-    # (latent sites) do not depend on the rows
+    # the guide's parameters and prototype (latent sites) do not depend on the rows: initialise
+    # on one row, so that the compiled initialisation serves every data size
     Z, w, hyper = request.Z, request.w, request.hyper
     init_args = (Z[:1], hyper, None if request.batch_size is None else jnp.arange(1), w[:1])
     state = _start_state(optimiser, key_init, init_args, start_values)
