@@ -2,19 +2,21 @@
 
 What is measured
 ----------------
-For each workload ``(n, d, k)`` (full covariances, float64) both libraries fit the same
-data from the same initial parameters for the same number of iterations ``M``:
+For each workload ``(n, d, k)`` (full covariances; float64, except the two float32
+columns below) every library fits the same data from the same initial parameters for the
+same number of iterations ``M``:
 
 - data: a known mixture (fixed seed) with well-separated random means and random SPD
   covariances;
 - initial parameters: uniform weights, ``k`` rows of ``X`` chosen with a fixed rng as
   means, and the covariance of the whole data set repeated ``k`` times as covariances;
-- ``tol=0`` so that neither library stops early, ``reg_covar=1e-6`` for both.
+- ``tol=0`` so that no library stops early, ``reg_covar=1e-6`` (all but pomegranate).
 
-One call does ``M`` E- and M-steps plus one final E-step in both libraries
+One call does ``M`` E- and M-steps plus one final E-step in every library
 (scikit-learn's ``fit`` re-runs the E-step after the loop; ``em_fit`` evaluates the
-log-likelihood of the returned parameters), plus input checks and set-up.  The
-reported time per iteration is ``median(wall time of one call) / M`` for both, so the
+log-likelihood of the returned parameters; pomegranate and gmmx are followed by one
+log-likelihood pass inside the timed call), plus input checks and set-up.  The
+reported time per iteration is ``median(wall time of one call) / M`` for all, so the
 final E-step and the fixed costs are spread over the ``M`` iterations in the same way.
 
 - bayesgmm: the first call (tracing + XLA compilation + one run) is timed and reported
@@ -28,6 +30,21 @@ final E-step and the fixed costs are spread over the ``M`` iterations in the sam
 - pomegranate (torch), when installed: ``GeneralMixtureModel`` of full-covariance
   ``Normal`` components, ``M`` iterations, followed by one log-likelihood evaluation to
   match the final E-step (pomegranate has no ``reg_covar``).
+- bayesgmm float32: the bayesgmm worker with ``jax_enable_x64`` off, so ``em_fit`` computes
+  in float32 (and then accumulates its E-step statistics "whitened", about the current
+  means, its float32 default, where float64 uses "raw" quadratic features); same data
+  and initial parameters (float64 arrays, converted by ``em_fit`` inside the call), timed
+  like bayesgmm.
+- gmmx (JAX, float32 only), when installed: ``GaussianMixtureModelJax.from_squeezed``
+  with the initial parameters cast to float32, ``EMFitter(max_iter=M, tol=0,
+  reg_covar=1e-6).fit`` on ``X`` cast to float32 (the casts happen once, outside the
+  timings), then ``gmm.score(X)`` as the final E-step, with ``jax_enable_x64`` off.  The
+  first call (compilation) is timed on its own, then ``--repeats`` calls, each ending
+  with ``jax.block_until_ready``.  gmmx's loop runs while ``|Δ mean log-likelihood| >=
+  tol``, so ``tol=0`` never stops it early (only a NaN would); its ``reg_covar`` is added
+  to the covariance diagonal in every M-step and its ``nk`` gets ``10 eps`` as in
+  scikit-learn.  Unlike bayesgmm it works on the raw (uncentred, unscaled) data.  The
+  gmmx speed-up column is against bayesgmm float32 (float32 vs float32).
 
 Every measurement runs in its own fresh Python process (this script re-invokes itself
 with a hidden ``--worker`` flag; the worker regenerates the data from the seed and
@@ -37,6 +54,10 @@ library never affect another.  bayesgmm runs with the default malloc settings.
 The agreement column is ``|mean log-likelihood (bayesgmm) - mean log-likelihood
 (scikit-learn)|`` of the fitted parameters on ``X`` (``EMResult.log_likelihood`` and
 ``GaussianMixture.score(X)``): tiny values show that both did the same computation.
+The pomegranate, bayesgmm float32 and gmmx cells show the same difference against
+scikit-learn in brackets; for the two float32 columns (gmmx's ``gmm.score(X)``, computed
+in float32) it measures float32 against float64 — round-off in the fit and in the
+evaluation — not a different computation, so expect values far above bayesgmm's float64 ones.
 
 Results go to a Markdown section between ``<!-- bench_em:start -->`` and
 ``<!-- bench_em:end -->`` in ``--output`` (other sections of the file are kept).
@@ -52,6 +73,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import importlib.metadata
 import importlib.util
 import json
@@ -178,10 +200,11 @@ def make_problem(workload: Workload, seed: int) -> Problem:
 # about the library's runtime.
 
 
-def time_bayesgmm(problem: Problem, iters: int, repeats: int) -> dict:
+def time_bayesgmm(problem: Problem, iters: int, repeats: int, *, x64: bool = True) -> dict:
+    """bayesgmm's ``em_fit``; in float64, or in float32 with ``x64=False`` (``jax_enable_x64`` off)."""
     import jax
 
-    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_enable_x64", x64)
     try:
         import bayesgmm
     except ImportError:  # run from a checkout without installing
@@ -216,13 +239,16 @@ def time_bayesgmm(problem: Problem, iters: int, repeats: int) -> dict:
         times.append(time.perf_counter() - start)
     if result.n_iter != iters:
         raise RuntimeError(f"bayesgmm ran {result.n_iter} iterations, expected {iters}")
+    expected_dtype = "float64" if x64 else "float32"
+    if str(result.params.means.dtype) != expected_dtype:
+        raise RuntimeError(f"bayesgmm computed in {result.params.means.dtype}, expected {expected_dtype}")
     device = jax.devices()[0]
     return {
         "times": times,
         "first_call": first_call,
         "log_likelihood": float(result.log_likelihood),
         "dtype": str(result.params.means.dtype),
-        "runtime": f"bayesgmm {bayesgmm.__version__}, JAX backend {jax.default_backend()} "
+        "runtime": f"bayesgmm {bayesgmm.__version__} ({expected_dtype}), JAX backend {jax.default_backend()} "
         f"({device.device_kind}, {jax.device_count()} device(s))",
     }
 
@@ -301,7 +327,66 @@ def time_pomegranate(problem: Problem, iters: int, repeats: int) -> dict:
     }
 
 
-WORKERS = {"bayesgmm": time_bayesgmm, "sklearn": time_sklearn, "pomegranate": time_pomegranate}
+def time_gmmx(problem: Problem, iters: int, repeats: int) -> dict:
+    """gmmx's ``EMFitter`` in float32, its only dtype, from the shared initial parameters.
+
+    ``X`` and the initial parameters are cast to float32 once, before the timings. Each call
+    moves ``X`` to the device, builds the model (``GaussianMixtureModelJax.from_squeezed``),
+    runs ``EMFitter(max_iter=iters, tol=0, reg_covar=REG_COVAR).fit`` (``iters`` E- and
+    M-steps in one ``lax.while_loop``) and then ``gmm.score(X)``, the final E-step: the
+    log-likelihood in ``EMFitterResult`` is that of the parameters before the last M-step.
+    The reported log-likelihood is that float32 ``score``, so its difference from
+    scikit-learn's float64 value mixes float32 round-off of the fit and of the evaluation.
+    """
+    import jax
+
+    jax.config.update("jax_enable_x64", False)  # gmmx insists on float32 parameters
+    from gmmx import EMFitter, GaussianMixtureModelJax
+
+    X = problem.X.astype(np.float32)
+    weights, means, covariances = (a.astype(np.float32) for a in problem[1:])
+    # The loop runs while n_iter < max_iter and |Δ mean log-likelihood| >= tol: tol=0 never stops it early.
+    fitter = EMFitter(max_iter=iters, tol=0.0, reg_covar=REG_COVAR)
+
+    def fit():
+        x = jax.device_put(X)
+        gmm = GaussianMixtureModelJax.from_squeezed(
+            means=means, covariances=covariances, weights=weights, covariance_type="full"
+        )
+        result = fitter.fit(x, gmm)
+        log_likelihood = result.gmm.score(x)  # the final E-step
+        jax.block_until_ready((result.gmm, log_likelihood))
+        return result, log_likelihood
+
+    jax.block_until_ready(jax.numpy.zeros(1))  # start the backend outside the timings
+    start = time.perf_counter()
+    result, log_likelihood = fit()
+    first_call = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result, log_likelihood = fit()
+        times.append(time.perf_counter() - start)
+    if int(result.n_iter) != iters:
+        raise RuntimeError(f"gmmx ran {int(result.n_iter)} iterations, expected {iters}")
+    device = jax.devices()[0]
+    return {
+        "times": times,
+        "first_call": first_call,
+        "log_likelihood": float(log_likelihood),
+        "dtype": str(result.gmm.means.dtype),
+        "runtime": f"gmmx {importlib.metadata.version('gmmx')}, JAX backend {jax.default_backend()} "
+        f"({device.device_kind}, {jax.device_count()} device(s))",
+    }
+
+
+WORKERS = {
+    "bayesgmm": time_bayesgmm,
+    "bayesgmm_float32": functools.partial(time_bayesgmm, x64=False),
+    "sklearn": time_sklearn,
+    "pomegranate": time_pomegranate,
+    "gmmx": time_gmmx,
+}
 
 
 def run_worker_main(args: argparse.Namespace) -> None:
@@ -388,9 +473,23 @@ def table_row(workload: Workload, results: dict[str, dict | None], iters: int) -
     delta = (
         f"{abs(bayes['log_likelihood'] - reference['log_likelihood']):.1e}" if reference and ours is not None else "—"
     )
-    pomegranate = format_cell(results["pomegranate"], iters, "not installed")
-    if results["pomegranate"] and "error" not in results["pomegranate"] and reference:
-        pomegranate += f" (Δ {abs(results['pomegranate']['log_likelihood'] - reference['log_likelihood']):.1e})"
+
+    def peer_cell(name: str, missing: str) -> str:
+        """Per iteration, then in brackets |Δ loglik| against sklearn and the first (compiling) call."""
+        result = results[name]
+        cell = format_cell(result, iters, missing)
+        if result and "error" not in result:
+            notes = []
+            if reference:
+                notes.append(f"Δ {abs(result['log_likelihood'] - reference['log_likelihood']):.1e}")
+            if "first_call" in result:
+                notes.append(f"first call {result['first_call']:.2f} s")
+            if notes:
+                cell += f" ({'; '.join(notes)})"
+        return cell
+
+    float32_ms = per_iteration_ms(results["bayesgmm_float32"], iters)
+    gmmx_ms = per_iteration_ms(results["gmmx"], iters)
     cells = [
         workload.label,
         "failed" if ours is None else f"{bayes['first_call']:.2f}",
@@ -400,7 +499,10 @@ def table_row(workload: Workload, results: dict[str, dict | None], iters: int) -
         format_speedup(default_ms, ours),
         format_speedup(tuned_ms, ours),
         delta,
-        pomegranate,
+        peer_cell("pomegranate", "not installed"),
+        peer_cell("bayesgmm_float32", "—"),
+        peer_cell("gmmx", "not installed"),
+        format_speedup(gmmx_ms, float32_ms),
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -415,17 +517,19 @@ def render_section(args: argparse.Namespace, rows: list[str], runtimes: dict[str
             ("scikit-learn", "scikit-learn"),
             ("pomegranate", "pomegranate"),
             ("torch", "torch"),
+            ("gmmx", "gmmx"),
         ]
-        if not (label in ("pomegranate", "torch") and package_version(name) == "not installed")
+        if not (label in ("pomegranate", "torch", "gmmx") and package_version(name) == "not installed")
     )
     header = (
         "| workload | bayesgmm compile+first call (s) | bayesgmm per iter (ms) "
         "| sklearn per iter default malloc (ms) | sklearn per iter tuned malloc (ms) "
-        "| speed-up vs default | speed-up vs tuned | \\|Δ loglik\\| | pomegranate per iter (ms) |"
+        "| speed-up vs default | speed-up vs tuned | \\|Δ loglik\\| | pomegranate per iter (ms) "
+        "| bayesgmm float32 per iter (ms) | gmmx float32 per iter (ms) | speed-up vs gmmx (float32) |"
     )
     lines = [
         SECTION_START,
-        "## EM per iteration: bayesgmm vs scikit-learn",
+        "## EM per iteration: bayesgmm vs scikit-learn (and pomegranate, gmmx)",
         "",
         f"- Date: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}",
         f"- Machine: {cpu_model()}, {os.cpu_count()} logical cores, {memory_total()} RAM ({platform.platform()}); "
@@ -433,12 +537,13 @@ def render_section(args: argparse.Namespace, rows: list[str], runtimes: dict[str
         f"- Versions: Python {platform.python_version()}, {versions}; bayesgmm commit {git_revision()}",
         *(f"- {library}: {text}" for library, text in runtimes.items()),
         f"- Command: `{exact_command()}`",
-        f"- Setting: full covariances, float64, {args.iters} iterations (tol=0, reg_covar={REG_COVAR:g}), "
+        f"- Setting: full covariances, float64 (float32 for bayesgmm float32 and gmmx), {args.iters} iterations "
+        f"(tol=0, reg_covar={REG_COVAR:g}), "
         f"median of {args.repeats} calls, data seed {args.seed}; identical data and initial parameters "
         "(uniform weights, means = k rows of X, covariances = data covariance) for every library.",
         "",
         header,
-        "|" + "---|" * 9,
+        "|" + "---|" * 12,
         *rows,
         "",
         f"Per iter = median wall time of one fit / {args.iters}; every fit also runs one final E-step "
@@ -447,7 +552,14 @@ def render_section(args: argparse.Namespace, rows: list[str], runtimes: dict[str
         f"in fresh processes with default malloc and with `{' '.join(f'{k}={v}' for k, v in TUNED_MALLOC.items())}`. "
         "|Δ loglik| = |mean log-likelihood per row of bayesgmm − of sklearn| for the fitted parameters. "
         "pomegranate (when installed): GeneralMixtureModel of full-covariance Normals, tol=-inf, then one "
-        "log_probability pass; its |Δ loglik| against sklearn in brackets (pomegranate has no reg_covar).",
+        "log_probability pass; its |Δ loglik| against sklearn in brackets (pomegranate has no reg_covar). "
+        "bayesgmm float32: the same em_fit call with jax_enable_x64 off (float32, whitened E-step statistics). "
+        "gmmx (when installed; float32 only): GaussianMixtureModelJax.from_squeezed of the initial parameters "
+        "and X cast to float32, EMFitter(tol=0, reg_covar) for the same iterations, then gmm.score(X) as the "
+        "final E-step; timed after a first (compiling) call like bayesgmm. In brackets for both float32 columns: "
+        "|Δ loglik| against sklearn — float32 vs float64 round-off, not a different computation — and the "
+        "first call. Speed-up vs gmmx = gmmx per iter / bayesgmm float32 per iter (float32 vs float32; "
+        "the other speed-ups are bayesgmm float64).",
         SECTION_END,
     ]
     return "\n".join(lines) + "\n"
@@ -455,6 +567,7 @@ def render_section(args: argparse.Namespace, rows: list[str], runtimes: dict[str
 
 def run_benchmarks(args: argparse.Namespace) -> None:
     pomegranate_available = importlib.util.find_spec("pomegranate") is not None
+    gmmx_available = importlib.util.find_spec("gmmx") is not None
     load = load_average()
     rows, runtimes = [], {}
     for workload in WORKLOADS[args.sizes]:
@@ -465,6 +578,8 @@ def run_benchmarks(args: argparse.Namespace) -> None:
             "sklearn_default": ("sklearn", "default", run_sklearn),
             "sklearn_tuned": ("sklearn", "tuned", run_sklearn),
             "pomegranate": ("pomegranate", "default", pomegranate_available),
+            "bayesgmm_float32": ("bayesgmm_float32", "default", True),
+            "gmmx": ("gmmx", "default", gmmx_available),
         }
         results: dict[str, dict | None] = {}
         for name, (library, malloc, enabled) in jobs.items():
