@@ -30,9 +30,11 @@ import numpy as np
 from jax import Array
 from jax.flatten_util import ravel_pytree
 from numpyro import optim
+from numpyro.handlers import replay, seed
 from numpyro.infer import SVI, Predictive, Trace_ELBO, autoguide, init_to_uniform
 from numpyro.infer.hmc import hmc
 from numpyro.infer.svi import SVIState
+from numpyro.infer.util import log_density
 from scipy.optimize import linear_sum_assignment
 
 from bayesgmm import _cache, _validation
@@ -436,6 +438,22 @@ def _nuts_sample_stats(stats: np.ndarray) -> dict:
     }
 
 
+class _OrderedTraceELBO(Trace_ELBO):
+    """``Trace_ELBO`` (one particle) with the sites summed in the order the model and guide visit them.
+
+    NumPyro's ``Trace_ELBO`` adds its sites in the order of a Python ``set`` of their names,
+    which string hashing changes from process to process: the compiled SVI step then differs
+    between sessions (so JAX's persistent cache never finds it) and its round-off too. Here
+    ``log_density`` sums each trace in order: ``loss = log q(z) − log p(x, z)``, ``z ~ q``.
+    """
+
+    def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
+        model_seed, guide_seed = jax.random.split(rng_key)
+        guide_log_density, guide_trace = log_density(seed(guide, guide_seed), args, kwargs, param_map)
+        model_log_density, _ = log_density(replay(seed(model, model_seed), guide_trace), args, kwargs, param_map)
+        return {"loss": guide_log_density - model_log_density, "mutable_state": None}
+
+
 class _Optimiser(NamedTuple):
     svi: object
     guide: object
@@ -466,7 +484,7 @@ def _optimiser(k, n_features, covariance_type, std_prior, guide_name, num_steps,
     }[guide_name](model, init_loc_fn=init_to_uniform)  # no prior draws: _start_state sets the locations
     # Adam with the step size decaying exponentially from 1e-2 to 1e-4 over the run
     schedule = lambda step: 1e-2 * 0.01 ** (step / num_steps)  # noqa: E731
-    svi = SVI(model, guide, optim.Adam(schedule), Trace_ELBO())
+    svi = SVI(model, guide, optim.Adam(schedule), _OrderedTraceELBO())
 
     @jax.jit
     def run(state, key, Z, w, hyper):
