@@ -43,12 +43,18 @@ from bayesgmm.em._data import (
     start_draws,
     to_device,
 )
-from bayesgmm.em._init import restart
+from bayesgmm.em._init import INIT_METHODS, restart
 from bayesgmm.em._kernels import EMPTY_FRACTION, best_restart, effective_rows
 from bayesgmm.em._state import DegenerateEvents, EMResult, EMState, Settings, UserInit
 from bayesgmm.params import GMMParams
 
 _NO_USER_INIT = UserInit()
+
+# em_fit's limit for the NumPy driver, in n k d (d + 1) n_init, for data in memory on a CPU with the
+# default chunking: below it the fit in NumPy (milliseconds: Old Faithful, k = 2, 4 ms; 2000 x 5,
+# k = 4, 50 ms) costs far less than compiling its program (1-1.5 s), and at most a few
+# milliseconds more than the compiled program once compiled (benchmarks/RESULTS.md).
+HOST_MAX_WORK = 50_000
 
 
 class Notice(NamedTuple):
@@ -234,10 +240,29 @@ def em_fit(
             weights_init, means_init, covariances_init, k=k, d=data.n_features, covariance_type=covariance_type
         )
     )
-    (fit,), notices = fit_groups(data, [k], config, seed=seed, user_init=user_init)
+    if _small_for_the_host(data, k, config, user_init, chunk_size=chunk_size, moments=moments):
+        result, notices = fit_on_host(X, k, config, seed=seed, sample_weight=sample_weight, user_init=user_init)
+    else:
+        (fit,), notices = fit_groups(data, [k], config, seed=seed, user_init=user_init)
+        result = fit.result
     for notice in notices:
         warnings.warn(notice.message, notice.category, stacklevel=2)
-    return fit.result
+    return result
+
+
+def _small_for_the_host(data: PreparedData, k: int, config: EMConfig, user_init: UserInit, *, chunk_size, moments):
+    """Whether ``em_fit`` runs on the NumPy driver: small complete rows in memory on a CPU (``HOST_MAX_WORK``).
+
+    Explicit ``chunk_size`` or ``moments`` ask for the compiled program's way of computing, and
+    ``init="random"`` draws with JAX: those always compile.
+    """
+    if data.stream or data.mesh is not None or data.has_missing or chunk_size is not None or moments != "auto":
+        return False
+    entry = INIT_METHODS[config.init]
+    if not (entry.from_rows or entry.deterministic or user_init.complete) or not _memory.on_cpu(data.X):
+        return False
+    d = data.n_features
+    return data.n_positive * k * d * (d + 1) * config.n_init <= HOST_MAX_WORK
 
 
 def fit_groups(
@@ -312,8 +337,9 @@ def fit_on_host(
     """``em_fit`` by the NumPy driver (``_host``): the same fit in float64, nothing compiled.
 
     For small in-memory data without NaN, where compiling the fit would cost more than running
-    it (``infer``'s start). ``user_init`` as ``fit_groups``'. Raises ``DegenerateFitError`` as
-    ``em_fit`` does.
+    it (``em_fit`` below ``HOST_MAX_WORK``, ``infer``'s start). The parameters come back in the
+    compute dtype (float32 unless ``jax_enable_x64``), checked to fit in it as ``em_fit``'s.
+    ``user_init`` as ``fit_groups``'. Raises ``DegenerateFitError`` as ``em_fit`` does.
     """
     X = _validation.check_data(X)
     data = prepare_host(X, _validation.check_sample_weight(sample_weight, X.shape[0]))
@@ -323,7 +349,9 @@ def fit_on_host(
     state, log_likelihoods = _host.fit(data, k, config, seed=seed, user_init=_rescaled(user_init, data, np.float64))
     fit_settings = settings(data, k, config, np.float64)
     batched = jax.tree.map(lambda leaf: np.asarray(leaf)[None], state)
-    (fit,), notices = _results(data, [k], batched, log_likelihoods[None], fit_settings, config)
+    (fit,), notices = _results(
+        data, [k], batched, log_likelihoods[None], fit_settings, config, dtype=jnp.result_type(float)
+    )
     return fit.result, notices
 
 
@@ -340,7 +368,7 @@ def _fit_streamed(data: PreparedData, k: int, program: Program, draws, scaled_in
     return _results(data, [k], best_state, log_likelihoods, fit_settings, config)
 
 
-def _results(data: PreparedData, ks, states, log_likelihoods, fit_settings: Settings, config: EMConfig):
+def _results(data: PreparedData, ks, states, log_likelihoods, fit_settings: Settings, config: EMConfig, dtype=None):
     """GridFits (data scale) from the best state of each group, with their notices, or a DegenerateFitError."""
     states, log_likelihoods = jax.device_get((states, log_likelihoods))
     fits, notices = [], []
@@ -357,7 +385,7 @@ def _results(data: PreparedData, ks, states, log_likelihoods, fit_settings: Sett
             state.events, config, fallback_reg=float(fit_settings.fallback_reg) * data.scale**2
         )
         notices += _spurious_notices(state, fit_settings, config)
-        result, result_notices = _result(data, state, log_likelihoods[group], config)
+        result, result_notices = _result(data, state, log_likelihoods[group], config, dtype)
         notices += result_notices
         fits.append(GridFit(result, float(state.max_log_resp), bool(np.any(state.spurious))))
     return fits, notices
@@ -369,7 +397,7 @@ def _first_components(params: GMMParams, k: int) -> GMMParams:
     return GMMParams(params.weights[:k], params.means[:k], scale, params.covariance_type)
 
 
-def _result(data: PreparedData, state: EMState, restart_log_likelihoods, config: EMConfig):
+def _result(data: PreparedData, state: EMState, restart_log_likelihoods, config: EMConfig, dtype=None):
     """The EMResult on the data's scale, and a non-convergence notice if the fit did not converge."""
     context, tol, max_iter = config.context, config.tol, config.max_iter
     notices = []
@@ -385,7 +413,7 @@ def _result(data: PreparedData, state: EMState, restart_log_likelihoods, config:
             )
         )
     params = state.params  # NumPy leaves (device_get), rescaled on the host
-    dtype = params.means.dtype
+    dtype = params.means.dtype if dtype is None else dtype  # the NumPy driver's float64 -> the compute dtype
     d = params.n_features
     means = params.means * data.scale + data.center
     scale = params.scale * data.scale

@@ -288,7 +288,9 @@ def spurious(params: GMMParams, settings: Settings) -> Array:
     """
     xp = namespace(params.means)
     structure, k, d = params.structure, params.n_components, params.n_features
-    smallest = xp.linalg.eigvalsh(structure.core.covariance_matrices(params.scale, k, d))[..., 0]
+    covariances = structure.core.covariance_matrices(params.scale, k, d)
+    # a failed fit (NaN) is reported as failed, not here; NumPy's eigvalsh raises on NaN
+    smallest = xp.linalg.eigvalsh(xp.where(xp.isfinite(covariances), covariances, 0.0))[..., 0]
     too_few_rows = effective_rows(params, settings) < structure.em.supported_rows(d)
     at_floor = smallest <= SPURIOUS_FLOOR_FACTOR * settings.reg_covar
     return settings.active & (too_few_rows | at_floor)
