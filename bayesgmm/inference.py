@@ -460,6 +460,8 @@ class _Optimiser(NamedTuple):
     init: object  # jitted svi.init (key, *model_args) -> SVIState: one program, not the model op by op
     run: object  # jitted (state, key, Z, w, hyper) -> (state, losses)
     draw: object  # jitted (key, params, *model_args) -> draws from the guide
+    median: object  # jitted guide.median (params) -> the guide's median of each site (MAP's mode)
+    get_params: object  # jitted svi.get_params (state) -> the guide's parameters, constrained
 
 
 @functools.lru_cache(maxsize=16)
@@ -515,7 +517,8 @@ def _optimiser(k, n_features, covariance_type, std_prior, guide_name, num_steps,
     # svi.init run eagerly traces the model and the guide op by op, one small XLA compilation per
     # primitive and shape (hundreds, most of a first call's time); jitted it is one program. The
     # guide keeps the prototype it sets up here only for its shapes and site names.
-    return _Optimiser(svi, guide, jax.jit(svi.init), run, draw)
+    # (and so are the other calls outside the loop: eagerly, each of their operations compiles alone)
+    return _Optimiser(svi, guide, jax.jit(svi.init), run, draw, jax.jit(guide.median), jax.jit(svi.get_params))
 
 
 def _start_state(optimiser: _Optimiser, key, model_args: tuple, start_values: dict):
@@ -562,7 +565,7 @@ def _fit_guide(request: InferenceRequest, start: GMMParams, guide_name: str, key
     init_args = (Z[:1], hyper, None if request.batch_size is None else jnp.arange(1), w[:1])
     state = _start_state(optimiser, key_init, init_args, start_values)
     state, losses = optimiser.run(state, key_batches, Z, w, hyper)
-    return _GuideFit(optimiser, optimiser.svi.get_params(state), losses)
+    return _GuideFit(optimiser, optimiser.get_params(state), losses)
 
 
 def _run_svi(request: InferenceRequest, start: GMMParams, handle: None) -> tuple[dict, dict]:
@@ -584,7 +587,7 @@ def _run_map(request: InferenceRequest, start: GMMParams, handle: None) -> tuple
     """The posterior mode (AutoDelta fitted by SVI) as one draw of one chain."""
     key_init, key_batches, _ = jax.random.split(request.key, 3)  # the keys SVI uses for the same steps
     fit = _fit_guide(request, start, "map", key_init, key_batches)
-    values = fit.optimiser.guide.median(fit.params)
+    values = fit.optimiser.median(fit.params)
     draws = {name: value[None, None] for name, value in values.items()}
     return draws, {"loss": np.asarray(fit.losses)}
 
