@@ -57,9 +57,18 @@ def _fit_both(X, k, covariance_type, *, tol, max_iter, seed=0):
     return reference, result
 
 
+@pytest.fixture(params=["numpy", "compiled"])
+def driver(request, monkeypatch):
+    """em_fit's two ways of fitting small data: its NumPy driver (the default up to
+    ``HOST_MAX_WORK``) and the compiled program (the default above it)."""
+    if request.param == "compiled":
+        monkeypatch.setattr(bayesgmm.em._fit, "HOST_MAX_WORK", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5])
-def test_same_path_as_sklearn(covariance_type, n_features):
+def test_same_path_as_sklearn(covariance_type, n_features, driver):
     """Seven iterations from the same start: every parameter agrees to round-off.
 
     tol=0 forces exactly max_iter M-steps in both. Differences come only from float64
@@ -81,7 +90,7 @@ def test_same_path_as_sklearn(covariance_type, n_features):
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5])
-def test_converged_fit_matches_sklearn(covariance_type, n_features):
+def test_converged_fit_matches_sklearn(covariance_type, n_features, driver):
     """Tight tol from the same start: log-likelihood 1e-6 relative, parameters 1e-4 (the spec)."""
     rng = np.random.default_rng(200 + n_features)
     X, _ = make_mixture_data(rng, 500, n_features, 3)
