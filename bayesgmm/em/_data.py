@@ -18,6 +18,7 @@ import numpy as np
 from jax import Array
 
 from bayesgmm import _cache, _validation
+from bayesgmm._arrays import bucket_size
 from bayesgmm._errors import ArgumentTypeError
 from bayesgmm.em._config import EMConfig
 from bayesgmm.em._init import INIT_METHODS, hierarchical_draws, init_draws, subset_rows
@@ -204,16 +205,6 @@ def start_draws(data: PreparedData, ks, init: str, seed, n_init: int, dtype):
         rows = np.asarray(data.X, np.float64)[subset]
     rows = np.where(np.isnan(rows), 0.0, rows)  # the observed column means, as the other starts
     return hierarchical_draws(rows, weights[subset], ks, k_max, dtype)
-
-
-def bucket_size(n: int) -> int:
-    """A size >= n from a coarse grid, so that nearby sizes share one compiled program.
-
-    Multiples of 64 up to 1024, then multiples of 2**(b − 5) with 2**b the largest power of
-    two <= n: at most 1/16 (6%) more rows, about 16 sizes per doubling.
-    """
-    step = 64 if n <= 1024 else 1 << (n.bit_length() - 5)
-    return -(-n // step) * step
 
 
 def default_chunk_size(n_samples: int, k: int, d: int, n_init: int = 1, moments: str = "whitened") -> int:

@@ -35,6 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
+from bayesgmm._arrays import bucket_size
+
 # Above this many rows of positive weight the tree is built on a random subset of them (mclust's
 # ``subset`` is 2000; the tree's cost grows as the square, and 1000 keeps it a fraction of a second).
 MAX_ROWS = 1000
@@ -213,7 +215,7 @@ def merge_tree(Z: np.ndarray, weights: np.ndarray, n_clusters: int = 1) -> tuple
     total = count.sum()
     alpha = max(float(weights @ np.sum((Z - weights @ Z / total) ** 2, axis=1)) / (total * Z.shape[1]), 1e-300)
     n_merges = max(S - max(n_clusters, 1), 0)
-    padded = _bucket(S)
+    padded = bucket_size(S)
     with jax.enable_x64(True):
         merges = _merges(
             np.pad(distinct, ((0, padded - S), (0, 0))),
@@ -222,12 +224,6 @@ def merge_tree(Z: np.ndarray, weights: np.ndarray, n_clusters: int = 1) -> tuple
             np.int32(n_merges),
         )
         return initial, np.asarray(merges)[:n_merges].astype(np.int64)
-
-
-def _bucket(n: int) -> int:
-    """A size >= n: multiples of 64 up to 1024, then of 2**(b − 5) (``em._data.bucket_size``'s grid)."""
-    step = 64 if n <= 1024 else 1 << (n.bit_length() - 5)
-    return -(-n // step) * step
 
 
 def partitions(initial: np.ndarray, merges: np.ndarray, ks) -> dict[int, np.ndarray]:
