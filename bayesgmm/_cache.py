@@ -13,8 +13,9 @@ for its users with ``enable()``, which the fitting entry points call before they
 - the cache is bounded (``jax_compilation_cache_max_size``, 1 GiB, least recently used entries
   go first, unless the caller set a size), and JAX then guards every read and write with a
   file lock (``filelock``), so processes that share it never read a half-written entry;
-- programs that compiled in at least ``MIN_COMPILE_SECONDS`` are kept (JAX's default is 1 s;
-  most of bayesgmm's programs compile in 0.2–1 s).
+- every program is kept (``MIN_COMPILE_SECONDS``; JAX's default keeps only those that took 1 s):
+  bayesgmm's compile in 0.01–1.5 s, and loading one from disk costs less than compiling it
+  (Old Faithful, second session: SVI 1.7 s -> 1.3 s, MAP 1.4 s -> 0.95 s against a 0.1 s floor).
 
 Loading a cached program means trusting the directory, as JAX's documentation warns: keep it
 private to the user (``platformdirs``' default is).
@@ -30,7 +31,7 @@ import platformdirs
 
 ENVIRONMENT_VARIABLE = "BAYESGMM_COMPILATION_CACHE"
 MAX_SIZE_BYTES = 1 << 30
-MIN_COMPILE_SECONDS = 0.1
+MIN_COMPILE_SECONDS = 0.0
 _OFF = {"", "0", "off", "false", "no"}
 _lock = threading.Lock()
 _state = {"checked": False, "directory": None}
