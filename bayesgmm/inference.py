@@ -37,7 +37,8 @@ from numpyro.infer.svi import SVIState
 from numpyro.infer.util import log_density
 from scipy.optimize import linear_sum_assignment
 
-from bayesgmm import _cache, _validation
+from bayesgmm import _validation
+from bayesgmm._cache import enable as enable_compilation_cache
 from bayesgmm._errors import ArgumentTypeError, ConvergenceWarning, DegenerateFitError
 from bayesgmm.convert import to_datatree
 from bayesgmm.covariance import get_structure
@@ -930,7 +931,7 @@ def infer(
     >>> np.round(np.sort(np.asarray(posterior.params.means)[0, 0, :, 0]))
     array([-4.,  4.])
     """
-    _cache.enable()  # before the first compilation: JAX keeps the compiled programs across sessions
+    enable_compilation_cache()  # before the first compilation: JAX keeps the compiled programs across sessions
     feature_names = [str(c) for c in X.columns] if hasattr(X, "columns") else None
     X = _validation.check_data(X)
     n, d = X.shape

@@ -17,8 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from bayesgmm import _cache, _validation
+from bayesgmm import _validation
 from bayesgmm._arrays import bucket_size
+from bayesgmm._cache import enable as enable_compilation_cache
 from bayesgmm._errors import ArgumentTypeError
 from bayesgmm.em._config import EMConfig
 from bayesgmm.em._init import INIT_METHODS, hierarchical_draws, init_draws, subset_rows
@@ -60,7 +61,7 @@ def prepare_data(X, sample_weight=None, *, dtype, stream=None, missing=None) -> 
     ``missing``: None (NaN is an error), "raise" (an error that names ``missing="marginalize"``)
     or "marginalize" (NaN allowed in memory; the fit then needs ``moments="missing"``).
     """
-    _cache.enable()  # before the first compilation: JAX keeps the compiled programs across sessions
+    enable_compilation_cache()  # before the first compilation: JAX keeps the compiled programs across sessions
     streamed = stream is True or (stream is None and isinstance(X, np.memmap))
     if missing == "marginalize" and (streamed or isinstance(X, ShardedRows)):
         raise ValueError(

@@ -414,20 +414,15 @@ _KMEANS_PLUSPLUS_SEEDS = dict(
     draw=_uniform_trials, seed_rows=_kmeans_plusplus_rows, seed_host_rows=_kmeans_plusplus_host_rows, from_rows=True
 )
 
+_NO_STARTING_ROWS = dict(seed_rows=_no_rows, seed_host_rows=_no_host_rows, from_rows=False, refine=False)
+
 INIT_METHODS: dict[str, InitMethod] = {
     # k-means++ seeding then Lloyd iterations; hard assignments to the nearest center
     "kmeans": InitMethod(**_KMEANS_PLUSPLUS_SEEDS, refine=True, assignment=_nearest_center),
     # k-means++ seeds; one point per component (covariance = reg_covar)
     "k-means++": InitMethod(**_KMEANS_PLUSPLUS_SEEDS, refine=False, assignment=_one_row_each),
     # responsibilities uniform on [0, 1), normalised per row
-    "random": InitMethod(
-        draw=_uint32_seed,
-        seed_rows=_no_rows,
-        seed_host_rows=_no_host_rows,
-        from_rows=False,
-        refine=False,
-        assignment=_random_responsibilities,
-    ),
+    "random": InitMethod(**_NO_STARTING_ROWS, draw=_uint32_seed, assignment=_random_responsibilities),
     # k distinct rows of positive weight; one point per component
     "random_from_data": InitMethod(
         draw=_distinct_ranks,
@@ -439,13 +434,7 @@ INIT_METHODS: dict[str, InitMethod] = {
     ),
     # mclust's model-based hierarchical clustering (VVV, SVD transform), cut at k; one restart
     "hierarchical": InitMethod(
-        draw=_from_the_data,
-        seed_rows=_no_rows,
-        seed_host_rows=_no_host_rows,
-        from_rows=False,
-        refine=False,
-        assignment=_labelled_clusters,
-        deterministic=True,
+        **_NO_STARTING_ROWS, draw=_from_the_data, assignment=_labelled_clusters, deterministic=True
     ),
 }
 
