@@ -6,8 +6,10 @@ draws relabelled to the reference by optimal assignment on the means -> ``Poster
 on the data's own scale.
 
 The methods are the table ``INFERENCE_METHODS``: each entry's ``prepare`` starts what can
-overlap the EM start (NUTS compiles its sampler in a worker thread), its ``run`` turns the
-start into draws; both take one ``InferenceRequest``.
+overlap the EM start (every method compiles its one program in a worker thread: NUTS's
+sampler here, SVI's and MAP's optimisation in ``_variational``), its ``run`` turns the start
+into draws; both take one ``InferenceRequest``. The programs make their PRNG key from the
+seed inside, so a call runs no JAX operation op by op.
 
 Compiled runners are cached by shapes and settings (``functools.lru_cache`` on the static
 configuration, data passed as arguments), so a second call on new data of the same shape
@@ -29,15 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 from jax.flatten_util import ravel_pytree
-from numpyro import optim
-from numpyro.handlers import replay, seed
-from numpyro.infer import SVI, Predictive, Trace_ELBO, autoguide, init_to_uniform
 from numpyro.infer.hmc import hmc
-from numpyro.infer.svi import SVIState
-from numpyro.infer.util import log_density
 from scipy.optimize import linear_sum_assignment
 
-from bayesgmm import _validation
+from bayesgmm import _validation, _variational
 from bayesgmm._cache import enable as enable_compilation_cache
 from bayesgmm._errors import ArgumentTypeError, ConvergenceWarning, DegenerateFitError
 from bayesgmm.convert import to_datatree
@@ -46,7 +43,6 @@ from bayesgmm.em import EMConfig, EMResult, em_fit, fit_on_host
 from bayesgmm.model import (
     Priors,
     constrain,
-    gmm_model,
     params_from_sites,
     sites_from_params,
     unconstrain,
@@ -54,7 +50,7 @@ from bayesgmm.model import (
 )
 from bayesgmm.params import GMMParams
 
-GUIDES = ("normal", "multivariate_normal", "lowrank_multivariate_normal")
+GUIDES = tuple(name for name in _variational.GUIDES if name != "map")  # SVI's guides; "map" is method="map"
 _INIT_JITTER = 0.1  # sd of the per-chain perturbation of the EM start, unconstrained scale
 
 
@@ -93,7 +89,7 @@ class InferenceRequest(NamedTuple):
     compile per shape), ``Z_host`` the same standardised rows on the host.
     """
 
-    key: Array  # PRNG key of the inference (the EM start has its own seed)
+    seed: np.uint32  # the inference's PRNG seed; the programs make their key from it
     Z: Array  # (n, d) standardised rows, float dtype of jax
     w: Array  # (n,) row weights, same dtype
     hyper: dict  # the prior's hyperparameters on the standardised scale (Priors.resolve)
@@ -196,10 +192,6 @@ def _params_and_log_likelihood(draws: dict, Z: np.ndarray, covariance_type: str)
 # ----------------------------------------------------------------------------- runners
 
 
-def _model(k, covariance_type, std_prior):
-    return functools.partial(gmm_model, k=k, covariance_type=covariance_type, std_prior=std_prior)
-
-
 CHAIN_METHODS = ("auto", "sequential", "vectorized", "threads")
 
 
@@ -261,7 +253,7 @@ def _nuts_program(
 ):
     """One compiled NUTS program per configuration: data and hyperparameters are arguments.
 
-    ``run(key, start, Z, w, hyper, first_chain) -> (constrained draws (chain, draw, ...), stats)``,
+    ``run(seed, start, Z, w, hyper, first_chain) -> (constrained draws (chain, draw, ...), stats)``,
     ``stats (chain, draw, len(_NUTS_STATS))`` in the draws' dtype
     takes the start as ``GMMParams``, unconstrains it, jitters it for each of the
     ``num_chains`` chains, runs warm-up and sampling for the ``chains_per_call`` chains from
@@ -294,7 +286,8 @@ def _nuts_program(
             )
 
     @jax.jit
-    def run(key, start: GMMParams, Z, w, hyper, first_chain):
+    def run(seed, start: GMMParams, Z, w, hyper, first_chain):
+        key = jax.random.key(seed)  # inside the program: no eager random operations
         flat_start, unravel = ravel_pytree(unconstrain(sites_from_params(start)))
         potential = jax.jit(
             lambda flat, Z, w, hyper: -unconstrained_log_density(unravel(flat), Z, hyper, w, **settings)
@@ -342,27 +335,48 @@ def _unconstrained_start(start: GMMParams) -> dict:
     return unconstrain(sites_from_params(start))
 
 
-@functools.lru_cache(maxsize=16)
-def _nuts_lowered(config: tuple, signature: tuple, treedef):
-    """The NUTS program traced and lowered for one configuration and argument signature.
+@functools.lru_cache(maxsize=32)
+def _lowered(build: Callable, config: tuple, signature: tuple, treedef):
+    """The program ``build(*config)`` traced and lowered for one argument signature.
 
-    ``config`` are ``_nuts_program``'s arguments; ``signature`` the ``ShapeDtypeStruct`` leaves
-    of ``(key, start, Z, w, hyper, first_chain)`` and ``treedef`` their structure.
+    ``build``: ``_nuts_program`` or ``_variational.program``; ``config`` its arguments;
+    ``signature`` the ``ShapeDtypeStruct`` leaves of the program's arguments and ``treedef``
+    their structure.
     """
-    return _nuts_program(*config).lower(*jax.tree.unflatten(treedef, signature))
+    return build(*config).lower(*jax.tree.unflatten(treedef, signature))
 
 
-@functools.lru_cache(maxsize=16)
-def _nuts_executable(config: tuple, signature: tuple, treedef):
-    """``_nuts_lowered`` compiled by XLA (cached: a second call on new data does not recompile)."""
-    return _nuts_lowered(config, signature, treedef).compile()
+@functools.lru_cache(maxsize=32)
+def _executable(build: Callable, config: tuple, signature: tuple, treedef):
+    """``_lowered`` compiled by XLA (cached: a second call on new data does not recompile)."""
+    return _lowered(build, config, signature, treedef).compile()
 
 
-class _NutsCompilation(NamedTuple):
-    """The NUTS program of one ``infer`` call, being compiled while the EM start is fitted."""
+class _Compilation(NamedTuple):
+    """The program of one ``infer`` call, being compiled while the EM start is fitted."""
 
     lowered: jax.stages.Lowered  # traced and lowered in the caller's thread; its out_info gives the draws' shapes
     executable: Future  # of the jax.stages.Compiled program, compiled in the worker thread
+
+
+def _compile(pool: ThreadPoolExecutor, request: InferenceRequest, build: Callable, config: tuple, *extra):
+    """Lower ``build(*config)`` here for ``(seed, start, Z, w, hyper, *extra)``, compile it in ``pool``.
+
+    It needs only shapes. Tracing and lowering hold the GIL, XLA's compilation does not:
+    lowering first and then compiling in the worker lets the caller fit the EM start and
+    compile the small programs that follow (``_compile_finish``) meanwhile.
+    """
+    Z = request.Z
+    abstract_start = jax.eval_shape(lambda: _identity_params(request.k, Z.shape[1], request.covariance_type, Z.dtype))
+    abstract_args = jax.tree.map(
+        lambda leaf: jax.ShapeDtypeStruct(jnp.shape(leaf), leaf.dtype),
+        (request.seed, abstract_start, Z, request.w, request.hyper, *extra),
+    )
+    signature, treedef = jax.tree.flatten(abstract_args)
+    signature = tuple(signature)
+    return _Compilation(
+        _lowered(build, config, signature, treedef), pool.submit(_executable, build, config, signature, treedef)
+    )
 
 
 def _nuts_config(request: InferenceRequest) -> tuple:
@@ -380,40 +394,23 @@ def _nuts_config(request: InferenceRequest) -> tuple:
     )
 
 
-def _compile_nuts(pool: ThreadPoolExecutor, request: InferenceRequest) -> _NutsCompilation:
-    """Lower the NUTS program here, compile it in ``pool`` (it needs only shapes).
-
-    Tracing and lowering hold the GIL, XLA's compilation does not: lowering first and then
-    compiling in the worker lets the caller fit the EM start and compile the small
-    post-NUTS programs meanwhile.
-    """
-    Z = request.Z
-    config = _nuts_config(request)
-    abstract_start = jax.eval_shape(lambda: _identity_params(request.k, Z.shape[1], request.covariance_type, Z.dtype))
-    first_chain = np.int32(0)
-    abstract_args = jax.tree.map(
-        lambda leaf: jax.ShapeDtypeStruct(jnp.shape(leaf), leaf.dtype),
-        (request.key, abstract_start, Z, request.w, request.hyper, first_chain),
-    )
-    signature, treedef = jax.tree.flatten(abstract_args)
-    signature = tuple(signature)
-    return _NutsCompilation(
-        _nuts_lowered(config, signature, treedef), pool.submit(_nuts_executable, config, signature, treedef)
-    )
+def _compile_nuts(pool: ThreadPoolExecutor, request: InferenceRequest) -> _Compilation:
+    """The NUTS program (its ``first_chain`` argument last), compiling in ``pool``."""
+    return _compile(pool, request, _nuts_program, _nuts_config(request), np.int32(0))
 
 
-def _run_nuts(request: InferenceRequest, start: GMMParams, compilation: _NutsCompilation) -> tuple[dict, dict]:
+def _run_nuts(request: InferenceRequest, start: GMMParams, compilation: _Compilation) -> tuple[dict, dict]:
     """Run the compiled NUTS program: in one call or (``"threads"``) one call per chain.
 
     While the worker still compiles it, the post-NUTS programs compile here (``_compile_finish``).
     """
     draws_info, _ = compilation.lowered.out_info
-    _compile_finish(draws_info, request)
+    _compile_finish(draws_info, request, request.num_chains)
     executable = compilation.executable.result()
     _, first_chains = _chain_groups(request.chain_method, request.num_chains)
 
     def call(first_chain):
-        args = (request.key, start, request.Z, request.w, request.hyper, np.int32(first_chain))
+        args = (request.seed, start, request.Z, request.w, request.hyper, np.int32(first_chain))
         return jax.block_until_ready(executable(*args))
 
     if len(first_chains) == 1:
@@ -439,170 +436,45 @@ def _nuts_sample_stats(stats: np.ndarray) -> dict:
     }
 
 
-class _OrderedTraceELBO(Trace_ELBO):
-    """``Trace_ELBO`` (one particle) with the sites summed in the order the model and guide visit them.
-
-    NumPyro's ``Trace_ELBO`` adds its sites in the order of a Python ``set`` of their names,
-    which string hashing changes from process to process: the compiled SVI step then differs
-    between sessions (so JAX's persistent cache never finds it) and its round-off too. Here
-    ``log_density`` sums each trace in order: ``loss = log q(z) − log p(x, z)``, ``z ~ q``.
-    """
-
-    def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
-        model_seed, guide_seed = jax.random.split(rng_key)
-        guide_log_density, guide_trace = log_density(seed(guide, guide_seed), args, kwargs, param_map)
-        model_log_density, _ = log_density(replay(seed(model, model_seed), guide_trace), args, kwargs, param_map)
-        return {"loss": guide_log_density - model_log_density, "mutable_state": None}
-
-
-class _Optimiser(NamedTuple):
-    svi: object
-    guide: object
-    init: object  # jitted svi.init (key, *model_args) -> SVIState: one program, not the model op by op
-    run: object  # jitted (state, key, Z, w, hyper) -> (state, losses)
-    draw: object  # jitted (key, params, *model_args) -> draws from the guide
-    median: object  # jitted guide.median (params) -> the guide's median of each site (MAP's mode)
-    get_params: object  # jitted svi.get_params (state) -> the guide's parameters, constrained
-
-
-@functools.lru_cache(maxsize=16)
-def _optimiser(k, n_features, covariance_type, std_prior, guide_name, num_steps, num_samples, batch_size):
-    """SVI on ``gmm_model``: every row in every step (``batch_size=None``) or minibatches.
-
-    Cached per shape and settings, ``n_features`` included: a NumPyro autoguide keeps the
-    prototype of the sites it first saw, so one guide must never serve two numbers of features.
-
-    Minibatches follow random reshuffling: each epoch draws a permutation of the rows
-    (``key``, folded with the epoch number) and steps through it ``batch_size`` rows at a
-    time (the last ``n mod batch_size`` rows of each permutation are left out). Each
-    minibatch is a uniformly random subset, so each step's ELBO gradient is unbiased.
-    """
-
-    model = _model(k, covariance_type, std_prior)
-    guide = {
-        "map": autoguide.AutoDelta,
-        "normal": autoguide.AutoNormal,
-        "multivariate_normal": autoguide.AutoMultivariateNormal,
-        "lowrank_multivariate_normal": autoguide.AutoLowRankMultivariateNormal,
-    }[guide_name](model, init_loc_fn=init_to_uniform)  # no prior draws: _start_state sets the locations
-    # Adam with the step size decaying exponentially from 1e-2 to 1e-4 over the run
-    schedule = lambda step: 1e-2 * 0.01 ** (step / num_steps)  # noqa: E731
-    svi = SVI(model, guide, optim.Adam(schedule), _OrderedTraceELBO())
-
-    @jax.jit
-    def run(state, key, Z, w, hyper):
-        if batch_size is None:
-            return jax.lax.scan(lambda s, _: svi.update(s, Z, hyper, None, w), state, None, length=num_steps)
-        n = Z.shape[0]
-        steps_per_epoch = n // batch_size
-
-        def step(carry, index):
-            state, order = carry
-            position = index % steps_per_epoch
-            order = jax.lax.cond(
-                position == 0,
-                lambda: jax.random.permutation(jax.random.fold_in(key, index // steps_per_epoch), n),
-                lambda: order,
-            )
-            rows = jax.lax.dynamic_slice_in_dim(order, position * batch_size, batch_size)
-            state, loss = svi.update(state, Z, hyper, rows, w)
-            return (state, order), loss
-
-        (state, _), losses = jax.lax.scan(step, (state, jnp.arange(n)), jnp.arange(num_steps))
-        return state, losses
-
-    @jax.jit
-    def draw(key, params, *model_args):
-        return Predictive(guide, params=params, num_samples=num_samples)(key, *model_args)
-
-    # svi.init run eagerly traces the model and the guide op by op, one small XLA compilation per
-    # primitive and shape (hundreds, most of a first call's time); jitted it is one program. The
-    # guide keeps the prototype it sets up here only for its shapes and site names.
-    # (and so are the other calls outside the loop: eagerly, each of their operations compiles alone)
-    return _Optimiser(svi, guide, jax.jit(svi.init), run, draw, jax.jit(guide.median), jax.jit(svi.get_params))
-
-
-def _start_state(optimiser: _Optimiser, key, model_args: tuple, start_values: dict):
-    """A fresh SVI state whose guide location sits at ``start_values`` (unconstrained)."""
-
-    svi = optimiser.svi
-    state = optimiser.init(key, *model_args)
-    params = svi.optim.get_params(state.optim_state)  # unconstrained
-    if "auto_loc" in params:  # AutoMultivariateNormal / AutoLowRankMultivariateNormal
-        # The guide packs sites in its own order; unpacking is a linear split-and-reshape,
-        # so its transpose is the exact packing.
-        unpack = optimiser.guide._unpack_latent
-        (packed,) = jax.linear_transpose(unpack, params["auto_loc"])(
-            {name: jnp.asarray(value, params["auto_loc"].dtype) for name, value in start_values.items()}
-        )
-        params = {**params, "auto_loc": packed}
-    else:  # AutoNormal / AutoDelta: one loc per site
-        params = {**params, **{f"{name}_auto_loc": value for name, value in start_values.items()}}
-    return SVIState(svi.optim.init(params), state.mutable_state, state.rng_key)
-
-
-class _GuideFit(NamedTuple):
-    optimiser: _Optimiser
-    params: dict  # the guide's fitted parameters (unconstrained), by name
-    losses: Array  # (num_steps,) the loss (negative ELBO) of every step
-
-
-def _fit_guide(request: InferenceRequest, start: GMMParams, guide_name: str, key_init, key_batches) -> _GuideFit:
-    """SVI with the guide ``guide_name`` (one of ``GUIDES``, or "map"), its location started at ``start``."""
-    optimiser = _optimiser(
+def _variational_config(request: InferenceRequest, guide: str) -> tuple:
+    """``_variational.program``'s arguments for ``request`` with ``guide`` (one of ``GUIDES``, or "map")."""
+    return (
         request.k,
-        request.Z.shape[1],
         request.covariance_type,
         request.prior.std_prior,
-        guide_name,
+        guide,
         request.num_steps,
         request.num_samples,
         request.batch_size,
     )
-    start_values = _unconstrained_start(start)
-    # the guide's parameters and prototype (latent sites) do not depend on the rows: initialise
-    # on one row, so that the compiled initialisation serves every data size
-    Z, w, hyper = request.Z, request.w, request.hyper
-    init_args = (Z[:1], hyper, None if request.batch_size is None else jnp.arange(1), w[:1])
-    state = _start_state(optimiser, key_init, init_args, start_values)
-    state, losses = optimiser.run(state, key_batches, Z, w, hyper)
-    return _GuideFit(optimiser, optimiser.get_params(state), losses)
 
 
-def _run_svi(request: InferenceRequest, start: GMMParams, handle: None) -> tuple[dict, dict]:
-    """``num_samples`` draws (one chain) from the guide ``request.guide`` fitted by SVI."""
-    key_init, key_batches, key_draws = jax.random.split(request.key, 3)
-    fit = _fit_guide(request, start, request.guide, key_init, key_batches)
-    # the model's arguments outside the optimisation loop; minibatch rows only set the shapes
-    rows = None if request.batch_size is None else jnp.arange(request.batch_size)
-    model_args = (request.Z, request.hyper, rows, request.w)
-    draws = {
-        name: value[None]
-        for name, value in fit.optimiser.draw(key_draws, fit.params, *model_args).items()
-        if name in ("weights", "means", "stds", "corr_cholesky")
-    }
-    return draws, {"loss": np.asarray(fit.losses)}
+def _compile_svi(pool: ThreadPoolExecutor, request: InferenceRequest) -> _Compilation:
+    """SVI with ``request.guide``: one program (optimisation and draws), compiling in ``pool``."""
+    return _compile(pool, request, _variational.program, _variational_config(request, request.guide))
 
 
-def _run_map(request: InferenceRequest, start: GMMParams, handle: None) -> tuple[dict, dict]:
-    """The posterior mode (AutoDelta fitted by SVI) as one draw of one chain."""
-    key_init, key_batches, _ = jax.random.split(request.key, 3)  # the keys SVI uses for the same steps
-    fit = _fit_guide(request, start, "map", key_init, key_batches)
-    values = fit.optimiser.median(fit.params)
-    draws = {name: value[None, None] for name, value in values.items()}
-    return draws, {"loss": np.asarray(fit.losses)}
+def _compile_map(pool: ThreadPoolExecutor, request: InferenceRequest) -> _Compilation:
+    """MAP (a point-mass guide): one program, compiling in ``pool``."""
+    return _compile(pool, request, _variational.program, _variational_config(request, "map"))
 
 
-def _no_preparation(pool: ThreadPoolExecutor, request: InferenceRequest) -> None:
-    """Nothing to start before the EM start (the optimiser compiles when first run)."""
-    return None
+def _run_variational(request: InferenceRequest, start: GMMParams, compilation: _Compilation) -> tuple[dict, dict]:
+    """Run the compiled SVI or MAP program from ``start``: its draws and ``{"loss": (num_steps,)}``.
+
+    While the worker still compiles it, the programs that follow compile here (``_compile_finish``).
+    """
+    draws_info, _ = compilation.lowered.out_info
+    _compile_finish(draws_info, request, num_chains=1)
+    draws, losses = compilation.executable.result()(request.seed, start, request.Z, request.w, request.hyper)
+    return draws, {"loss": np.asarray(losses)}
 
 
 class InferenceMethod(NamedTuple):
     """One way to get a posterior.
 
-    prepare : (pool, request) -> a handle of what is started before the EM start (NUTS: its
-        compilation in ``pool``'s worker thread), or None
+    prepare : (pool, request) -> a handle of what is started before the EM start (the
+        method's program, compiling in ``pool``'s worker thread)
     run : (request, start, handle) -> (draws, sample_stats); ``draws`` the model's sites with
         leading (chain, draw) axes, standardised scale; ``start`` the EM fit (GMMParams)
     minibatches : bool, takes ``batch_size``
@@ -617,9 +489,9 @@ INFERENCE_METHODS: dict[str, InferenceMethod] = {
     # multi-chain NUTS from the jittered EM start; compiled while EM runs
     "nuts": InferenceMethod(_compile_nuts, _run_nuts, minibatches=False),
     # SVI with the guide ``guide``, its location at the EM start; draws from the fitted guide
-    "svi": InferenceMethod(_no_preparation, _run_svi, minibatches=True),
+    "svi": InferenceMethod(_compile_svi, _run_variational, minibatches=True),
     # the posterior mode: SVI with a point mass (AutoDelta) from the EM start; one draw
-    "map": InferenceMethod(_no_preparation, _run_map, minibatches=False),
+    "map": InferenceMethod(_compile_map, _run_variational, minibatches=False),
 }
 METHODS = tuple(INFERENCE_METHODS)
 
@@ -727,20 +599,19 @@ def _finish(draws: dict, Z: np.ndarray, start: GMMParams, covariance_type: str):
     return params, log_likelihood, permutations
 
 
-def _compile_finish(draws_info: dict, request: InferenceRequest) -> None:
-    """Compile, without running them, the programs ``infer`` runs after NUTS, for the draws' shapes.
+def _compile_finish(draws_info: dict, request: InferenceRequest, num_chains: int) -> None:
+    """Compile, without running them, the programs ``infer`` runs after the sampler, for the draws' shapes.
 
-    ``draws_info``: the NUTS program's draws (its lowered ``out_info``, one call's chains).
-    Run while the worker compiles the NUTS program (the cores are not all busy then), not
-    after the chains: the small programs (parameters and per-row log-likelihood,
+    ``draws_info``: the sampler program's draws (its lowered ``out_info``, one call's chains);
+    ``num_chains`` of all its calls together. Run while the worker compiles the sampler (the
+    cores are not all busy then), not after it: the small programs (parameters and per-row log-likelihood,
     relabelling, rescaling). They are called with the same kinds of arguments as in
     ``_finish`` and ``infer`` (host arrays, static arguments in the same places), so those
     calls find them in ``jax.jit``'s cache.
     """
     Z, standard, k, covariance_type = request.Z_host, request.standard, request.k, request.covariance_type
     draws = {
-        name: jax.ShapeDtypeStruct((request.num_chains,) + info.shape[1:], info.dtype)
-        for name, info in draws_info.items()
+        name: jax.ShapeDtypeStruct((num_chains,) + info.shape[1:], info.dtype) for name, info in draws_info.items()
     }
     n, d = Z.shape
     rows = jax.ShapeDtypeStruct((_log_likelihood_block(draws["means"].shape, n), d), Z.dtype)
@@ -964,7 +835,7 @@ def infer(
     Z, w = jax.device_put(Z_host), jax.device_put(w_host.astype(dtype))  # jnp.asarray would compile per shape
     hyper = prior.resolve(center, standard.scale, np.maximum(np.sqrt(variance), 1e-12), k)
     request = InferenceRequest(
-        key=jax.random.key(seed),
+        seed=np.uint32(seed),
         Z=Z,
         w=w,
         hyper=hyper,

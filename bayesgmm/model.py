@@ -331,16 +331,21 @@ def _correlation(unconstrained: Array, d: int) -> _Correlation:
     return _Correlation(cholesky, log_diagonal, unit_lower, a)
 
 
-def _lkj_log_density(log_complement: Array, concentration: Array) -> Array:
-    """Unnormalised ``log LKJCholesky(C | η) + log |J|`` of the transform, shape (...).
+def _lkj_log_density(log_complement: Array, concentration: Array, jacobian: bool = True) -> Array:
+    """Unnormalised ``log LKJCholesky(C | η)`` (``+ log |J|`` of the transform), shape (...).
 
-    The transform's log |J| is ``Σ_{i>j} a_ij (1 + (i − j − 1)/2)`` (tanh, then
-    stick-breaking), the LKJ log density ``Σ_i (2η − 3 + d − i) log C_ii`` (0-based ``i``);
-    together ``Σ_{i>j} (η − 1 + (d − j)/2) a_ij``, one coefficient per column ``j``.
+    The LKJ log density is ``Σ_i (2η − 3 + d − i) log C_ii`` (0-based ``i``) with
+    ``log C_ii = ½ Σ_{j<i} a_ij``: ``Σ_{i>j} (η − 2 + (d − i + 1)/2) a_ij``, one coefficient
+    per row ``i``. The transform's log |J| is ``Σ_{i>j} a_ij (1 + (i − j − 1)/2)`` (tanh, then
+    stick-breaking); with it, ``Σ_{i>j} (η − 1 + (d − j)/2) a_ij``, one coefficient per column ``j``.
     """
     d = log_complement.shape[-1]
-    column = jnp.arange(d, dtype=log_complement.dtype)
-    coefficient = (jnp.expand_dims(concentration, (-2, -1)) - 1.0) + 0.5 * (d - column)
+    index = jnp.arange(d, dtype=log_complement.dtype)
+    eta = jnp.expand_dims(concentration, (-2, -1))
+    if jacobian:
+        coefficient = (eta - 1.0) + 0.5 * (d - index)  # per column
+    else:
+        coefficient = (eta - 2.0) + 0.5 * (d - index[:, None] + 1.0)  # per row
     return jnp.sum(coefficient * log_complement, axis=(-2, -1))
 
 
@@ -370,12 +375,15 @@ def unconstrained_log_density(
     k: int,
     covariance_type: str,
     std_prior: str,
+    jacobian: bool = True,
 ) -> Array:
     """Log density of ``gmm_model`` in NumPyro's unconstrained coordinates (minus its potential energy).
 
     ``log p(θ(u)) + log |∂θ/∂u| + Σ_i w_i log p(x_i | θ(u))``, written out: the same value as
     ``-numpyro.infer.util.potential_energy(gmm_model, (X, hyper, None, w), ..., unconstrained)``
-    up to round-off, without tracing the model (a smaller program for NUTS to compile).
+    up to round-off, without tracing the model (a smaller program for NUTS and SVI to compile).
+    With ``jacobian=False``, without ``log |∂θ/∂u|``: the log joint density of the model's own
+    parameters ``θ(u)`` (NumPyro's ``log_density`` of the constrained sites; MAP's objective).
 
     Parameters
     ----------
@@ -389,6 +397,8 @@ def unconstrained_log_density(
     k : int
     covariance_type : str
     std_prior : {"lognormal", "halfnormal"}
+    jacobian : bool
+        Include the transforms' ``log |∂θ/∂u|`` (default: the density of ``u``).
 
     Returns
     -------
@@ -396,7 +406,8 @@ def unconstrained_log_density(
     """
     structure = get_structure(covariance_type)
     d = X.shape[-1]
-    log_weights, log_density = _log_stick_breaking(unconstrained["weights"])
+    log_weights, log_jacobian = _log_stick_breaking(unconstrained["weights"])
+    log_density = log_jacobian if jacobian else jnp.zeros((), log_jacobian.dtype)
     log_density += jnp.sum((hyper.weight_concentration - 1.0) * log_weights) + hyper.weight_log_normalizer
     means = unconstrained["means"]
     log_density += jnp.sum(
@@ -411,6 +422,8 @@ def unconstrained_log_density(
         log_density += jnp.sum(
             math.log(2.0) - _HALF_LOG_2PI - jnp.log(std_scale) - 0.5 * (jnp.exp(log_std) / std_scale) ** 2 + log_std
         )
+    if not jacobian:  # σ = exp(u): log |dσ/du| = u
+        log_density -= jnp.sum(log_std)
     batch = structure.prior.correlation_batch(k)
     if batch is None:  # diag, spherical: scale = σ
         inverse = jnp.exp(-log_std)
@@ -421,7 +434,7 @@ def unconstrained_log_density(
     else:  # L = diag(σ) C = diag(σ C_ii) (I + N), so L⁻¹ = (I + N)⁻¹ diag(1 / (σ C_ii))
         correlation = _correlation(unconstrained["corr_cholesky"], d)
         concentration = jnp.broadcast_to(hyper.lkj_concentration, batch)
-        log_density += jnp.sum(_lkj_log_density(correlation.log_complement, concentration))
+        log_density += jnp.sum(_lkj_log_density(correlation.log_complement, concentration, jacobian))
         log_density += math.prod(batch) * hyper.lkj_log_normalizer
         log_diagonal = log_std + correlation.log_diagonal
         inverse = _unit_lower_inverse(correlation.unit_lower) * jnp.exp(-log_diagonal)[..., None, :]
