@@ -32,6 +32,9 @@ EMPTY_FRACTION = 1e-3
 # A smallest variance at most this factor times reg_covar is at the floor: what the rows give is
 # no more than reg_covar adds (``spurious``).
 SPURIOUS_FLOOR_FACTOR = 2.0
+# Final mean log-likelihoods of two restarts closer than this many machine epsilons (relative)
+# are equal up to the round-off of summing n rows in another order (``best_restart``).
+RESTART_TIE_EPS = 1000.0
 
 
 def m_step(stats: SufficientStatistics, reg_covar, covariance_type: str, active: Array | None = None) -> GMMParams:
@@ -298,10 +301,20 @@ def spurious(params: GMMParams, settings: Settings) -> Array:
 
 def best_restart(log_likelihoods: Array, spurious_restarts: Array) -> Array:
     """Index of the restart with the highest log-likelihood among those without a spurious
-    component; among all restarts when each has one."""
+    component; among all restarts when each has one.
+
+    Restarts within round-off of the best (``RESTART_TIE_EPS`` machine epsilons, relative)
+    are ties and the first of them wins, as in scikit-learn (a later restart replaces an
+    earlier one only when it is better): two restarts that reach one optimum with their
+    components in different orders then give the same fit whichever driver, chunking or
+    sharding summed the log-likelihoods.
+    """
     xp = namespace(log_likelihoods)
     supported = ~spurious_restarts
-    return xp.argmax(xp.where(supported | ~xp.any(supported), log_likelihoods, -xp.inf))
+    candidates = xp.where(supported | ~xp.any(supported), log_likelihoods, -xp.inf)
+    best = xp.max(candidates)
+    tolerance = RESTART_TIE_EPS * xp.finfo(candidates.dtype).eps * xp.maximum(1.0, xp.abs(best))
+    return xp.argmax(candidates >= best - tolerance)
 
 
 def _host_cond(predicate, true_fn, false_fn, *operands):
