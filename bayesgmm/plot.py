@@ -552,18 +552,26 @@ def _table_columns(selection) -> dict[str, np.ndarray]:
 
 
 def plot_criterion(selection, criterion: str = "bic", ax=None, *, lower_is_better: bool | None = None):
-    """An information criterion against the number of components, one line per covariance type.
+    """An information criterion against the number of components, one curve per covariance type.
 
-    The best fit (lowest criterion for BIC, AIC and ICL) is marked with a star, a line
-    labelled ``"best: k=…, <type>"``.
+    Each covariance type found in the table gets its own colour, marker and line style (mclust's
+    ``plot.mclustBIC`` uses a symbol per model), whatever the names: scikit-learn's four, mclust's
+    fourteen (EII ... VVV) or any other; types are styled in the order they first appear in the
+    table, so ``select``'s grid order fixes them. The first 14 types get 14 distinct markers and
+    colours (matplotlib's tab20: its ten dark shades solid, then its light shades dashed). A grid
+    point with no value (NaN: a spurious fit, which ``select`` never chooses, or a failed one) is
+    a gap in its curve and a hollow marker in the curve's style at the foot of the axes, explained
+    by one legend entry. The best fit of the plotted criterion (lowest for BIC, AIC and ICL) is
+    marked with a star, a line labelled ``"best: k=…, <type>"``, and its curve is drawn thicker.
+    With more than six types the legend sits beside the axes.
 
     Parameters
     ----------
     selection : object with a ``.table``, pandas DataFrame, or mapping of columns
         One row per fit, with at least the columns ``k`` (int), ``covariance_type`` (str) and
         ``criterion``; e.g. the ``.table`` of ``bayesgmm.select`` (columns k, covariance_type,
-        log_likelihood, n_parameters, bic, aic, icl). Each (k, covariance_type) appears once;
-        NaN marks a failed fit (a gap in the line).
+        log_likelihood, n_parameters, bic, aic, icl, ..., spurious). Each (k, covariance_type)
+        appears once; NaN marks a spurious or failed fit (a gap in the curve).
     criterion : str
         The column to plot: ``"bic"``, ``"aic"``, ``"icl"`` or any other numeric column.
     ax : matplotlib Axes, optional
@@ -574,6 +582,9 @@ def plot_criterion(selection, criterion: str = "bic", ax=None, *, lower_is_bette
     Returns
     -------
     matplotlib.axes.Axes
+        ``ax.get_lines()``: one curve per type labelled with the type (x: k sorted, y: the
+        criterion, NaN kept), then the star; the hollow markers of NaN points are lines labelled
+        ``"_spurious: <type>"`` (hidden from the legend).
 
     Examples
     --------
@@ -626,15 +637,44 @@ def plot_criterion(selection, criterion: str = "bic", ax=None, *, lower_is_bette
     scores = np.where(np.isfinite(values), values, np.inf if lower_is_better else -np.inf)
     best = int(np.argmin(scores) if lower_is_better else np.argmax(scores))
     plt = _pyplot()
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
+    from matplotlib.transforms import blended_transform_factory
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4))
     _, first_rows = np.unique(types, return_index=True)
-    for covariance_type in types[np.sort(first_rows)]:  # one line per type, in table order
+    curve_types = types[np.sort(first_rows)]  # in table order
+    many = len(curve_types) > 6
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 4.5) if many else (6, 4), layout="constrained")
+    at_the_foot = blended_transform_factory(ax.transData, ax.transAxes)  # x in data, y in axes units
+    styles = _curve_styles(len(curve_types))
+    for covariance_type, style in zip(curve_types, styles):
         rows = np.flatnonzero(types == covariance_type)
         rows = rows[np.argsort(ks[rows], kind="stable")]
-        ax.plot(ks[rows], values[rows], marker="o", label=covariance_type)
+        is_best = covariance_type == types[best]
+        ax.plot(
+            ks[rows],
+            values[rows],
+            **style,
+            markersize=6,
+            linewidth=2.4 if is_best else 1.2,
+            zorder=2.5 if is_best else 2,
+            label=covariance_type,
+        )
+        missing_rows = rows[~np.isfinite(values[rows])]
+        if missing_rows.size:
+            ax.plot(
+                ks[missing_rows],
+                np.full(missing_rows.size, 0.03),
+                transform=at_the_foot,
+                color=style["color"],
+                marker=style["marker"],
+                markerfacecolor="none",
+                markersize=7,
+                linestyle="none",
+                clip_on=False,
+                label=f"_spurious: {covariance_type}",
+            )
     ax.plot(
         [ks[best]],
         [values[best]],
@@ -651,8 +691,43 @@ def plot_criterion(selection, criterion: str = "bic", ax=None, *, lower_is_bette
         f"{criterion.upper() if criterion.lower() in CRITERIA else criterion} "
         f"({'lower' if lower_is_better else 'higher'} is better)"
     )
-    ax.legend(title="covariance type")
+    handles, labels = ax.get_legend_handles_labels()
+    if not np.isfinite(values).all():
+        handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="none", linestyle="none"))
+        labels.append("no value (spurious fit):\nhollow marks at the foot")
+    if many:  # beside the axes, where 14 entries do not hide the curves
+        ax.legend(
+            handles, labels, title="covariance type", loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small"
+        )
+    else:
+        ax.legend(handles, labels, title="covariance type")
     return ax
+
+
+# Filled markers (hollow versions mark missing points): 14, one per mclust model, '*' kept for the best.
+_CURVE_MARKERS = ("o", "s", "^", "v", "D", "<", ">", "p", "h", "X", "P", "d", "8", "H")
+
+
+def _curve_styles(n_curves: int) -> list[dict]:
+    """``color``, ``marker`` and ``linestyle`` for curve 0, 1, ...: all three distinct pairwise up to 14 curves.
+
+    Colours run through tab20's dark shades (tab10's colours), then its light ones (dashed);
+    markers through ``_CURVE_MARKERS``; both cycle beyond 20 and 14 curves.
+    """
+    from matplotlib import colormaps
+
+    tab20 = colormaps["tab20"]
+    styles = []
+    for index in range(n_curves):
+        shade = (index // 10) % 2  # 0: dark shades, 1: light shades
+        styles.append(
+            dict(
+                color=tab20(2 * (index % 10) + shade),
+                marker=_CURVE_MARKERS[index % len(_CURVE_MARKERS)],
+                linestyle=("-", "--")[shade],
+            )
+        )
+    return styles
 
 
 def plot_pairs(

@@ -379,3 +379,73 @@ def test_pair_plot_rejects_wrong_input():
         plot_pairs(params, feature_names=["a", "b"])
     with pytest.raises(ValueError, match="out of range"):
         plot_pairs(params, features=(0, 5))
+
+
+MCLUST_MODELS = ("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV", "VEV", "EVV", "VVV")
+
+
+def _mclust_table(spurious=()):
+    """14 mclust model names x k = 1..4, criterion values from a seeded generator; ``spurious`` rows NaN."""
+    rng = np.random.default_rng(13)
+    rows = [(k, name) for name in MCLUST_MODELS for k in range(1, 5)]
+    bic = rng.normal(1000.0, 30.0, size=len(rows))
+    for k, name in spurious:
+        bic[rows.index((k, name))] = np.nan
+    return {"k": [k for k, _ in rows], "covariance_type": [name for _, name in rows], "bic": bic}
+
+
+def _style(line):
+    return (tuple(np.round(matplotlib.colors.to_rgba(line.get_color()), 6)), line.get_marker(), line.get_linestyle())
+
+
+def test_criterion_gives_fourteen_model_names_fourteen_distinct_styles():
+    table = _mclust_table()
+    ax = plot_criterion(table, "bic")
+    curves = [line for line in ax.get_lines() if line.get_label() in MCLUST_MODELS]
+    assert [line.get_label() for line in curves] == list(MCLUST_MODELS)  # one curve each, in table order
+    styles = [_style(line) for line in curves]
+    assert len({colour for colour, _, _ in styles}) == 14  # colours alone tell them apart
+    assert len({marker for _, marker, _ in styles}) == 14  # and so do markers alone
+    assert "*" not in {marker for _, marker, _ in styles}  # the star is the best fit's
+    legend_labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert legend_labels[:14] == list(MCLUST_MODELS)
+    # the best fit's curve is the thick one
+    best = int(np.nanargmin(table["bic"]))
+    widths = {line.get_label(): line.get_linewidth() for line in curves}
+    assert widths[table["covariance_type"][best]] > max(
+        width for name, width in widths.items() if name != table["covariance_type"][best]
+    )
+
+
+def test_criterion_styles_do_not_depend_on_the_names():
+    renamed = _mclust_table()
+    renamed["covariance_type"] = [f"model {name.lower()}" for name in renamed["covariance_type"]]
+    original = [_style(line) for line in plot_criterion(_mclust_table(), "bic").get_lines()[:14]]
+    assert [_style(line) for line in plot_criterion(renamed, "bic").get_lines()[:14]] == original
+
+
+def test_criterion_shows_spurious_points_as_gaps_with_hollow_marks():
+    spurious = [(3, "VVV"), (4, "VVV"), (4, "EEV")]
+    table = _mclust_table(spurious)
+    ax = plot_criterion(table, "bic")
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    for name in ("VVV", "EEV"):
+        curve = lines[name]
+        spurious_ks = [k for k, model in spurious if model == name]
+        gaps = np.asarray(curve.get_xdata())[np.isnan(np.asarray(curve.get_ydata(), dtype=float))]
+        np.testing.assert_array_equal(gaps, spurious_ks)  # NaN stays in the curve: matplotlib breaks it there
+        marks = lines[f"_spurious: {name}"]
+        np.testing.assert_array_equal(marks.get_xdata(), spurious_ks)
+        assert marks.get_markerfacecolor() == "none" and marks.get_linestyle() == "None"
+        assert (marks.get_marker(), marks.get_color()) == (curve.get_marker(), curve.get_color())
+        # placed in axes units at the foot, whatever the criterion's range
+        assert marks.get_transform().contains_branch_seperately(ax.transData) == (True, False)
+        np.testing.assert_array_equal(marks.get_ydata(), 0.03)
+    assert not [label for label in lines if label.startswith("_spurious") and label[11:] not in ("VVV", "EEV")]
+    legend_labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert any(label.startswith("no value (spurious fit)") for label in legend_labels)
+    best = [line for label, line in lines.items() if label.startswith("best")][0]
+    assert best.get_ydata()[0] == np.nanmin(table["bic"])
+    # without NaN there is no note
+    complete = [text.get_text() for text in plot_criterion(_mclust_table(), "bic").get_legend().get_texts()]
+    assert not any("spurious" in label for label in complete)
