@@ -240,6 +240,55 @@ def _component_colors(n_components: int, colors=None) -> np.ndarray:
     return rgba
 
 
+_predict_proba = jax.jit(lambda params, points: params.predict_proba(points))
+
+
+def _classify(params: GMMParams, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """MAP labels (n,) and uncertainties ``1 − max_k r_ik`` (n,) of the rows of X (n, d) under the whole mixture."""
+    responsibilities = np.asarray(_predict_proba(params, X), dtype=np.float64)  # (n, k)
+    return responsibilities.argmax(axis=1), 1.0 - responsibilities.max(axis=1)
+
+
+def _check_sizes(sizes) -> tuple[float, float]:
+    try:
+        smallest, largest = (float(size) for size in sizes)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"sizes must be a pair (smallest, largest) of marker areas in points², got {sizes!r}."
+        ) from None
+    if not (np.isfinite(smallest) and np.isfinite(largest) and 0 < smallest <= largest):
+        raise ValueError(f"sizes must satisfy 0 < smallest <= largest (marker areas in points²), got {sizes!r}.")
+    return smallest, largest
+
+
+def _uncertainty_sizes(uncertainty: np.ndarray, n_components: int, sizes: tuple[float, float]) -> np.ndarray:
+    """Marker areas ``s_min + (s_max − s_min) · u / (1 − 1/k)``: affine in the uncertainty ``u``.
+
+    ``1 − 1/k`` is the largest value ``1 − max_k r_ik`` can take (all ``k`` responsibilities equal),
+    so the scale is the same for every data set with ``k`` components; ``k = 1`` gives ``s_min``.
+    """
+    smallest, largest = sizes
+    ceiling = 1.0 - 1.0 / n_components
+    scaled = np.zeros_like(uncertainty) if ceiling == 0 else np.clip(uncertainty / ceiling, 0.0, 1.0)
+    return smallest + (largest - smallest) * scaled
+
+
+# what the points of a classification view show: MAP colours, and equal sizes or sizes by uncertainty
+_POINT_VIEWS = ("classification", "uncertainty")
+
+
+def _point_style(params: GMMParams, X: np.ndarray, view: str, sizes, colors) -> tuple[np.ndarray, np.ndarray]:
+    """Face colours (n, 4) by MAP component and marker areas (n,) of the rows of X (n, d) for ``view``.
+
+    "classification": every area ``sizes[0]``; "uncertainty": ``_uncertainty_sizes``.
+    """
+    labels, uncertainty = _classify(params, X)
+    colours = _component_colors(params.n_components, colors)[labels]
+    if view == "classification":
+        return colours, np.full(len(X), sizes[0])
+    return colours, _uncertainty_sizes(uncertainty, params.n_components, sizes)
+
+
 # ----------------------------------------------------------------------------- plots
 
 
@@ -536,6 +585,203 @@ def plot_posterior_ellipses(
     return ax
 
 
+def plot_classification(
+    params: GMMParams,
+    X,
+    ax=None,
+    features=(0, 1),
+    *,
+    radii=(1, 2),
+    size: float = 14.0,
+    colors=None,
+    feature_names=None,
+    annotate: bool = True,
+):
+    """The data coloured by their most probable component, with the components' ellipses.
+
+    mclust's ``plot(model, what = "classification")``. Row ``i`` gets the colour of its MAP
+    component ``argmax_k r_ik`` (``params.predict``, computed on all ``d`` features); the
+    ellipses are the components' marginals on the two shown features (``marginal``), in the same
+    colours. ``plot_uncertainty`` draws the same view with point sizes growing with uncertainty.
+
+    Parameters
+    ----------
+    params : GMMParams
+        One mixture (no batch axes), any covariance type: means (k, d), d ≥ 2.
+    X : array-like (n, d)
+        The points to classify and show (all d columns).
+    ax : matplotlib Axes, optional
+    features : pair of int
+        The features across and up (default the first two); any pair for d > 2.
+    radii : float or sequence of float
+        Ellipse radii in standard deviations, as in ``plot_ellipses``.
+    size : float
+        Marker area of every point (points²).
+    colors : colour or sequence of k colours, optional
+        Component colours; default matplotlib's tab10 cycle.
+    feature_names : sequence of d str, optional
+        Axis labels; default ``x0, x1, ...``.
+    annotate : bool
+        Write each component's index at its mean.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The points are one collection labelled ``"data"``, in the row order of ``X``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesgmm import GMMParams
+    >>> from bayesgmm.plot import plot_classification
+    >>> params = GMMParams.from_covariances([0.5, 0.5], [[0.0, 0.0], [4.0, 0.0]], [1.0, 1.0], "spherical")
+    >>> ax = plot_classification(params, [[-1.0, 0.0], [5.0, 1.0]], colors=["red", "blue"])
+    >>> ax.collections[-1].get_facecolors()[:, :3]  # row 0 in component 0's colour, row 1 in component 1's
+    array([[1., 0., 0.],
+           [0., 0., 1.]])
+    >>> import matplotlib.pyplot as plt
+    >>> plt.close(ax.figure)
+    """
+    return _classification_view(
+        "plot_classification",
+        "classification",
+        params,
+        X,
+        ax,
+        features,
+        radii,
+        (float(size), float(size)),
+        colors,
+        feature_names,
+        annotate,
+    )
+
+
+def plot_uncertainty(
+    params: GMMParams,
+    X,
+    ax=None,
+    features=(0, 1),
+    *,
+    radii=(1, 2),
+    sizes=(4.0, 120.0),
+    colors=None,
+    feature_names=None,
+    annotate: bool = True,
+):
+    """The classification view with each point's size growing with its uncertainty ``1 − max_k r_ik``.
+
+    mclust's ``plot(model, what = "uncertainty")``: points coloured by their most probable
+    component, larger where the mixture is less sure of it. The uncertainty of row ``i`` is
+    ``u_i = 1 − max_k r_ik`` with ``r_ik`` the responsibilities (``params.predict_proba``, on all
+    ``d`` features); it lies in ``[0, 1 − 1/k]``. The marker area (points²) is affine in it:
+
+        ``area_i = s_min + (s_max − s_min) · u_i / (1 − 1/k)``,  ``(s_min, s_max) = sizes``,
+
+    so a point its component is certain of has area ``s_min`` and a point on an equal split
+    between all ``k`` components ``s_max``, on the same scale for every data set with ``k``
+    components (mclust uses three sizes, cut at the 75 % and 95 % quantiles of the uncertainty).
+    A legend shows three reference sizes. The ellipses are the components' marginals on the two
+    shown features, in the points' colours.
+
+    Parameters
+    ----------
+    params : GMMParams
+        One mixture (no batch axes), any covariance type: means (k, d), d ≥ 2.
+    X : array-like (n, d)
+        The points to classify and show (all d columns).
+    ax : matplotlib Axes, optional
+    features : pair of int
+        The features across and up (default the first two); any pair for d > 2.
+    radii : float or sequence of float
+        Ellipse radii in standard deviations, as in ``plot_ellipses``.
+    sizes : pair of float
+        ``(s_min, s_max)``: marker areas (points²) at uncertainty 0 and ``1 − 1/k``.
+    colors : colour or sequence of k colours, optional
+        Component colours; default matplotlib's tab10 cycle.
+    feature_names : sequence of d str, optional
+        Axis labels; default ``x0, x1, ...``.
+    annotate : bool
+        Write each component's index at its mean.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The points are one collection labelled ``"data"``, in the row order of ``X``
+        (``get_sizes()`` holds the areas).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesgmm import GMMParams
+    >>> from bayesgmm.plot import plot_uncertainty
+    >>> params = GMMParams.from_covariances([0.5, 0.5], [[0.0, 0.0], [4.0, 0.0]], [1.0, 1.0], "spherical")
+    >>> ax = plot_uncertainty(params, [[-2.0, 0.0], [2.0, 0.0]], sizes=(10, 110))
+    >>> ax.collections[-1].get_sizes().round(1)  # 3 sd closer to component 0: s_min; halfway: s_max
+    array([ 10., 110.])
+    >>> import matplotlib.pyplot as plt
+    >>> plt.close(ax.figure)
+    """
+    return _classification_view(
+        "plot_uncertainty", "uncertainty", params, X, ax, features, radii, sizes, colors, feature_names, annotate
+    )
+
+
+def _classification_view(caller, view, params, X, ax, features, radii, sizes, colors, feature_names, annotate):
+    """``plot_classification`` (view "classification") or ``plot_uncertainty`` (view "uncertainty")."""
+    params = _check_params(params, caller)
+    d = params.n_features
+    if X is None:
+        raise ValueError(f"{caller} needs the data X, shape (n, {d}): it shows how the mixture classifies them.")
+    X = _check_points(X, d, caller)
+    if d < 2:
+        raise ValueError(f"{caller} draws two features; this mixture has d=1. Use plot_pairs for one feature.")
+    shown = _feature_indices(features, d)
+    if len(shown) != 2:
+        raise ValueError(f"{caller} shows two features; got features={shown}. Use plot_pairs for more.")
+    feature_names = _check_feature_names(feature_names, d)
+    radii = _check_radii(radii)
+    sizes = _check_sizes(sizes)
+    rgba = _component_colors(params.n_components, colors)
+    plt = _pyplot()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 5))
+    colours, areas = _point_style(params, X, view, sizes, rgba)
+    _, means, covariances = _dense(marginal(params, shown))
+    _draw_ellipses(ax, means, covariances, radii, colors=rgba, linewidth=1.2, annotate=annotate)
+    ax.scatter(
+        X[:, shown[0]], X[:, shown[1]], s=areas, c=colours, edgecolors="white", linewidths=0.3, label="data", zorder=1
+    )
+    if view == "uncertainty":
+        _size_legend(ax, params.n_components, sizes)
+    ax.set_xlabel(feature_names[shown[0]])
+    ax.set_ylabel(feature_names[shown[1]])
+    ax.set_title(f"{params.n_components}-component {params.covariance_type} Gaussian mixture: {view}")
+    return ax
+
+
+def _size_legend(ax, n_components: int, sizes: tuple[float, float]) -> None:
+    """A legend of three reference areas: uncertainty 0, half its ceiling, its ceiling ``1 − 1/k``."""
+    from matplotlib.lines import Line2D
+
+    ceiling = 1.0 - 1.0 / n_components
+    references = np.array([0.0, ceiling / 2, ceiling]) if ceiling > 0 else np.array([0.0])
+    handles = [
+        Line2D([], [], linestyle="none", marker="o", color="0.4", markersize=float(np.sqrt(area)))
+        for area in _uncertainty_sizes(references, n_components, sizes)
+    ]
+    ax.legend(handles, [f"{u:.2g}" for u in references], title="1 − max responsibility", loc="best", fontsize="small")
+
+
+def _check_feature_names(feature_names, n_features: int) -> list[str]:
+    if feature_names is None:
+        return [f"x{j}" for j in range(n_features)]
+    feature_names = [str(name) for name in feature_names]
+    if len(feature_names) != n_features:
+        raise ValueError(f"feature_names has {len(feature_names)} names for a mixture with d={n_features} features.")
+    return feature_names
+
+
 def _table_columns(selection) -> dict[str, np.ndarray]:
     """The columns of a selection result's ``.table``, a DataFrame or a mapping, as ndarrays."""
     table = selection
@@ -792,11 +1038,7 @@ def plot_pairs(
     d = params.n_features
     X = _check_points(X, d, "plot_pairs")
     features = tuple(range(d)) if features is None else _feature_indices(features, d)
-    if feature_names is None:
-        feature_names = [f"x{j}" for j in range(d)]
-    feature_names = [str(name) for name in feature_names]
-    if len(feature_names) != d:
-        raise ValueError(f"feature_names has {len(feature_names)} names for a mixture with d={d} features.")
+    feature_names = _check_feature_names(feature_names, d)
     radii = _check_radii(radii)
     n_grid = _check_positive_int(n_grid, "n_grid")
     plt = _pyplot()

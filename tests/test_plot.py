@@ -21,11 +21,13 @@ from matplotlib.contour import ContourSet  # noqa: E402
 from bayesgmm import GMMParams, Posterior  # noqa: E402
 from bayesgmm.plot import (  # noqa: E402
     marginal,
+    plot_classification,
     plot_criterion,
     plot_density,
     plot_ellipses,
     plot_pairs,
     plot_posterior_ellipses,
+    plot_uncertainty,
 )
 from tests._references import COVARIANCE_TYPES, covariances_in_layout, full_covariances, random_spd  # noqa: E402
 
@@ -449,3 +451,119 @@ def test_criterion_shows_spurious_points_as_gaps_with_hollow_marks():
     # without NaN there is no note
     complete = [text.get_text() for text in plot_criterion(_mclust_table(), "bic").get_legend().get_texts()]
     assert not any("spurious" in label for label in complete)
+
+
+# ----------------------------------------------------------------------------- classification and uncertainty
+
+
+def _scipy_responsibilities(X, weights, means, dense):
+    """r_ik = π_k N(x_i | μ_k, Σ_k) / Σ_j π_j N(x_i | μ_j, Σ_j), from scipy.stats (n, k)."""
+    log_joint = np.stack(
+        [np.log(w) + stats.multivariate_normal(m, c).logpdf(X) for w, m, c in zip(weights, means, dense)], axis=-1
+    )
+    return np.exp(log_joint - logsumexp(log_joint, axis=-1, keepdims=True))
+
+
+def _overlapping_data(means, n=150, seed=14):
+    """Rows around the component means and between them, so uncertainties span [0, 1 − 1/k)."""
+    rng = np.random.default_rng(seed)
+    k, d = means.shape
+    centres = means[np.arange(n) % k]
+    between = 0.5 * (means[np.arange(n) % k] + means[(np.arange(n) + 1) % k])
+    return np.where(rng.random((n, 1)) < 0.4, between, centres) + rng.normal(scale=1.2, size=(n, d))
+
+
+def _data_points(ax):
+    (points,) = [c for c in ax.collections if c.get_label() == "data"]
+    return points
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_uncertainty_sizes_grow_with_one_minus_the_largest_responsibility(covariance_type):
+    params, (weights, means, dense) = _random_params(covariance_type, k=3, d=3, seed=15)
+    X = _overlapping_data(means)
+    features = (2, 0)
+    ax = plot_uncertainty(params, X, features=features, sizes=(5.0, 125.0), radii=(1,))
+    points = _data_points(ax)
+    np.testing.assert_array_equal(points.get_offsets(), X[:, list(features)])  # row order kept
+    responsibilities = _scipy_responsibilities(X, weights, means, dense)  # on all 3 features
+    uncertainty = 1.0 - responsibilities.max(axis=1)
+    assert uncertainty.max() > 0.3 and uncertainty.min() < 0.01  # the data span the scale
+    sizes = points.get_sizes()
+    # the documented map: s_min + (s_max − s_min) · u / (1 − 1/k)
+    np.testing.assert_allclose(sizes, 5.0 + 120.0 * uncertainty / (1.0 - 1.0 / 3), rtol=1e-9, atol=1e-9)
+    order = np.argsort(uncertainty)
+    assert np.all(np.diff(sizes[order]) >= 0) and sizes[order[-1]] > sizes[order[0]]
+    # colours: the MAP component (scipy's argmax, and params.predict's) in tab10's colour
+    labels = responsibilities.argmax(axis=1)
+    np.testing.assert_array_equal(labels, np.asarray(params.predict(X)))
+    tab10 = matplotlib.colormaps["tab10"](np.arange(3))
+    np.testing.assert_array_equal(points.get_facecolors(), tab10[labels])
+    assert len(np.unique(labels)) == 3
+    # ellipses: the marginal on (x2, x0) at radius 1, in the components' colours
+    outlines = _collection(ax, "1-sd")
+    for component, outline in enumerate(outlines.get_segments()):
+        covariance = dense[component][np.ix_(features, features)]
+        np.testing.assert_allclose(_mahalanobis_sq(outline, means[component, list(features)], covariance), 1, rtol=1e-9)
+    np.testing.assert_array_equal(outlines.get_colors(), tab10)
+    assert [text.get_text() for text in ax.texts] == ["0", "1", "2"]
+    # artists: one LineCollection per radius, one scatter, a three-entry size legend
+    assert sum(isinstance(c, LineCollection) for c in ax.collections) == 1
+    assert len(ax.collections) == 2
+    assert len(ax.get_legend().legend_handles) == 3
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("x2", "x0")
+
+
+def test_uncertainty_of_one_component_is_zero_and_sizes_are_the_smallest():
+    params, (_, means, _) = _random_params("full", k=1, d=2)
+    X = means[0] + np.random.default_rng(16).normal(size=(20, 2))
+    np.testing.assert_array_equal(_data_points(plot_uncertainty(params, X, sizes=(7, 70))).get_sizes(), 7.0)
+
+
+def test_classification_colours_every_point_by_its_map_component_at_one_size():
+    params, (weights, means, dense) = _random_params("diag", k=4, d=2, seed=17)
+    X = _overlapping_data(means, n=120)
+    colours = ["crimson", "navy", "darkgreen", "orange"]
+    ax = plot_classification(params, X, colors=colours, size=9.0, feature_names=("a", "b"))
+    points = _data_points(ax)
+    labels = _scipy_responsibilities(X, weights, means, dense).argmax(axis=1)
+    np.testing.assert_array_equal(points.get_facecolors(), matplotlib.colors.to_rgba_array(colours)[labels])
+    np.testing.assert_array_equal(points.get_sizes(), 9.0)
+    np.testing.assert_array_equal(points.get_offsets(), X)
+    assert sum(isinstance(c, LineCollection) for c in ax.collections) == 2  # radii (1, 2)
+    assert ax.get_legend() is None  # no size legend without sizes
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("a", "b")
+
+
+@pytest.mark.parametrize("plot", [plot_classification, plot_uncertainty])
+def test_classification_views_reject_wrong_input(plot):
+    params, _ = _random_params("full", d=3)
+    with pytest.raises(ValueError, match="needs the data X"):
+        plot(params, None)
+    with pytest.raises(ValueError, match="X has 2 columns"):
+        plot(params, np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="two features"):
+        plot(params, np.zeros((5, 3)), features=(0, 1, 2))
+    with pytest.raises(ValueError, match="out of range"):
+        plot(params, np.zeros((5, 3)), features=(0, 3))
+    with pytest.raises(ValueError, match="NaN"):
+        plot(params, np.full((5, 3), np.nan))
+    batched, _ = _random_params("full", d=3, batch_shape=(2,))
+    with pytest.raises(ValueError, match="batch shape"):
+        plot(batched, np.zeros((5, 3)))
+    with pytest.raises(TypeError, match="GMMParams"):
+        plot(np.zeros((3, 3)), np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="one per component"):
+        plot(params, np.zeros((5, 3)), colors=["red", "blue"])
+    with pytest.raises(ValueError, match="2 names"):
+        plot(params, np.zeros((5, 3)), feature_names=["a", "b"])
+    one_feature, _ = _random_params("full", d=1)
+    with pytest.raises(ValueError, match="d=1"):
+        plot(one_feature, np.zeros((5, 1)))
+
+
+def test_uncertainty_rejects_bad_sizes():
+    params, _ = _random_params("full")
+    for sizes in [(10.0, 5.0), (0.0, 5.0), (1.0,), "big", (1.0, np.inf)]:
+        with pytest.raises(ValueError, match="sizes must"):
+            plot_uncertainty(params, np.zeros((5, 2)), sizes=sizes)
