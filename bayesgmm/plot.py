@@ -982,7 +982,9 @@ def plot_pairs(
     feature_names=None,
     *,
     features=None,
+    points: str = "data",
     radii=(1, 2),
+    sizes=(3.0, 60.0),
     n_grid: int = 80,
     n_levels: int = 8,
     bins: int = 30,
@@ -995,18 +997,31 @@ def plot_pairs(
     the data and that marginal's component ellipses; for ``i = j`` the 1-D marginal
     density over a density histogram of feature i. Works for any d ≥ 1.
 
+    ``points`` chooses how the data are drawn: ``"data"`` in grey; ``"classification"``
+    coloured by their most probable component (as ``plot_classification``); ``"uncertainty"``
+    coloured so and sized by their uncertainty ``1 − max_k r_ik`` (the area map of
+    ``plot_uncertainty``). Responsibilities come from the whole d-feature mixture, so a point
+    keeps its colour and size in every panel; with these two, the diagonal panels also show
+    each component's weighted density ``π_k N(x | μ_k, σ_k²)`` in its colour.
+
     Parameters
     ----------
     params : GMMParams
         One mixture (no batch axes), any covariance type: means (k, d).
     X : array-like (n, d), optional
         Points to scatter and histogram (all d columns); also sets the plotted ranges.
+        Needed for ``points="classification"`` and ``"uncertainty"``.
     feature_names : sequence of d str, optional
         Axis labels; default ``x0, x1, ...``.
     features : sequence of int, optional
         The m features to show, in order (default all d).
+    points : {"data", "classification", "uncertainty"}
+        How the data are drawn (above).
     radii : float or sequence of float
         Ellipse radii in standard deviations, as in ``plot_ellipses``.
+    sizes : pair of float
+        Marker areas (points²): ``sizes[0]`` for every point, or ``(s_min, s_max)`` for
+        ``points="uncertainty"``.
     n_grid : int
         Grid points per axis for the densities.
     n_levels : int
@@ -1039,14 +1054,47 @@ def plot_pairs(
     X = _check_points(X, d, "plot_pairs")
     features = tuple(range(d)) if features is None else _feature_indices(features, d)
     feature_names = _check_feature_names(feature_names, d)
+    points = _check_point_view(points, X, "plot_pairs")
     radii = _check_radii(radii)
+    sizes = _check_sizes(sizes)
     n_grid = _check_positive_int(n_grid, "n_grid")
-    plt = _pyplot()
-
-    # the shown features' marginal as float64 ndarrays: weights (k,), means (k, m), covariances (k, m, m)
+    style = None if points == "data" else _point_style(params, X, points, sizes, None)
     weights, means, covariances = _dense(marginal(params, features))
-    m = len(features)
-    X = None if X is None else X[:, list(features)]
+    return _pairs_figure(
+        weights,
+        means,
+        covariances,
+        None if X is None else X[:, list(features)],
+        [feature_names[f] for f in features],
+        params.dtype,
+        style=style,
+        radii=radii,
+        n_grid=n_grid,
+        n_levels=n_levels,
+        bins=bins,
+        figsize=figsize,
+        title=f"{params.n_components}-component {params.covariance_type} Gaussian mixture: marginals",
+    )
+
+
+def _check_point_view(points, X, caller: str) -> str:
+    if points not in ("data", *_POINT_VIEWS):
+        raise ValueError(f"points must be 'data', 'classification' or 'uncertainty', got {points!r}.")
+    if points != "data" and X is None:
+        raise ValueError(f"{caller}(points={points!r}) needs the data X to classify; pass X or points='data'.")
+    return points
+
+
+def _pairs_figure(
+    weights, means, covariances, X, names, dtype, *, style, radii, n_grid, n_levels, bins, figsize, title
+):
+    """The m × m pair plot of the mixture weights (k,), means (k, m), covariances (k, m, m) (float64).
+
+    X (n, m) or None: the shown columns of the data; style: None (grey points) or per-row face
+    colours (n, 4) and marker areas (n,); names: the m axis labels.
+    """
+    plt = _pyplot()
+    m = means.shape[1]
     if X is not None:
         low, high = X.min(axis=0), X.max(axis=0)
     else:
@@ -1056,30 +1104,40 @@ def plot_pairs(
     low, high = low - pad, high + pad
     grids = [np.linspace(low[a], high[a], n_grid) for a in range(m)]
     figure, axes = plt.subplots(m, m, figsize=figsize or (2.4 * m + 0.6, 2.4 * m + 0.4), squeeze=False)
+    rgba = _component_colors(len(weights))
 
     for a in range(m):  # diagonal: 1-D marginals
         ax = axes[a, a]
         if X is not None:
             ax.hist(X[:, a], bins=bins, density=True, color="0.82", edgecolor="white", label="data")
-        one = _full_mixture(weights, means[:, [a]], covariances[:, [a]][:, :, [a]], params.dtype)
+        one = _full_mixture(weights, means[:, [a]], covariances[:, [a]][:, :, [a]], dtype)
         density = np.exp(np.asarray(_log_prob(one, grids[a][:, None]), dtype=np.float64))
         ax.plot(grids[a], density, color="black", linewidth=1.4, label="marginal density")
+        if style is not None:  # each component's share π_k N(x | μ_k, σ_k²), in its colour
+            deviations = np.sqrt(covariances[:, a, a])
+            standardised = (grids[a][None, :] - means[:, a, None]) / deviations[:, None]
+            shares = weights[:, None] * np.exp(-0.5 * standardised**2) / (np.sqrt(2 * np.pi) * deviations[:, None])
+            for component, share in enumerate(shares):
+                ax.plot(grids[a], share, color=rgba[component], linewidth=1.0, label=f"component {component}")
         ax.set_xlim(low[a], high[a])
         ax.set_yticks([])
 
     for a, b in itertools.combinations(range(m), 2):  # off-diagonal: 2-D marginals, one density per pair
         along_a, along_b = np.meshgrid(grids[a], grids[b], indexing="ij")
-        points = np.column_stack([along_a.ravel(), along_b.ravel()])
-        pair = _full_mixture(weights, means[:, [a, b]], covariances[:, [a, b]][:, :, [a, b]], params.dtype)
-        log_density = np.asarray(_log_prob(pair, points), dtype=np.float64).reshape(n_grid, n_grid)
+        grid_points = np.column_stack([along_a.ravel(), along_b.ravel()])
+        pair = _full_mixture(weights, means[:, [a, b]], covariances[:, [a, b]][:, :, [a, b]], dtype)
+        log_density = np.asarray(_log_prob(pair, grid_points), dtype=np.float64).reshape(n_grid, n_grid)
         top = log_density.max()
         levels = np.linspace(top - 8.0, top, n_levels)
         # panel (row, col) shows feature col across and feature row up: z[row index, col index]
         for row, col, z in ((a, b, log_density), (b, a, log_density.T)):
             ax = axes[row, col]
             ax.contour(grids[col], grids[row], z, levels=levels, cmap="Greys", linewidths=0.8)
-            if X is not None:
+            if X is not None and style is None:
                 ax.scatter(X[:, col], X[:, row], s=4, c="0.3", alpha=0.5, linewidths=0, label="data")
+            elif X is not None:
+                colours, areas = style
+                ax.scatter(X[:, col], X[:, row], s=areas, c=colours, alpha=0.8, linewidths=0, label="data")
             index = [col, row]  # this panel's 2-D marginal: x = feature col, y = feature row
             sub_covariances = covariances[:, index][:, :, index]
             _draw_ellipses(ax, means[:, index], sub_covariances, radii, linewidth=1.0, annotate=False)
@@ -1089,12 +1147,12 @@ def plot_pairs(
     for row, col in itertools.product(range(m), range(m)):
         ax = axes[row, col]
         if row == m - 1:
-            ax.set_xlabel(feature_names[features[col]])
+            ax.set_xlabel(names[col])
         else:
             ax.tick_params(labelbottom=False)
         if col == 0:
-            ax.set_ylabel(feature_names[features[row]] if m > 1 else "density")
+            ax.set_ylabel(names[row] if m > 1 else "density")
         elif row != col:
             ax.tick_params(labelleft=False)
-    figure.suptitle(f"{params.n_components}-component {params.covariance_type} Gaussian mixture: marginals")
+    figure.suptitle(title)
     return figure

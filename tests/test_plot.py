@@ -567,3 +567,45 @@ def test_uncertainty_rejects_bad_sizes():
     for sizes in [(10.0, 5.0), (0.0, 5.0), (1.0,), "big", (1.0, np.inf)]:
         with pytest.raises(ValueError, match="sizes must"):
             plot_uncertainty(params, np.zeros((5, 2)), sizes=sizes)
+
+
+def test_pair_plot_shows_classification_and_uncertainty_of_the_whole_mixture():
+    params, (weights, means, dense) = _random_params("full", k=3, d=4, seed=18)
+    X = _overlapping_data(means, n=90)
+    features = (3, 0, 1)
+    figure = plot_pairs(params, X, features=features, points="uncertainty", sizes=(2.0, 50.0), n_grid=30, radii=(1,))
+    axes = np.array(figure.axes).reshape(3, 3)
+    responsibilities = _scipy_responsibilities(X, weights, means, dense)  # all 4 features, not the panel's 2
+    uncertainty = 1.0 - responsibilities.max(axis=1)
+    tab10 = matplotlib.colormaps["tab10"](np.arange(3))
+    for i in range(3):
+        for j in range(3):
+            ax = axes[i, j]
+            if i == j:  # the marginal density, then each component's share π_k N(x | μ_k, σ_k²) (scipy)
+                total, *shares = ax.get_lines()
+                assert len(shares) == 3
+                f = features[i]
+                for component, line in enumerate(shares):
+                    expected = weights[component] * stats.norm(
+                        means[component, f], np.sqrt(dense[component, f, f])
+                    ).pdf(line.get_xdata())
+                    np.testing.assert_allclose(line.get_ydata(), expected, rtol=1e-10)
+                    np.testing.assert_array_equal(matplotlib.colors.to_rgba(line.get_color()), tab10[component])
+                np.testing.assert_allclose(sum(line.get_ydata() for line in shares), total.get_ydata(), rtol=1e-10)
+                continue
+            points = _data_points(ax)
+            np.testing.assert_array_equal(points.get_offsets(), X[:, [features[j], features[i]]])
+            np.testing.assert_array_equal(points.get_facecolors()[:, :3], tab10[responsibilities.argmax(axis=1), :3])
+            np.testing.assert_allclose(points.get_sizes(), 2.0 + 48.0 * uncertainty * 1.5, rtol=1e-9, atol=1e-9)
+    classification = plot_pairs(params, X, features=features, points="classification", sizes=(5.0, 50.0), n_grid=30)
+    np.testing.assert_array_equal(_data_points(classification.axes[1]).get_sizes(), 5.0)
+
+
+def test_pair_plot_rejects_unknown_point_views():
+    params, _ = _random_params("full", d=3)
+    with pytest.raises(ValueError, match="points must be"):
+        plot_pairs(params, np.zeros((4, 3)), points="labels")
+    with pytest.raises(ValueError, match="needs the data X"):
+        plot_pairs(params, points="uncertainty")
+    with pytest.raises(ValueError, match="sizes must"):
+        plot_pairs(params, np.zeros((4, 3)), sizes=(3.0, 1.0))
