@@ -38,6 +38,7 @@ import itertools
 import numbers
 import os
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -1156,3 +1157,204 @@ def _pairs_figure(
             ax.tick_params(labelleft=False)
     figure.suptitle(title)
     return figure
+
+
+# ----------------------------------------------------------------------------- dimension reduction
+
+
+class Directions(NamedTuple):
+    """Result of ``dr_directions``: the directions that show a mixture's clusters, best first.
+
+    basis : ndarray (d, m)
+        Unit-norm columns ``β_1 … β_m``; the data's coordinates are ``(X − center) @ basis``.
+    eigenvalues : ndarray (m,)
+        Generalised eigenvalues ``l_1 ≥ … ≥ l_m > 0`` of the kernel (how much of the clusters'
+        separation each direction carries).
+    center : ndarray (d,)
+        Where the coordinates are measured from: the data's mean (or the mixture's).
+    """
+
+    basis: np.ndarray
+    eigenvalues: np.ndarray
+    center: np.ndarray
+
+
+def dr_directions(params: GMMParams, X=None, *, mixing: float = 0.5) -> Directions:
+    """Dimension-reduction directions of a mixture: mclust's ``MclustDR`` (Scrucca 2010).
+
+    With weights ``π_k``, means ``μ_k`` and covariances ``Σ_k``, the overall mean ``μ`` and
+    covariance ``Σ`` (of the data ``X``, divisor n, when given; else of the mixture,
+    ``Σ = S + M_I``), and the pooled covariance ``S = Σ_k π_k Σ_k``, the kernel
+
+        ``M = 2λ M_I Σ⁻¹ M_I + 2(1 − λ) M_II``,
+        ``M_I = Σ_k π_k (μ_k − μ)(μ_k − μ)ᵀ``,  ``M_II = Σ_k π_k (Σ_k − S) Σ⁻¹ (Σ_k − S)``
+
+    collects the variation of the means (``M_I``) and of the covariances (``M_II``). The
+    directions solve the generalised eigenproblem ``M β = l Σ β``; those with ``l`` above
+    ``sqrt(machine epsilon)`` are kept, largest first, scaled to unit norm and signed so that
+    their largest entry is positive. For two components with one shared covariance the only
+    direction is Fisher's discriminant ``Σ⁻¹ (μ_1 − μ_2)``. Computed in float64 on the host
+    through the Cholesky factor of ``Σ`` (no inverse): ``L⁻¹ M L⁻ᵀ`` is symmetric.
+
+    Parameters
+    ----------
+    params : GMMParams
+        One mixture (no batch axes), any covariance type: means (k, d).
+    X : array-like (n, d), optional
+        The data: their mean and covariance (divisor n) are ``μ`` and ``Σ``, as in mclust.
+    mixing : float
+        ``λ`` in [0, 1], the weight of the means' part (mclust's ``lambda``; 0.5 weighs both equally).
+
+    Returns
+    -------
+    Directions
+        basis (d, m), eigenvalues (m,), center (d,), with ``m ≤ d``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesgmm import GMMParams
+    >>> from bayesgmm.plot import dr_directions
+    >>> params = GMMParams.from_covariances([0.5, 0.5], [[0.0, 0.0, 0.0], [0.0, 4.0, 0.0]],
+    ...                                     np.eye(3), "tied")
+    >>> directions = dr_directions(params)  # the means differ along the second feature only
+    >>> directions.basis.round(6).T, directions.eigenvalues.round(6)
+    (array([[0., 1., 0.]]), array([0.64]))
+
+    References
+    ----------
+    L. Scrucca, "Dimension reduction for model-based clustering", Statistics and Computing 20(4),
+    471–484, 2010.
+    """
+    params = _check_params(params, "dr_directions")
+    X = _check_points(X, params.n_features, "dr_directions")
+    if isinstance(mixing, bool) or not isinstance(mixing, numbers.Real) or not 0.0 <= mixing <= 1.0:
+        raise ValueError(f"mixing (mclust's lambda) must be a number in [0, 1], got {mixing!r}.")
+    weights, means, covariances = _dense(params)
+    center = weights @ means if X is None else X.mean(axis=0)
+    deviations = means - center  # (k, d)
+    between = np.einsum("k,ki,kj->ij", weights, deviations, deviations)  # M_I
+    pooled = np.einsum("k,kij->ij", weights, covariances)  # S
+    total = pooled + between if X is None else np.cov(X, rowvar=False, bias=True).reshape(len(center), -1)
+    try:
+        cholesky = np.linalg.cholesky(total)
+    except np.linalg.LinAlgError:
+        raise ValueError(
+            "the data's covariance is singular (a constant or collinear column?); drop the redundant columns."
+        ) from None
+
+    def whiten(matrix):  # L⁻¹ A L⁻ᵀ for symmetric A (..., d, d), by two solves against the factor
+        half = np.linalg.solve(cholesky, matrix)  # L⁻¹ A
+        return np.swapaxes(np.linalg.solve(cholesky, np.swapaxes(half, -1, -2)), -1, -2)
+
+    between_white = whiten(between)
+    spread_white = whiten(covariances - pooled)  # (k, d, d)
+    kernel = 2.0 * mixing * between_white @ between_white + 2.0 * (1.0 - mixing) * np.einsum(
+        "k,kij,kjl->il", weights, spread_white, spread_white
+    )
+    eigenvalues, vectors = np.linalg.eigh(0.5 * (kernel + kernel.T))
+    order = np.argsort(eigenvalues)[::-1]
+    eigenvalues = np.maximum(eigenvalues[order], 0.0)
+    keep = eigenvalues > np.sqrt(np.finfo(np.float64).eps)
+    basis = np.linalg.solve(cholesky.T, vectors[:, order][:, keep])  # β = L⁻ᵀ u
+    basis = basis / np.linalg.norm(basis, axis=0)
+    signs = np.sign(basis[np.abs(basis).argmax(axis=0), np.arange(basis.shape[1])])
+    return Directions(basis * signs, eigenvalues[keep], center)
+
+
+def plot_directions(
+    params: GMMParams,
+    X,
+    n_directions: int | None = 2,
+    *,
+    points: str = "uncertainty",
+    mixing: float = 0.5,
+    radii=(1, 2),
+    sizes=(3.0, 60.0),
+    n_grid: int = 80,
+    n_levels: int = 8,
+    bins: int = 30,
+    figsize=None,
+):
+    """Pair plot of the data and the mixture on its dimension-reduction directions (``dr_directions``).
+
+    mclust's ``plot(MclustDR(model))``: a projection view for any d. The data's coordinates are
+    ``Z = (X − center) @ basis`` and each component projects exactly to
+    ``N((μ_k − center) @ basis, basisᵀ Σ_k basis)``; the panels are those of ``plot_pairs``
+    on the projected mixture ("Dir1", "Dir2", ...: contours, ellipses, 1-D densities), with the
+    points coloured (and sized) by the responsibilities of the whole d-feature mixture.
+
+    Parameters
+    ----------
+    params : GMMParams
+        One mixture (no batch axes), any covariance type: means (k, d).
+    X : array-like (n, d)
+        The data: they set the directions' centre and covariance (as in mclust) and are shown.
+    n_directions : int or None
+        How many of the leading directions to show (default 2, mclust's scatterplot; all kept
+        directions when None or when fewer are kept).
+    points : {"uncertainty", "classification", "data"}
+        How the data are drawn, as in ``plot_pairs``.
+    mixing : float
+        ``λ`` of ``dr_directions``.
+    radii, sizes, n_grid, n_levels, bins, figsize
+        As in ``plot_pairs``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``figure.axes`` holds the m × m panels row by row, on the first m columns of
+        ``dr_directions(params, X, mixing=mixing).basis``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesgmm import GMMParams
+    >>> from bayesgmm.plot import plot_directions
+    >>> params = GMMParams.from_covariances([0.5, 0.5], [[0.0, 0.0, 0.0], [3.0, 1.0, 0.0]],
+    ...                                     [[1.0, 1.0, 1.0], [1.0, 1.0, 4.0]], "diag")
+    >>> X = np.random.default_rng(0).normal(size=(40, 3)) + [1.5, 0.5, 0.0]
+    >>> figure = plot_directions(params, X)
+    >>> len(figure.axes), figure.axes[2].get_xlabel()
+    (4, 'Dir1')
+    >>> import matplotlib.pyplot as plt
+    >>> plt.close(figure)
+    """
+    params = _check_params(params, "plot_directions")
+    if X is None:
+        raise ValueError("plot_directions needs the data X: they set the directions' centre and covariance.")
+    X = _check_points(X, params.n_features, "plot_directions")
+    directions = dr_directions(params, X, mixing=mixing)
+    if n_directions is not None:
+        n_directions = _check_positive_int(n_directions, "n_directions")
+        directions = directions._replace(
+            basis=directions.basis[:, :n_directions], eigenvalues=directions.eigenvalues[:n_directions]
+        )
+    if directions.basis.shape[1] == 0:
+        raise ValueError(
+            "the mixture has no direction that separates its components (all eigenvalues 0: one component, or "
+            "identical components); use plot_pairs on the features instead."
+        )
+    points = _check_point_view(points, X, "plot_directions")
+    radii = _check_radii(radii)
+    sizes = _check_sizes(sizes)
+    n_grid = _check_positive_int(n_grid, "n_grid")
+    style = None if points == "data" else _point_style(params, X, points, sizes, None)
+    weights, means, covariances = _dense(params)
+    basis = directions.basis
+    projected_covariances = np.einsum("im,kij,jn->kmn", basis, covariances, basis)
+    return _pairs_figure(
+        weights,
+        (means - directions.center) @ basis,
+        0.5 * (projected_covariances + np.swapaxes(projected_covariances, -1, -2)),
+        (X - directions.center) @ basis,
+        [f"Dir{index + 1}" for index in range(basis.shape[1])],
+        params.dtype,
+        style=style,
+        radii=radii,
+        n_grid=n_grid,
+        n_levels=n_levels,
+        bins=bins,
+        figsize=figsize,
+        title=f"{params.n_components}-component {params.covariance_type} Gaussian mixture: MclustDR directions",
+    )

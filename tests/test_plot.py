@@ -20,10 +20,12 @@ from matplotlib.contour import ContourSet  # noqa: E402
 
 from bayesgmm import GMMParams, Posterior  # noqa: E402
 from bayesgmm.plot import (  # noqa: E402
+    dr_directions,
     marginal,
     plot_classification,
     plot_criterion,
     plot_density,
+    plot_directions,
     plot_ellipses,
     plot_pairs,
     plot_posterior_ellipses,
@@ -609,3 +611,104 @@ def test_pair_plot_rejects_unknown_point_views():
         plot_pairs(params, points="uncertainty")
     with pytest.raises(ValueError, match="sizes must"):
         plot_pairs(params, np.zeros((4, 3)), sizes=(3.0, 1.0))
+
+
+# ----------------------------------------------------------------------------- dimension reduction (MclustDR)
+
+
+def test_dr_direction_of_two_components_with_one_covariance_is_fishers():
+    """Shared Σ_w: M_II = 0, M = M_I Σ⁻¹ M_I with M_I = π1 π2 δδᵀ, so the one direction is Σ⁻¹δ ∝ Σ_w⁻¹δ
+    with eigenvalue (π1 π2 δᵀΣ⁻¹δ)², Σ = Σ_w + π1 π2 δδᵀ the mixture's covariance."""
+    rng = np.random.default_rng(19)
+    within = random_spd(rng, 4)
+    means = rng.normal(scale=2.0, size=(2, 4))
+    weights = np.array([0.3, 0.7])
+    params = GMMParams(weights, means, np.linalg.cholesky(within), "tied")
+    directions = dr_directions(params)
+    assert directions.basis.shape == (4, 1)
+    delta = means[0] - means[1]
+    product = weights[0] * weights[1]
+    total = within + product * np.outer(delta, delta)
+    fisher = np.linalg.solve(within, delta)
+    fisher = fisher / np.linalg.norm(fisher) * np.sign(fisher[np.abs(fisher).argmax()])
+    np.testing.assert_allclose(directions.basis[:, 0], fisher, atol=1e-10)
+    q = delta @ np.linalg.solve(total, delta)
+    np.testing.assert_allclose(directions.eigenvalues, [(product * q) ** 2], rtol=1e-10)
+    np.testing.assert_allclose(directions.center, weights @ means, rtol=1e-12)
+
+
+def test_dr_direction_of_equal_means_is_the_axis_where_the_spreads_differ():
+    """Equal means, covariances that differ on feature 2 only: M_I = 0, M_II is nonzero at (2, 2) alone,
+    l = Σ_k π_k (σ_k² − s̄)² / s̄² with s̄ = Σ_k π_k σ_k² (λ = 1/2)."""
+    weights = np.array([0.2, 0.5, 0.3])
+    variances = np.array([[1.0, 2.0, 0.5], [1.0, 2.0, 3.0], [1.0, 2.0, 8.0]])
+    params = GMMParams(weights, np.zeros((3, 3)), np.sqrt(variances), "diag")
+    directions = dr_directions(params)
+    np.testing.assert_allclose(directions.basis, [[0.0], [0.0], [1.0]], atol=1e-12)
+    pooled = weights @ variances[:, 2]
+    np.testing.assert_allclose(directions.eigenvalues, [weights @ (variances[:, 2] - pooled) ** 2 / pooled**2])
+    centred = np.random.default_rng(20).normal(size=(30, 3))
+    centred -= centred.mean(axis=0)  # the data's mean is the components': M_I = 0
+    with pytest.raises(ValueError, match="no direction"):  # so the means' part alone sees nothing
+        plot_directions(params, centred, mixing=1.0)
+
+
+def test_dr_directions_from_data_solve_the_generalised_eigenproblem():
+    params, (weights, means, dense) = _random_params("full", k=3, d=4, seed=21)
+    X = _overlapping_data(means, n=200)
+    center, total = X.mean(axis=0), np.cov(X, rowvar=False, bias=True)
+    pooled = np.einsum("k,kij->ij", weights, dense)
+    between = sum(w * np.outer(m - center, m - center) for w, m in zip(weights, means))
+    inverse = np.linalg.inv(total)
+    spread = sum(w * (c - pooled) @ inverse @ (c - pooled) for w, c in zip(weights, dense))
+    for mixing in (0.5, 0.2):
+        kernel = 2 * mixing * between @ inverse @ between + 2 * (1 - mixing) * spread
+        directions = dr_directions(params, X, mixing=mixing)
+        np.testing.assert_allclose(directions.center, center, rtol=1e-12)
+        basis, eigenvalues = directions.basis, directions.eigenvalues
+        assert basis.shape == (4, 4) and np.all(np.diff(eigenvalues) <= 0) and eigenvalues[-1] > 0
+        np.testing.assert_allclose(kernel @ basis, total @ basis * eigenvalues, atol=1e-9 * np.abs(kernel).max())
+        np.testing.assert_allclose(np.linalg.norm(basis, axis=0), 1.0, rtol=1e-12)
+        gram = basis.T @ total @ basis  # Σ-orthogonal
+        np.testing.assert_allclose(gram - np.diag(np.diag(gram)), 0.0, atol=1e-9)
+        # the eigenvalues are those of Σ⁻¹ M (numpy's general solver on the explicit product)
+        np.testing.assert_allclose(eigenvalues, np.sort(np.linalg.eigvals(inverse @ kernel).real)[::-1], rtol=1e-8)
+
+
+def test_dr_directions_reject_wrong_input():
+    params, _ = _random_params("full", d=3)
+    with pytest.raises(ValueError, match="mixing"):
+        dr_directions(params, mixing=1.5)
+    with pytest.raises(ValueError, match="singular"):
+        dr_directions(params, np.ones((10, 3)))
+    with pytest.raises(ValueError, match="X has 2 columns"):
+        dr_directions(params, np.zeros((10, 2)))
+    with pytest.raises(ValueError, match="needs the data X"):
+        plot_directions(params, None)
+
+
+def test_direction_plot_projects_the_data_and_the_components_exactly():
+    params, (weights, means, dense) = _random_params("full", k=3, d=4, seed=22)
+    X = _overlapping_data(means, n=100)
+    figure = plot_directions(params, X, n_directions=3, sizes=(2.0, 50.0), n_grid=30, radii=(1,))
+    basis = dr_directions(params, X).basis[:, :3]
+    Z = (X - X.mean(axis=0)) @ basis
+    axes = np.array(figure.axes).reshape(3, 3)
+    assert [ax.get_xlabel() for ax in axes[-1]] == ["Dir1", "Dir2", "Dir3"]
+    responsibilities = _scipy_responsibilities(X, weights, means, dense)  # the whole 4-feature mixture
+    uncertainty = 1.0 - responsibilities.max(axis=1)
+    tab10 = matplotlib.colormaps["tab10"](np.arange(3))
+    for i, j in [(0, 1), (2, 0), (1, 2)]:
+        ax = axes[i, j]
+        points = _data_points(ax)
+        np.testing.assert_allclose(points.get_offsets(), Z[:, [j, i]], rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(points.get_facecolors()[:, :3], tab10[responsibilities.argmax(axis=1), :3])
+        np.testing.assert_allclose(points.get_sizes(), 2.0 + 48.0 * uncertainty * 1.5, rtol=1e-9, atol=1e-9)
+        # each ellipse: radius 1 for the component's projection N((μ − x̄) B, Bᵀ Σ B) on directions (j, i)
+        panel = basis[:, [j, i]]
+        for component, outline in enumerate(_collection(ax, "1-sd").get_segments()):
+            mean = (means[component] - X.mean(axis=0)) @ panel
+            covariance = panel.T @ dense[component] @ panel
+            np.testing.assert_allclose(_mahalanobis_sq(outline, mean, covariance), 1.0, rtol=1e-8)
+    with pytest.raises(ValueError, match="points must be"):
+        plot_directions(params, X, points="labels")
