@@ -1,16 +1,23 @@
 """Plots of fitted mixtures (matplotlib, an optional dependency imported lazily).
 
-==========================  ==========================================================  =======
-function                    draws                                                       returns
-==========================  ==========================================================  =======
-``plot_density``            log-density contours, data, 1- and 2-sd ellipses (d = 2)    Axes
-``plot_ellipses``           each component's ellipses at the given radii (d = 2)        Axes
-``plot_posterior_ellipses`` posterior ellipse clouds: one ellipse per draw and          Axes
-                            component, the posterior-mean ellipses, the data (d = 2)
-``plot_criterion``          BIC / AIC / ICL against k, one line per covariance type     Axes
-``plot_pairs``              exact 1-D and 2-D marginals of every feature pair (any d)   Figure
-``marginal``                the mixture of a subset of the features (no plot)           GMMParams
-==========================  ==========================================================  =======
+===========================  ==========================================================  =======
+function                     draws                                                       returns
+===========================  ==========================================================  =======
+``plot_density``             log-density contours, data, 1- and 2-sd ellipses (d = 2)    Axes
+``plot_ellipses``            each component's ellipses at the given radii (d = 2)        Axes
+``plot_posterior_ellipses``  posterior ellipse clouds: one ellipse per draw and          Axes
+                             component, the posterior-mean ellipses, the data (d = 2)
+``plot_criterion``           BIC / AIC / ICL against k, one styled curve per covariance  Axes
+                             type (any names, mclust's 14), spurious points as gaps
+``plot_classification``      data coloured by MAP component, marginal ellipses (any      Axes
+                             pair of features)
+``plot_uncertainty``         the same, marker area growing with 1 − max responsibility   Axes
+``plot_pairs``               exact 1-D and 2-D marginals of every feature pair (any d),  Figure
+                             data plain, by classification or by uncertainty
+``plot_directions``          the pair plot on mclust's dimension-reduction directions    Figure
+``dr_directions``            those directions (MclustDR, no plot)                        Directions
+``marginal``                 the mixture of a subset of the features (no plot)           GMMParams
+===========================  ==========================================================  =======
 
 The "r-sd ellipse" of a component is ``{x : (x − μ)ᵀ Σ⁻¹ (x − μ) = r²}``; in two dimensions it
 holds ``1 − exp(−r²/2)`` of the component's mass (39 % for r = 1, 86 % for r = 2).
