@@ -1,16 +1,23 @@
 """Plots of fitted mixtures (matplotlib, an optional dependency imported lazily).
 
-==========================  ==========================================================  =======
-function                    draws                                                       returns
-==========================  ==========================================================  =======
-``plot_density``            log-density contours, data, 1- and 2-sd ellipses (d = 2)    Axes
-``plot_ellipses``           each component's ellipses at the given radii (d = 2)        Axes
-``plot_posterior_ellipses`` posterior ellipse clouds: one ellipse per draw and          Axes
-                            component, the posterior-mean ellipses, the data (d = 2)
-``plot_criterion``          BIC / AIC / ICL against k, one line per covariance type     Axes
-``plot_pairs``              exact 1-D and 2-D marginals of every feature pair (any d)   Figure
-``marginal``                the mixture of a subset of the features (no plot)           GMMParams
-==========================  ==========================================================  =======
+===========================  ==========================================================  =======
+function                     draws                                                       returns
+===========================  ==========================================================  =======
+``plot_density``             log-density contours, data, 1- and 2-sd ellipses (d = 2)    Axes
+``plot_ellipses``            each component's ellipses at the given radii (d = 2)        Axes
+``plot_posterior_ellipses``  posterior ellipse clouds: one ellipse per draw and          Axes
+                             component, the posterior-mean ellipses, the data (d = 2)
+``plot_criterion``           BIC / AIC / ICL against k, one styled curve per covariance  Axes
+                             type (any names, mclust's 14), spurious points as gaps
+``plot_classification``      data coloured by MAP component, marginal ellipses (any      Axes
+                             pair of features)
+``plot_uncertainty``         the same, marker area growing with 1 − max responsibility   Axes
+``plot_pairs``               exact 1-D and 2-D marginals of every feature pair (any d),  Figure
+                             data plain, by classification or by uncertainty
+``plot_directions``          the pair plot on mclust's dimension-reduction directions    Figure
+``dr_directions``            those directions (MclustDR, no plot)                        Directions
+``marginal``                 the mixture of a subset of the features (no plot)           GMMParams
+===========================  ==========================================================  =======
 
 The "r-sd ellipse" of a component is ``{x : (x − μ)ᵀ Σ⁻¹ (x − μ) = r²}``; in two dimensions it
 holds ``1 − exp(−r²/2)`` of the component's mass (39 % for r = 1, 86 % for r = 2).
@@ -38,6 +45,7 @@ import itertools
 import numbers
 import os
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -238,6 +246,55 @@ def _component_colors(n_components: int, colors=None) -> np.ndarray:
     if len(rgba) != n_components:
         raise ValueError(f"colors must be one colour or one per component ({n_components}), got {len(rgba)}.")
     return rgba
+
+
+_predict_proba = jax.jit(lambda params, points: params.predict_proba(points))
+
+
+def _classify(params: GMMParams, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """MAP labels (n,) and uncertainties ``1 − max_k r_ik`` (n,) of the rows of X (n, d) under the whole mixture."""
+    responsibilities = np.asarray(_predict_proba(params, X), dtype=np.float64)  # (n, k)
+    return responsibilities.argmax(axis=1), 1.0 - responsibilities.max(axis=1)
+
+
+def _check_sizes(sizes) -> tuple[float, float]:
+    try:
+        smallest, largest = (float(size) for size in sizes)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"sizes must be a pair (smallest, largest) of marker areas in points², got {sizes!r}."
+        ) from None
+    if not (np.isfinite(smallest) and np.isfinite(largest) and 0 < smallest <= largest):
+        raise ValueError(f"sizes must satisfy 0 < smallest <= largest (marker areas in points²), got {sizes!r}.")
+    return smallest, largest
+
+
+def _uncertainty_sizes(uncertainty: np.ndarray, n_components: int, sizes: tuple[float, float]) -> np.ndarray:
+    """Marker areas ``s_min + (s_max − s_min) · u / (1 − 1/k)``: affine in the uncertainty ``u``.
+
+    ``1 − 1/k`` is the largest value ``1 − max_k r_ik`` can take (all ``k`` responsibilities equal),
+    so the scale is the same for every data set with ``k`` components; ``k = 1`` gives ``s_min``.
+    """
+    smallest, largest = sizes
+    ceiling = 1.0 - 1.0 / n_components
+    scaled = np.zeros_like(uncertainty) if ceiling == 0 else np.clip(uncertainty / ceiling, 0.0, 1.0)
+    return smallest + (largest - smallest) * scaled
+
+
+# what the points of a classification view show: MAP colours, and equal sizes or sizes by uncertainty
+_POINT_VIEWS = ("classification", "uncertainty")
+
+
+def _point_style(params: GMMParams, X: np.ndarray, view: str, sizes, colors) -> tuple[np.ndarray, np.ndarray]:
+    """Face colours (n, 4) by MAP component and marker areas (n,) of the rows of X (n, d) for ``view``.
+
+    "classification": every area ``sizes[0]``; "uncertainty": ``_uncertainty_sizes``.
+    """
+    labels, uncertainty = _classify(params, X)
+    colours = _component_colors(params.n_components, colors)[labels]
+    if view == "classification":
+        return colours, np.full(len(X), sizes[0])
+    return colours, _uncertainty_sizes(uncertainty, params.n_components, sizes)
 
 
 # ----------------------------------------------------------------------------- plots
@@ -536,6 +593,203 @@ def plot_posterior_ellipses(
     return ax
 
 
+def plot_classification(
+    params: GMMParams,
+    X,
+    ax=None,
+    features=(0, 1),
+    *,
+    radii=(1, 2),
+    size: float = 14.0,
+    colors=None,
+    feature_names=None,
+    annotate: bool = True,
+):
+    """The data coloured by their most probable component, with the components' ellipses.
+
+    mclust's ``plot(model, what = "classification")``. Row ``i`` gets the colour of its MAP
+    component ``argmax_k r_ik`` (``params.predict``, computed on all ``d`` features); the
+    ellipses are the components' marginals on the two shown features (``marginal``), in the same
+    colours. ``plot_uncertainty`` draws the same view with point sizes growing with uncertainty.
+
+    Parameters
+    ----------
+    params : GMMParams
+        One mixture (no batch axes), any covariance type: means (k, d), d ≥ 2.
+    X : array-like (n, d)
+        The points to classify and show (all d columns).
+    ax : matplotlib Axes, optional
+    features : pair of int
+        The features across and up (default the first two); any pair for d > 2.
+    radii : float or sequence of float
+        Ellipse radii in standard deviations, as in ``plot_ellipses``.
+    size : float
+        Marker area of every point (points²).
+    colors : colour or sequence of k colours, optional
+        Component colours; default matplotlib's tab10 cycle.
+    feature_names : sequence of d str, optional
+        Axis labels; default ``x0, x1, ...``.
+    annotate : bool
+        Write each component's index at its mean.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The points are one collection labelled ``"data"``, in the row order of ``X``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesgmm import GMMParams
+    >>> from bayesgmm.plot import plot_classification
+    >>> params = GMMParams.from_covariances([0.5, 0.5], [[0.0, 0.0], [4.0, 0.0]], [1.0, 1.0], "spherical")
+    >>> ax = plot_classification(params, [[-1.0, 0.0], [5.0, 1.0]], colors=["red", "blue"])
+    >>> ax.collections[-1].get_facecolors()[:, :3]  # row 0 in component 0's colour, row 1 in component 1's
+    array([[1., 0., 0.],
+           [0., 0., 1.]])
+    >>> import matplotlib.pyplot as plt
+    >>> plt.close(ax.figure)
+    """
+    return _classification_view(
+        "plot_classification",
+        "classification",
+        params,
+        X,
+        ax,
+        features,
+        radii,
+        (float(size), float(size)),
+        colors,
+        feature_names,
+        annotate,
+    )
+
+
+def plot_uncertainty(
+    params: GMMParams,
+    X,
+    ax=None,
+    features=(0, 1),
+    *,
+    radii=(1, 2),
+    sizes=(4.0, 120.0),
+    colors=None,
+    feature_names=None,
+    annotate: bool = True,
+):
+    """The classification view with each point's size growing with its uncertainty ``1 − max_k r_ik``.
+
+    mclust's ``plot(model, what = "uncertainty")``: points coloured by their most probable
+    component, larger where the mixture is less sure of it. The uncertainty of row ``i`` is
+    ``u_i = 1 − max_k r_ik`` with ``r_ik`` the responsibilities (``params.predict_proba``, on all
+    ``d`` features); it lies in ``[0, 1 − 1/k]``. The marker area (points²) is affine in it:
+
+        ``area_i = s_min + (s_max − s_min) · u_i / (1 − 1/k)``,  ``(s_min, s_max) = sizes``,
+
+    so a point its component is certain of has area ``s_min`` and a point on an equal split
+    between all ``k`` components ``s_max``, on the same scale for every data set with ``k``
+    components (mclust uses three sizes, cut at the 75 % and 95 % quantiles of the uncertainty).
+    A legend shows three reference sizes. The ellipses are the components' marginals on the two
+    shown features, in the points' colours.
+
+    Parameters
+    ----------
+    params : GMMParams
+        One mixture (no batch axes), any covariance type: means (k, d), d ≥ 2.
+    X : array-like (n, d)
+        The points to classify and show (all d columns).
+    ax : matplotlib Axes, optional
+    features : pair of int
+        The features across and up (default the first two); any pair for d > 2.
+    radii : float or sequence of float
+        Ellipse radii in standard deviations, as in ``plot_ellipses``.
+    sizes : pair of float
+        ``(s_min, s_max)``: marker areas (points²) at uncertainty 0 and ``1 − 1/k``.
+    colors : colour or sequence of k colours, optional
+        Component colours; default matplotlib's tab10 cycle.
+    feature_names : sequence of d str, optional
+        Axis labels; default ``x0, x1, ...``.
+    annotate : bool
+        Write each component's index at its mean.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The points are one collection labelled ``"data"``, in the row order of ``X``
+        (``get_sizes()`` holds the areas).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesgmm import GMMParams
+    >>> from bayesgmm.plot import plot_uncertainty
+    >>> params = GMMParams.from_covariances([0.5, 0.5], [[0.0, 0.0], [4.0, 0.0]], [1.0, 1.0], "spherical")
+    >>> ax = plot_uncertainty(params, [[-2.0, 0.0], [2.0, 0.0]], sizes=(10, 110))
+    >>> ax.collections[-1].get_sizes().round(1)  # 3 sd closer to component 0: s_min; halfway: s_max
+    array([ 10., 110.])
+    >>> import matplotlib.pyplot as plt
+    >>> plt.close(ax.figure)
+    """
+    return _classification_view(
+        "plot_uncertainty", "uncertainty", params, X, ax, features, radii, sizes, colors, feature_names, annotate
+    )
+
+
+def _classification_view(caller, view, params, X, ax, features, radii, sizes, colors, feature_names, annotate):
+    """``plot_classification`` (view "classification") or ``plot_uncertainty`` (view "uncertainty")."""
+    params = _check_params(params, caller)
+    d = params.n_features
+    if X is None:
+        raise ValueError(f"{caller} needs the data X, shape (n, {d}): it shows how the mixture classifies them.")
+    X = _check_points(X, d, caller)
+    if d < 2:
+        raise ValueError(f"{caller} draws two features; this mixture has d=1. Use plot_pairs for one feature.")
+    shown = _feature_indices(features, d)
+    if len(shown) != 2:
+        raise ValueError(f"{caller} shows two features; got features={shown}. Use plot_pairs for more.")
+    feature_names = _check_feature_names(feature_names, d)
+    radii = _check_radii(radii)
+    sizes = _check_sizes(sizes)
+    rgba = _component_colors(params.n_components, colors)
+    plt = _pyplot()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 5))
+    colours, areas = _point_style(params, X, view, sizes, rgba)
+    _, means, covariances = _dense(marginal(params, shown))
+    _draw_ellipses(ax, means, covariances, radii, colors=rgba, linewidth=1.2, annotate=annotate)
+    ax.scatter(
+        X[:, shown[0]], X[:, shown[1]], s=areas, c=colours, edgecolors="white", linewidths=0.3, label="data", zorder=1
+    )
+    if view == "uncertainty":
+        _size_legend(ax, params.n_components, sizes)
+    ax.set_xlabel(feature_names[shown[0]])
+    ax.set_ylabel(feature_names[shown[1]])
+    ax.set_title(f"{params.n_components}-component {params.covariance_type} Gaussian mixture: {view}")
+    return ax
+
+
+def _size_legend(ax, n_components: int, sizes: tuple[float, float]) -> None:
+    """A legend of three reference areas: uncertainty 0, half its ceiling, its ceiling ``1 − 1/k``."""
+    from matplotlib.lines import Line2D
+
+    ceiling = 1.0 - 1.0 / n_components
+    references = np.array([0.0, ceiling / 2, ceiling]) if ceiling > 0 else np.array([0.0])
+    handles = [
+        Line2D([], [], linestyle="none", marker="o", color="0.4", markersize=float(np.sqrt(area)))
+        for area in _uncertainty_sizes(references, n_components, sizes)
+    ]
+    ax.legend(handles, [f"{u:.2g}" for u in references], title="1 − max responsibility", loc="best", fontsize="small")
+
+
+def _check_feature_names(feature_names, n_features: int) -> list[str]:
+    if feature_names is None:
+        return [f"x{j}" for j in range(n_features)]
+    feature_names = [str(name) for name in feature_names]
+    if len(feature_names) != n_features:
+        raise ValueError(f"feature_names has {len(feature_names)} names for a mixture with d={n_features} features.")
+    return feature_names
+
+
 def _table_columns(selection) -> dict[str, np.ndarray]:
     """The columns of a selection result's ``.table``, a DataFrame or a mapping, as ndarrays."""
     table = selection
@@ -552,18 +806,26 @@ def _table_columns(selection) -> dict[str, np.ndarray]:
 
 
 def plot_criterion(selection, criterion: str = "bic", ax=None, *, lower_is_better: bool | None = None):
-    """An information criterion against the number of components, one line per covariance type.
+    """An information criterion against the number of components, one curve per covariance type.
 
-    The best fit (lowest criterion for BIC, AIC and ICL) is marked with a star, a line
-    labelled ``"best: k=…, <type>"``.
+    Each covariance type found in the table gets its own colour, marker and line style (mclust's
+    ``plot.mclustBIC`` uses a symbol per model), whatever the names: scikit-learn's four, mclust's
+    fourteen (EII ... VVV) or any other; types are styled in the order they first appear in the
+    table, so ``select``'s grid order fixes them. The first 14 types get 14 distinct markers and
+    colours (matplotlib's tab20: its ten dark shades solid, then its light shades dashed). A grid
+    point with no value (NaN: a spurious fit, which ``select`` never chooses, or a failed one) is
+    a gap in its curve and a hollow marker in the curve's style at the foot of the axes, explained
+    by one legend entry. The best fit of the plotted criterion (lowest for BIC, AIC and ICL) is
+    marked with a star, a line labelled ``"best: k=…, <type>"``, and its curve is drawn thicker.
+    With more than six types the legend sits beside the axes.
 
     Parameters
     ----------
     selection : object with a ``.table``, pandas DataFrame, or mapping of columns
         One row per fit, with at least the columns ``k`` (int), ``covariance_type`` (str) and
         ``criterion``; e.g. the ``.table`` of ``bayesgmm.select`` (columns k, covariance_type,
-        log_likelihood, n_parameters, bic, aic, icl). Each (k, covariance_type) appears once;
-        NaN marks a failed fit (a gap in the line).
+        log_likelihood, n_parameters, bic, aic, icl, ..., spurious). Each (k, covariance_type)
+        appears once; NaN marks a spurious or failed fit (a gap in the curve).
     criterion : str
         The column to plot: ``"bic"``, ``"aic"``, ``"icl"`` or any other numeric column.
     ax : matplotlib Axes, optional
@@ -574,6 +836,9 @@ def plot_criterion(selection, criterion: str = "bic", ax=None, *, lower_is_bette
     Returns
     -------
     matplotlib.axes.Axes
+        ``ax.get_lines()``: one curve per type labelled with the type (x: k sorted, y: the
+        criterion, NaN kept), then the star; the hollow markers of NaN points are lines labelled
+        ``"_spurious: <type>"`` (hidden from the legend).
 
     Examples
     --------
@@ -626,15 +891,44 @@ def plot_criterion(selection, criterion: str = "bic", ax=None, *, lower_is_bette
     scores = np.where(np.isfinite(values), values, np.inf if lower_is_better else -np.inf)
     best = int(np.argmin(scores) if lower_is_better else np.argmax(scores))
     plt = _pyplot()
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
+    from matplotlib.transforms import blended_transform_factory
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4))
     _, first_rows = np.unique(types, return_index=True)
-    for covariance_type in types[np.sort(first_rows)]:  # one line per type, in table order
+    curve_types = types[np.sort(first_rows)]  # in table order
+    many = len(curve_types) > 6
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 4.5) if many else (6, 4), layout="constrained")
+    at_the_foot = blended_transform_factory(ax.transData, ax.transAxes)  # x in data, y in axes units
+    styles = _curve_styles(len(curve_types))
+    for covariance_type, style in zip(curve_types, styles):
         rows = np.flatnonzero(types == covariance_type)
         rows = rows[np.argsort(ks[rows], kind="stable")]
-        ax.plot(ks[rows], values[rows], marker="o", label=covariance_type)
+        is_best = covariance_type == types[best]
+        ax.plot(
+            ks[rows],
+            values[rows],
+            **style,
+            markersize=6,
+            linewidth=2.4 if is_best else 1.2,
+            zorder=2.5 if is_best else 2,
+            label=covariance_type,
+        )
+        missing_rows = rows[~np.isfinite(values[rows])]
+        if missing_rows.size:
+            ax.plot(
+                ks[missing_rows],
+                np.full(missing_rows.size, 0.03),
+                transform=at_the_foot,
+                color=style["color"],
+                marker=style["marker"],
+                markerfacecolor="none",
+                markersize=7,
+                linestyle="none",
+                clip_on=False,
+                label=f"_spurious: {covariance_type}",
+            )
     ax.plot(
         [ks[best]],
         [values[best]],
@@ -651,8 +945,43 @@ def plot_criterion(selection, criterion: str = "bic", ax=None, *, lower_is_bette
         f"{criterion.upper() if criterion.lower() in CRITERIA else criterion} "
         f"({'lower' if lower_is_better else 'higher'} is better)"
     )
-    ax.legend(title="covariance type")
+    handles, labels = ax.get_legend_handles_labels()
+    if not np.isfinite(values).all():
+        handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="none", linestyle="none"))
+        labels.append("no value (spurious fit):\nhollow marks at the foot")
+    if many:  # beside the axes, where 14 entries do not hide the curves
+        ax.legend(
+            handles, labels, title="covariance type", loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small"
+        )
+    else:
+        ax.legend(handles, labels, title="covariance type")
     return ax
+
+
+# Filled markers (hollow versions mark missing points): 14, one per mclust model, '*' kept for the best.
+_CURVE_MARKERS = ("o", "s", "^", "v", "D", "<", ">", "p", "h", "X", "P", "d", "8", "H")
+
+
+def _curve_styles(n_curves: int) -> list[dict]:
+    """``color``, ``marker`` and ``linestyle`` for curve 0, 1, ...: all three distinct pairwise up to 14 curves.
+
+    Colours run through tab20's dark shades (tab10's colours), then its light ones (dashed);
+    markers through ``_CURVE_MARKERS``; both cycle beyond 20 and 14 curves.
+    """
+    from matplotlib import colormaps
+
+    tab20 = colormaps["tab20"]
+    styles = []
+    for index in range(n_curves):
+        shade = (index // 10) % 2  # 0: dark shades, 1: light shades
+        styles.append(
+            dict(
+                color=tab20(2 * (index % 10) + shade),
+                marker=_CURVE_MARKERS[index % len(_CURVE_MARKERS)],
+                linestyle=("-", "--")[shade],
+            )
+        )
+    return styles
 
 
 def plot_pairs(
@@ -661,7 +990,9 @@ def plot_pairs(
     feature_names=None,
     *,
     features=None,
+    points: str = "data",
     radii=(1, 2),
+    sizes=(3.0, 60.0),
     n_grid: int = 80,
     n_levels: int = 8,
     bins: int = 30,
@@ -674,18 +1005,31 @@ def plot_pairs(
     the data and that marginal's component ellipses; for ``i = j`` the 1-D marginal
     density over a density histogram of feature i. Works for any d ≥ 1.
 
+    ``points`` chooses how the data are drawn: ``"data"`` in grey; ``"classification"``
+    coloured by their most probable component (as ``plot_classification``); ``"uncertainty"``
+    coloured so and sized by their uncertainty ``1 − max_k r_ik`` (the area map of
+    ``plot_uncertainty``). Responsibilities come from the whole d-feature mixture, so a point
+    keeps its colour and size in every panel; with these two, the diagonal panels also show
+    each component's weighted density ``π_k N(x | μ_k, σ_k²)`` in its colour.
+
     Parameters
     ----------
     params : GMMParams
         One mixture (no batch axes), any covariance type: means (k, d).
     X : array-like (n, d), optional
         Points to scatter and histogram (all d columns); also sets the plotted ranges.
+        Needed for ``points="classification"`` and ``"uncertainty"``.
     feature_names : sequence of d str, optional
         Axis labels; default ``x0, x1, ...``.
     features : sequence of int, optional
         The m features to show, in order (default all d).
+    points : {"data", "classification", "uncertainty"}
+        How the data are drawn (above).
     radii : float or sequence of float
         Ellipse radii in standard deviations, as in ``plot_ellipses``.
+    sizes : pair of float
+        Marker areas (points²): ``sizes[0]`` for every point, or ``(s_min, s_max)`` for
+        ``points="uncertainty"``.
     n_grid : int
         Grid points per axis for the densities.
     n_levels : int
@@ -717,19 +1061,48 @@ def plot_pairs(
     d = params.n_features
     X = _check_points(X, d, "plot_pairs")
     features = tuple(range(d)) if features is None else _feature_indices(features, d)
-    if feature_names is None:
-        feature_names = [f"x{j}" for j in range(d)]
-    feature_names = [str(name) for name in feature_names]
-    if len(feature_names) != d:
-        raise ValueError(f"feature_names has {len(feature_names)} names for a mixture with d={d} features.")
+    feature_names = _check_feature_names(feature_names, d)
+    points = _check_point_view(points, X, "plot_pairs")
     radii = _check_radii(radii)
+    sizes = _check_sizes(sizes)
     n_grid = _check_positive_int(n_grid, "n_grid")
-    plt = _pyplot()
-
-    # the shown features' marginal as float64 ndarrays: weights (k,), means (k, m), covariances (k, m, m)
+    style = None if points == "data" else _point_style(params, X, points, sizes, None)
     weights, means, covariances = _dense(marginal(params, features))
-    m = len(features)
-    X = None if X is None else X[:, list(features)]
+    return _pairs_figure(
+        weights,
+        means,
+        covariances,
+        None if X is None else X[:, list(features)],
+        [feature_names[f] for f in features],
+        params.dtype,
+        style=style,
+        radii=radii,
+        n_grid=n_grid,
+        n_levels=n_levels,
+        bins=bins,
+        figsize=figsize,
+        title=f"{params.n_components}-component {params.covariance_type} Gaussian mixture: marginals",
+    )
+
+
+def _check_point_view(points, X, caller: str) -> str:
+    if points not in ("data", *_POINT_VIEWS):
+        raise ValueError(f"points must be 'data', 'classification' or 'uncertainty', got {points!r}.")
+    if points != "data" and X is None:
+        raise ValueError(f"{caller}(points={points!r}) needs the data X to classify; pass X or points='data'.")
+    return points
+
+
+def _pairs_figure(
+    weights, means, covariances, X, names, dtype, *, style, radii, n_grid, n_levels, bins, figsize, title
+):
+    """The m × m pair plot of the mixture weights (k,), means (k, m), covariances (k, m, m) (float64).
+
+    X (n, m) or None: the shown columns of the data; style: None (grey points) or per-row face
+    colours (n, 4) and marker areas (n,); names: the m axis labels.
+    """
+    plt = _pyplot()
+    m = means.shape[1]
     if X is not None:
         low, high = X.min(axis=0), X.max(axis=0)
     else:
@@ -739,30 +1112,40 @@ def plot_pairs(
     low, high = low - pad, high + pad
     grids = [np.linspace(low[a], high[a], n_grid) for a in range(m)]
     figure, axes = plt.subplots(m, m, figsize=figsize or (2.4 * m + 0.6, 2.4 * m + 0.4), squeeze=False)
+    rgba = _component_colors(len(weights))
 
     for a in range(m):  # diagonal: 1-D marginals
         ax = axes[a, a]
         if X is not None:
             ax.hist(X[:, a], bins=bins, density=True, color="0.82", edgecolor="white", label="data")
-        one = _full_mixture(weights, means[:, [a]], covariances[:, [a]][:, :, [a]], params.dtype)
+        one = _full_mixture(weights, means[:, [a]], covariances[:, [a]][:, :, [a]], dtype)
         density = np.exp(np.asarray(_log_prob(one, grids[a][:, None]), dtype=np.float64))
         ax.plot(grids[a], density, color="black", linewidth=1.4, label="marginal density")
+        if style is not None:  # each component's share π_k N(x | μ_k, σ_k²), in its colour
+            deviations = np.sqrt(covariances[:, a, a])
+            standardised = (grids[a][None, :] - means[:, a, None]) / deviations[:, None]
+            shares = weights[:, None] * np.exp(-0.5 * standardised**2) / (np.sqrt(2 * np.pi) * deviations[:, None])
+            for component, share in enumerate(shares):
+                ax.plot(grids[a], share, color=rgba[component], linewidth=1.0, label=f"component {component}")
         ax.set_xlim(low[a], high[a])
         ax.set_yticks([])
 
     for a, b in itertools.combinations(range(m), 2):  # off-diagonal: 2-D marginals, one density per pair
         along_a, along_b = np.meshgrid(grids[a], grids[b], indexing="ij")
-        points = np.column_stack([along_a.ravel(), along_b.ravel()])
-        pair = _full_mixture(weights, means[:, [a, b]], covariances[:, [a, b]][:, :, [a, b]], params.dtype)
-        log_density = np.asarray(_log_prob(pair, points), dtype=np.float64).reshape(n_grid, n_grid)
+        grid_points = np.column_stack([along_a.ravel(), along_b.ravel()])
+        pair = _full_mixture(weights, means[:, [a, b]], covariances[:, [a, b]][:, :, [a, b]], dtype)
+        log_density = np.asarray(_log_prob(pair, grid_points), dtype=np.float64).reshape(n_grid, n_grid)
         top = log_density.max()
         levels = np.linspace(top - 8.0, top, n_levels)
         # panel (row, col) shows feature col across and feature row up: z[row index, col index]
         for row, col, z in ((a, b, log_density), (b, a, log_density.T)):
             ax = axes[row, col]
             ax.contour(grids[col], grids[row], z, levels=levels, cmap="Greys", linewidths=0.8)
-            if X is not None:
+            if X is not None and style is None:
                 ax.scatter(X[:, col], X[:, row], s=4, c="0.3", alpha=0.5, linewidths=0, label="data")
+            elif X is not None:
+                colours, areas = style
+                ax.scatter(X[:, col], X[:, row], s=areas, c=colours, alpha=0.8, linewidths=0, label="data")
             index = [col, row]  # this panel's 2-D marginal: x = feature col, y = feature row
             sub_covariances = covariances[:, index][:, :, index]
             _draw_ellipses(ax, means[:, index], sub_covariances, radii, linewidth=1.0, annotate=False)
@@ -772,12 +1155,213 @@ def plot_pairs(
     for row, col in itertools.product(range(m), range(m)):
         ax = axes[row, col]
         if row == m - 1:
-            ax.set_xlabel(feature_names[features[col]])
+            ax.set_xlabel(names[col])
         else:
             ax.tick_params(labelbottom=False)
         if col == 0:
-            ax.set_ylabel(feature_names[features[row]] if m > 1 else "density")
+            ax.set_ylabel(names[row] if m > 1 else "density")
         elif row != col:
             ax.tick_params(labelleft=False)
-    figure.suptitle(f"{params.n_components}-component {params.covariance_type} Gaussian mixture: marginals")
+    figure.suptitle(title)
     return figure
+
+
+# ----------------------------------------------------------------------------- dimension reduction
+
+
+class Directions(NamedTuple):
+    """Result of ``dr_directions``: the directions that show a mixture's clusters, best first.
+
+    basis : ndarray (d, m)
+        Unit-norm columns ``β_1 … β_m``; the data's coordinates are ``(X − center) @ basis``.
+    eigenvalues : ndarray (m,)
+        Generalised eigenvalues ``l_1 ≥ … ≥ l_m > 0`` of the kernel (how much of the clusters'
+        separation each direction carries).
+    center : ndarray (d,)
+        Where the coordinates are measured from: the data's mean (or the mixture's).
+    """
+
+    basis: np.ndarray
+    eigenvalues: np.ndarray
+    center: np.ndarray
+
+
+def dr_directions(params: GMMParams, X=None, *, mixing: float = 0.5) -> Directions:
+    """Dimension-reduction directions of a mixture: mclust's ``MclustDR`` (Scrucca 2010).
+
+    With weights ``π_k``, means ``μ_k`` and covariances ``Σ_k``, the overall mean ``μ`` and
+    covariance ``Σ`` (of the data ``X``, divisor n, when given; else of the mixture,
+    ``Σ = S + M_I``), and the pooled covariance ``S = Σ_k π_k Σ_k``, the kernel
+
+        ``M = 2λ M_I Σ⁻¹ M_I + 2(1 − λ) M_II``,
+        ``M_I = Σ_k π_k (μ_k − μ)(μ_k − μ)ᵀ``,  ``M_II = Σ_k π_k (Σ_k − S) Σ⁻¹ (Σ_k − S)``
+
+    collects the variation of the means (``M_I``) and of the covariances (``M_II``). The
+    directions solve the generalised eigenproblem ``M β = l Σ β``; those with ``l`` above
+    ``sqrt(machine epsilon)`` are kept, largest first, scaled to unit norm and signed so that
+    their largest entry is positive. For two components with one shared covariance the only
+    direction is Fisher's discriminant ``Σ⁻¹ (μ_1 − μ_2)``. Computed in float64 on the host
+    through the Cholesky factor of ``Σ`` (no inverse): ``L⁻¹ M L⁻ᵀ`` is symmetric.
+
+    Parameters
+    ----------
+    params : GMMParams
+        One mixture (no batch axes), any covariance type: means (k, d).
+    X : array-like (n, d), optional
+        The data: their mean and covariance (divisor n) are ``μ`` and ``Σ``, as in mclust.
+    mixing : float
+        ``λ`` in [0, 1], the weight of the means' part (mclust's ``lambda``; 0.5 weighs both equally).
+
+    Returns
+    -------
+    Directions
+        basis (d, m), eigenvalues (m,), center (d,), with ``m ≤ d``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesgmm import GMMParams
+    >>> from bayesgmm.plot import dr_directions
+    >>> params = GMMParams.from_covariances([0.5, 0.5], [[0.0, 0.0, 0.0], [0.0, 4.0, 0.0]],
+    ...                                     np.eye(3), "tied")
+    >>> directions = dr_directions(params)  # the means differ along the second feature only
+    >>> directions.basis.round(6).T, directions.eigenvalues.round(6)
+    (array([[0., 1., 0.]]), array([0.64]))
+
+    References
+    ----------
+    L. Scrucca, "Dimension reduction for model-based clustering", Statistics and Computing 20(4),
+    471–484, 2010.
+    """
+    params = _check_params(params, "dr_directions")
+    X = _check_points(X, params.n_features, "dr_directions")
+    if isinstance(mixing, bool) or not isinstance(mixing, numbers.Real) or not 0.0 <= mixing <= 1.0:
+        raise ValueError(f"mixing (mclust's lambda) must be a number in [0, 1], got {mixing!r}.")
+    weights, means, covariances = _dense(params)
+    center = weights @ means if X is None else X.mean(axis=0)
+    deviations = means - center  # (k, d)
+    between = np.einsum("k,ki,kj->ij", weights, deviations, deviations)  # M_I
+    pooled = np.einsum("k,kij->ij", weights, covariances)  # S
+    total = pooled + between if X is None else np.cov(X, rowvar=False, bias=True).reshape(len(center), -1)
+    try:
+        cholesky = np.linalg.cholesky(total)
+    except np.linalg.LinAlgError:
+        raise ValueError(
+            "the data's covariance is singular (a constant or collinear column?); drop the redundant columns."
+        ) from None
+
+    def whiten(matrix):  # L⁻¹ A L⁻ᵀ for symmetric A (..., d, d), by two solves against the factor
+        half = np.linalg.solve(cholesky, matrix)  # L⁻¹ A
+        return np.swapaxes(np.linalg.solve(cholesky, np.swapaxes(half, -1, -2)), -1, -2)
+
+    between_white = whiten(between)
+    spread_white = whiten(covariances - pooled)  # (k, d, d)
+    kernel = 2.0 * mixing * between_white @ between_white + 2.0 * (1.0 - mixing) * np.einsum(
+        "k,kij,kjl->il", weights, spread_white, spread_white
+    )
+    eigenvalues, vectors = np.linalg.eigh(0.5 * (kernel + kernel.T))
+    order = np.argsort(eigenvalues)[::-1]
+    eigenvalues = np.maximum(eigenvalues[order], 0.0)
+    keep = eigenvalues > np.sqrt(np.finfo(np.float64).eps)
+    basis = np.linalg.solve(cholesky.T, vectors[:, order][:, keep])  # β = L⁻ᵀ u
+    basis = basis / np.linalg.norm(basis, axis=0)
+    signs = np.sign(basis[np.abs(basis).argmax(axis=0), np.arange(basis.shape[1])])
+    return Directions(basis * signs, eigenvalues[keep], center)
+
+
+def plot_directions(
+    params: GMMParams,
+    X,
+    n_directions: int | None = 2,
+    *,
+    points: str = "uncertainty",
+    mixing: float = 0.5,
+    radii=(1, 2),
+    sizes=(3.0, 60.0),
+    n_grid: int = 80,
+    n_levels: int = 8,
+    bins: int = 30,
+    figsize=None,
+):
+    """Pair plot of the data and the mixture on its dimension-reduction directions (``dr_directions``).
+
+    mclust's ``plot(MclustDR(model))``: a projection view for any d. The data's coordinates are
+    ``Z = (X − center) @ basis`` and each component projects exactly to
+    ``N((μ_k − center) @ basis, basisᵀ Σ_k basis)``; the panels are those of ``plot_pairs``
+    on the projected mixture ("Dir1", "Dir2", ...: contours, ellipses, 1-D densities), with the
+    points coloured (and sized) by the responsibilities of the whole d-feature mixture.
+
+    Parameters
+    ----------
+    params : GMMParams
+        One mixture (no batch axes), any covariance type: means (k, d).
+    X : array-like (n, d)
+        The data: they set the directions' centre and covariance (as in mclust) and are shown.
+    n_directions : int or None
+        How many of the leading directions to show (default 2, mclust's scatterplot; all kept
+        directions when None or when fewer are kept).
+    points : {"uncertainty", "classification", "data"}
+        How the data are drawn, as in ``plot_pairs``.
+    mixing : float
+        ``λ`` of ``dr_directions``.
+    radii, sizes, n_grid, n_levels, bins, figsize
+        As in ``plot_pairs``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``figure.axes`` holds the m × m panels row by row, on the first m columns of
+        ``dr_directions(params, X, mixing=mixing).basis``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayesgmm import GMMParams
+    >>> from bayesgmm.plot import plot_directions
+    >>> params = GMMParams.from_covariances([0.5, 0.5], [[0.0, 0.0, 0.0], [3.0, 1.0, 0.0]],
+    ...                                     [[1.0, 1.0, 1.0], [1.0, 1.0, 4.0]], "diag")
+    >>> X = np.random.default_rng(0).normal(size=(40, 3)) + [1.5, 0.5, 0.0]
+    >>> figure = plot_directions(params, X)
+    >>> len(figure.axes), figure.axes[2].get_xlabel()
+    (4, 'Dir1')
+    >>> import matplotlib.pyplot as plt
+    >>> plt.close(figure)
+    """
+    params = _check_params(params, "plot_directions")
+    if X is None:
+        raise ValueError("plot_directions needs the data X: they set the directions' centre and covariance.")
+    X = _check_points(X, params.n_features, "plot_directions")
+    directions = dr_directions(params, X, mixing=mixing)
+    if n_directions is not None:
+        n_directions = _check_positive_int(n_directions, "n_directions")
+        directions = directions._replace(
+            basis=directions.basis[:, :n_directions], eigenvalues=directions.eigenvalues[:n_directions]
+        )
+    if directions.basis.shape[1] == 0:
+        raise ValueError(
+            "the mixture has no direction that separates its components (all eigenvalues 0: one component, or "
+            "identical components); use plot_pairs on the features instead."
+        )
+    points = _check_point_view(points, X, "plot_directions")
+    radii = _check_radii(radii)
+    sizes = _check_sizes(sizes)
+    n_grid = _check_positive_int(n_grid, "n_grid")
+    style = None if points == "data" else _point_style(params, X, points, sizes, None)
+    weights, means, covariances = _dense(params)
+    basis = directions.basis
+    projected_covariances = np.einsum("im,kij,jn->kmn", basis, covariances, basis)
+    return _pairs_figure(
+        weights,
+        (means - directions.center) @ basis,
+        0.5 * (projected_covariances + np.swapaxes(projected_covariances, -1, -2)),
+        (X - directions.center) @ basis,
+        [f"Dir{index + 1}" for index in range(basis.shape[1])],
+        params.dtype,
+        style=style,
+        radii=radii,
+        n_grid=n_grid,
+        n_levels=n_levels,
+        bins=bins,
+        figsize=figsize,
+        title=f"{params.n_components}-component {params.covariance_type} Gaussian mixture: MclustDR directions",
+    )
