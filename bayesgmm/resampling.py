@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm import _validation
-from bayesgmm._errors import ArgumentTypeError
+from bayesgmm._errors import ArgumentTypeError, ConvergenceWarning
 from bayesgmm.covariance import get_structure
 from bayesgmm.em import EMConfig, EMResult, compute_dtype, fit_groups, prepare_data, refit, start_draws
 from bayesgmm.inference import relabel
@@ -120,7 +120,9 @@ def bootstrap(
         The data ``params`` were fitted to (complete rows, in memory).
     params : GMMParams or EMResult
         The fit (one, not a batch): each replicate's EM starts from it, and the replicates'
-        components are relabelled to its components (optimal assignment on the means).
+        components are relabelled to its components (optimal assignment on the means, as
+        posterior draws are; components with nearly equal means are told apart by their means
+        only).
     n_boot : int
         Number of replicates (>= 2), all fitted in one compiled program.
     type : {"nonparametric", "parametric"}
@@ -175,6 +177,7 @@ def bootstrap(
     else:
         rows = _simulate(params, n_boot, n_samples, jax.random.key(seed))
         fits = refit(data, params, config, rows=rows)
+    _warn_unconverged(fits, config, "bootstrap replicates")
     valid = ~fits.failed
     if not np.any(valid):
         raise ValueError(
@@ -291,6 +294,8 @@ def bootstrap_lrt(
         rows = _simulate(null.params, n_boot, n_samples, key)
         under_null = refit(data, null.params, config, rows=rows)
         under_alternative = refit(data, alternative.params, config, rows=rows)
+        _warn_unconverged(under_null, config, f"bootstrap refits with k={null_k}")
+        _warn_unconverged(under_alternative, config, f"bootstrap refits with k={null_k + 1}")
         boot = 2.0 * n_samples * (under_alternative.log_likelihood - under_null.log_likelihood)
         boot = np.where(under_null.failed | under_alternative.failed, np.nan, boot)
         valid = boot[np.isfinite(boot)]
@@ -317,6 +322,18 @@ def _simulate(params: GMMParams, n_boot: int, n_samples: int, key) -> np.ndarray
     """(n_boot, n_samples, d) rows drawn from ``params`` (one draw of ``n_boot · n_samples`` rows, split)."""
     rows, _ = params.sample(n_boot * n_samples, seed=key)
     return np.asarray(rows, np.float64).reshape(n_boot, n_samples, params.n_features)
+
+
+def _warn_unconverged(fits, config: EMConfig, what: str) -> None:
+    """A ``ConvergenceWarning`` (at the caller's caller) when some replicates stopped at ``max_iter``."""
+    unconverged = int(np.sum(~fits.converged & ~fits.failed))
+    if unconverged and config.max_iter > 0:
+        warnings.warn(
+            f"EM did not converge within max_iter={config.max_iter} iterations in {unconverged} of "
+            f"{fits.converged.size} {what} (tol={config.tol:g}); they are kept as they stopped. Increase max_iter.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
 
 
 def _summary(estimate, replicates: np.ndarray, quantiles) -> ParameterSummary:

@@ -277,6 +277,8 @@ def test_bootstrap_rejects_params_that_do_not_fit_the_data():
         bayesgmm.bootstrap(X[:1], params, n_boot=9)
     with pytest.raises(ValueError, match="NaN"):
         bayesgmm.bootstrap(np.where(np.arange(60)[:, None] == 3, np.nan, X), params, n_boot=9)
+    with pytest.warns(bayesgmm.ConvergenceWarning, match=r"did not converge within max_iter=1 .* of 9 bootstrap"):
+        bayesgmm.bootstrap(X, params, n_boot=9, max_iter=1, tol=1e-12)
     result = bayesgmm.em_fit(X, 2, seed=0)  # an EMResult is accepted for its params
     assert bayesgmm.bootstrap(X, result, n_boot=9).means.estimate.shape == (2, 1)
 
