@@ -6,6 +6,9 @@ Public API (explicit re-exports; ArviZ and matplotlib load only when used):
 - ``infer(X, k, method="nuts" | "svi" | "map", ...)`` -> ``Posterior``; ``Priors``.
 - ``select(X, k, covariance_types, criterion=...)`` -> ``Selection``: the model-selection grid
   (BIC, AIC, ICL by batched EM; PSIS-LOO by ``infer``); ``loo_compare(X, ks, ...)``.
+- ``bootstrap(X, params, n_boot=...)`` -> ``Bootstrap``: standard errors and percentile intervals;
+  ``bootstrap_lrt(X, k, covariance_type)`` -> ``BootstrapLRT``: the bootstrap likelihood-ratio test
+  of k vs k + 1 components (mclust's); loaded on first use.
 - ``shard(X)`` -> ``ShardedRows``: rows placed over all devices, for ``em_fit``.
 - ``GMMParams``: the parameter pytree shared by every fit, density and plot.
 - ``save(params, path)`` / ``load(path)``: ``.npz`` or ``.json``, never pickle.
@@ -34,21 +37,25 @@ from bayesgmm.sharding import ShardedRows, shard
 __version__ = "0.1.0"
 
 _SKLEARN_ESTIMATORS = ("BayesianGMM", "GaussianMixture")
+_BOOTSTRAP = ("Bootstrap", "BootstrapLRT", "bootstrap", "bootstrap_lrt")
+_LAZY = {**dict.fromkeys(_SKLEARN_ESTIMATORS, "bayesgmm.sklearn"), **dict.fromkeys(_BOOTSTRAP, "bayesgmm.resampling")}
 
 
 def __getattr__(name: str):
-    """Load the scikit-learn estimators on first use, so ``import bayesgmm`` does not import sklearn."""
-    if name in _SKLEARN_ESTIMATORS:
-        return getattr(_importlib.import_module("bayesgmm.sklearn"), name)
+    """Load the scikit-learn estimators and the bootstrap on first use, so ``import bayesgmm`` stays light."""
+    if name in _LAZY:
+        return getattr(_importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'bayesgmm' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_SKLEARN_ESTIMATORS))
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [
     "BayesianGMM",
+    "Bootstrap",
+    "BootstrapLRT",
     "ConvergenceWarning",
     "DegenerateComponentWarning",
     "DegenerateFitError",
@@ -61,6 +68,8 @@ __all__ = [
     "Selection",
     "ShardedRows",
     "SpuriousComponentWarning",
+    "bootstrap",
+    "bootstrap_lrt",
     "em_fit",
     "infer",
     "load",

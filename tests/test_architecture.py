@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("bayesgmm.em._fit",),
     ("bayesgmm.em",),
     ("bayesgmm.inference",),
-    ("bayesgmm.selection",),
+    ("bayesgmm.selection", "bayesgmm.resampling"),
     ("bayesgmm",),
     ("bayesgmm.sklearn", "bayesgmm.cli._render", "bayesgmm.cli._parser"),
     ("bayesgmm.cli._files",),

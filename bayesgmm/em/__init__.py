@@ -15,9 +15,10 @@ lower layers: ``_errors``, ``_validation``, ``covariance``, ``params``, ``chunks
   initial draws (``start_draws``);
 - drivers: ``_memory`` (rows in memory or sharded, one compiled program), ``_streaming``
   (rows streamed from the host, block by block) and ``_host`` (NumPy, for small data);
-- ``_fit``: ``em_fit``, ``fit_groups`` (``select``'s grid) and ``fit_on_host`` (``infer``'s start).
+- ``_fit``: ``em_fit``, ``fit_groups`` (``select``'s grid), ``fit_on_host`` (``infer``'s start) and
+  ``refit`` (the bootstrap's replicates: ``_memory.fit_replicates``).
 
-Public: ``em_fit``, ``EMResult``; for ``select`` and tests also ``fit_groups``,
+Public: ``em_fit``, ``EMResult``; for ``select``, ``bootstrap`` and tests also ``fit_groups``, ``refit``,
 ``prepare_data``, ``start_draws``, ``compute_dtype``, ``EMConfig``, ``e_step``, ``m_step`` and
 ``SufficientStatistics``.
 """
@@ -25,7 +26,7 @@ Public: ``em_fit``, ``EMResult``; for ``select`` and tests also ``fit_groups``,
 from bayesgmm.em._config import EMConfig
 from bayesgmm.em._data import PreparedData, compute_dtype, prepare_data, start_draws
 from bayesgmm.em._estep import E_STEPS, e_step
-from bayesgmm.em._fit import GridFit, Notice, em_fit, fit_groups, fit_on_host
+from bayesgmm.em._fit import GridFit, Notice, Refits, em_fit, fit_groups, fit_on_host, refit
 from bayesgmm.em._kernels import m_step
 from bayesgmm.em._state import EMResult, SufficientStatistics, UserInit
 
@@ -36,6 +37,7 @@ __all__ = [
     "GridFit",
     "Notice",
     "PreparedData",
+    "Refits",
     "SufficientStatistics",
     "UserInit",
     "compute_dtype",
@@ -45,5 +47,6 @@ __all__ = [
     "fit_on_host",
     "m_step",
     "prepare_data",
+    "refit",
     "start_draws",
 ]

@@ -355,6 +355,84 @@ def fit_on_host(
     return fit.result, notices
 
 
+class Refits(NamedTuple):
+    """``refit``'s replicate fits on the data's scale: NumPy leaves with a leading (replicates,) axis."""
+
+    params: GMMParams  # batched (replicates,): weights (r, k), means (r, k, d), scale (r, ...)
+    log_likelihood: np.ndarray  # (r,) mean log-likelihood per unit of row weight (−inf for a failed fit)
+    converged: np.ndarray  # (r,) bool: stopped by ``tol`` within ``max_iter``
+    failed: np.ndarray  # (r,) bool: a covariance stopped being positive definite, or a value is not finite
+
+
+def refit(data: PreparedData, start: GMMParams, config: EMConfig, *, weights=None, rows=None) -> Refits:
+    """EM started from ``start`` on every replicate of the data, all in one compiled program (the bootstrap).
+
+    ``weights (r, n)``: each replicate's weights of ``data``'s ``n`` rows (multinomial counts: a
+    nonparametric bootstrap). ``rows (r, n, d)``: each replicate's own rows on the data's scale
+    (simulated: a parametric bootstrap), with unit weights unless ``weights`` are given.
+    ``start`` (unbatched, on the data's scale) gives the number of components and the covariance
+    type; ``config.init`` and ``config.n_init`` are not used. The rows must be in memory, complete
+    (no NaN), on one device (not ``stream`` nor ``shard``). Warnings are not raised: a failed
+    replicate is marked ``failed`` and scores −inf, for the caller to count.
+    """
+    if data.stream or data.mesh is not None or data.has_missing:
+        raise ValueError(
+            "The bootstrap needs complete rows in memory on one device: pass X as an array without NaN, "
+            "not streamed (np.memmap, stream=True) nor sharded (bayesgmm.shard)."
+        )
+    dtype = compute_dtype(data)
+    k = start.n_components
+    if rows is None:
+        X = data.X
+        weights = np.asarray(weights, dtype)
+        weights = np.pad(weights, ((0, 0), (0, X.shape[0] - weights.shape[1])))  # padding rows weigh 0
+    else:
+        n_replicates, n_rows = rows.shape[:2]
+        pad = bucket_size(n_rows) - n_rows
+        scaled = (np.asarray(rows, np.float64) - data.center) / data.scale  # on the host: no small programs
+        X = to_device(np.pad(scaled, ((0, 0), (0, pad), (0, 0))), dtype)
+        unit = np.ones((n_replicates, n_rows), dtype) if weights is None else np.asarray(weights, dtype)
+        weights = np.pad(unit, ((0, 0), (0, pad)))
+    moments = config.resolved_moments(dtype, False)
+    sequential = _memory.on_cpu(data.X)
+    n_rows = X.shape[-2]
+    chunk_size = min(config.chunk_size, n_rows) if config.chunk_size is not None else None
+    batch = 1 if sequential else weights.shape[0]  # vmapped replicates share each chunk's working memory
+    chunk_size = chunk_size or default_chunk_size(n_rows, k, data.n_features, batch, moments)
+    program = Program(
+        k=k,
+        covariance_type=start.covariance_type,
+        init=config.init,
+        moments=moments,
+        degenerate=config.degenerate,
+        history_size=bucket_size(config.max_iter + 1),
+        chunk_size=chunk_size,
+        sequential=sequential,
+    )
+    covariances = np.asarray(start.covariances, np.float64)
+    user_init = _rescaled(
+        UserInit(np.asarray(start.weights, np.float64), np.asarray(start.means, np.float64), covariances), data, dtype
+    )
+    states = _memory.fit_replicates(
+        X, to_device(weights, dtype), settings(data, k, config, dtype), user_init, program=program
+    )
+    states = jax.device_get(states)
+    params = states.params
+    means = params.means * data.scale + data.center
+    scale = params.scale * data.scale
+    log_likelihood = np.asarray(states.log_likelihood, np.float64) - data.n_features * math.log(data.scale)
+    finite = np.isfinite(log_likelihood) & np.all(np.isfinite(means.reshape(means.shape[0], -1)), axis=1)
+    finite &= np.all(np.isfinite(scale.reshape(scale.shape[0], -1)), axis=1)
+    failed = np.asarray(states.failed) | ~finite
+    converged = (np.abs(np.asarray(states.change)) < config.tol) & ~failed
+    return Refits(
+        GMMParams(params.weights, means.astype(dtype), scale.astype(dtype), start.covariance_type),
+        np.where(failed, -np.inf, log_likelihood),
+        converged,
+        failed,
+    )
+
+
 def _fit_streamed(data: PreparedData, k: int, program: Program, draws, scaled_init: UserInit, config: EMConfig):
     """One streamed fit (``_streaming``) with ``k`` components; ``draws`` (restarts, ...) its initial draws."""
     dtype = jnp.result_type(float)

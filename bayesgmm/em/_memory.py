@@ -101,3 +101,41 @@ def fit_batch(X, weights, draws, active, settings: Settings, user_init: UserInit
 def on_cpu(X: Array) -> bool:
     """The rows are on CPU devices (where ``fit_batch`` runs its fits one after another)."""
     return all(device.platform == "cpu" for device in X.devices())
+
+
+@functools.partial(jax.jit, static_argnames="program")
+def fit_replicates(X, weights, settings: Settings, user_init: UserInit, *, program: Program) -> EMState:
+    """Refits of one start on many resamples of the rows (the bootstrap), in one compiled program.
+
+    Parameters
+    ----------
+    X : (n, d) rescaled rows shared by every replicate (a nonparametric bootstrap: the replicates
+        differ in their weights), or (replicates, n, d) each replicate's own rows (a parametric one)
+    weights : (replicates, n) each replicate's row weights (multinomial counts; 0 for padding)
+    settings : Settings; ``total_weight`` and ``mean_row_weight`` are replaced by each replicate's
+    user_init : UserInit, complete: every replicate starts from these parameters
+    program : Program (static)
+        With ``program.sequential`` the replicates run one after another (``lax.map``; for
+        CPUs), otherwise vmapped (accelerators), as the restarts of ``fit_batch``.
+
+    Returns
+    -------
+    EMState with a leading (replicates,) axis
+    """
+    structure = program.structure
+    settings = device_settings(settings, structure, program.k)
+    user_init = device_user_init(user_init, structure)
+
+    def one(rows, row_weights):
+        total = jnp.sum(row_weights)
+        count = jnp.count_nonzero(row_weights).astype(total.dtype)
+        replicate = settings._replace(total_weight=total, mean_row_weight=total / count)
+        chunks = chunk_rows(rows, row_weights, program.chunk_size)
+        return fit_one(None, chunks, replicate, user_init, program)  # a complete user_init: no draws
+
+    shared = X.ndim == 2
+    if program.sequential:
+        if shared:
+            return lax.map(lambda row_weights: one(X, row_weights), weights)
+        return lax.map(lambda replicate: one(*replicate), (X, weights))
+    return jax.vmap(one, in_axes=(None if shared else 0, 0))(X, weights)
