@@ -54,6 +54,8 @@ from jax import Array
 from jax.scipy.linalg import solve_triangular
 
 from bayesgmm._arrays import host_cholesky, namespace
+from bayesgmm._eigen import MODELS as EIGEN_MODELS
+from bayesgmm._eigen import EigenModel
 from bayesgmm._errors import ArgumentTypeError
 
 HIGHEST = "highest"
@@ -891,17 +893,53 @@ SPHERICAL = CovarianceStructure(
 )
 
 
+# ----------------------------------------------------------------------------- mclust's models
+
+
+def _eigen_structure(name: str, model: EigenModel) -> CovarianceStructure:
+    """One of mclust's constrained models (``_eigen``) in the full layout: (k, d, d) Cholesky factors.
+
+    Everything but the M-step, the parameter count and the rows a component needs is the
+    full structure's (densities, E-steps, sampling, files); the M-step fits the model's
+    covariances to the components' scatter matrices and adds ``reg_covar`` to their
+    diagonals. No Bayesian parametrisation (``prior`` is None: ``infer`` supports the four
+    scikit-learn types).
+    """
+
+    def scale_from_moments(counts, nk, first, delta, second, reg_covar):
+        covariance = model.covariances(_outer_scatter(counts, first, delta, second), nk)  # nk 0: switched off
+        return _cholesky(covariance + reg_covar * _eye_like(covariance))
+
+    scale_from_moments.__name__ = scale_from_moments.__qualname__ = f"_{name.lower()}_scale_from_moments"
+    return CovarianceStructure(
+        name=name,
+        core=FULL.core._replace(n_parameters=model.n_parameters),
+        em=FULL.em._replace(scale_from_moments=scale_from_moments, supported_rows=model.supported_rows),
+        prior=None,
+    )
+
+
+# mclust's names of scikit-learn's four types: the same structures (same layouts and results)
+MCLUST_NAMES: dict[str, str] = {"VII": "spherical", "VVI": "diag", "EEE": "tied", "VVV": "full"}
+
 STRUCTURES: dict[str, CovarianceStructure] = {structure.name: structure for structure in (FULL, TIED, DIAG, SPHERICAL)}
-COVARIANCE_TYPES: tuple[str, ...] = tuple(STRUCTURES)
+COVARIANCE_TYPES: tuple[str, ...] = tuple(STRUCTURES)  # scikit-learn's four
+for _name, _model in EIGEN_MODELS.items():
+    STRUCTURES[_name] = STRUCTURES[MCLUST_NAMES[_name]] if _name in MCLUST_NAMES else _eigen_structure(_name, _model)
+MCLUST_MODELS: tuple[str, ...] = tuple(EIGEN_MODELS)  # mclust's 14, in mclust's order (EII ... VVV)
+ALL_TYPES: tuple[str, ...] = COVARIANCE_TYPES + tuple(name for name in MCLUST_MODELS if name not in MCLUST_NAMES)
 
 
 def get_structure(covariance_type: str) -> CovarianceStructure:
-    """Look up a covariance type, with an error that lists the valid ones."""
+    """Look up a covariance type (scikit-learn's four names or mclust's 14), with an error that lists the valid ones."""
     try:
         return STRUCTURES[covariance_type]
     except (KeyError, TypeError):
         error = ValueError if isinstance(covariance_type, str) else ArgumentTypeError
-        raise error(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}.") from None
+        raise error(
+            f"covariance_type must be one of scikit-learn's {COVARIANCE_TYPES} or mclust's {MCLUST_MODELS}, "
+            f"got {covariance_type!r}."
+        ) from None
 
 
 LOG_2PI = 1.8378770664093453  # log(2π)

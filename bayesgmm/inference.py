@@ -38,7 +38,7 @@ from bayesgmm import _validation, _variational
 from bayesgmm._cache import enable as enable_compilation_cache
 from bayesgmm._errors import ArgumentTypeError, ConvergenceWarning, DegenerateFitError
 from bayesgmm.convert import to_datatree
-from bayesgmm.covariance import get_structure
+from bayesgmm.covariance import COVARIANCE_TYPES, get_structure
 from bayesgmm.em import EMConfig, EMResult, em_fit, fit_on_host
 from bayesgmm.model import (
     Priors,
@@ -50,6 +50,7 @@ from bayesgmm.model import (
 )
 from bayesgmm.params import GMMParams
 
+BAYESIAN_TYPES = COVARIANCE_TYPES  # the covariance types with a prior (model.gmm_model)
 GUIDES = tuple(name for name in _variational.GUIDES if name != "map")  # SVI's guides; "map" is method="map"
 _INIT_JITTER = 0.1  # sd of the per-chain perturbation of the EM start, unconstrained scale
 
@@ -807,7 +808,12 @@ def infer(
     X = _validation.check_data(X)
     n, d = X.shape
     k = _validation.check_n_components(k, n)
-    get_structure(covariance_type)
+    if get_structure(covariance_type).prior is None:
+        raise ValueError(
+            f"infer supports the covariance types {BAYESIAN_TYPES} (mclust's VVV, EEE, VVI, VII), got "
+            f"{covariance_type!r}: mclust's other models have no prior here. Use em_fit or select for "
+            f"{covariance_type!r}, or one of {BAYESIAN_TYPES} for a posterior."
+        )
     method = _validation.check_choice(method, "method", METHODS)
     guide = _validation.check_choice(guide, "guide", GUIDES)
     chain_method = resolve_chain_method(chain_method)

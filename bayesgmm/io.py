@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm._errors import ArgumentTypeError
-from bayesgmm.covariance import COVARIANCE_TYPES, get_structure
+from bayesgmm.covariance import STRUCTURES, get_structure
 from bayesgmm.params import GMMParams
 
 FORMAT = "bayesgmm.GMMParams"
@@ -173,9 +173,9 @@ def load(path) -> GMMParams:
     if isinstance(version, bool) or not isinstance(version, numbers.Integral) or version != VERSION:
         raise ValueError(f"{path} has format version {version!r}; this bayesgmm reads {VERSION}.")
     covariance_type = header["covariance_type"]
-    if not isinstance(covariance_type, str) or covariance_type not in COVARIANCE_TYPES:
+    if not isinstance(covariance_type, str) or covariance_type not in STRUCTURES:
         raise ValueError(
-            f"{path} has an unknown covariance_type {covariance_type!r}; expected one of {COVARIANCE_TYPES}."
+            f"{path} has an unknown covariance_type {covariance_type!r}; expected one of {tuple(STRUCTURES)}."
         )
     missing = [name for name, value in arrays.items() if value is None]
     if missing:
@@ -217,7 +217,7 @@ def _check_params(arrays: dict, covariance_type: str, source: str) -> None:
         raise ValueError(f"{source}: weights must be non-negative and sum to 1 (sums: {weights.sum(axis=-1)!r}).")
     # The scale is a Cholesky factor: lower-triangular matrices with a positive diagonal
     # (full, tied), or standard deviations (diag, spherical; no correlation factor).
-    is_matrix = structure.prior.correlation_batch(k) is not None
+    is_matrix = structure.core.scale_shape(2, 3)[-2:] == (3, 3)  # full, tied and mclust's models: (.., d, d)
     if is_matrix and np.any(np.triu(scale, 1) != 0):
         raise ValueError(
             f"{source}: scale must be lower-triangular (a Cholesky factor); it has entries above the diagonal."

@@ -20,7 +20,7 @@ import numpy as np
 
 from bayesgmm import _validation
 from bayesgmm._errors import SpuriousComponentWarning
-from bayesgmm.covariance import COVARIANCE_TYPES, get_structure
+from bayesgmm.covariance import COVARIANCE_TYPES, MCLUST_MODELS, get_structure
 from bayesgmm.em import EMConfig, compute_dtype, fit_groups, prepare_data, start_draws
 from bayesgmm.inference import infer
 
@@ -75,7 +75,11 @@ def select(
     X : array-like of shape (n_samples, n_features)
     k : int or iterable of int
         Numbers of components to try.
-    covariance_types : str or iterable of {"full", "tied", "diag", "spherical"}
+    covariance_types : str or iterable of str
+        scikit-learn's "full", "tied", "diag", "spherical" (default) and mclust's 14
+        models "EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV",
+        "VEV", "EVV", "VVV" (VII, VVI, EEE and VVV are spherical, diag, tied and full by
+        mclust's names); "all": mclust's 14, as ``mclustBIC`` compares them.
     criterion : {"bic", "aic", "icl", "loo"}
         ``bic = −2 log L + p log n``, ``aic = −2 log L + 2 p``, ``icl = bic − 2 Σ_i log max_k
         r_ik`` (penalises overlapping components; mclust's ICL with the sign flipped), all
@@ -116,7 +120,10 @@ def select(
 
     criterion = _validation.check_choice(criterion, "criterion", CRITERIA)
     ks = _grid_ks(k)
-    types = [covariance_types] if isinstance(covariance_types, str) else list(covariance_types)
+    if isinstance(covariance_types, str):
+        types = list(MCLUST_MODELS) if covariance_types == "all" else [covariance_types]
+    else:
+        types = list(covariance_types)
     if not types:
         raise ValueError("covariance_types must name at least one covariance type.")
     for covariance_type in types:

@@ -46,12 +46,10 @@ import numpy as np
 
 from bayesgmm import ConvergenceWarning as _EMConvergenceWarning
 from bayesgmm import DegenerateFitError, GMMParams, Priors, em_fit, infer
-from bayesgmm.covariance import get_structure
-from bayesgmm.inference import GUIDES, METHODS
+from bayesgmm.covariance import ALL_TYPES, MCLUST_MODELS, get_structure
+from bayesgmm.inference import BAYESIAN_TYPES, GUIDES, METHODS
 
 __all__ = ["BayesianGMM", "GaussianMixture"]
-
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 # scikit-learn's own wording, kept verbatim so that code matching on it keeps working.
 _NOT_CONVERGED_MESSAGE = (
@@ -202,7 +200,7 @@ class _MixtureEstimator(DensityMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "n_components": [Interval(numbers.Integral, 1, None, closed="left")],
-        "covariance_type": [StrOptions(set(COVARIANCE_TYPES))],
+        "covariance_type": [StrOptions(set(ALL_TYPES) | set(MCLUST_MODELS))],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -645,6 +643,7 @@ class BayesianGMM(_MixtureEstimator):
         "num_chains": [Interval(numbers.Integral, 1, None, closed="left")],
         "num_steps": [Interval(numbers.Integral, 1, None, closed="left")],
         "guide": [StrOptions(set(GUIDES))],
+        "covariance_type": [StrOptions(set(BAYESIAN_TYPES) | {"VVV", "EEE", "VVI", "VII"})],
     }
 
     def __init__(

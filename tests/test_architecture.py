@@ -22,6 +22,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "bayesgmm"
 # modules of its own subpackage listed in an earlier layer.
 LAYERS: list[tuple[str, ...]] = [
     ("bayesgmm._errors", "bayesgmm._arrays", "bayesgmm._cache"),
+    ("bayesgmm._eigen",),
     ("bayesgmm.covariance", "bayesgmm.chunks", "bayesgmm.datasets", "bayesgmm.convert", "bayesgmm.em._hierarchical"),
     ("bayesgmm._validation", "bayesgmm._conditional"),
     ("bayesgmm.params", "bayesgmm.sharding"),

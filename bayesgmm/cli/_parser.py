@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from bayesgmm.covariance import COVARIANCE_TYPES
+from bayesgmm.covariance import ALL_TYPES, COVARIANCE_TYPES, MCLUST_MODELS
 
 MAX_GRID_KS = 1000  # a --k range wider than this is a typo, not a grid
 
@@ -35,13 +35,15 @@ def parse_ks(text: str) -> list[int]:
 
 
 def parse_covariance_types(text: str) -> list[str]:
-    """``"full,diag"`` as a list of covariance types, in the given order without repeats."""
+    """``"full,diag"`` as a list of covariance types, in the given order without repeats; "all": mclust's 14."""
+    if str(text).strip() == "all":
+        return list(MCLUST_MODELS)
     types = [name.strip() for name in str(text).split(",") if name.strip()]
-    unknown = [name for name in types if name not in COVARIANCE_TYPES]
+    unknown = [name for name in types if name not in ALL_TYPES and name not in MCLUST_MODELS]
     if unknown or not types:
         raise ValueError(
-            f"--covariance-types {text!r}: unknown {unknown or 'empty list'}; "
-            f"give a comma-separated list of {', '.join(COVARIANCE_TYPES)}."
+            f"--covariance-types {text!r}: unknown {unknown or 'empty list'}; give 'all' (mclust's 14 models) "
+            f"or a comma-separated list of {', '.join(COVARIANCE_TYPES)} or mclust's {', '.join(MCLUST_MODELS)}."
         )
     return list(dict.fromkeys(types))
 
@@ -83,7 +85,14 @@ def _add_fit(commands) -> None:
     fit.add_argument("file", help=_DATA_HELP)
     fit.add_argument("-k", "--k", type=int, required=True, help="number of components")
     fit.add_argument("--method", choices=["em", "nuts", "svi", "map"], default="em")
-    fit.add_argument("--covariance-type", choices=COVARIANCE_TYPES, default="full")
+    fit.add_argument(
+        "--covariance-type",
+        choices=ALL_TYPES + tuple(name for name in MCLUST_MODELS if name not in ALL_TYPES),
+        default="full",
+        metavar="TYPE",
+        help="full, tied, diag, spherical or one of mclust's 14 models (EII ... VVV; EM only for the 10 "
+        "beyond scikit-learn's four) (default full)",
+    )
     fit.add_argument("--columns", help=_COLUMNS_HELP)
     fit.add_argument("--n-init", type=int, default=5, help="EM restarts (default 5)")
     fit.add_argument("--max-iter", type=int, default=500, help="EM iterations at most (default 500)")
@@ -107,7 +116,7 @@ def _add_select(commands) -> None:
     select.add_argument(
         "--covariance-types",
         default=",".join(COVARIANCE_TYPES),
-        help=f"comma-separated covariance types (default {','.join(COVARIANCE_TYPES)})",
+        help=f"comma-separated covariance types, or all for mclust's 14 models (default {','.join(COVARIANCE_TYPES)})",
     )
     select.add_argument("--criterion", choices=["bic", "aic", "icl"], default="bic", help="lower is better")
     select.add_argument("--columns", help=_COLUMNS_HELP)
