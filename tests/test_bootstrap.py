@@ -289,7 +289,7 @@ def test_bootstrap_rejects_params_that_do_not_fit_the_data():
         (dict(k=0), ValueError, "k must be an integer >= 1"),
         (dict(k=2, max_k=1), ValueError, "max_k must be an integer >= 2"),
         (dict(n_boot=0), ValueError, "n_boot"),
-        (dict(covariance_type="VVV"), ValueError, "covariance_type"),
+        (dict(covariance_type="XYZ"), ValueError, "covariance_type"),
         (dict(level=0.0), ValueError, r"level must be in \(0, 1\]"),
         (dict(k=60), ValueError, "k=61 components need at least 61 samples"),
     ],

@@ -25,6 +25,7 @@ import bayesgmm
 from bayesgmm import em_fit
 from bayesgmm import plot as bayesgmm_plot
 from bayesgmm.cli import Report, main, parse_covariance_types, parse_ks, read_table
+from bayesgmm.covariance import MCLUST_MODELS
 from bayesgmm.datasets import FAITHFUL_COLUMNS, load_faithful
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -322,7 +323,9 @@ def test_parse_ks_rejects(text, message):
 
 def test_parse_covariance_types():
     assert parse_covariance_types("diag, full,diag") == ["diag", "full"]
-    with pytest.raises(ValueError, match=r"unknown \['banana'\]; give a comma-separated list of full, tied"):
+    assert parse_covariance_types("all") == list(MCLUST_MODELS)
+    assert parse_covariance_types("VEV,full") == ["VEV", "full"]
+    with pytest.raises(ValueError, match=r"unknown \['banana'\]; give 'all' \(mclust's 14 models\) or a comma-sep"):
         parse_covariance_types("full,banana")
 
 
