@@ -12,7 +12,10 @@ float64. Data sets: Old Faithful (272 × 2, shipped in the package) and a synthe
   One compiled program per covariance type (every k and restart in it: one after another
   on CPU, vmapped on GPU). Timed cold
   (first call, compilation included) and warm (median of ``--repeats`` calls on the same
-  shapes; a new data set of the same size reuses the compiled programs).
+  shapes; a new data set of the same size reuses the compiled programs). These workers keep
+  the environment's persistent compilation cache (by default the user's, which an earlier run
+  may have filled: then "cold" loads programs instead of compiling them); the second table's
+  do not.
 - scikit-learn: ``GaussianMixture(k, covariance_type=t).fit(X)`` (its defaults: k-means start,
   ``tol=1e-3``) for every grid point, one after another, then ``.bic(X)``; median of
   ``--repeats`` sweeps after one untimed warm-up sweep; with default malloc and with ``MALLOC_MMAP_MAX_=0
@@ -22,12 +25,47 @@ Both pick the (k, type) with the lowest BIC; the table says whether they agree. 
 libraries draw different k-means++ seeds, so their local optima (and BIC values) can differ
 slightly at large k.
 
-Results go to the ``bench_select`` section of ``--output`` (benchmarks/RESULTS.md).
+The 14-model grid (second table, section ``bench_select_mclust``)
+------------------------------------------------------------------
+Grid: ``k = 1..K`` × mclust's 14 covariance models (``bayesgmm.covariance.MCLUST_MODELS``,
+EII ... VVV; VII, VVI, EEE and VVV are scikit-learn's spherical, diag, tied and full) =
+``14 K`` fits, same data sets, float64, ``select``'s defaults otherwise (as the bayesgmm
+column of the first table), beside the same scikit-learn loop over its four types on the
+same k (the first table's processes, both malloc settings). Fresh processes, each with
+bayesgmm's persistent compilation cache (``BAYESGMM_COMPILATION_CACHE``) in a new folder of
+its own, so that a cold call compiles every program whatever the user's own cache holds:
+
+- the whole grid, ``select(X, k=range(1, K + 1), covariance_types="all")``: cold (the first
+  call of a process whose cache folder is empty: a user's first session, compilation
+  included), warm (median of ``--repeats`` calls on the same shapes, as above) and, in a
+  second process given the folder the first one left, cold again (a user's next session:
+  the programs loaded from the cache);
+- per model, in one more process: ``select(X, k=range(1, K + 1), covariance_types=[model])``
+  for each model in turn, cold (its first call) then warm (median of ``--repeats``). The
+  first model's cold call also compiles what every model shares (the hierarchical start's
+  program), and every per-model call builds the start's tree again, which the grid builds
+  once: the per-model times add up to more than the grid's;
+- the XLA programs compiled by each cold call: ``/jax/core/compile/backend_compile_duration``
+  events (``bench_cold.CompileRecorder``; one per program compiled or loaded from the
+  persistent cache), by module name, and the cache hits of the next session. The issue's
+  goal: one compiled program per covariance structure or fewer;
+- scikit-learn: the loop of the first table (4 types × k, its defaults, median of
+  ``--repeats`` sweeps after a warm-up sweep) in total and per type, set beside the model of
+  the same structure.
+
+``--tables four`` or ``--tables mclust`` measures and writes one of the two tables (the
+scikit-learn processes run for both); ``--models EII,VEV`` times some models only.
+
+Results go to the ``bench_select`` and ``bench_select_mclust`` sections of ``--output``
+(benchmarks/RESULTS.md). ``--quick`` (k = 1..3, one repeat, 2000 synthetic rows, the models
+``QUICK_MODELS`` unless ``--models`` is given) checks the script and writes to a temporary
+file unless ``--output`` is given.
 
 How to run::
 
-    python benchmarks/bench_select.py --quick     # check the script
-    python benchmarks/bench_select.py
+    python benchmarks/bench_select.py --quick     # check the script (both tables)
+    python benchmarks/bench_select.py             # both tables: 4 types and the 14 models
+    python benchmarks/bench_select.py --tables mclust   # the 14-model table only
 """
 
 from __future__ import annotations
@@ -39,6 +77,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,9 +88,15 @@ SCRIPT = Path(__file__).resolve()
 REPO_ROOT = SCRIPT.parent.parent
 DEFAULT_OUTPUT = SCRIPT.parent / "RESULTS.md"
 SECTION_START, SECTION_END = "<!-- bench_select:start -->", "<!-- bench_select:end -->"
+MCLUST_START, MCLUST_END = "<!-- bench_select_mclust:start -->", "<!-- bench_select_mclust:end -->"
 RESULT_PREFIX = "BENCH_SELECT_RESULT "
 TYPES = ("full", "tied", "diag", "spherical")
 TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
+CACHE_VARIABLE = "BAYESGMM_COMPILATION_CACHE"
+DATA_SETS = ("faithful", "synthetic")
+# --quick's models: a closed-form M-step, a fixed point (VEV) and a minorise-maximise one (VVE)
+QUICK_MODELS = ("EII", "VEV", "VVE")
+FIT_PROGRAM = "jit(fit_batch)"  # the module name of em's fitting program (one per structure and shape)
 
 
 def make_data(name: str, n: int, d: int) -> np.ndarray:
@@ -98,6 +143,7 @@ def worker_bayesgmm(args) -> dict:
 
 
 def worker_sklearn(args) -> dict:
+    """scikit-learn's loop over its four types; the sweep's median, and per type the median of its share."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -106,70 +152,138 @@ def worker_sklearn(args) -> dict:
     X = make_data(args.data, args.n, args.d)
 
     def sweep():
-        bics = {}
+        bics, seconds = {}, {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             for covariance_type in TYPES:
+                start = time.perf_counter()
                 for k in range(1, args.max_k + 1):
                     model = GaussianMixture(k, covariance_type=covariance_type, random_state=0)
                     bics[(k, covariance_type)] = model.fit(X).bic(X)
-        return min(bics, key=bics.get)
+                seconds[covariance_type] = time.perf_counter() - start
+        return min(bics, key=bics.get), seconds
 
     sweep()  # warm-up
-    times = []
+    times, per_type = [], {covariance_type: [] for covariance_type in TYPES}
     for _ in range(args.repeats):
         start = time.perf_counter()
-        best = sweep()
+        best, seconds = sweep()
         times.append(time.perf_counter() - start)
-    return {"warm": statistics.median(times), "best": list(best)}
+        for covariance_type, value in seconds.items():
+            per_type[covariance_type].append(value)
+    return {
+        "warm": statistics.median(times),
+        "best": list(best),
+        "per_type": {covariance_type: statistics.median(values) for covariance_type, values in per_type.items()},
+    }
 
 
-def run_worker(kind: str, args, env_extra=None) -> dict:
+def start_mclust_worker(args):
+    """float64 JAX, bayesgmm, the data, the grid's k and models, and a compilation recorder (``bench_cold``'s)."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    sys.path.insert(0, str(REPO_ROOT))
+    from bench_cold import CompileRecorder
+
+    import bayesgmm
+
+    X = make_data(args.data, args.n, args.d)
+    models = "all" if args.models == "all" else args.models.split(",")
+    named = list(bayesgmm.covariance.MCLUST_MODELS) if models == "all" else models
+    return bayesgmm, X, range(1, args.max_k + 1), models, named, CompileRecorder()
+
+
+def worker_mclust_grid(args) -> dict:
+    """The models' grid in one ``select`` call: the first call (cold), its compilations, then warm calls."""
+    bayesgmm, X, ks, models, named, recorder = start_mclust_worker(args)
+
+    def run(X):
+        return bayesgmm.select(X, k=ks, covariance_types=models, seed=0)
+
+    start = time.perf_counter()
+    selection = run(X)
+    cold = time.perf_counter() - start
+    compiled = recorder.summary()
+    warm = []
+    for repeat in range(args.repeats):
+        start = time.perf_counter()
+        run(X + 1e-9 * repeat)  # same shapes, (marginally) new data
+        warm.append(time.perf_counter() - start)
+    return {
+        "models": named,
+        "cold": cold,
+        "warm": statistics.median(warm) if warm else None,
+        "compilations": compiled["compilations"],
+        "compile_seconds": compiled["compile_seconds"],
+        "programs": compiled["programs"],
+        "cache_hits": compiled["cache_hits"],
+        "best": [selection.best_k, selection.best_covariance_type],
+    }
+
+
+def worker_mclust_models(args) -> dict:
+    """Each model alone, one after another: its first ``select`` call (cold) and its compilations, then warm calls."""
+    bayesgmm, X, ks, _, named, recorder = start_mclust_worker(args)
+    rows = []
+    for model in named:
+        compiled_before = len(recorder.names)
+        start = time.perf_counter()
+        bayesgmm.select(X, k=ks, covariance_types=[model], seed=0)
+        cold = time.perf_counter() - start
+        programs = recorder.names[compiled_before:]
+        warm = []
+        for repeat in range(args.repeats):
+            start = time.perf_counter()
+            bayesgmm.select(X + 1e-9 * repeat, k=ks, covariance_types=[model], seed=0)
+            warm.append(time.perf_counter() - start)
+        rows.append(
+            {
+                "model": model,
+                "sklearn_name": bayesgmm.covariance.MCLUST_NAMES.get(model),
+                "cold": cold,
+                "warm": statistics.median(warm),
+                "programs": programs,
+            }
+        )
+    return {"rows": rows}
+
+
+WORKERS = {
+    "bayesgmm": worker_bayesgmm,
+    "sklearn": worker_sklearn,
+    "mclust_grid": worker_mclust_grid,
+    "mclust_models": worker_mclust_models,
+}
+
+
+def run_worker(kind: str, args, env_extra=None, *, cache: Path | None = None, repeats: int | None = None) -> dict:
+    """Run one worker in a fresh process; ``cache``: its own persistent-cache folder (None: the environment's)."""
+    options = dict(vars(args), repeats=args.repeats if repeats is None else repeats)
     command = [sys.executable, str(SCRIPT), "--worker", kind] + [
-        f"--{name.replace('_', '-')}={getattr(args, name)}"
-        for name in ("data", "n", "d", "max_k", "variant", "repeats")
+        f"--{name.replace('_', '-')}={options[name]}"
+        for name in ("data", "n", "d", "max_k", "variant", "repeats", "models")
     ]
     env = dict(os.environ, **(env_extra or {}))
-    completed = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    if cache is not None:
+        env.pop("JAX_COMPILATION_CACHE_DIR", None)  # a caller's own JAX cache would win over bayesgmm's
+        env[CACHE_VARIABLE] = str(cache)
+    completed = subprocess.run(command, capture_output=True, text=True, env=env)
+    if completed.returncode != 0:
+        raise RuntimeError(f"worker {kind} failed ({completed.returncode}):\n{completed.stderr[-4000:]}")
     line = next(line for line in completed.stdout.splitlines() if line.startswith(RESULT_PREFIX))
     return json.loads(line[len(RESULT_PREFIX) :])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small grid and one repeat (script check)")
-    parser.add_argument("--max-k", type=int, default=9)
-    parser.add_argument("--variant", choices=["defaults", "previous"], default="defaults", help=argparse.SUPPRESS)
-    parser.add_argument("--n", type=int, default=20_000, help="rows of the synthetic data set")
-    parser.add_argument("--d", type=int, default=5, help="features of the synthetic data set")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument("--worker", choices=["bayesgmm", "sklearn"], help=argparse.SUPPRESS)
-    parser.add_argument("--data", default="faithful", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        result = worker_bayesgmm(args) if args.worker == "bayesgmm" else worker_sklearn(args)
-        print(RESULT_PREFIX + json.dumps(result))
-        return
-    if args.quick:
-        args.max_k, args.repeats, args.n = 3, 1, 2000
-    load_before = load_average()
-    rows = []
-    for data in ("faithful", "synthetic"):
-        args.data = data
-        label = "Old Faithful (272 × 2)" if data == "faithful" else f"synthetic ({args.n:_} × {args.d}, 4 clusters)"
-        args.variant = "defaults"
-        ours = run_worker("bayesgmm", args)
-        args.variant = "previous"
-        previous = run_worker("bayesgmm", args)
-        theirs = run_worker("sklearn", args)
-        tuned = run_worker("sklearn", args, TUNED_MALLOC)
-        rows.append((label, ours, previous, theirs, tuned))
-        print(label, ours, previous, theirs, tuned, flush=True)
-    grid = f"k = 1..{args.max_k} × {len(TYPES)} covariance types = {args.max_k * len(TYPES)} fits, one start each"
-    lines = [
-        SECTION_START,
-        "## Model-selection grid: `bayesgmm.select` vs looping scikit-learn",
+def data_label(data: str, args) -> str:
+    return "Old Faithful (272 × 2)" if data == "faithful" else f"synthetic ({args.n:_} × {args.d}, 4 clusters)"
+
+
+def header_lines(title: str, start_marker: str, load_before: str) -> list[str]:
+    """A section's first lines: its marker, title, date, machine, versions and command."""
+    return [
+        start_marker,
+        title,
         "",
         f"- Date: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}",
         f"- Machine: {cpu_model()}, {os.cpu_count()} logical cores, {memory_total()} RAM; load average before / after: "
@@ -177,6 +291,16 @@ def main() -> None:
         f"- Versions: jax {package_version('jax')}, numpy {package_version('numpy')}, scikit-learn "
         f"{package_version('scikit-learn')}; bayesgmm commit {git_revision()}",
         f"- Command: `{exact_command()}`",
+    ]
+
+
+def four_type_section(rows, args, load_before: str) -> str:
+    """The first table: ``select`` over the four types (defaults and previous defaults) against scikit-learn."""
+    grid = f"k = 1..{args.max_k} × {len(TYPES)} covariance types = {args.max_k * len(TYPES)} fits, one start each"
+    lines = header_lines(
+        "## Model-selection grid: `bayesgmm.select` vs looping scikit-learn", SECTION_START, load_before
+    )
+    lines += [
         f"- Grid: {grid}, max_iter=100, reg_covar=1e-6, float64; medians of {args.repeats} sweeps. bayesgmm: "
         "its defaults (hierarchical start, tol=1e-4) and, in the same run, its previous ones (k-means, tol=1e-3); "
         "scikit-learn: its defaults (k-means, tol=1e-3).",
@@ -202,7 +326,148 @@ def main() -> None:
         "one compiled program (on CPU one after another inside it, on GPU vmapped).",
         SECTION_END,
     ]
-    write_section(args.output, "\n".join(lines) + "\n", SECTION_START, SECTION_END)
+    return "\n".join(lines) + "\n"
+
+
+def program_counts(programs: dict[str, int]) -> str:
+    """``{"jit(fit_batch)": 14, "jit(_merges)": 1}`` as "15: `jit(fit_batch)` × 14, `jit(_merges)` × 1"."""
+    names = ", ".join(f"`{name}` × {count}" for name, count in programs.items())
+    return f"{sum(programs.values())}: {names}" if programs else "0"
+
+
+def mclust_section(rows, args, load_before: str) -> str:
+    """The second table: the models' grid in one call and model by model, against scikit-learn's four-type loop."""
+    models = rows[0][1]["models"]
+    n_fits = args.max_k * len(models)
+    n_sklearn = args.max_k * len(TYPES)
+    everything = (
+        "mclust's 14 models" if len(models) == 14 else f"{len(models)} of mclust's models ({', '.join(models)})"
+    )
+    call = 'covariance_types="all"' if args.models == "all" else f"covariance_types={models}"
+    lines = header_lines(
+        '## The 14-model grid: `bayesgmm.select(covariance_types="all")` vs scikit-learn\'s four-type loop',
+        MCLUST_START,
+        load_before,
+    )
+    lines += [
+        f"- Grid: k = 1..{args.max_k} × {everything} = {n_fits} fits, `select(X, k=range(1, {args.max_k + 1}), "
+        f"{call})` with its defaults (hierarchical start, one start per fit, tol=1e-4), max_iter=100, "
+        f"reg_covar=1e-6, float64; warm = medians of {args.repeats} calls. scikit-learn: k = 1..{args.max_k} × its "
+        f"4 types = {n_sklearn} fits with its defaults (k-means, tol=1e-3), median of {args.repeats} sweeps after a "
+        "warm-up sweep, default and tuned malloc (the four-type table's processes when a run measures both).",
+        "",
+        "| data | bayesgmm cold, empty cache (s) | cold, next session (s) | warm (s) | warm per fit (ms) "
+        "| XLA programs compiled (cold) | cache hits (next session) | sklearn loop, default / tuned malloc (s) "
+        "| sklearn per fit, default malloc (ms) | speed-up warm grid vs sklearn loop, default / tuned "
+        "| best (k, model): bayesgmm / sklearn |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, grid, next_session, _, theirs, tuned in rows:
+        lines.append(
+            f"| {label} | {grid['cold']:.2f} | {next_session['cold']:.2f} | {grid['warm']:.3f} | "
+            f"{1e3 * grid['warm'] / n_fits:.1f} | {program_counts(grid['programs'])} | {next_session['cache_hits']} | "
+            f"{theirs['warm']:.3f} / {tuned['warm']:.3f} | {1e3 * theirs['warm'] / n_sklearn:.1f} | "
+            f"{theirs['warm'] / grid['warm']:.1f}× / {tuned['warm'] / grid['warm']:.1f}× | "
+            f"{tuple(grid['best'])} / {tuple(theirs['best'])} |"
+        )
+    labels = [row[0] for row in rows]
+    header = "| model | scikit-learn's name | " + " | ".join(
+        f"{label}: cold / warm (s) | programs | sklearn same type, default malloc (s)" for label in labels
+    )
+    lines += ["", f"Model by model, `select(X, k=range(1, {args.max_k + 1}), covariance_types=[model])`:", ""]
+    lines += [header + " |", "|---|---|" + "---|---|---|" * len(labels)]
+    per_model = [{row["model"]: row for row in models_result["rows"]} for _, _, _, models_result, _, _ in rows]
+    for model in models:
+        cells = []
+        for (*_, theirs, _), by_model in zip(rows, per_model):
+            row = by_model[model]
+            same_type = f"{theirs['per_type'][row['sklearn_name']]:.3f}" if row["sklearn_name"] else "—"
+            cells.append(f"{row['cold']:.2f} / {row['warm']:.3f} | {len(row['programs'])} | {same_type}")
+        sklearn_name = by_model[model]["sklearn_name"] or "—"
+        lines.append(f"| {model} | {sklearn_name} | " + " | ".join(cells) + " |")
+    sums = []
+    for (*_, theirs, _), by_model in zip(rows, per_model):
+        cold, warm = sum(row["cold"] for row in by_model.values()), sum(row["warm"] for row in by_model.values())
+        programs = sum(len(row["programs"]) for row in by_model.values())
+        sums.append(f"{cold:.2f} / {warm:.3f} | {programs} | {theirs['warm']:.3f} (4 types)")
+    lines.append("| sum of the calls above | | " + " | ".join(sums) + " |")
+    lines += [
+        "",
+        "Every cold figure comes from a fresh process whose persistent compilation cache "
+        f"(`{CACHE_VARIABLE}`) is a new, empty folder: a user's first session, compilation included. "
+        "Next session = the grid's first call in another fresh process given the folder the first one left (its "
+        "programs loaded from disk: the cache hits). Warm = the same call again on data of the same shape (no "
+        "compilation). Programs = XLA compilations during the cold call (`jax.monitoring`'s "
+        f"`backend_compile_duration` events, by module name): `{FIT_PROGRAM}` is one covariance model's fitting "
+        "program (every k and restart in it); the others are shared by every model (the hierarchical start), "
+        "compiled by the first call of a process, so the first model of the per-model table carries them. Each "
+        "per-model call also builds the start's tree again, which the grid builds once. The sklearn columns are "
+        "its loop over k for the type of the same structure (VII = spherical, VVI = diag, EEE = tied, VVV = full); "
+        "scikit-learn has no other of mclust's models.",
+        MCLUST_END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small grid and one repeat (script check)")
+    parser.add_argument("--max-k", type=int, default=9)
+    parser.add_argument("--variant", choices=["defaults", "previous"], default="defaults", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, default=20_000, help="rows of the synthetic data set")
+    parser.add_argument("--d", type=int, default=5, help="features of the synthetic data set")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--tables",
+        choices=["all", "four", "mclust"],
+        default="all",
+        help="the four-type table, the 14-model one, or both",
+    )
+    parser.add_argument(
+        "--models",
+        help="the second table's models, comma-separated, or 'all' (default; --quick: " + ",".join(QUICK_MODELS) + ")",
+    )
+    parser.add_argument("--output", type=Path, help="default: benchmarks/RESULTS.md (--quick: a temporary file)")
+    parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
+    parser.add_argument("--data", default="faithful", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(RESULT_PREFIX + json.dumps(WORKERS[args.worker](args)))
+        return
+    if args.quick:
+        args.max_k, args.repeats, args.n = 3, 1, 2000
+    if args.models is None:
+        args.models = ",".join(QUICK_MODELS) if args.quick else "all"
+    if args.output is None:
+        args.output = Path(tempfile.mkdtemp(prefix="bench_select_"), "RESULTS.md") if args.quick else DEFAULT_OUTPUT
+    four, mclust = args.tables in ("all", "four"), args.tables in ("all", "mclust")
+    load_before = load_average()
+    four_rows, mclust_rows = [], []
+    for data in DATA_SETS:
+        args.data = data
+        label = data_label(data, args)
+        if four:
+            args.variant = "defaults"
+            ours = run_worker("bayesgmm", args)
+            args.variant = "previous"
+            previous = run_worker("bayesgmm", args)
+            args.variant = "defaults"
+        theirs = run_worker("sklearn", args)
+        tuned = run_worker("sklearn", args, TUNED_MALLOC)
+        if four:
+            four_rows.append((label, ours, previous, theirs, tuned))
+            print(label, ours, previous, theirs, tuned, flush=True)
+        if mclust:
+            with tempfile.TemporaryDirectory(prefix="bench_select_cache_") as folder:
+                grid = run_worker("mclust_grid", args, cache=Path(folder, "grid"))
+                next_session = run_worker("mclust_grid", args, cache=Path(folder, "grid"), repeats=0)
+                per_model = run_worker("mclust_models", args, cache=Path(folder, "models"))
+            mclust_rows.append((label, grid, next_session, per_model, theirs, tuned))
+            print(label, grid, next_session, per_model, flush=True)
+    if four:
+        write_section(args.output, four_type_section(four_rows, args, load_before), SECTION_START, SECTION_END)
+    if mclust:
+        write_section(args.output, mclust_section(mclust_rows, args, load_before), MCLUST_START, MCLUST_END)
     print(f"Wrote {args.output}")
 
 
