@@ -275,3 +275,19 @@ def test_every_model_streams_weighs_rows_and_round_trips_files(name, tmp_path):
     assert loaded.covariance_type == name
     np.testing.assert_array_equal(loaded.scale, memory.params.scale)
     assert memory.params.n_parameters == get_structure(name).core.n_parameters(3, 3) + 3 * 3 + 2
+
+
+def test_the_estimator_fits_mclusts_iris_model():
+    """``bayesgmm.GaussianMixture(covariance_type="VEV")``: scikit-learn's API, mclust's model;
+    its BIC (scikit-learn's sign) is mclust's published VEV,2 on iris, 561.7285, within the
+    rounding and mclust's stopping (0.0105)."""
+    from sklearn.datasets import load_iris
+
+    from bayesgmm.sklearn import GaussianMixture
+
+    X = load_iris().data
+    with jax.enable_x64(True):
+        model = GaussianMixture(2, covariance_type="VEV", tol=1e-8, max_iter=1000, reg_covar=0.0, random_state=0)
+        model.fit(X)
+    assert model.covariances_.shape == (2, 4, 4)
+    assert model.bic(X) <= 561.7285 + 0.0105
