@@ -72,23 +72,23 @@ class EigenModel(NamedTuple):
 # ----------------------------------------------------------------------------- helpers
 
 
-def _active(counts, scatter=None):
-    """Components that take part in the fit: a positive count (and, given ``scatter``, spread).
+def _active(counts, scatter):
+    """Components that take part in the shared parameters: a positive count and some spread.
 
-    ``counts`` 0: switched off (``select``'s grid, or the repair's fallback M-step, which
-    passes them with counts 0 but ``nk`` 1); a component with a count but no spread (every
-    row at its mean) would give a zero volume and leave the shared parameters undefined: it
-    keeps out of them and gets a unit volume, and EM's repair re-seeds it (it is empty or
-    invalid).
+    ``counts`` 0: switched off (``select``'s grid; the repair's fallback M-step passes them
+    with counts 0 but ``nk`` 1): they get the identity. A component with a count but no spread
+    (its rows all at its mean, or one row: the start of ``init="random_from_data"``) has no
+    volume of its own: it keeps out of the shared estimates and gets what the model gives
+    it (zero where its own volume enters, as ``VVV``'s ``W_k / n_k``; ``reg_covar`` then
+    holds it up, and EM's repair re-seeds it if it stays empty).
     """
-    if scatter is None:
-        return counts > 0
     return (counts > 0) & (_trace(scatter) > 0)
 
 
-def _safe(counts):
-    xp = namespace(counts)
-    return xp.where(counts > 0, counts, 1.0)
+def _safe(values):
+    """``values`` where positive, else 1: safe to divide by or to take the log of."""
+    xp = namespace(values)
+    return xp.where(values > 0, values, 1.0)
 
 
 def _eye(d: int, like):
@@ -107,9 +107,10 @@ def _diagonal(matrices):
 
 
 def _geometric_mean(values, axis=-1):
-    """``(Π values)^(1/d)`` along ``axis``, in log space."""
+    """``(Π values)^(1/d)`` along ``axis``, in log space; entries that are not positive (a
+    direction without spread) count as 1, so a degenerate shape stays finite."""
     xp = namespace(values)
-    return xp.exp(xp.mean(xp.log(values), axis=axis))
+    return xp.exp(xp.mean(xp.log(_safe(values)), axis=axis))
 
 
 def _diag_matrices(values):
@@ -118,18 +119,27 @@ def _diag_matrices(values):
     return values[..., :, None] * xp.eye(values.shape[-1], dtype=values.dtype)
 
 
-def _log_det(matrices):
-    """``log |M|`` of symmetric positive definite matrices, by their Cholesky factors."""
+def _size(matrices):
+    """``|M|^(1/d)`` of symmetric positive semi-definite matrices, 0 where singular."""
     xp = namespace(matrices)
-    factor = xp.linalg.cholesky(matrices)
-    return 2.0 * xp.sum(xp.log(_diagonal(factor)), axis=-1)
+    sign, log_det = xp.linalg.slogdet(matrices)
+    return xp.where(sign > 0, xp.exp(log_det / matrices.shape[-1]), 0.0)
 
 
 def _descending_eigh(matrices):
-    """Eigenvalues (descending) and eigenvectors (columns) of symmetric matrices."""
+    """Eigenvalues (descending, round-off negatives set to 0) and eigenvectors (columns)."""
     xp = namespace(matrices)
     values, vectors = xp.linalg.eigh(matrices)
-    return values[..., ::-1], vectors[..., ::-1]
+    return xp.maximum(values[..., ::-1], 0.0), vectors[..., ::-1]
+
+
+def _totals(counts, scatter):
+    """``(n, active, weight)``: ``Σ n_k`` over the active components (1 if none), their mask,
+    and the mask in the counts' dtype."""
+    xp = namespace(counts)
+    active = _active(counts, scatter)
+    weight = xp.where(active, 1.0, 0.0).astype(counts.dtype)
+    return _safe(xp.sum(weight * counts)), active, weight
 
 
 def _finish(covariances, counts):
@@ -137,7 +147,22 @@ def _finish(covariances, counts):
     xp = namespace(covariances)
     d = covariances.shape[-1]
     covariances = 0.5 * (covariances + xp.swapaxes(covariances, -1, -2))
-    return xp.where(_active(counts)[:, None, None], covariances, _eye(d, covariances))
+    return xp.where((counts > 0)[:, None, None], covariances, _eye(d, covariances))
+
+
+def _quiet(covariances):
+    """An M-step on NumPy arrays without NumPy's warnings on degenerate components (their
+    NaN or zero covariances are EM's to repair and report), as JAX computes them."""
+
+    def quietly(scatter, counts):
+        if namespace(scatter, counts) is np:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return covariances(scatter, counts)
+        return covariances(scatter, counts)
+
+    quietly.__name__ = quietly.__qualname__ = covariances.__name__
+    quietly.__doc__ = covariances.__doc__
+    return quietly
 
 
 def _tolerance(dtype) -> float:
@@ -175,21 +200,14 @@ def _iterate(step, state, objective, like):
     return state
 
 
-def _count(counts, scatter):
-    """``Σ n_k`` over the components that take part, and their mask in the counts' dtype."""
-    xp = namespace(counts)
-    active = _active(counts, scatter)
-    return xp.sum(xp.where(active, counts, 0.0)), xp.where(active, 1.0, 0.0).astype(counts.dtype)
-
-
 # ----------------------------------------------------------------------------- closed forms
 
 
 def _eii(scatter, counts):
-    d = scatter.shape[-1]
-    n, _ = _count(counts, scatter)
     xp = namespace(counts)
-    volume = xp.sum(_trace(scatter)) / (n * d)
+    d = scatter.shape[-1]
+    n, _, weight = _totals(counts, scatter)
+    volume = xp.sum(weight * _trace(scatter)) / (n * d)
     return _finish(xp.broadcast_to(volume * _eye(d, scatter), scatter.shape), counts)
 
 
@@ -201,17 +219,17 @@ def _vii(scatter, counts):
 
 def _eei(scatter, counts):
     xp = namespace(counts)
-    n, _ = _count(counts, scatter)
-    variances = xp.sum(_diagonal(scatter), axis=0) / n
+    n, _, weight = _totals(counts, scatter)
+    variances = xp.sum(weight[:, None] * _diagonal(scatter), axis=0) / n
     return _finish(xp.broadcast_to(_diag_matrices(variances), scatter.shape), counts)
 
 
 def _evi(scatter, counts):
     xp = namespace(counts)
-    n, active = _count(counts, scatter)
-    diagonal = xp.where(_active(counts, scatter)[:, None], _diagonal(scatter), 1.0)
+    n, _, weight = _totals(counts, scatter)
+    diagonal = _diagonal(scatter)
     size = _geometric_mean(diagonal)  # |diag(W_k)|^(1/d)
-    volume = xp.sum(active * size) / n
+    volume = xp.sum(weight * size) / n
     return _finish(_diag_matrices(volume * diagonal / size[:, None]), counts)
 
 
@@ -221,26 +239,24 @@ def _vvi(scatter, counts):
 
 def _eee(scatter, counts):
     xp = namespace(counts)
-    n, _ = _count(counts, scatter)
-    return _finish(xp.broadcast_to(xp.sum(scatter, axis=0) / n, scatter.shape), counts)
+    n, _, weight = _totals(counts, scatter)
+    return _finish(xp.broadcast_to(xp.sum(weight[:, None, None] * scatter, axis=0) / n, scatter.shape), counts)
 
 
 def _eev(scatter, counts):
     xp = namespace(counts)
-    n, active = _count(counts, scatter)
+    n, _, weight = _totals(counts, scatter)
     values, vectors = _descending_eigh(scatter)  # W_k = D_k Ω_k D_kᵀ
-    shape = xp.sum(active[:, None] * values, axis=0) / n  # λ A = Σ_k Ω_k / n
+    shape = xp.sum(weight[:, None] * values, axis=0) / n  # λ A = Σ_k Ω_k / n
     return _finish(xp.matmul(vectors * shape[None, None, :], xp.swapaxes(vectors, -1, -2)), counts)
 
 
 def _evv(scatter, counts):
     xp = namespace(counts)
-    d = scatter.shape[-1]
-    n, active = _count(counts, scatter)
-    safe_scatter = xp.where(_active(counts, scatter)[:, None, None], scatter, _eye(d, scatter))
-    size = xp.exp(_log_det(safe_scatter) / d)  # |W_k|^(1/d); NaN (JAX) or 0 where W_k is singular
-    volume = xp.sum(xp.where(xp.isfinite(size), active * size, 0.0)) / n  # a singular W_k: that component fails alone
-    return _finish(volume * safe_scatter / size[:, None, None], counts)
+    n, _, weight = _totals(counts, scatter)
+    size = _size(scatter)  # |W_k|^(1/d); 0 where W_k is singular (that component fails alone)
+    volume = xp.sum(weight * size) / n
+    return _finish(volume * scatter / _safe(size)[:, None, None], counts)
 
 
 def _vvv(scatter, counts):
@@ -250,74 +266,68 @@ def _vvv(scatter, counts):
 # ----------------------------------------------------------------------------- iterative
 
 
-def _vei(scatter, counts):
-    """Σ_k = λ_k B: B ∝ Σ_k diag(W_k)/λ_k with |B| = 1, λ_k = tr(W_k B⁻¹)/(d n_k)."""
-    xp = namespace(counts)
-    d = scatter.shape[-1]
-    active = _active(counts, scatter)
-    safe_counts = _safe(counts)
-    diagonal = xp.where(active[:, None], _diagonal(scatter), 0.0)
+def _common_shape(values, counts, weight):
+    """VEI and VEV: ``λ_k A`` with ``A ∝ Σ_k Ω_k / λ_k`` (``|A| = 1``) and ``λ_k = Σ_j Ω_kj / A_j / (d n_k)``.
+
+    ``values (k, d)``: each component's variances along its own axes (VEI: the diagonal of
+    ``W_k``; VEV: the eigenvalues of ``W_k``, descending). Returns ``(volumes (k,), shape (d,))``.
+    """
+    xp = namespace(values)
+    d = values.shape[-1]
 
     def volumes(shape):
-        return xp.where(active, xp.sum(diagonal / shape, axis=-1) / (d * safe_counts), 1.0)
+        return xp.sum(values / _safe(shape), axis=-1) / (d * _safe(counts))
 
     def step(shape):
-        weighted = xp.sum(diagonal / volumes(shape)[:, None], axis=0)
+        weighted = xp.sum(weight[:, None] * values / _safe(volumes(shape))[:, None], axis=0)
         return weighted / _geometric_mean(weighted)
 
-    def objective(shape):  # Σ_k n_k d log λ_k (+ constant d Σ n_k at the fixed point)
-        return xp.sum(counts * d * xp.log(volumes(shape)))
+    def objective(shape):  # Σ_k n_k d log λ_k (the trace term is d Σ n_k at the fixed point)
+        return xp.sum(weight * counts * d * xp.log(_safe(volumes(shape))))
 
-    shape = _iterate(step, xp.ones((d,), scatter.dtype), objective, scatter)
-    return _finish(volumes(shape)[:, None, None] * _diag_matrices(shape), counts)
+    shape = _iterate(step, xp.ones((d,), values.dtype), objective, values)
+    return volumes(shape), shape
+
+
+def _vei(scatter, counts):
+    """Σ_k = λ_k B: B ∝ Σ_k diag(W_k)/λ_k with |B| = 1, λ_k = tr(W_k B⁻¹)/(d n_k)."""
+    _, _, weight = _totals(counts, scatter)
+    volumes, shape = _common_shape(_diagonal(scatter), counts, weight)
+    return _finish(volumes[:, None, None] * _diag_matrices(shape), counts)
+
+
+def _vev(scatter, counts):
+    """Σ_k = λ_k D_k A D_kᵀ: D_k the eigenvectors of W_k, A ∝ Σ_k Ω_k/λ_k, λ_k = tr(Ω_k A⁻¹)/(d n_k)."""
+    xp = namespace(counts)
+    _, _, weight = _totals(counts, scatter)
+    values, vectors = _descending_eigh(scatter)
+    volumes, shape = _common_shape(values, counts, weight)
+    covariances = xp.matmul(vectors * shape[None, None, :], xp.swapaxes(vectors, -1, -2))
+    return _finish(volumes[:, None, None] * covariances, counts)
 
 
 def _vee(scatter, counts):
     """Σ_k = λ_k C: C ∝ Σ_k W_k/λ_k with |C| = 1, λ_k = tr(C⁻¹ W_k)/(d n_k)."""
     xp = namespace(counts)
     d = scatter.shape[-1]
-    active = _active(counts, scatter)
-    safe_counts = _safe(counts)
-    scatter = xp.where(active[:, None, None], scatter, 0.0)
+    _, _, weight = _totals(counts, scatter)
 
     def volumes(shape):
-        precision = xp.linalg.inv(shape)
-        return xp.where(active, _trace(xp.matmul(precision[None], scatter)) / (d * safe_counts), 1.0)
+        precision = xp.linalg.pinv(shape)  # a singular pooled scatter (a direction without spread) stays finite
+        return _trace(xp.matmul(precision[None], scatter)) / (d * _safe(counts))
+
+    def normalised(matrix):
+        return matrix / _safe(_size(matrix))
 
     def step(shape):
-        weighted = xp.sum(scatter / volumes(shape)[:, None, None], axis=0)
-        return weighted / xp.exp(_log_det(weighted) / d)
+        return normalised(xp.sum(weight[:, None, None] * scatter / _safe(volumes(shape))[:, None, None], axis=0))
 
     def objective(shape):
-        return xp.sum(counts * d * xp.log(volumes(shape)))
+        return xp.sum(weight * counts * d * xp.log(_safe(volumes(shape))))
 
-    pooled = xp.sum(scatter, axis=0)
-    shape = _iterate(step, pooled / xp.exp(_log_det(pooled) / d), objective, scatter)
+    pooled = xp.sum(weight[:, None, None] * scatter, axis=0)
+    shape = _iterate(step, normalised(pooled), objective, scatter)
     return _finish(volumes(shape)[:, None, None] * shape[None], counts)
-
-
-def _vev(scatter, counts):
-    """Σ_k = λ_k D_k A D_kᵀ: D_k the eigenvectors of W_k, A ∝ Σ_k Ω_k/λ_k, λ_k = tr(Ω_k A⁻¹)/(d n_k)."""
-    xp = namespace(counts)
-    d = scatter.shape[-1]
-    active = _active(counts, scatter)
-    safe_counts = _safe(counts)
-    values, vectors = _descending_eigh(scatter)
-    values = xp.where(active[:, None], values, 0.0)
-
-    def volumes(shape):
-        return xp.where(active, xp.sum(values / shape, axis=-1) / (d * safe_counts), 1.0)
-
-    def step(shape):
-        weighted = xp.sum(values / volumes(shape)[:, None], axis=0)
-        return weighted / _geometric_mean(weighted)
-
-    def objective(shape):
-        return xp.sum(counts * d * xp.log(volumes(shape)))
-
-    shape = _iterate(step, xp.ones((d,), scatter.dtype), objective, scatter)
-    covariances = xp.matmul(vectors * shape[None, None, :], xp.swapaxes(vectors, -1, -2))
-    return _finish(volumes(shape)[:, None, None] * covariances, counts)
 
 
 def _common_orientation(scatter, counts, *, equal_volume: bool):
@@ -332,29 +342,26 @@ def _common_orientation(scatter, counts, *, equal_volume: bool):
     """
     xp = namespace(counts)
     d = scatter.shape[-1]
-    active = _active(counts, scatter)
-    safe_counts = _safe(counts)
-    n, active_float = _count(counts, scatter)
-    scatter = xp.where(active[:, None, None], scatter, 0.0)
+    n, active, weight = _totals(counts, scatter)
     largest = _descending_eigh(scatter)[0][:, 0]
 
+    def rotated(orientation):
+        return _diagonal(xp.matmul(xp.matmul(orientation.T[None], scatter), orientation[None]))  # diag(Dᵀ W_k D)
+
     def shapes_and_volumes(orientation):
-        rotated = _diagonal(xp.matmul(xp.matmul(orientation.T[None], scatter), orientation[None]))  # diag(Dᵀ W_k D)
-        rotated = xp.where(active[:, None], rotated, 1.0)
-        size = _geometric_mean(rotated)
-        shapes = rotated / size[:, None]
+        spread = xp.where(active[:, None], rotated(orientation), 1.0)
+        size = _geometric_mean(spread)
         if equal_volume:
-            volume = xp.sum(active_float * size) / n
-            volumes = xp.broadcast_to(volume, counts.shape)
+            volumes = xp.broadcast_to(xp.sum(weight * size) / n, counts.shape)
         else:
-            volumes = size / safe_counts
-        return shapes, xp.where(active, volumes, 1.0)
+            volumes = size / _safe(counts)
+        return spread / size[:, None], xp.where(active, volumes, 0.0)
 
     def step(orientation):
         shapes, volumes = shapes_and_volumes(orientation)
-        weighted = scatter / volumes[:, None, None]
-        omega = largest / volumes
-        inverse_shapes = active_float[:, None] / shapes  # (k, d); switched-off components add nothing
+        weighted = scatter / _safe(volumes)[:, None, None]
+        omega = largest / _safe(volumes)
+        inverse_shapes = weight[:, None] / shapes  # (k, d); components without spread add nothing
         # MM 1: F = Σ_k A_k⁻¹ Dᵀ W̃_k − ω_k A_k⁻¹ Dᵀ
         scaled = inverse_shapes[:, :, None] * orientation.T[None]  # A_k⁻¹ Dᵀ
         first = xp.sum(xp.matmul(scaled, weighted) - omega[:, None, None] * scaled, axis=0)
@@ -371,13 +378,11 @@ def _common_orientation(scatter, counts, *, equal_volume: bool):
 
     def objective(orientation):
         shapes, volumes = shapes_and_volumes(orientation)
-        return xp.sum(counts * (d * xp.log(volumes))) + xp.sum(
-            active_float
-            * xp.sum(_diagonal(xp.matmul(xp.matmul(orientation.T[None], scatter), orientation[None])) / shapes, axis=-1)
-            / volumes
-        )
+        trace_terms = xp.sum(rotated(orientation) / shapes, axis=-1) / _safe(volumes)
+        return xp.sum(weight * (counts * d * xp.log(_safe(volumes)) + trace_terms))
 
-    orientation = _iterate(step, _descending_eigh(xp.sum(scatter, axis=0))[1], objective, scatter)
+    pooled = xp.sum(weight[:, None, None] * scatter, axis=0)
+    orientation = _iterate(step, _descending_eigh(pooled)[1], objective, scatter)
     shapes, volumes = shapes_and_volumes(orientation)
     covariances = xp.matmul(orientation[None] * (volumes[:, None] * shapes)[:, None, :], orientation.T[None])
     return _finish(covariances, counts)
@@ -400,18 +405,18 @@ def _pairs(d: int) -> int:
 
 # mclust's nVarParams (R/mclust.R): covariance parameters of each model for G components in d dimensions
 MODELS: dict[str, EigenModel] = {
-    "EII": EigenModel(_eii, lambda k, d: 1, lambda d: 1.0),
-    "VII": EigenModel(_vii, lambda k, d: k, lambda d: 2.0),
-    "EEI": EigenModel(_eei, lambda k, d: d, lambda d: 1.0),
-    "VEI": EigenModel(_vei, lambda k, d: k + (d - 1), lambda d: 2.0),
-    "EVI": EigenModel(_evi, lambda k, d: 1 + k * (d - 1), lambda d: 2.0),
-    "VVI": EigenModel(_vvi, lambda k, d: k * d, lambda d: 2.0),
-    "EEE": EigenModel(_eee, lambda k, d: d + _pairs(d), lambda d: 1.0),
-    "VEE": EigenModel(_vee, lambda k, d: k + (d - 1) + _pairs(d), lambda d: 2.0),
-    "EVE": EigenModel(_eve, lambda k, d: 1 + k * (d - 1) + _pairs(d), lambda d: 2.0),
-    "VVE": EigenModel(_vve, lambda k, d: k + k * (d - 1) + _pairs(d), lambda d: 2.0),
-    "EEV": EigenModel(_eev, lambda k, d: 1 + (d - 1) + k * _pairs(d), lambda d: 1.0),
-    "VEV": EigenModel(_vev, lambda k, d: k + (d - 1) + k * _pairs(d), lambda d: 2.0),
-    "EVV": EigenModel(_evv, lambda k, d: 1 + k * (d - 1) + k * _pairs(d), lambda d: d + 1.0),
-    "VVV": EigenModel(_vvv, lambda k, d: k * (d + _pairs(d)), lambda d: d + 1.0),
+    "EII": EigenModel(_quiet(_eii), lambda k, d: 1, lambda d: 1.0),
+    "VII": EigenModel(_quiet(_vii), lambda k, d: k, lambda d: 2.0),
+    "EEI": EigenModel(_quiet(_eei), lambda k, d: d, lambda d: 1.0),
+    "VEI": EigenModel(_quiet(_vei), lambda k, d: k + (d - 1), lambda d: 2.0),
+    "EVI": EigenModel(_quiet(_evi), lambda k, d: 1 + k * (d - 1), lambda d: 2.0),
+    "VVI": EigenModel(_quiet(_vvi), lambda k, d: k * d, lambda d: 2.0),
+    "EEE": EigenModel(_quiet(_eee), lambda k, d: d + _pairs(d), lambda d: 1.0),
+    "VEE": EigenModel(_quiet(_vee), lambda k, d: k + (d - 1) + _pairs(d), lambda d: 2.0),
+    "EVE": EigenModel(_quiet(_eve), lambda k, d: 1 + k * (d - 1) + _pairs(d), lambda d: 2.0),
+    "VVE": EigenModel(_quiet(_vve), lambda k, d: k + k * (d - 1) + _pairs(d), lambda d: 2.0),
+    "EEV": EigenModel(_quiet(_eev), lambda k, d: 1 + (d - 1) + k * _pairs(d), lambda d: 1.0),
+    "VEV": EigenModel(_quiet(_vev), lambda k, d: k + (d - 1) + k * _pairs(d), lambda d: 2.0),
+    "EVV": EigenModel(_quiet(_evv), lambda k, d: 1 + k * (d - 1) + k * _pairs(d), lambda d: d + 1.0),
+    "VVV": EigenModel(_quiet(_vvv), lambda k, d: k * (d + _pairs(d)), lambda d: d + 1.0),
 }

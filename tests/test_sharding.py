@@ -26,9 +26,10 @@ SCRIPT = textwrap.dedent(
     X, _ = make_mixture_data(np.random.default_rng(40), 1003, 3, 3)  # 1003: uneven blocks, padding
     weights = np.random.default_rng(41).integers(0, 3, size=len(X)).astype(float)
     out = {}
-    # every covariance type and both initialisations (each case compiles two fits on 4 devices)
+    # every covariance type, two of mclust's, both initialisations (each case compiles two fits on 4 devices)
     for covariance_type, init in [
-        ("full", "kmeans"), ("tied", "random_from_data"), ("diag", "kmeans"), ("spherical", "random_from_data")
+        ("full", "kmeans"), ("tied", "random_from_data"), ("diag", "kmeans"), ("spherical", "random_from_data"),
+        ("EEV", "kmeans"), ("VEV", "random_from_data"),  # mclust's: closed form, fixed-point M-step
     ]:
         kwargs = dict(covariance_type=covariance_type, init=init, n_init=2, seed=3, tol=1e-8, max_iter=300)
         single = bayesgmm.em_fit(X, 3, sample_weight=weights, chunk_size=128, **kwargs)
