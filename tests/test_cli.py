@@ -329,6 +329,24 @@ def test_parse_covariance_types():
         parse_covariance_types("full,banana")
 
 
+@pytest.mark.slow  # compiles two of mclust's models
+def test_select_takes_mclusts_model_names(faithful_csv, tmp_path, capsys):
+    """``--covariance-types EEE,VEV``: mclust's names through the command line, the same table
+    as ``bayesgmm.select`` with those models (EEE with 3 components: mclust's choice)."""
+    import pandas as pd
+
+    table_file = tmp_path / "table.csv"
+    argv = ["select", str(faithful_csv), "--k", "2-3", "--covariance-types", "EEE,VEV", "--out", str(table_file)]
+    status, out, err = _run(capsys, argv)
+    assert status == 0 and err == []
+    reference = bayesgmm.select(load_faithful(), [2, 3], ["EEE", "VEV"], max_iter=500, seed=0)
+    written = pd.read_csv(table_file)
+    assert written["covariance_type"].tolist() == reference.table["covariance_type"].tolist()
+    np.testing.assert_allclose(written["bic"], reference.table["bic"], rtol=1e-12)
+    assert (reference.best_k, reference.best_covariance_type) == (3, "EEE")
+    assert "Chosen by BIC: k = 3, covariance type EEE" in out
+
+
 # ----------------------------------------------------------------------------- bad input
 
 
