@@ -285,20 +285,16 @@ def fit_groups(
     n_init = 1 if user_init.complete else config.n_init
     if draws is None or n_init != config.n_init:
         draws = start_draws(data, ks, config.init, seed, n_init, dtype)
-    moments = config.resolved_moments(dtype, data.has_missing)
     k_max = max(ks)
-    n_rows = data.X.shape[0]
-    chunk_size = min(config.chunk_size, n_rows) if config.chunk_size is not None else None
-    chunk_size = chunk_size or default_chunk_size(n_rows, k_max, data.n_features, n_init * len(ks), moments)
     scaled_init = _rescaled(user_init, data, dtype)
-    program = Program(
-        k=k_max,
-        covariance_type=config.covariance_type,
-        init=config.init,
-        moments=moments,
-        degenerate=config.degenerate,
-        history_size=bucket_size(config.max_iter + 1),
-        chunk_size=chunk_size,
+    program = _program(
+        config,
+        config.covariance_type,
+        k_max,
+        data.X.shape[0],
+        data.n_features,
+        batch=n_init * len(ks),
+        moments=config.resolved_moments(dtype, data.has_missing),
         sequential=data.stream or _memory.on_cpu(data.X),
         mesh=data.mesh,
     )
@@ -320,6 +316,34 @@ def fit_groups(
         program=program,
     )
     return _results(data, ks, states, log_likelihoods, fit_settings, config)
+
+
+def _program(
+    config: EMConfig,
+    covariance_type: str,
+    k: int,
+    n_rows: int,
+    n_features: int,
+    *,
+    batch: int,
+    moments: str,
+    sequential: bool,
+    mesh=None,
+) -> Program:
+    """The static part of a compiled fit of ``batch`` fits at once: ``config``'s chunk size (or the
+    default for the working memory of ``batch`` fits of ``k`` components), history and options."""
+    chunk_size = min(config.chunk_size, n_rows) if config.chunk_size is not None else None
+    return Program(
+        k=k,
+        covariance_type=covariance_type,
+        init=config.init,
+        moments=moments,
+        degenerate=config.degenerate,
+        history_size=bucket_size(config.max_iter + 1),
+        chunk_size=chunk_size or default_chunk_size(n_rows, k, n_features, batch, moments),
+        sequential=sequential,
+        mesh=mesh,
+    )
 
 
 def _rescaled(user_init: UserInit, data: PreparedData, dtype) -> UserInit:
@@ -393,20 +417,15 @@ def refit(data: PreparedData, start: GMMParams, config: EMConfig, *, weights=Non
         X = to_device(np.pad(scaled, ((0, 0), (0, pad), (0, 0))), dtype)
         unit = np.ones((n_replicates, n_rows), dtype) if weights is None else np.asarray(weights, dtype)
         weights = np.pad(unit, ((0, 0), (0, pad)))
-    moments = config.resolved_moments(dtype, False)
     sequential = _memory.on_cpu(data.X)
-    n_rows = X.shape[-2]
-    chunk_size = min(config.chunk_size, n_rows) if config.chunk_size is not None else None
-    batch = 1 if sequential else weights.shape[0]  # vmapped replicates share each chunk's working memory
-    chunk_size = chunk_size or default_chunk_size(n_rows, k, data.n_features, batch, moments)
-    program = Program(
-        k=k,
-        covariance_type=start.covariance_type,
-        init=config.init,
-        moments=moments,
-        degenerate=config.degenerate,
-        history_size=bucket_size(config.max_iter + 1),
-        chunk_size=chunk_size,
+    program = _program(
+        config,
+        start.covariance_type,
+        k,
+        X.shape[-2],
+        data.n_features,
+        batch=1 if sequential else weights.shape[0],  # vmapped replicates share each chunk's working memory
+        moments=config.resolved_moments(dtype, False),
         sequential=sequential,
     )
     covariances = np.asarray(start.covariances, np.float64)
