@@ -111,6 +111,23 @@ def make_data(name: str, n: int, d: int) -> np.ndarray:
     return means[labels] + rng.normal(size=(n, d))
 
 
+def time_calls(run, X: np.ndarray, repeats: int, after_first=lambda: None):
+    """``run(X)`` once (cold), ``after_first()``, then ``repeats`` warm calls on data of the same shape.
+
+    Returns ``(first result, cold seconds, warm seconds (list), after_first's value)``.
+    """
+    start = time.perf_counter()
+    first = run(X)
+    cold = time.perf_counter() - start
+    noted = after_first()
+    warm = []
+    for repeat in range(repeats):
+        start = time.perf_counter()
+        run(X + 1e-9 * repeat)  # same shapes, (marginally) new data
+        warm.append(time.perf_counter() - start)
+    return first, cold, warm, noted
+
+
 def worker_bayesgmm(args) -> dict:
     import jax
 
@@ -126,14 +143,7 @@ def worker_bayesgmm(args) -> dict:
     def run(X):
         return bayesgmm.select(X, k=ks, covariance_types=TYPES, seed=0, **options)
 
-    start = time.perf_counter()
-    selection = run(X)
-    cold = time.perf_counter() - start
-    warm = []
-    for repeat in range(args.repeats):
-        start = time.perf_counter()
-        run(X + 1e-9 * repeat)  # same shapes, (marginally) new data
-        warm.append(time.perf_counter() - start)
+    selection, cold, warm, _ = time_calls(run, X, args.repeats)
     return {
         "cold": cold,
         "warm": statistics.median(warm),
@@ -201,15 +211,7 @@ def worker_mclust_grid(args) -> dict:
     def run(X):
         return bayesgmm.select(X, k=ks, covariance_types=models, seed=0)
 
-    start = time.perf_counter()
-    selection = run(X)
-    cold = time.perf_counter() - start
-    compiled = recorder.summary()
-    warm = []
-    for repeat in range(args.repeats):
-        start = time.perf_counter()
-        run(X + 1e-9 * repeat)  # same shapes, (marginally) new data
-        warm.append(time.perf_counter() - start)
+    selection, cold, warm, compiled = time_calls(run, X, args.repeats, recorder.summary)
     return {
         "models": named,
         "cold": cold,
@@ -228,15 +230,12 @@ def worker_mclust_models(args) -> dict:
     rows = []
     for model in named:
         compiled_before = len(recorder.names)
-        start = time.perf_counter()
-        bayesgmm.select(X, k=ks, covariance_types=[model], seed=0)
-        cold = time.perf_counter() - start
-        programs = recorder.names[compiled_before:]
-        warm = []
-        for repeat in range(args.repeats):
-            start = time.perf_counter()
-            bayesgmm.select(X + 1e-9 * repeat, k=ks, covariance_types=[model], seed=0)
-            warm.append(time.perf_counter() - start)
+        _, cold, warm, programs = time_calls(
+            lambda X, model=model: bayesgmm.select(X, k=ks, covariance_types=[model], seed=0),
+            X,
+            args.repeats,
+            lambda start=compiled_before: recorder.names[start:],
+        )
         rows.append(
             {
                 "model": model,
