@@ -15,6 +15,9 @@ Used by ``GMMParams.impute`` (conditional means) and by EM's missing-data E-step
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from jax import Array, lax
@@ -26,26 +29,48 @@ from bayesgmm.covariance import LOG_2PI
 CHUNK_ELEMENTS = 1 << 20
 
 
-def conditional_moments(log_weights: Array, means: Array, covariances: Array, x: Array, *, with_covariances=True):
+class ConditionalMoments(NamedTuple):
+    """Per component and row of a chunk: the observed marginal and the missing coordinates' moments."""
+
+    log_joint: Array  # (k, c) log π_k + log f_k(x_o) (Gaussian: log N(x_o | μ_ko, Σ_k,oo))
+    delta: Array  # (k, c, d) E_k[x | x_o] − μ_k: x − μ_k on the observed coordinates
+    conditional: Array | None  # (k, c, d, d) Cov_k[x | x_o] (Gaussian), zero outside the (missing, missing) block
+    sq_norm: Array  # (k, c) (x − μ_k)_oᵀ Σ_k,oo⁻¹ (x − μ_k)_o, the observed Mahalanobis distances
+    n_observed: Array  # (c,) observed coordinates per row
+
+
+def gaussian_log_density(sq_norm: Array, n_observed: Array) -> Array:
+    """``log N`` of the observed coordinates from their Mahalanobis distances, without ``log |Σ_oo|^{1/2}``."""
+    return -0.5 * (n_observed * LOG_2PI + sq_norm)
+
+
+def conditional_moments(
+    log_weights: Array,
+    means: Array,
+    covariances: Array,
+    x: Array,
+    *,
+    with_covariances=True,
+    log_density: Callable[[Array, Array], Array] = gaussian_log_density,
+) -> ConditionalMoments:
     """Observed-marginal log joint densities, conditional means and covariances of a chunk of rows.
 
     Parameters
     ----------
     log_weights : (k,)
     means : (k, d)
-    covariances : (k, d, d) dense covariance matrices (``covariance_matrices`` of any type)
+    covariances : (k, d, d) dense covariance (or scale) matrices (``covariance_matrices`` of any type)
     x : (c, d) rows, NaN at the missing entries (no row entirely NaN)
     with_covariances : bool (static)
         Also return the conditional covariances (the E-step needs them, imputation does not).
+    log_density : (sq_norm (k, c), n_observed (c,)) -> (k, c)
+        The component family's log density of the observed coordinates without
+        ``log |Σ_oo|^{1/2}`` (an elliptical family's marginal has the same form in the observed
+        dimensions; Student-t: ``families.STUDENT_T.log_density`` with its ``dof``).
 
     Returns
     -------
-    log_joint : (k, c)
-        ``log π_k + log N(x_o | μ_ko, Σ_k,oo)``.
-    delta : (k, c, d)
-        ``E_k[x | x_o] − μ_k``: ``x − μ_k`` on the observed coordinates.
-    conditional : (k, c, d, d) or None
-        ``Cov_k[x | x_o]``, zero outside the (missing, missing) block.
+    ConditionalMoments
     """
     d = means.shape[-1]
     observed = ~jnp.isnan(x)
@@ -61,20 +86,28 @@ def conditional_moments(log_weights: Array, means: Array, covariances: Array, x:
     half_log_det = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)  # (k, c)
     sq_norm = jnp.sum(z[..., 0] ** 2, axis=-1)
     n_observed = jnp.sum(mask, axis=-1)  # (c,)
-    log_joint = log_weights[:, None] - 0.5 * (n_observed * LOG_2PI + sq_norm) - half_log_det
+    log_joint = log_weights[:, None] + log_density(sq_norm, n_observed) - half_log_det
     if not with_covariances:
-        return log_joint, delta, None
+        return ConditionalMoments(log_joint, delta, None, sq_norm, n_observed)
     projected = solve_triangular(chol, mask[None, :, :, None] * covariances[:, None], lower=True)  # L̃⁻¹ M Σ
     explained = jnp.matmul(jnp.swapaxes(projected, -1, -2), projected, precision="highest")
     unobserved = 1.0 - mask
     conditional = (covariances[:, None] - explained) * (unobserved[:, :, None] * unobserved[:, None, :])
-    return log_joint, delta, conditional
+    return ConditionalMoments(log_joint, delta, conditional, sq_norm, n_observed)
 
 
-def impute_rows(log_weights: Array, means: Array, covariances: Array, X: Array) -> Array:
+def impute_rows(
+    log_weights: Array,
+    means: Array,
+    covariances: Array,
+    X: Array,
+    log_density: Callable[[Array, Array], Array] = gaussian_log_density,
+) -> Array:
     """``X`` (n, d) with each NaN replaced by its conditional mean ``E[x_m | x_o]`` under the mixture.
 
-    ``covariances`` are the dense (k, d, d) matrices. Rows are processed in chunks of
+    ``covariances`` are the dense (k, d, d) matrices; ``log_density`` the family's (see
+    ``conditional_moments``: for Student-t components the conditional mean of the missing
+    coordinates is the Gaussian one, weighted by the t marginal's responsibilities). Rows are processed in chunks of
     about ``CHUNK_ELEMENTS`` working elements; chunks without NaN are returned as they are.
     """
     k, d = means.shape
@@ -84,9 +117,11 @@ def impute_rows(log_weights: Array, means: Array, covariances: Array, X: Array) 
     chunks = jnp.pad(X, ((0, n_chunks * chunk_size - n), (0, 0))).reshape((n_chunks, chunk_size, d))
 
     def incomplete(x):
-        log_joint, delta, _ = conditional_moments(log_weights, means, covariances, x, with_covariances=False)
-        resp = jax.nn.softmax(log_joint, axis=0)  # (k, c)
-        expected = jnp.einsum("kc,kcd->cd", resp, means[:, None, :] + delta, precision="highest")
+        moments = conditional_moments(
+            log_weights, means, covariances, x, with_covariances=False, log_density=log_density
+        )
+        resp = jax.nn.softmax(moments.log_joint, axis=0)  # (k, c)
+        expected = jnp.einsum("kc,kcd->cd", resp, means[:, None, :] + moments.delta, precision="highest")
         return jnp.where(jnp.isnan(x), expected, x)
 
     def per_chunk(x):

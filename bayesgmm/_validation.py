@@ -13,6 +13,7 @@ import numpy as np
 
 from bayesgmm._errors import ArgumentTypeError
 from bayesgmm.covariance import get_structure
+from bayesgmm.families import DOF_START
 
 
 def check_data(
@@ -133,6 +134,31 @@ def check_choice(value, name: str, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}.")
     return value
+
+
+def check_dof(dof, family: str) -> tuple[str, float]:
+    """``em_fit``'s ``dof`` as ``(dof_mode, start)``: None (one per component, estimated), "shared"
+    (one for all, estimated) or a number > 0 (fixed there). Only Student-t components have one."""
+    if family == "gaussian":
+        if dof is not None:
+            raise ValueError(
+                f"dof={dof!r} applies to Student-t components only; pass family='student_t', or leave dof=None."
+            )
+        return "component", DOF_START
+    if dof is None:
+        return "component", DOF_START
+    if isinstance(dof, str):
+        if dof != "shared":
+            raise ValueError(f"dof must be None (one per component), 'shared' or a number > 0, got {dof!r}.")
+        return "shared", DOF_START
+    if isinstance(dof, bool) or not isinstance(dof, (int, float, np.integer, np.floating)):
+        raise ArgumentTypeError(f"dof must be None, 'shared' or a number > 0, got {type(dof).__name__}.")
+    if not (np.isfinite(dof) and dof > 0):
+        raise ValueError(
+            f"dof (degrees of freedom) must be a finite number > 0 to fix them, got {dof!r}; pass dof=None to "
+            "estimate one per component."
+        )
+    return "fixed", float(dof)
 
 
 def _as_float_array(value, name: str) -> np.ndarray:

@@ -126,6 +126,8 @@ class EMFunctions(NamedTuple):
     unwhiten : (first_w (k, d), W, scale) -> (first (k, d), second)
         Statistics about the shift in data coordinates.
     scale_from_moments : (counts (k,), nk (k,), first (k, d), delta (k, d), second, reg_covar) -> scale
+        The scatter ``Σ r (x − μ)(x − μ)ᵀ`` about ``μ = shift + delta`` from ``counts`` and the moments
+        about the shift, divided by ``nk`` (Student-t: ``counts`` and moments weighted by ``u``).
         M-step: the Cholesky factor of the covariance about the new means
         ``shift + delta``, plus ``reg_covar`` on the diagonal.
     raw_features : x (c, d) -> q (c, p)
@@ -565,8 +567,9 @@ def _tied_scale_from_moments(counts, nk, first, delta, second, reg_covar):
     xp = namespace(counts, first, second)
     zero = xp.zeros_like(second)
     correction = _outer_scatter(counts, first, delta, xp.broadcast_to(zero, (counts.shape[0],) + zero.shape))
-    # Σ counts, not Σ nk: ``nk`` is 1 for the components switched off (select's grid), which hold no rows
-    covariance = (second + xp.sum(correction, axis=0)) / xp.sum(counts)
+    # Σ nk over the components that hold rows: ``nk`` is 1 for those switched off (select's grid), and
+    # ``counts`` are Σ r u, not Σ r, for Student-t components (the scale divides by Σ r)
+    covariance = (second + xp.sum(correction, axis=0)) / xp.sum(xp.where(counts > 0, nk, 0.0))
     return _cholesky(covariance + reg_covar * _eye_like(covariance))
 
 

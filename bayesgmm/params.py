@@ -31,8 +31,9 @@ import numpy as np
 from jax import Array
 
 from bayesgmm import _validation
-from bayesgmm._conditional import impute_rows
+from bayesgmm._conditional import gaussian_log_density, impute_rows
 from bayesgmm.covariance import get_structure, whitened_log_joint
+from bayesgmm.families import DOF_MODES, GAUSSIAN, get_family
 
 
 def _scale_ndim(covariance_type: str) -> int:
@@ -41,8 +42,8 @@ def _scale_ndim(covariance_type: str) -> int:
 
 @functools.partial(
     jax.tree_util.register_dataclass,
-    data_fields=["weights", "means", "scale"],
-    meta_fields=["covariance_type"],
+    data_fields=["weights", "means", "scale", "dof"],
+    meta_fields=["covariance_type", "family", "dof_mode"],
 )
 @dataclasses.dataclass(frozen=True)
 class GMMParams:
@@ -58,8 +59,17 @@ class GMMParams:
         Cholesky factor of the covariance in the layout of ``covariance_type``:
         full ``(..., k, d, d)``, tied ``(..., d, d)``, diag ``(..., k, d)`` (standard
         deviations), spherical ``(..., k)`` (standard deviations).
-    covariance_type : {"full", "tied", "diag", "spherical"}
+    covariance_type : {"full", "tied", "diag", "spherical"} or one of mclust's 14 names
         Static (part of the pytree structure, not a leaf).
+    dof : array (..., k), optional
+        Degrees of freedom of Student-t components (``family="student_t"``); None for Gaussian ones.
+    family : {"gaussian", "student_t"}
+        The components' distribution (``bayesgmm.families``), static. For "student_t",
+        ``scale`` is the Cholesky factor of the scale matrix ``Σ_k``, whose covariance is
+        ``ν_k / (ν_k − 2) Σ_k`` (``ν_k > 2``); ``covariances`` returns the scale matrices.
+    dof_mode : {"component", "shared", "fixed"}
+        How the degrees of freedom were fitted (static): one per component, one shared, or
+        given. It decides the parameter count of ``bic`` and ``aic``; ignored for "gaussian".
 
     Examples
     --------
@@ -79,10 +89,21 @@ class GMMParams:
     means: Array
     scale: Array
     covariance_type: str = "full"
+    dof: Array | None = None
+    family: str = "gaussian"
+    dof_mode: str = "component"
 
     def __post_init__(self):
         structure = get_structure(self.covariance_type)
-        leaves = (self.weights, self.means, self.scale)
+        family = get_family(self.family)
+        if self.dof_mode not in DOF_MODES:
+            raise ValueError(f"dof_mode must be one of {DOF_MODES}, got {self.dof_mode!r}.")
+        if (self.dof is None) != (family.e_step_terms is None):
+            raise ValueError(
+                "dof (degrees of freedom, shape (..., k)) must be given for family='student_t' and only for it "
+                f"(family={self.family!r}, dof={'None' if self.dof is None else 'given'})."
+            )
+        leaves = (self.weights, self.means, self.scale) + (() if self.dof is None else (self.dof,))
         # JAX rebuilds pytrees with placeholder leaves (None, object(), specs); check
         # shapes only when every leaf is array-like.
         if not all(hasattr(leaf, "shape") and hasattr(leaf, "ndim") for leaf in leaves):
@@ -100,11 +121,23 @@ class GMMParams:
                 f"scale for covariance_type={self.covariance_type!r} must end in shape {expected} "
                 f"(k={k}, d={d}), got {self.scale.shape}."
             )
+        if self.dof is not None and self.dof.shape[-1:] != (k,):
+            raise ValueError(f"dof must have shape (..., {k}) to match means {self.means.shape}, got {self.dof.shape}.")
 
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def from_covariances(cls, weights, means, covariances, covariance_type: str = "full") -> GMMParams:
+    def from_covariances(
+        cls,
+        weights,
+        means,
+        covariances,
+        covariance_type: str = "full",
+        *,
+        family: str = "gaussian",
+        dof=None,
+        dof_mode: str = "component",
+    ) -> GMMParams:
         """Build from covariances in scikit-learn's layout (``GaussianMixture.covariances_``).
 
         Parameters
@@ -115,13 +148,18 @@ class GMMParams:
             full ``(..., k, d, d)``, tied ``(..., d, d)``, diag ``(..., k, d)``,
             spherical ``(..., k)``.
         covariance_type : str
+        family : {"gaussian", "student_t"}
+            For "student_t", ``covariances`` are the scale matrices and ``dof`` (k,) the degrees of freedom.
+        dof : array-like of shape (..., k), optional
+        dof_mode : {"component", "shared", "fixed"}
         """
         structure = get_structure(covariance_type)
         dtype = jnp.result_type(float)
         means = jnp.asarray(means, dtype=dtype)
         covariances = jnp.asarray(covariances, dtype=dtype)
         scale = structure.core.from_covariances(covariances)
-        return cls(jnp.asarray(weights, dtype=dtype), means, scale, covariance_type)
+        dof = None if dof is None else jnp.asarray(dof, dtype=dtype)
+        return cls(jnp.asarray(weights, dtype=dtype), means, scale, covariance_type, dof, family, dof_mode)
 
     # ------------------------------------------------------------------ shape facts
 
@@ -146,10 +184,16 @@ class GMMParams:
         return self.means.dtype
 
     @property
+    def family_functions(self):
+        return get_family(self.family)
+
+    @property
     def n_parameters(self) -> int:
-        """Free parameters: weights (k − 1), means (k·d) and covariances (by type)."""
+        """Free parameters: weights (k − 1), means (k·d), covariances (by type) and the family's
+        (Student-t: ``k`` degrees of freedom, 1 when shared, 0 when fixed)."""
         k, d = self.n_components, self.n_features
-        return (k - 1) + k * d + self.structure.core.n_parameters(k, d)
+        extra = self.family_functions.n_parameters(k, self.dof_mode)
+        return (k - 1) + k * d + self.structure.core.n_parameters(k, d) + extra
 
     # ------------------------------------------------------------------ derived parameters
 
@@ -284,10 +328,9 @@ class GMMParams:
 def _log_joint(params: GMMParams, X: Array) -> Array:
     """Unbatched: (k, n) log joint densities."""
     structure = params.structure
-    log_joint, _, _ = whitened_log_joint(
-        structure,
+    log_joint, _, _ = component_log_joint(
+        params,
         jnp.log(params.weights),
-        params.means,
         structure.core.inverse_scale(params.scale),
         structure.core.half_log_det(params.scale, params.n_features),
         X,
@@ -295,10 +338,35 @@ def _log_joint(params: GMMParams, X: Array) -> Array:
     return log_joint
 
 
+def observed_log_density(params: GMMParams):
+    """The family's log density of ``p`` observed coordinates from their Mahalanobis distances,
+    without ``log |Σ_oo|^{1/2}``: ``(sq_norm (k, c), n_observed (c,)) -> (k, c)`` (missing values)."""
+    family = params.family_functions
+    if family is GAUSSIAN:
+        return gaussian_log_density
+    return lambda sq_norm, n_observed: family.log_density(sq_norm, n_observed, params.dof)
+
+
+def component_log_joint(params: GMMParams, log_weights, inverse, half_log_det, x):
+    """``log π_k + log f_k(x_i)`` (k, c) for the family's density, the whitened rows (k, d, c) and
+    ``δ²`` (k, c), from the scale's inverse and ``log |Σ_k|^{1/2}`` (``covariance.whitened_log_joint``,
+    whose Gaussian densities are kept as they are for the Gaussian family)."""
+    log_joint, y, sq_norm = whitened_log_joint(params.structure, log_weights, params.means, inverse, half_log_det, x)
+    family = params.family_functions
+    if family is not GAUSSIAN:
+        log_density = family.log_density(sq_norm, x.shape[-1], params.dof) - jnp.reshape(half_log_det, (-1, 1))
+        log_joint = log_weights[:, None] + log_density
+    return log_joint, y, sq_norm
+
+
 def _sample(params: GMMParams, key: Array, n_samples: int) -> tuple[Array, Array]:
     key_labels, key_noise = jax.random.split(key)
     labels = jax.random.categorical(key_labels, jnp.log(params.weights), shape=(n_samples,))
     noise = jax.random.normal(key_noise, (n_samples, params.n_features), dtype=params.dtype)
+    mixing = params.family_functions.mixing
+    if mixing is not None:  # a scale mixture of Gaussians: x = μ + L z / √u
+        key_mixing = jax.random.fold_in(key_noise, 1)
+        noise = noise / jnp.sqrt(mixing(key_mixing, params.dof, labels, params.dtype))[:, None]
     X = params.means[labels] + params.structure.core.colour(params.scale, labels, noise)
     return X, labels
 
@@ -319,6 +387,6 @@ def map_batch(fn: Callable[..., Any], params: GMMParams, *batched_args) -> Any:
 @jax.jit  # one compiled program per shape, not a retrace of the chunk loop at every call
 def _impute(params: GMMParams, X: Array) -> Array:
     def unbatched(p: GMMParams) -> Array:
-        return impute_rows(jnp.log(p.weights), p.means, p.covariance_matrices, X)
+        return impute_rows(jnp.log(p.weights), p.means, p.covariance_matrices, X, observed_log_density(p))
 
     return map_batch(unbatched, params)

@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("bayesgmm._errors", "bayesgmm._arrays", "bayesgmm._cache"),
     ("bayesgmm._eigen",),
     ("bayesgmm.covariance", "bayesgmm.chunks", "bayesgmm.datasets", "bayesgmm.convert", "bayesgmm.em._hierarchical"),
+    ("bayesgmm.families",),
     ("bayesgmm._validation", "bayesgmm._conditional"),
     ("bayesgmm.params", "bayesgmm.sharding"),
     ("bayesgmm.em._state", "bayesgmm.em._init", "bayesgmm.model", "bayesgmm.io", "bayesgmm.plot"),

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from bayesgmm import _validation
 from bayesgmm.covariance import get_structure
 from bayesgmm.em._init import INIT_METHODS
+from bayesgmm.families import DOF_START, GAUSSIAN, get_family
 
 MOMENTS = ("auto", "whitened", "raw")
 DEGENERATE = ("reseed", "raise")
@@ -39,6 +40,14 @@ class EMConfig:
     moments: str = "auto"
     chunk_size: int | None = None
     context: str = ""  # prefixed to every message (select names its grid point)
+    family: str = "gaussian"
+    dof_mode: str = "component"  # Student-t: "component", "shared" or "fixed"
+    dof_start: float = DOF_START  # Student-t: the initial degrees of freedom (the value, when fixed)
+
+    @property
+    def scale_mixture(self) -> bool:
+        """The components are scale mixtures (Student-t): their E-step weights rows by ``u``."""
+        return get_family(self.family) is not GAUSSIAN
 
     @classmethod
     def validated(
@@ -54,8 +63,17 @@ class EMConfig:
         moments="auto",
         chunk_size=None,
         context="",
+        family="gaussian",
+        dof=None,
     ) -> EMConfig:
         get_structure(covariance_type)  # a clear error listing the valid types
+        family = _validation.check_choice(family, "family", ("gaussian", "student_t"))
+        dof_mode, dof_start = _validation.check_dof(dof, family)
+        if family != "gaussian" and moments == "raw":
+            raise ValueError(
+                "moments='raw' computes Gaussian densities from quadratic features; Student-t components need each "
+                "row's Mahalanobis distance. Leave moments='auto' (or 'whitened')."
+            )
         init = _validation.check_choice(init, "init", tuple(INIT_METHODS))
         n_init = _validation.check_int_at_least(n_init, "n_init", 1)
         if INIT_METHODS[init].deterministic and n_init > 1:
@@ -74,6 +92,9 @@ class EMConfig:
             moments=_validation.check_choice(moments, "moments", MOMENTS),
             chunk_size=None if chunk_size is None else _validation.check_int_at_least(chunk_size, "chunk_size", 1),
             context=context,
+            family=family,
+            dof_mode=dof_mode,
+            dof_start=dof_start,
         )
 
     def resolved_moments(self, dtype, has_missing: bool) -> str:
@@ -92,6 +113,8 @@ class EMConfig:
                 )
             return "missing"
         if self.moments == "auto":
+            if self.scale_mixture:  # the E-step needs each row's Mahalanobis distance
+                return "whitened"
             return "raw" if jnp.dtype(dtype) == jnp.float64 else "whitened"
         return self.moments
 
@@ -109,6 +132,8 @@ class Program:
     chunk_size: int
     sequential: bool = False  # restarts and groups one after another (CPU) instead of vmapped
     mesh: object = None  # jax.sharding.Mesh of sharded rows, or None
+    family: str = "gaussian"
+    dof_mode: str = "component"
 
     @property
     def structure(self):

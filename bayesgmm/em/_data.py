@@ -180,6 +180,7 @@ def settings(data: PreparedData, k: int, config: EMConfig, dtype) -> Settings:
         mean_row_weight=host(data.total_weight / data.n_positive),
         active=np.ones((k,), bool),
         max_iter=np.asarray(config.max_iter),
+        dof_start=host(np.full((k,), config.dof_start)) if config.scale_mixture else None,
     )
 
 

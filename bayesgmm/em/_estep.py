@@ -41,9 +41,9 @@ from jax import Array, lax
 from bayesgmm._arrays import host_cholesky
 from bayesgmm._conditional import conditional_moments
 from bayesgmm.chunks import Rows, WorstRow, accumulate, add, zeros_like_shapes
-from bayesgmm.covariance import LOG_2PI, raw_coefficients, whitened_log_joint
+from bayesgmm.covariance import LOG_2PI, raw_coefficients
 from bayesgmm.em._state import SufficientStatistics
-from bayesgmm.params import GMMParams
+from bayesgmm.params import GMMParams, component_log_joint, observed_log_density
 
 
 def _combine(a, b):
@@ -70,17 +70,25 @@ def whitened_e_step(params: GMMParams, rows: Rows) -> tuple[SufficientStatistics
     """
     structure = params.structure
     log_weights, inverse, half_log_det = _density_terms(params)
+    scale_mixture = params.family_functions.e_step_terms  # None for Gaussian components
 
     def chunk_statistics(x, w, row_ids, chunk_index):
-        log_joint, y, sq_norm = whitened_log_joint(structure, log_weights, params.means, inverse, half_log_det, x)
+        log_joint, y, sq_norm = component_log_joint(params, log_weights, inverse, half_log_det, x)
         log_norm = jax.nn.logsumexp(log_joint, axis=0)
         resp = jnp.exp(log_joint - log_norm) * w
+        family_sums = {}
+        moment_resp = resp
+        if scale_mixture is not None:
+            u, dof_terms = scale_mixture(sq_norm, x.shape[-1], params.dof)
+            moment_resp = resp * u
+            family_sums = dict(weighted_counts=jnp.sum(moment_resp, axis=1), dof_sums=jnp.sum(resp * dof_terms, axis=1))
         sums = SufficientStatistics(
             counts=jnp.sum(resp, axis=1),
-            first=jnp.einsum("kc,kdc->kd", resp, y, precision="highest"),
-            second=structure.em.second_moment(resp, y, sq_norm),
+            first=jnp.einsum("kc,kdc->kd", moment_resp, y, precision="highest"),
+            second=structure.em.second_moment(moment_resp, y, sq_norm),
             log_likelihood=jnp.sum(w * log_norm),
             max_log_resp=jnp.sum(w * (jnp.max(log_joint, axis=0) - log_norm)),
+            **family_sums,
         )
         return sums, WorstRow.of_chunk(log_norm, w, row_ids)
 
@@ -120,30 +128,46 @@ def chunk_statistics(params: GMMParams, x: Array, w: Array, *, complete: bool):
 
     ``complete=True`` (static): the chunk has no NaN, and the ordinary whitened densities are
     used (conditional covariances zero, ``x̂ = x``); ``False``: ``conditional_moments``,
-    valid for any chunk. Returns ``(counts, first, second_full, log_likelihood, max_log_resp),
-    log_norm (c,)``.
+    valid for any chunk. Returns ``(counts, first, second_full, log_likelihood, max_log_resp,
+    weighted_counts, dof_sums), log_norm (c,)`` (the last two sums None for Gaussian components).
+
+    Student-t components weight each row by ``u = E[u | x_o] = (ν + p)/(ν + δ²_o)``: ``first``
+    is ``Σ w r u (x̂ − μ)`` and ``second`` ``Σ w r [u (x̂ − μ)(x̂ − μ)ᵀ + C]`` (given ``u`` the
+    missing coordinates have covariance ``C / u``, and ``u`` cancels).
     """
     structure = params.structure
     k, d = params.n_components, params.n_features
     if complete:
         log_weights, inverse, half_log_det = _density_terms(params)
-        log_joint, _, _ = whitened_log_joint(structure, log_weights, params.means, inverse, half_log_det, x)
+        log_joint, _, sq_norm = component_log_joint(params, log_weights, inverse, half_log_det, x)
         delta = x[None] - params.means[:, None, :]
         conditional_sum = jnp.zeros((k, d, d), x.dtype)
+        n_observed = d
     else:
         covariances = structure.core.covariance_matrices(params.scale, k, d)
-        log_joint, delta, conditional = conditional_moments(jnp.log(params.weights), params.means, covariances, x)
+        moments = conditional_moments(
+            jnp.log(params.weights), params.means, covariances, x, log_density=observed_log_density(params)
+        )
+        log_joint, delta, sq_norm, n_observed = moments.log_joint, moments.delta, moments.sq_norm, moments.n_observed
     log_norm = jax.nn.logsumexp(log_joint, axis=0)
     resp = jnp.exp(log_joint - log_norm) * w  # (k, c)
     if not complete:
-        conditional_sum = jnp.einsum("kc,kcde->kde", resp, conditional, precision="highest")
-    weighted = resp[:, :, None] * delta
+        conditional_sum = jnp.einsum("kc,kcde->kde", resp, moments.conditional, precision="highest")
+    scale_mixture = params.family_functions.e_step_terms
+    moment_resp, weighted_counts, dof_sums = resp, None, None
+    if scale_mixture is not None:
+        u, dof_terms = scale_mixture(sq_norm, n_observed, params.dof)
+        moment_resp = resp * u
+        weighted_counts, dof_sums = jnp.sum(moment_resp, axis=1), jnp.sum(resp * dof_terms, axis=1)
+    weighted = moment_resp[:, :, None] * delta
     sums = (
         jnp.sum(resp, axis=1),
         jnp.sum(weighted, axis=1),
         jnp.einsum("kcd,kce->kde", weighted, delta, precision="highest") + conditional_sum,
         jnp.sum(w * log_norm),
         jnp.sum(w * (jnp.max(log_joint, axis=0) - log_norm)),
+        weighted_counts,
+        dof_sums,
     )
     return sums, log_norm
 
@@ -184,7 +208,8 @@ def missing_e_step(params: GMMParams, rows: Rows) -> tuple[SufficientStatistics,
     def identity(shapes):
         return zeros_like_shapes(shapes[0]), WorstRow.identity(shapes[1])
 
-    (counts, first, second_full, log_likelihood, max_log_resp), worst = accumulate(rows, per_chunk, combine, identity)
+    sums, worst = accumulate(rows, per_chunk, combine, identity)
+    counts, first, second_full, log_likelihood, max_log_resp, weighted_counts, dof_sums = sums
     stats = SufficientStatistics(
         counts=counts,
         first=first,
@@ -192,6 +217,8 @@ def missing_e_step(params: GMMParams, rows: Rows) -> tuple[SufficientStatistics,
         log_likelihood=log_likelihood,
         max_log_resp=max_log_resp,
         shift=params.means,
+        weighted_counts=weighted_counts,
+        dof_sums=dof_sums,
     )
     return stats, worst
 

@@ -100,6 +100,8 @@ def em_fit(
     chunk_size: int | None = None,
     stream: bool | None = None,
     missing: str = "raise",
+    family: str = "gaussian",
+    dof=None,
 ) -> EMResult:
     """Fit a Gaussian mixture by maximum likelihood with EM.
 
@@ -171,6 +173,17 @@ def em_fit(
         ``log_likelihood`` is then the mean observed-data log-likelihood per row. Without
         NaN in ``X`` the fit is the ordinary one. Fill the gaps afterwards with
         ``result.params.impute(X)``.
+    family : {"gaussian", "student_t"}
+        The components' distribution (``bayesgmm.families``). "student_t": multivariate t
+        components, robust to outliers (Peel and McLachlan 2000), fitted by the ECM algorithm
+        (McLachlan and Peel 2000, §7.5: the E-step weights each row by ``u = (ν + d)/(ν + δ²)``,
+        its expected precision scale, and the degrees of freedom solve their estimating equation
+        after each M-step); every covariance type, ``sample_weight``, missing values, streaming
+        and sharding. The fitted ``params.covariances`` are then the scale matrices.
+    dof : None, "shared" or float
+        Student-t degrees of freedom: None estimates one per component, "shared" one for all
+        (each starts at ``families.DOF_START`` = 4 and stays in ``families.DOF_BOUNDS`` = [1, 200]),
+        a number > 0 fixes them there. BIC counts ``k``, 1 or 0 parameters for them.
 
     Returns
     -------
@@ -231,6 +244,8 @@ def em_fit(
         degenerate=degenerate,
         moments=moments,
         chunk_size=chunk_size,
+        family=family,
+        dof=dof,
     )
     missing = _validation.check_choice(missing, "missing", MISSING)
     data = prepare_data(X, sample_weight, dtype=jnp.result_type(float), stream=stream, missing=missing)
@@ -257,6 +272,8 @@ def _small_for_the_host(data: PreparedData, k: int, config: EMConfig, user_init:
     ``init="random"`` draws with JAX: those always compile.
     """
     if data.stream or data.mesh is not None or data.has_missing or chunk_size is not None or moments != "auto":
+        return False
+    if config.scale_mixture:  # the NumPy driver fits Gaussian components only
         return False
     entry = INIT_METHODS[config.init]
     if not (entry.from_rows or entry.deterministic or user_init.complete) or not _memory.on_cpu(data.X):
@@ -343,6 +360,8 @@ def _program(
         chunk_size=chunk_size or default_chunk_size(n_rows, k, n_features, batch, moments),
         sequential=sequential,
         mesh=mesh,
+        family=config.family,
+        dof_mode=config.dof_mode,
     )
 
 
@@ -491,7 +510,8 @@ def _results(data: PreparedData, ks, states, log_likelihoods, fit_settings: Sett
 def _first_components(params: GMMParams, k: int) -> GMMParams:
     """The first ``k`` components (those in use; their weights already sum to 1), NumPy leaves."""
     scale = np.asarray(params.structure.core.permute(params.scale, np.arange(k)))  # NumPy indexing (or tied: as is)
-    return GMMParams(params.weights[:k], params.means[:k], scale, params.covariance_type)
+    dof = None if params.dof is None else params.dof[:k]
+    return dataclasses.replace(params, weights=params.weights[:k], means=params.means[:k], scale=scale, dof=dof)
 
 
 def _result(data: PreparedData, state: EMState, restart_log_likelihoods, config: EMConfig, dtype=None):
@@ -522,11 +542,12 @@ def _result(data: PreparedData, state: EMState, restart_log_likelihoods, config:
             f"{largest:.3g}; the largest {np.dtype(dtype).name} is {np.finfo(dtype).max:.3g}). "
             "Enable float64 (jax.config.update('jax_enable_x64', True)) or divide X by a constant first."
         )
-    params = GMMParams(
-        to_device(params.weights, dtype),
-        to_device(means, dtype),
-        to_device(scale, dtype),
-        params.covariance_type,
+    params = dataclasses.replace(
+        params,
+        weights=to_device(params.weights, dtype),
+        means=to_device(means, dtype),
+        scale=to_device(scale, dtype),
+        dof=None if params.dof is None else to_device(params.dof, dtype),
     )
     # the density of a row's observed entries changes by scale^(−observed features)
     log_scale = (d if data.observed_features is None else data.observed_features) * math.log(data.scale)

@@ -25,6 +25,7 @@ from bayesgmm.chunks import Rows, accumulate
 from bayesgmm.covariance import get_structure
 from bayesgmm.em._init import InitialAssignment
 from bayesgmm.em._state import DegenerateEvents, EMState, Settings, SufficientStatistics, UserInit
+from bayesgmm.families import get_family, update_dof
 from bayesgmm.params import GMMParams
 
 # A component holding less than this fraction of one average row's weight is empty.
@@ -37,22 +38,56 @@ SPURIOUS_FLOOR_FACTOR = 2.0
 RESTART_TIE_EPS = 1000.0
 
 
-def m_step(stats: SufficientStatistics, reg_covar, covariance_type: str, active: Array | None = None) -> GMMParams:
+def m_step(
+    stats: SufficientStatistics,
+    reg_covar,
+    covariance_type: str,
+    active: Array | None = None,
+    previous: GMMParams | None = None,
+) -> GMMParams:
     """New parameters from statistics about ``stats.shift`` (scikit-learn's M-step).
 
     ``n_k = Σ w r_ik + 10 ε``, ``μ_k = shift_k + Σ w r (x − shift_k) / n_k``, covariance
     about the new means divided by ``n_k`` plus ``reg_covar`` on the diagonal, weights
     ``n_k / Σ n_k``. Components outside ``active`` keep weight exactly 0.
+
+    Student-t components (statistics with ``weighted_counts``, first and second moments
+    weighted by ``u``; McLachlan and Peel 2000, §7.5): ``μ_k = shift_k + Σ w r u (x − shift_k) /
+    Σ w r u``, scale ``Σ w r u (x − μ_k)(x − μ_k)ᵀ / n_k``, then the degrees of freedom's ECM
+    step (``families.update_dof``). ``previous``: the parameters the statistics were computed
+    under; the new ones continue their family (None: Gaussian).
     """
     structure = get_structure(covariance_type)
     xp = namespace(stats.counts)
-    nk = stats.counts + 10 * xp.finfo(stats.counts.dtype).eps
+    eps = 10 * xp.finfo(stats.counts.dtype).eps
+    nk = stats.counts + eps
     if active is not None:
         nk = xp.where(active, nk, 0.0)
     safe_nk = xp.where(nk > 0, nk, 1.0)
-    delta = stats.first / safe_nk[:, None]
-    scale = structure.em.scale_from_moments(stats.counts, safe_nk, stats.first, delta, stats.second, reg_covar)
-    return GMMParams(nk / xp.sum(nk), stats.shift + delta, scale, covariance_type)
+    scatter_counts, safe_scatter = stats.counts, safe_nk
+    if stats.weighted_counts is not None:  # a scale mixture: moments weighted by u
+        scatter_counts = stats.weighted_counts
+        safe_scatter = xp.where(nk > 0, scatter_counts + eps, 1.0)
+    delta = stats.first / safe_scatter[:, None]
+    scale = structure.em.scale_from_moments(scatter_counts, safe_nk, stats.first, delta, stats.second, reg_covar)
+    new = GMMParams(nk / xp.sum(nk), stats.shift + delta, scale, covariance_type)
+    return new if previous is None else continue_family(new, previous, stats, active)
+
+
+def continue_family(new: GMMParams, previous: GMMParams, stats: SufficientStatistics, active) -> GMMParams:
+    """``new`` in ``previous``'s family, with the family's own M-step (Student-t: the degrees of freedom)."""
+    if previous.dof is None:
+        return new
+    dof = update_dof(previous.dof, stats.dof_sums, stats.counts, active, previous.dof_mode)
+    return dataclasses.replace(new, family=previous.family, dof_mode=previous.dof_mode, dof=dof)
+
+
+def start_family(params: GMMParams, family: str, dof_mode: str, dof_start) -> GMMParams:
+    """The initial parameters in the fit's family: Student-t components start at ``dof_start`` (k,)."""
+    if get_family(family).e_step_terms is None:
+        return params
+    dof = namespace(params.means).asarray(dof_start, params.dtype)
+    return dataclasses.replace(params, family=family, dof_mode=dof_mode, dof=dof)
 
 
 def repair(
@@ -81,10 +116,12 @@ def repair(
     k = params.n_components
     valid = structure.core.component_valid(params.scale, k)
     regularised = active & ~valid
-    nk = stats.counts + 10 * xp.finfo(stats.counts.dtype).eps
+    eps = 10 * xp.finfo(stats.counts.dtype).eps
+    nk = stats.counts + eps
     safe_nk = xp.where(active, nk, 1.0)
-    delta = stats.first / safe_nk[:, None]
-    fallback = structure.em.scale_from_moments(stats.counts, safe_nk, stats.first, delta, stats.second, fallback_reg)
+    scatter_counts = stats.counts if stats.weighted_counts is None else stats.weighted_counts
+    delta = stats.first / xp.where(active, scatter_counts + eps, 1.0)[:, None]
+    fallback = structure.em.scale_from_moments(scatter_counts, safe_nk, stats.first, delta, stats.second, fallback_reg)
     scale = structure.core.reset_components(regularised, fallback, params.scale)
     still_invalid = active & ~structure.core.component_valid(scale, k)
     empty = active & (stats.counts < EMPTY_FRACTION * mean_row_weight)
@@ -100,7 +137,7 @@ def repair(
     weights = xp.where(reseeded, xp.sum(weights) / n_active, weights)
     weights = xp.where(active, weights, 0.0)
     weights = weights / xp.sum(weights)
-    return GMMParams(weights, means, scale, params.covariance_type), reseeded, regularised
+    return dataclasses.replace(params, weights=weights, means=means, scale=scale), reseeded, regularised
 
 
 def keep_inactive(structure, new: GMMParams, old: GMMParams, active: Array) -> GMMParams:
@@ -225,7 +262,7 @@ def advance(
     dtype = stats.log_likelihood.dtype
     log_likelihood = stats.log_likelihood / settings.total_weight
     history = _set(state.history, state.n_iter, log_likelihood)
-    new = m_step(stats, settings.reg_covar, params.covariance_type, active)
+    new = m_step(stats, settings.reg_covar, params.covariance_type, active, previous=params)
     new = keep_inactive(structure, new, params, active)
     events = state.events
     if degenerate == "reseed":

@@ -27,6 +27,7 @@ from bayesgmm.em._kernels import (
     finish,
     initial_params,
     initial_statistics,
+    start_family,
     start_state,
     user_params,
 )
@@ -44,6 +45,7 @@ def fit_one(draws: Array, rows: Rows, settings: Settings, user_init: UserInit, p
         params, regularised = initial_params(
             stats, settings, user_init, covariance_type=program.covariance_type, degenerate=program.degenerate
         )
+    params = start_family(params, program.family, program.dof_mode, settings.dof_start)
     X_flat, _ = complete_rows.flat()
 
     def body(state: EMState) -> EMState:

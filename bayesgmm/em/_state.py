@@ -29,6 +29,10 @@ class SufficientStatistics(NamedTuple):
     log_likelihood: Array  # () Σ_i w_i log p(x_i)
     max_log_resp: Array  # () Σ_i w_i max_k log r_ik (the classification term of ICL)
     shift: Array | None = None  # (k, d) the current means ("whitened", "missing") or zeros ("raw")
+    # Student-t components (None for Gaussian ones): ``first`` and ``second`` are then weighted by
+    # u_ik = E[u | x_i, z_i = k] = (ν_k + p_i) / (ν_k + δ²_ik) as well
+    weighted_counts: Array | None = None  # (k,) Σ_i w_i r_ik u_ik
+    dof_sums: Array | None = None  # (k,) Σ_i w_i r_ik [log u_ik − u_ik + ψ((ν_k + p_i)/2) − log((ν_k + p_i)/2)]
 
 
 class DegenerateEvents(NamedTuple):
@@ -75,6 +79,7 @@ class Settings(NamedTuple):
     mean_row_weight: Array  # () Σ w / #{w > 0}
     active: Array  # (k,) bool: the components in use (a prefix; all by default)
     max_iter: Array  # () int; the history holds bucket_size(max_iter + 1) entries (static)
+    dof_start: Array | None = None  # (k,) Student-t components' initial (or fixed) degrees of freedom
 
 
 class UserInit(NamedTuple):

@@ -41,6 +41,7 @@ from bayesgmm.em._kernels import (
     finish,
     initial_params,
     initial_statistics,
+    start_family,
     start_state,
     user_params,
 )
@@ -160,6 +161,7 @@ def _start(stats, settings: Settings, user_init: UserInit, *, program: Program):
         params, regularised = initial_params(
             stats, settings, user_init, covariance_type=program.covariance_type, degenerate=program.degenerate
         )
+        params = start_family(params, program.family, program.dof_mode, settings.dof_start)
         return start_state(params, regularised, settings, history_size=program.history_size)
 
     return jax.vmap(one)(stats)
@@ -168,6 +170,7 @@ def _start(stats, settings: Settings, user_init: UserInit, *, program: Program):
 @functools.partial(jax.jit, static_argnames=("restarts", "program"))
 def _user_states(user_init: UserInit, settings: Settings, restarts: int, *, program: Program):
     user = user_params(device_user_init(user_init, program.structure), program.covariance_type)
+    user = start_family(user, program.family, program.dof_mode, settings.dof_start)
     params = jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (restarts,) + leaf.shape), user)
     regularised = jnp.zeros((restarts, program.k), bool)
     return jax.vmap(lambda p, r: start_state(p, r, settings, history_size=program.history_size))(params, regularised)
