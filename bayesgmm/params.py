@@ -296,6 +296,12 @@ class GMMParams:
         --------
         predict_mean, predict_cov : the conditional's mean and covariance, for regression.
 
+        References
+        ----------
+        Z. Ghahramani and M. I. Jordan, "Supervised learning from incomplete data via an EM
+        approach", NIPS 6 (1994). H. G. Sung, "Gaussian mixture regression and classification",
+        PhD thesis, Rice University (2004).
+
         Examples
         --------
         >>> import numpy as np
