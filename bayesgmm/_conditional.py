@@ -1,5 +1,18 @@
 """Conditional moments of a Gaussian mixture given some coordinates of each row.
 
+Two cases of the same formulas. For coordinates ``g`` given with values ``v`` and the other
+ones ``o``, component ``k`` contributes its marginal density ``π_k N(v | μ_k,g, Σ_k,gg)`` (the
+conditional's weight, once normalised), its conditional mean
+``μ_k,o + Σ_k,og Σ_k,gg⁻¹ (v − μ_k,g)`` and its conditional covariance
+``Σ_k,oo − Σ_k,og Σ_k,gg⁻¹ Σ_k,go``, computed from the Cholesky factor ``L`` of ``Σ_k,gg`` as
+``A = L⁻¹ Σ_k,go`` and ``z = L⁻¹ (v − μ_k,g)``: mean ``μ_k,o + Aᵀ z``, covariance
+``Σ_k,oo − Aᵀ A``, log density ``−½ (|g| log 2π + ‖z‖²) − Σ log diag L``.
+
+- The same ``g`` for every row (``condition_given``: ``GMMParams.condition``, mixture
+  regression): static blocks, one factor per component.
+- Each row its own ``g`` (``conditional_moments``: rows with NaN entries, ``GMMParams.impute``
+  and EM's missing-data E-step), below.
+
 For rows with NaN entries (the missing coordinates ``m``; the observed ones ``o``), each
 component's marginal density of ``x_o`` and its conditional mean and covariance of ``x_m``
 given ``x_o``. Static shapes: each row's observed block is embedded in a full matrix,
@@ -9,8 +22,7 @@ coordinates and the identity elsewhere. Its Cholesky factor ``L̃`` gives the ma
 ``v = Σ̃⁻¹ M (x − μ)`` (zero on the missing coordinates), ``x̂ − μ = Σ v`` and
 ``C = Σ − (L̃⁻¹ M Σ)ᵀ (L̃⁻¹ M Σ)`` (masked to the missing block).
 
-Used by ``GMMParams.impute`` (conditional means) and by EM's missing-data E-step
-(``em._estep``). Pure functions on arrays; no ``jit``.
+Pure functions on arrays; no ``jit``.
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array, lax
 from jax.scipy.linalg import solve_triangular
 
@@ -42,6 +55,46 @@ class ConditionalMoments(NamedTuple):
 def gaussian_log_density(sq_norm: Array, n_observed: Array) -> Array:
     """``log N`` of the observed coordinates from their Mahalanobis distances, without ``log |Σ_oo|^{1/2}``."""
     return -0.5 * (n_observed * LOG_2PI + sq_norm)
+
+
+def condition_given(log_weights: Array, means: Array, covariances: Array, given, other, values: Array):
+    """Each component's marginal log density of the given coordinates and its conditional moments of the others.
+
+    Parameters
+    ----------
+    log_weights : (k,)
+    means : (k, d)
+    covariances : (k, d, d) dense covariance matrices (``covariance_matrices`` of any type)
+    given : tuple of int (static)
+        The ``g`` given coordinates, in the order of the columns of ``values``.
+    other : tuple of int (static)
+        The ``o`` other coordinates, in the order of the outputs.
+    values : (n, g) values of the given coordinates
+
+    Returns
+    -------
+    log_joint : (k, n)
+        ``log π_k + log N(v_i | μ_k,g, Σ_k,gg)``; a softmax over components gives the
+        conditional's weights.
+    conditional_means : (k, n, o)
+        ``μ_k,o + Σ_k,og Σ_k,gg⁻¹ (v_i − μ_k,g)``.
+    conditional_covariances : (k, o, o)
+        ``Σ_k,oo − Σ_k,og Σ_k,gg⁻¹ Σ_k,go`` (the same for every row).
+    """
+    given_index, other_index = np.asarray(given), np.asarray(other)
+    block_gg = covariances[:, given_index[:, None], given_index[None, :]]  # (k, g, g)
+    block_go = covariances[:, given_index[:, None], other_index[None, :]]  # (k, g, o)
+    block_oo = covariances[:, other_index[:, None], other_index[None, :]]  # (k, o, o)
+    chol = jnp.linalg.cholesky(block_gg)
+    residual = values.T[None] - means[:, given_index, None]  # (k, g, n)  v − μ_g
+    z = solve_triangular(chol, residual, lower=True)  # (k, g, n)  L⁻¹ (v − μ_g)
+    projected = solve_triangular(chol, block_go, lower=True)  # (k, g, o)  A = L⁻¹ Σ_go
+    conditional_means = means[:, None, other_index] + jnp.einsum("kgo,kgn->kno", projected, z, precision="highest")
+    explained = jnp.einsum("kgo,kgp->kop", projected, projected, precision="highest")
+    half_log_det = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)  # (k,)
+    sq_norm = jnp.sum(z**2, axis=1)  # (k, n)
+    log_joint = log_weights[:, None] - 0.5 * (len(given) * LOG_2PI + sq_norm) - half_log_det[:, None]
+    return log_joint, conditional_means, block_oo - explained
 
 
 def conditional_moments(

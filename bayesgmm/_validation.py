@@ -226,3 +226,74 @@ def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray:
     if not weights.sum() > 0:
         raise ValueError("sample_weight is zero for every row; at least one row needs a positive weight.")
     return weights
+
+
+def check_given(given, n_features: int) -> tuple[int, ...]:
+    """The given coordinates of a conditional as a tuple of distinct indices in ``[0, n_features)``.
+
+    ``given`` is an int or a sequence of ints; at least one coordinate must be left over.
+    """
+    if isinstance(given, numbers.Integral) and not isinstance(given, bool):
+        given = [given]
+    if isinstance(given, (str, bytes)) or not hasattr(given, "__iter__"):
+        raise ArgumentTypeError(
+            f"given must be a list of feature indices (ints), e.g. given=[0], got {type(given).__name__} {given!r}."
+        )
+    given = list(np.asarray(given).ravel()) if isinstance(given, np.ndarray) else list(given)
+    not_integers = [index for index in given if isinstance(index, bool) or not isinstance(index, numbers.Integral)]
+    if not_integers:
+        raise ArgumentTypeError(
+            f"given must be a list of feature indices (ints), got {not_integers[0]!r} in it; "
+            "pass column positions, e.g. given=[0]."
+        )
+    given = [int(index) for index in given]
+    if not given:
+        raise ValueError("given is empty; name at least one feature index to condition on, e.g. given=[0].")
+    out_of_range = [index for index in given if not 0 <= index < n_features]
+    if out_of_range:
+        raise ValueError(
+            f"given has index {out_of_range[0]}, but the mixture has {n_features} features: use indices "
+            f"0 to {n_features - 1} (negative indices are not accepted)."
+        )
+    repeated = sorted({index for index in given if given.count(index) > 1})
+    if repeated:
+        raise ValueError(f"given names feature {repeated[0]} more than once; list each feature index once.")
+    if len(given) == n_features:
+        raise ValueError(
+            f"given names all {n_features} features, leaving nothing to predict; leave at least one out "
+            "(for the density of complete rows use log_prob)."
+        )
+    return tuple(given)
+
+
+def check_given_values(values, n_given: int, *, name: str = "values", allow_one_row: bool = True):
+    """Values of the given coordinates as a float (n, n_given) array, and whether one row was given as 1-D.
+
+    ``allow_one_row``: accept a 1-D array of shape (n_given,) as one row.
+    """
+    shapes = f"(n, {n_given})" + (f" or ({n_given},)" if allow_one_row else "")
+    array = values.to_numpy() if hasattr(values, "to_numpy") and hasattr(values, "columns") else values
+    try:
+        array = np.asarray(array)
+    except Exception as error:  # ragged lists and the like
+        raise ValueError(f"{name} could not be read as a numeric array of shape {shapes}: {error}") from None
+    one_row = array.ndim == 1 and allow_one_row
+    if one_row:
+        if array.shape != (n_given,):
+            raise ValueError(
+                f"{name} has shape {array.shape}, but {n_given} coordinate(s) are given: pass shape {shapes}"
+                + (" (for several rows of one coordinate use values.reshape(-1, 1))." if n_given == 1 else ".")
+            )
+        array = array.reshape(1, -1)
+    elif array.ndim != 2:
+        raise ValueError(
+            f"{name} must have shape {shapes}, one column per given coordinate, got shape {array.shape}"
+            + ("; for one given coordinate use X.reshape(-1, 1)." if array.ndim == 1 and n_given == 1 else ".")
+        )
+    if array.shape[1] != n_given:
+        raise ValueError(
+            f"{name} has {array.shape[1]} column(s) but {n_given} coordinate(s) are given: pass shape {shapes}, "
+            "the values of the given coordinates in the order of given (from full rows: X[:, given])."
+        )
+    array = check_data(array, name=name, nan_advice="conditioning needs every given value: drop those rows.")
+    return array, one_row

@@ -96,6 +96,10 @@ class CoreFunctions(NamedTuple):
     layout_from_full : (covariance (d, d), k) -> covariances in scikit-learn's layout
         One covariance matrix given to all ``k`` components (diag: its diagonal,
         spherical: the mean variance).
+    layout_from_matrices : matrices (k, d, d) -> covariances in scikit-learn's layout
+        The inverse of ``covariance_matrices`` on matrices of the type's form: full as they are,
+        tied their mean over components, diag their diagonals, spherical the mean of each
+        diagonal (conditional covariances, ``bayesgmm._conditional``).
     """
 
     scale_shape: Callable[[int, int], tuple]
@@ -114,6 +118,7 @@ class CoreFunctions(NamedTuple):
     component_valid: Callable
     reset_components: Callable
     layout_from_full: Callable
+    layout_from_matrices: Callable
 
 
 class EMFunctions(NamedTuple):
@@ -394,6 +399,10 @@ def _full_layout_from_full(covariance, k):
     return xp.broadcast_to(covariance, (k,) + covariance.shape)
 
 
+def _full_layout_from_matrices(matrices):
+    return matrices
+
+
 def _full_second_moment(resp, y, sq_norm):
     return jnp.einsum("kdc,kec->kde", y * resp[:, None, :], y, precision=HIGHEST)
 
@@ -470,6 +479,7 @@ FULL = CovarianceStructure(
         component_valid=_full_component_valid,
         reset_components=_reset_per_component,
         layout_from_full=_full_layout_from_full,
+        layout_from_matrices=_full_layout_from_matrices,
     ),
     em=EMFunctions(
         second_moment=_full_second_moment,
@@ -553,6 +563,11 @@ def _tied_layout_from_full(covariance, k):
     return covariance
 
 
+def _tied_layout_from_matrices(matrices):
+    xp = namespace(matrices)
+    return xp.mean(matrices, axis=-3)
+
+
 def _tied_second_moment(resp, y, sq_norm):
     return jnp.einsum("kdc,kec->de", y * resp[:, None, :], y, precision=HIGHEST)
 
@@ -623,6 +638,7 @@ TIED = CovarianceStructure(
         component_valid=_tied_component_valid,
         reset_components=_tied_reset_components,
         layout_from_full=_tied_layout_from_full,
+        layout_from_matrices=_tied_layout_from_matrices,
     ),
     em=EMFunctions(
         second_moment=_tied_second_moment,
@@ -687,6 +703,11 @@ def _diag_layout_from_full(covariance, k):
     return xp.broadcast_to(xp.diagonal(covariance), (k, covariance.shape[-1]))
 
 
+def _diag_layout_from_matrices(matrices):
+    xp = namespace(matrices)
+    return xp.diagonal(matrices, axis1=-2, axis2=-1)
+
+
 def _diag_second_moment(resp, y, sq_norm):
     return jnp.einsum("kc,kdc->kd", resp, y * y, precision=HIGHEST)
 
@@ -745,6 +766,7 @@ DIAG = CovarianceStructure(
         component_valid=_diag_component_valid,
         reset_components=_reset_per_component,
         layout_from_full=_diag_layout_from_full,
+        layout_from_matrices=_diag_layout_from_matrices,
     ),
     em=EMFunctions(
         second_moment=_diag_second_moment,
@@ -807,6 +829,11 @@ def _spherical_component_valid(scale, k):
 def _spherical_layout_from_full(covariance, k):
     xp = namespace(covariance)
     return xp.full((k,), xp.mean(xp.diagonal(covariance)), covariance.dtype)
+
+
+def _spherical_layout_from_matrices(matrices):
+    xp = namespace(matrices)
+    return xp.mean(xp.diagonal(matrices, axis1=-2, axis2=-1), axis=-1)
 
 
 def _spherical_second_moment(resp, y, sq_norm):
@@ -874,6 +901,7 @@ SPHERICAL = CovarianceStructure(
         component_valid=_spherical_component_valid,
         reset_components=_reset_per_component,
         layout_from_full=_spherical_layout_from_full,
+        layout_from_matrices=_spherical_layout_from_matrices,
     ),
     em=EMFunctions(
         second_moment=_spherical_second_moment,
@@ -943,6 +971,32 @@ def get_structure(covariance_type: str) -> CovarianceStructure:
             f"covariance_type must be one of scikit-learn's {COVARIANCE_TYPES} or mclust's {MCLUST_MODELS}, "
             f"got {covariance_type!r}."
         ) from None
+
+
+def conditional_type(covariance_type: str) -> str:
+    """The covariance type of a mixture's conditional given some of its coordinates.
+
+    scikit-learn's four types are closed under conditioning: the conditional covariance
+    ``Σ_oo − Σ_og Σ_gg⁻¹ Σ_go`` of a full covariance is full, of a tied one is the same for
+    every component (tied), and of a diagonal or spherical one is ``Σ_oo`` itself (``Σ_og = 0``).
+    Their mclust names give the same type under its scikit-learn name (``"EEE"`` -> ``"tied"``).
+    The constraints of mclust's other ten models (equal volume, equal shape, ...) do not survive
+    conditioning in general; their conditionals are ``"full"``.
+    """
+    name = get_structure(covariance_type).name
+    return name if name in COVARIANCE_TYPES else "full"
+
+
+def pooled_type(covariance_type: str) -> str:
+    """The covariance type of one mixture whose components are those of several mixtures of a type.
+
+    A posterior's draws pooled into its predictive mixture (``Posterior.predictive_mixture``):
+    full, diag and spherical components keep their type (each component has its own
+    covariance); tied draws share a covariance within a draw, not across draws, and mclust's
+    constrained models' constraints hold within a draw only, so both pool to ``"full"``.
+    """
+    name = conditional_type(covariance_type)
+    return "full" if name == "tied" else name
 
 
 LOG_2PI = 1.8378770664093453  # log(2π)

@@ -38,7 +38,7 @@ from bayesgmm import _validation, _variational
 from bayesgmm._cache import enable as enable_compilation_cache
 from bayesgmm._errors import ArgumentTypeError, ConvergenceWarning, DegenerateFitError
 from bayesgmm.convert import to_datatree
-from bayesgmm.covariance import COVARIANCE_TYPES, get_structure
+from bayesgmm.covariance import COVARIANCE_TYPES, get_structure, pooled_type
 from bayesgmm.em import EMConfig, EMResult, em_fit, fit_on_host
 from bayesgmm.model import (
     Priors,
@@ -577,6 +577,82 @@ class Posterior:
         per_row = jax.tree.map(lambda leaf: leaf[chosen], flat)
         X, labels = jax.vmap(lambda p, key: p.sample(1, key))(per_row, jax.random.split(key_rows, n_samples))
         return X[:, 0], labels[:, 0]
+
+    def predictive_mixture(self) -> GMMParams:
+        """The posterior predictive distribution as one mixture: every component of every draw.
+
+        ``p(x | data) ≈ (1/S) Σ_s Σ_k π_sk N(x | μ_sk, Σ_sk)`` over the ``S = chain × draw``
+        draws: ``S·k`` components with weights ``π_sk / S``, the mixture that ``log_prob`` and
+        ``sample`` use. Covariance type ``bayesgmm.covariance.pooled_type``: full, diag and
+        spherical as the draws, ``"full"`` for tied draws (each draw has its own shared covariance).
+
+        Returns
+        -------
+        GMMParams
+            Unbatched, ``S·k`` components (draw-major: draw ``s``'s components are
+            ``s·k ... s·k + k − 1``).
+        """
+        pooled = get_structure(pooled_type(self.params.covariance_type))
+        n_draws, d = self.num_chains * self.num_draws, self.params.n_features
+        matrices = self.params.covariance_matrices.reshape((-1, d, d))
+        return GMMParams(
+            self.params.weights.reshape(-1) / n_draws,
+            self.params.means.reshape((-1, d)),
+            pooled.core.from_covariances(pooled.core.layout_from_matrices(matrices)),
+            pooled.name,
+        )
+
+    def condition(self, given, values) -> GMMParams:
+        """The posterior predictive conditional of the other coordinates given ``values`` of the coordinates ``given``.
+
+        ``p(x_o | x_g, data) = Σ_s p(x_g | θ_s) p(x_o | x_g, θ_s) / Σ_s p(x_g | θ_s)``: the
+        conditional (``GMMParams.condition``) of ``predictive_mixture``, so each draw counts
+        with the density it gives the given values (near uniform when the data hold many rows).
+
+        Parameters
+        ----------
+        given : int or sequence of int
+            Indices of the ``g`` given coordinates, in the order of the columns of ``values``.
+        values : array-like of shape (n, g) or (g,)
+
+        Returns
+        -------
+        GMMParams
+            ``S·k`` components on the ``d − g`` other coordinates (increasing order), batch
+            shape ``(n,)`` for 2-D ``values``; its type is ``conditional_type`` of
+            ``predictive_mixture``'s. Holds ``n·S·k`` covariances: for long ``values`` and many
+            draws prefer ``predict_mean`` and ``predict_cov``.
+        """
+        return self.predictive_mixture().condition(given, values)
+
+    def predict_mean(self, X, given) -> Array:
+        """Posterior predictive regression ``E[x_o | x_g, data]`` for each row, shape (n_samples, d − g).
+
+        The mean of ``condition``: the draws' regression functions ``E[x_o | x_g, θ_s]`` averaged
+        with weights ``∝ p(x_g | θ_s)``. For a credible band of the regression function itself,
+        take quantiles over draws of ``posterior.params.predict_mean(X, given)`` (chain, draw, n, d − g).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, g)
+            Values of the ``g`` given coordinates only, columns in the order of ``given``.
+        given : int or sequence of int
+        """
+        return self.predictive_mixture().predict_mean(X, given)
+
+    def predict_cov(self, X, given) -> Array:
+        """Posterior predictive ``Cov[x_o | x_g, data]`` for each row, shape (n_samples, d − g, d − g).
+
+        The covariance of ``condition`` (law of total covariance over draws and components):
+        the noise of the data and the uncertainty about the parameters together.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, g)
+            Values of the ``g`` given coordinates only, columns in the order of ``given``.
+        given : int or sequence of int
+        """
+        return self.predictive_mixture().predict_cov(X, given)
 
     def to_arviz(self, *, posterior_predictive: bool = False):
         """An ArviZ ``xarray.DataTree`` (see ``bayesgmm.convert.to_datatree``)."""

@@ -31,8 +31,8 @@ import numpy as np
 from jax import Array
 
 from bayesgmm import _validation
-from bayesgmm._conditional import gaussian_log_density, impute_rows
-from bayesgmm.covariance import get_structure, whitened_log_joint
+from bayesgmm._conditional import condition_given, gaussian_log_density, impute_rows
+from bayesgmm.covariance import conditional_type, get_structure, whitened_log_joint
 from bayesgmm.families import DOF_MODES, GAUSSIAN, get_family
 
 
@@ -294,6 +294,146 @@ class GMMParams:
             X = _validation.check_data(X, allow_nan=True)  # NaN allowed; infinities and entirely-NaN rows are not
         return _impute(self, self.as_data(X))
 
+    # ------------------------------------------------------------------ conditioning, regression
+
+    def condition(self, given, values) -> GMMParams:
+        """The conditional mixture of the other coordinates given the coordinates ``given`` take ``values``.
+
+        For the given coordinates ``g`` with values ``v`` and the others ``o`` (in increasing
+        order), component ``k`` of the conditional has
+
+        - weight ``∝ π_k N(v | μ_k,g, Σ_k,gg)`` (the responsibilities of the given marginal),
+        - mean ``μ_k,o + Σ_k,og Σ_k,gg⁻¹ (v − μ_k,g)``,
+        - covariance ``Σ_k,oo − Σ_k,og Σ_k,gg⁻¹ Σ_k,go`` (the same for every ``v``),
+
+        computed with the Cholesky factors of ``Σ_k,gg`` and triangular solves.
+
+        Parameters
+        ----------
+        given : int or sequence of int
+            Indices of the ``g`` given coordinates (distinct, in ``[0, d)``, fewer than ``d``);
+            their order is the order of the columns of ``values``.
+        values : array-like of shape (n, g) or (g,)
+            Values of the given coordinates, one row per conditional.
+
+        Returns
+        -------
+        GMMParams
+            ``d − g`` features (the other coordinates in increasing order), ``k`` components,
+            batch shape ``batch_shape + (n,)`` for 2-D ``values`` (the rows after the parameters'
+            own batch axes) or ``batch_shape`` for 1-D ``values``. Its covariance type
+            (``bayesgmm.covariance.conditional_type``): full stays full, tied stays tied (the
+            conditional covariance is shared too), diag and spherical stay as they are (their
+            conditional covariance is ``Σ_oo``; only the weights depend on ``v``), under the
+            scikit-learn name for mclust's names of these four; mclust's ten other models give
+            ``"full"`` (their constraints do not survive conditioning in general).
+
+        Raises
+        ------
+        ValueError
+            ``given`` out of range, repeated, empty or naming every coordinate; ``values`` of
+            the wrong shape or not finite.
+        ArgumentTypeError
+            ``given`` not integers (a ``TypeError`` and a ``ValueError``).
+
+        See Also
+        --------
+        predict_mean, predict_cov : the conditional's mean and covariance, for regression.
+
+        References
+        ----------
+        Z. Ghahramani and M. I. Jordan, "Supervised learning from incomplete data via an EM
+        approach", NIPS 6 (1994). H. G. Sung, "Gaussian mixture regression and classification",
+        PhD thesis, Rice University (2004).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from bayesgmm import GMMParams
+        >>> params = GMMParams.from_covariances([1.0], [[0.0, 1.0]], [[[1.0, 0.5], [0.5, 2.0]]])
+        >>> conditional = params.condition([0], [[2.0], [-2.0]])
+        >>> conditional.batch_shape, conditional.n_features
+        ((2,), 1)
+        >>> np.asarray(conditional.means[:, 0, 0]), np.asarray(conditional.covariances[:, 0, 0, 0])
+        (array([2., 0.]), array([1.75, 1.75]))
+        """
+        self._check_gaussian("conditioning")
+        given = _validation.check_given(given, self.n_features)
+        values, one_row = _given_values(values, len(given), name="values", allow_one_row=True)
+        conditional = _condition(self, given, jnp.asarray(values, dtype=self.dtype))
+        if one_row:
+            axis = len(self.batch_shape)
+            conditional = jax.tree.map(lambda leaf: jnp.squeeze(leaf, axis), conditional)
+        return conditional
+
+    def predict_mean(self, X, given) -> Array:
+        """Mixture regression: ``E[x_o | x_g]`` for each row of given values.
+
+        ``Σ_k w_k(x_g) m_k(x_g)``: the mean of the conditional mixture (``condition``), with
+        ``w_k`` its weights and ``m_k`` its components' means.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, g)
+            Values of the ``g`` given coordinates only, columns in the order of ``given`` (from
+            full rows ``Z``, pass ``Z[:, given]``).
+        given : int or sequence of int
+            Indices of the given coordinates (distinct, in ``[0, d)``, fewer than ``d``).
+
+        Returns
+        -------
+        (..., n_samples, d − g)
+            The other coordinates in increasing order, the parameters' batch axes in front.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from bayesgmm import GMMParams
+        >>> params = GMMParams.from_covariances(
+        ...     [0.5, 0.5], [[0.0, 0.0], [4.0, 8.0]], [[[1.0, 0.5], [0.5, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])
+        >>> np.round(np.asarray(params.predict_mean([[0.0], [2.0], [4.0]], given=[0])), 2)
+        array([[0. ],
+               [4.5],
+               [8. ]])
+        """
+        self._check_gaussian("conditioning")
+        given = _validation.check_given(given, self.n_features)
+        X, _ = _given_values(X, len(given), name="X", allow_one_row=False)
+        mean, _ = _regression(self, given, jnp.asarray(X, dtype=self.dtype), with_covariance=False)
+        return mean
+
+    def predict_cov(self, X, given) -> Array:
+        """Mixture regression: ``Cov[x_o | x_g]`` for each row of given values (law of total covariance).
+
+        ``Σ_k w_k (C_k + (m_k − m)(m_k − m)ᵀ)`` with ``w_k``, ``m_k``, ``C_k`` the weights,
+        means and covariances of the conditional mixture (``condition``) and ``m`` its mean
+        (``predict_mean``): the spread within components plus the spread between them.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, g)
+            Values of the ``g`` given coordinates only, columns in the order of ``given``.
+        given : int or sequence of int
+            Indices of the given coordinates (distinct, in ``[0, d)``, fewer than ``d``).
+
+        Returns
+        -------
+        (..., n_samples, d − g, d − g)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from bayesgmm import GMMParams
+        >>> params = GMMParams.from_covariances([1.0], [[0.0, 1.0]], [[[1.0, 0.5], [0.5, 2.0]]])
+        >>> np.asarray(params.predict_cov([[2.0]], given=[0]))
+        array([[[1.75]]])
+        """
+        self._check_gaussian("conditioning")
+        given = _validation.check_given(given, self.n_features)
+        X, _ = _given_values(X, len(given), name="X", allow_one_row=False)
+        _, covariance = _regression(self, given, jnp.asarray(X, dtype=self.dtype), with_covariance=True)
+        return covariance
+
     def sample(self, n_samples: int, seed: int | Array = 0) -> tuple[Array, Array]:
         """Draw ``n_samples`` rows from the mixture.
 
@@ -315,6 +455,13 @@ class GMMParams:
         return map_batch(lambda p, k: _sample(p, k, int(n_samples)), self, keys)
 
     # ------------------------------------------------------------------ helpers
+
+    def _check_gaussian(self, what: str) -> None:
+        if self.family != "gaussian":
+            raise ValueError(
+                f"{what} is implemented for Gaussian components; these are {self.family!r}. Fit "
+                "family='gaussian' for mixture regression."
+            )
 
     def as_data(self, X) -> Array:
         X = jnp.asarray(X, dtype=self.dtype)
@@ -382,6 +529,63 @@ def map_batch(fn: Callable[..., Any], params: GMMParams, *batched_args) -> Any:
     flat = jax.tree.map(lambda leaf: leaf.reshape((-1,) + leaf.shape[len(batch_shape) :]), (params, batched_args))
     out = jax.vmap(lambda p, a: fn(p, *a))(*flat)
     return jax.tree.map(lambda leaf: leaf.reshape(batch_shape + leaf.shape[1:]), out)
+
+
+def _given_values(values, n_given: int, *, name: str, allow_one_row: bool):
+    """The values of the given coordinates as (n, g), and whether one row came 1-D; under ``jit`` only the shape."""
+    if not isinstance(values, jax.core.Tracer):
+        return _validation.check_given_values(values, n_given, name=name, allow_one_row=allow_one_row)
+    one_row = allow_one_row and values.ndim == 1
+    values = values[None] if one_row else values
+    if values.ndim != 2 or values.shape[1] != n_given:
+        raise ValueError(f"{name} must have shape (n, {n_given}), one column per given coordinate, got {values.shape}.")
+    return values, one_row
+
+
+def _other(n_features: int, given: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(j for j in range(n_features) if j not in given)
+
+
+@functools.partial(jax.jit, static_argnames="given")
+def _condition(params: GMMParams, given: tuple[int, ...], values: Array) -> GMMParams:
+    other = _other(params.n_features, given)
+    result = get_structure(conditional_type(params.covariance_type))
+
+    def unbatched(p: GMMParams) -> GMMParams:
+        log_joint, means, covariances = condition_given(
+            jnp.log(p.weights), p.means, p.covariance_matrices, given, other, values
+        )
+        scale = result.core.from_covariances(result.core.layout_from_matrices(covariances))
+        n = values.shape[0]
+        return GMMParams(
+            jax.nn.softmax(log_joint, axis=0).T,  # (n, k)
+            jnp.swapaxes(means, 0, 1),  # (n, k, o)
+            jnp.broadcast_to(scale, (n,) + scale.shape),
+            result.name,
+        )
+
+    return map_batch(unbatched, params)
+
+
+@functools.partial(jax.jit, static_argnames=("given", "with_covariance"))
+def _regression(params: GMMParams, given: tuple[int, ...], X: Array, with_covariance: bool):
+    """The conditional mixture's mean (..., n, o) and, with ``with_covariance``, covariance (..., n, o, o)."""
+    other = _other(params.n_features, given)
+
+    def unbatched(p: GMMParams):
+        log_joint, means, covariances = condition_given(
+            jnp.log(p.weights), p.means, p.covariance_matrices, given, other, X
+        )
+        weights = jax.nn.softmax(log_joint, axis=0)  # (k, n)
+        mean = jnp.einsum("kn,kno->no", weights, means, precision="highest")
+        if not with_covariance:
+            return mean, None
+        spread = means - mean[None]  # (k, n, o)  m_k − m
+        within = jnp.einsum("kn,kop->nop", weights, covariances, precision="highest")
+        between = jnp.einsum("kn,kno,knp->nop", weights, spread, spread, precision="highest")
+        return mean, within + between
+
+    return map_batch(unbatched, params)
 
 
 @jax.jit  # one compiled program per shape, not a retrace of the chunk loop at every call

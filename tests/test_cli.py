@@ -24,7 +24,7 @@ import pytest
 import bayesgmm
 from bayesgmm import em_fit
 from bayesgmm import plot as bayesgmm_plot
-from bayesgmm.cli import Report, main, parse_covariance_types, parse_ks, read_table
+from bayesgmm.cli import Report, main, parse_condition, parse_covariance_types, parse_ks, read_table
 from bayesgmm.covariance import MCLUST_MODELS
 from bayesgmm.datasets import FAITHFUL_COLUMNS, load_faithful
 
@@ -155,6 +155,71 @@ def test_fit_em_from_csv_matches_em_fit_and_plots_the_density(faithful_csv, tmp_
     assert len(density_calls) == 1  # d = 2, EM: the density plot
     _assert_png(plot_file)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["faithful.csv", "fit.png", "params.json"]  # no temporaries
+
+
+def test_fit_condition_writes_the_conditional_means_of_the_other_columns(faithful_csv, tmp_path, capsys):
+    """--condition eruptions: waiting's conditional mean and sd per row, equal to predict_mean / predict_cov
+    of the same EM fit; a position names the same column."""
+    import pandas as pd
+
+    predictions = tmp_path / "pred.csv"
+    argv = ["fit", str(faithful_csv), "-k", "2", "--condition", "eruptions", "--predictions", str(predictions)]
+    status, out, err = _run(capsys, argv)
+    assert status == 0 and err == []
+    assert f"Wrote the conditional means and standard deviations given eruptions to {predictions}" in out
+    X = load_faithful()
+    params = em_fit(X, 2, n_init=5, seed=0, max_iter=500).params
+    written = pd.read_csv(predictions)
+    assert list(written.columns) == ["eruptions", "waiting_mean", "waiting_sd"]
+    np.testing.assert_array_equal(written["eruptions"], X[:, 0])
+    np.testing.assert_allclose(
+        written["waiting_mean"], np.asarray(params.predict_mean(X[:, [0]], [0]))[:, 0], rtol=1e-12
+    )
+    sd = np.sqrt(np.asarray(params.predict_cov(X[:, [0]], [0]))[:, 0, 0])
+    np.testing.assert_allclose(written["waiting_sd"], sd, rtol=1e-12)
+    # 0-based position 1 is waiting (after --columns, the order given there)
+    argv = ["fit", str(faithful_csv), "-k", "2", "--columns", "waiting,eruptions", "--condition", "0"]
+    status, _, err = _run(capsys, argv + ["--predictions", str(predictions)])
+    assert status == 0 and err == []
+    assert list(pd.read_csv(predictions).columns) == ["waiting", "eruptions_mean", "eruptions_sd"]
+
+
+@pytest.mark.slow  # compiles a MAP fit
+def test_fit_map_condition_writes_the_posterior_predictive_means(faithful_csv, tmp_path, capsys):
+    """With a posterior (MAP here: one draw) the predictions are Posterior.predict_mean / predict_cov of that run."""
+    import pandas as pd
+
+    predictions = tmp_path / "pred.csv"
+    argv = ["fit", str(faithful_csv), "-k", "2", "--method", "map", "--num-steps", "300", "--condition", "waiting"]
+    status, out, err = _run(capsys, argv + ["--predictions", str(predictions)])
+    assert status == 0 and err == []
+    assert "Wrote the posterior predictive conditional means and standard deviations given waiting" in out
+    X = load_faithful()
+    shown = em_fit(X, 2, n_init=5, seed=0, max_iter=500)
+    posterior = bayesgmm.infer(
+        pd.DataFrame(X, columns=list(FAITHFUL_COLUMNS)), 2, method="map", num_steps=300, seed=0, init=shown
+    )
+    written = pd.read_csv(predictions)
+    assert list(written.columns) == ["waiting", "eruptions_mean", "eruptions_sd"]
+    mean = np.asarray(posterior.predict_mean(X[:, [1]], [1]))[:, 0]
+    np.testing.assert_allclose(written["eruptions_mean"], mean, rtol=1e-12)
+    sd = np.sqrt(np.asarray(posterior.predict_cov(X[:, [1]], [1]))[:, 0, 0])
+    np.testing.assert_allclose(written["eruptions_sd"], sd, rtol=1e-12)
+
+
+def test_parse_condition():
+    names = ["a", "b", "c"]
+    assert parse_condition("c, a", names) == [2, 0]
+    assert parse_condition("1", names) == [1]
+    assert parse_condition("0", ["x", "0"]) == [1]  # a column named "0" wins over the position
+    with pytest.raises(ValueError, match=r"no column 'd'; give column names from \['a', 'b', 'c'\] or 0-based"):
+        parse_condition("a,d", names)
+    with pytest.raises(ValueError, match="no column '3'"):
+        parse_condition("3", names)
+    with pytest.raises(ValueError, match="names the column 'a' twice"):
+        parse_condition("a,0", names)
+    with pytest.raises(ValueError, match="names every column, leaving nothing to predict"):
+        parse_condition("a,b,c", names)
 
 
 @pytest.mark.slow  # max_iter=1 compiles its own (shorter) history buffer
@@ -363,6 +428,15 @@ _ROWS = "a,b\n" + "".join(f"{i % 7 * 0.5:.1f},{(i * 3) % 11 * 0.25:.2f}\n" for i
         (_ROWS, ["fit", "{data}", "-k", "1", "--out", "{tmp}/p.txt"], r"Unknown file extension '\.txt' for --out"),
         (_ROWS, ["fit", "{data}", "-k", "1", "--plot", "{tmp}/p.jpg"], r"Unknown file extension '\.jpg' for --plot"),
         (_ROWS, ["fit", "{data}", "-k", "1", "--plot", "{tmp}/no/p.png"], "does not exist; create it first"),
+        (_ROWS, ["fit", "{data}", "-k", "1", "--condition", "a"], "--condition needs --predictions FILE.csv"),
+        (_ROWS, ["fit", "{data}", "-k", "1", "--predictions", "{tmp}/p.csv"], "--predictions needs --condition"),
+        (_ROWS, ["fit", "{data}", "-k", "1", "--condition", "a", "--predictions", "{tmp}/p.txt"], "for --predictions"),
+        (
+            _ROWS,
+            ["fit", "{data}", "-k", "1", "--condition", "a,b", "--predictions", "{tmp}/p.csv"],
+            "nothing to predict",
+        ),
+        (_ROWS, ["fit", "{data}", "-k", "1", "--condition", "z", "--predictions", "{tmp}/p.csv"], "no column 'z'"),
         (_ROWS, ["select", "{data}", "--k", "0-3"], "must go up from k >= 1"),
         (_ROWS, ["select", "{data}", "--k", "2-x"], "is not a number or a range"),
         (_ROWS, ["select", "{data}", "--covariance-types", "full,banana"], r"unknown \['banana'\]"),

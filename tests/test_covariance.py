@@ -111,6 +111,16 @@ def test_dense_covariances_and_precisions(covariance_type):
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_layout_from_matrices_inverts_covariance_matrices(covariance_type):
+    """layout_from_matrices(covariance_matrices(L)) == covariances(L): the dense matrices back in the type's layout."""
+    core = get_structure(covariance_type).core
+    scale = jnp.asarray(_random_scale(covariance_type))
+    dense = core.covariance_matrices(scale, K, D)
+    np.testing.assert_allclose(core.layout_from_matrices(dense), core.covariances(scale), rtol=1e-12)
+    np.testing.assert_allclose(core.layout_from_matrices(np.asarray(dense)), core.covariances(scale), rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_second_moments_whitened_raw_and_dense_agree(covariance_type):
     """Σ r (x−μ)(x−μ)ᵀ in the type's layout by the whitened, raw and dense routes, against NumPy."""
     structure = get_structure(covariance_type)

@@ -7,7 +7,11 @@
   ``.nc`` holds the posterior's ArviZ ``xarray.DataTree`` (``Posterior.to_arviz()``; EM has no
   posterior, so EM refuses it). ``--plot``: density contours with the component ellipses
   (d = 2), the posterior ellipse clouds (NUTS and SVI, d = 2), or a pair plot of the exact
-  marginals (any other d).
+  marginals (any other d). ``--condition COLS --predictions pred.csv``: mixture regression;
+  for each data row, the COLS columns (names, or 0-based positions among the fitted columns)
+  and the conditional mean and standard deviation of every other column (``NAME_mean``,
+  ``NAME_sd``; ``GMMParams.predict_mean`` and ``predict_cov``, or the posterior predictive
+  ``Posterior.predict_mean`` and ``predict_cov`` for NUTS, SVI and MAP).
 - ``bayesgmm select FILE [-k 1-9] [--covariance-types full,tied,diag,spherical]
   [--criterion bic|aic|icl] [--plot bic.png] [--out table.csv]``: the model-selection grid
   (``bayesgmm.select``): print one row per (k, covariance type) and the chosen mixture;
@@ -38,7 +42,7 @@ import warnings
 
 from bayesgmm.cli._commands import COMMANDS
 from bayesgmm.cli._files import check_output, read_table
-from bayesgmm.cli._parser import build_parser, parse_covariance_types, parse_ks
+from bayesgmm.cli._parser import build_parser, parse_condition, parse_covariance_types, parse_ks
 from bayesgmm.cli._render import Report, describe_params, one_line
 
 __all__ = [
@@ -47,6 +51,7 @@ __all__ = [
     "check_output",
     "describe_params",
     "main",
+    "parse_condition",
     "parse_covariance_types",
     "parse_ks",
     "read_table",

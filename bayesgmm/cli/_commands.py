@@ -19,7 +19,7 @@ from bayesgmm.cli._files import (
     read_table,
     write_bytes,
 )
-from bayesgmm.cli._parser import parse_covariance_types, parse_ks
+from bayesgmm.cli._parser import parse_condition, parse_covariance_types, parse_ks
 from bayesgmm.cli._render import Report, describe_params, format_ks, posterior_summary, selection_rows
 from bayesgmm.datasets import FAITHFUL_COLUMNS, load_faithful
 from bayesgmm.io import save
@@ -31,7 +31,9 @@ def run_fit(args, report: Report) -> int:
     """``bayesgmm fit``: one mixture by EM, NUTS, SVI or MAP; its parameters, plot and posterior."""
     out = check_fit_output(args.out, args.method) if args.out else None  # refuse bad outputs before the fit
     plot_path = check_plot(args.plot) if args.plot else None
+    predictions = _check_predictions(args)
     X, names = read_table(args.file, args.columns)
+    given = parse_condition(args.condition, names) if args.condition else None  # before the fit too
     report.line(f"{args.file}: {X.shape[0]} rows, features {', '.join(names)}")
     if args.method == "em":
         params, posterior = _fit_em(args, X, report), None
@@ -42,6 +44,7 @@ def run_fit(args, report: Report) -> int:
     report.line(describe_params(params, names))
     # everything is rendered before anything is written: a failing plot leaves no --out behind
     figure = fit_plot(plot_path, params, posterior, X, names) if plot_path else None
+    table = regression_table(posterior or params, X, names, given) if given else None
     if out is not None:
         if out.suffix.lower() == POSTERIOR_SUFFIX:
             write_bytes(out, bytes(posterior.to_arviz().to_netcdf(engine=netcdf_engine())))
@@ -53,7 +56,38 @@ def run_fit(args, report: Report) -> int:
     if figure is not None:
         write_bytes(plot_path, figure)
         report.line(f"Wrote the plot to {plot_path}")
+    if table is not None:
+        write_bytes(predictions, table.encode())
+        what = "conditional" if posterior is None else "posterior predictive conditional"
+        given_names = ", ".join(names[index] for index in given)
+        report.line(f"Wrote the {what} means and standard deviations given {given_names} to {predictions}")
     return 0
+
+
+def _check_predictions(args):
+    """``--predictions``: a writable .csv path, given exactly when ``--condition`` is."""
+    if args.condition and not args.predictions:
+        raise ValueError("--condition needs --predictions FILE.csv, the file to write the conditional means to.")
+    if args.predictions and not args.condition:
+        raise ValueError("--predictions needs --condition COLS, the columns to predict the others from.")
+    return check_output(args.predictions, "--predictions", TABLE_SUFFIXES, ".csv") if args.predictions else None
+
+
+def regression_table(model, X, names, given) -> str:
+    """CSV text: for each row of ``X``, its ``given`` columns, then the conditional mean (``NAME_mean``) and
+    standard deviation (``NAME_sd``) of every other column under ``model`` (a ``GMMParams`` or a ``Posterior``:
+    ``predict_mean``, ``predict_cov``)."""
+    import pandas as pd
+
+    other = [index for index in range(len(names)) if index not in given]
+    values = X[:, given]
+    mean = np.asarray(model.predict_mean(values, given))
+    sd = np.sqrt(np.diagonal(np.asarray(model.predict_cov(values, given)), axis1=-2, axis2=-1))
+    columns = {names[index]: values[:, j] for j, index in enumerate(given)}
+    for j, index in enumerate(other):
+        columns[f"{names[index]}_mean"] = mean[:, j]
+        columns[f"{names[index]}_sd"] = sd[:, j]
+    return pd.DataFrame(columns).to_csv(index=False)  # floats as Python writes them: shortest round trip
 
 
 def _fit_em(args, X, report: Report):

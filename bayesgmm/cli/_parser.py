@@ -48,6 +48,40 @@ def parse_covariance_types(text: str) -> list[str]:
     return list(dict.fromkeys(types))
 
 
+def parse_condition(text: str, names) -> list[int]:
+    """The positions of the ``--condition`` columns among ``names``: names, or 0-based positions, comma-separated.
+
+    A name wins over a position (a column named ``"0"`` is that column). The columns must be
+    distinct and leave at least one column to predict.
+
+    Examples
+    --------
+    >>> parse_condition("waiting", ["eruptions", "waiting"]), parse_condition("2,0", ["a", "b", "c"])
+    ([1], [2, 0])
+    """
+    names = list(names)
+    given = []
+    for part in str(text).split(","):
+        token = part.strip()
+        if token in names:
+            given.append(names.index(token))
+        elif re.fullmatch(r"\d+", token) and int(token) < len(names):
+            given.append(int(token))
+        else:
+            raise ValueError(
+                f"--condition {text!r}: no column {token!r}; give column names from {names} "
+                f"or 0-based positions 0 to {len(names) - 1}, comma-separated."
+            )
+    repeated = sorted({names[index] for index in given if given.count(index) > 1})
+    if repeated:
+        raise ValueError(f"--condition {text!r} names the column {repeated[0]!r} twice; list each column once.")
+    if len(given) == len(names):
+        raise ValueError(
+            f"--condition {text!r} names every column, leaving nothing to predict; leave at least one out."
+        )
+    return given
+
+
 def build_parser() -> argparse.ArgumentParser:
     """``bayesgmm {demo, fit, select} ...``; the chosen command is ``args.command``."""
     parser = argparse.ArgumentParser(prog="bayesgmm", description="Gaussian mixture models on JAX.")
@@ -106,6 +140,18 @@ def _add_fit(commands) -> None:
         help="write the (posterior-mean) parameters to .json or .npz, or the posterior (NUTS, SVI, MAP) to .nc",
     )
     fit.add_argument("--plot", help="write a plot of the fit (.png, .pdf or .svg)")
+    fit.add_argument(
+        "--condition",
+        metavar="COLS",
+        help="mixture regression: predict the other columns from these (names or 0-based positions among the "
+        "fitted columns, comma-separated); needs --predictions",
+    )
+    fit.add_argument(
+        "--predictions",
+        metavar="FILE",
+        help="with --condition: write, for each data row, the given columns and the conditional mean and "
+        "standard deviation of every other column (NAME_mean, NAME_sd) to a .csv file",
+    )
     fit.add_argument("--no-progress", dest="progress", action="store_false", help="no NUTS progress lines")
 
 
