@@ -9,8 +9,23 @@ coordinates and the identity elsewhere. Its Cholesky factor ``L̃`` gives the ma
 ``v = Σ̃⁻¹ M (x − μ)`` (zero on the missing coordinates), ``x̂ − μ = Σ v`` and
 ``C = Σ − (L̃⁻¹ M Σ)ᵀ (L̃⁻¹ M Σ)`` (masked to the missing block).
 
-Used by ``GMMParams.impute`` (conditional means) and by EM's missing-data E-step
-(``em._estep``). Pure functions on arrays; no ``jit``.
+With measurement errors (extreme deconvolution, Bovy, Hogg and Roweis 2011) each row is a
+noisy copy ``x_i = v_i + e_i`` of a draw ``v_i`` from the mixture, with known error covariance
+``S_i``: its density under component ``k`` is ``N(x_i | μ_k, T_ik)``, ``T_ik = Σ_k + S_i``, and
+the moments of the true value given the row are ``b_ik = μ_k + Σ_k T_ik⁻¹ (x_i − μ_k)`` and
+``B_ik = Σ_k − Σ_k T_ik⁻¹ Σ_k``. These are the formulas above with ``T̃ = M (Σ + S) M + (I − M)``
+in place of ``Σ̃`` (a missing coordinate is one of infinite error: it drops out of ``T``), so one
+function serves both, and rows with NaN and errors together.
+
+Used by ``GMMParams.impute`` (conditional means), ``GMMParams.log_prob(X, measurement_error=S)``
+and by EM's missing-data and measurement-error E-steps (``em._estep``). Pure functions on
+arrays; no ``jit``.
+
+References
+----------
+J. Bovy, D. W. Hogg and S. T. Roweis, "Extreme deconvolution: inferring complete distribution
+functions from noisy, heterogeneous and incomplete observations", Annals of Applied
+Statistics 5(2B):1657-1677, 2011.
 """
 
 from __future__ import annotations
@@ -26,7 +41,9 @@ from bayesgmm.covariance import LOG_2PI
 CHUNK_ELEMENTS = 1 << 20
 
 
-def conditional_moments(log_weights: Array, means: Array, covariances: Array, x: Array, *, with_covariances=True):
+def conditional_moments(
+    log_weights: Array, means: Array, covariances: Array, x: Array, *, with_covariances=True, errors=None
+):
     """Observed-marginal log joint densities, conditional means and covariances of a chunk of rows.
 
     Parameters
@@ -37,15 +54,22 @@ def conditional_moments(log_weights: Array, means: Array, covariances: Array, x:
     x : (c, d) rows, NaN at the missing entries (no row entirely NaN)
     with_covariances : bool (static)
         Also return the conditional covariances (the E-step needs them, imputation does not).
+    errors : (c, d, d), optional
+        Each row's measurement-error covariance ``S_i`` (positive semi-definite; its entries
+        on missing coordinates are not used). The results are then those of the true value
+        ``v`` given the noisy row: ``T = Σ + S`` replaces ``Σ`` in the density.
 
     Returns
     -------
     log_joint : (k, c)
-        ``log π_k + log N(x_o | μ_ko, Σ_k,oo)``.
+        ``log π_k + log N(x_o | μ_ko, Σ_k,oo)`` (with errors: ``T_k,oo``).
     delta : (k, c, d)
-        ``E_k[x | x_o] − μ_k``: ``x − μ_k`` on the observed coordinates.
+        ``E_k[x | x_o] − μ_k``: ``x − μ_k`` on the observed coordinates (with errors:
+        ``E_k[v | x_o] − μ_k = Σ_k,·o T_k,oo⁻¹ (x_o − μ_ko)`` on every coordinate, Bovy et al.'s
+        ``b_ik − μ_k``).
     conditional : (k, c, d, d) or None
-        ``Cov_k[x | x_o]``, zero outside the (missing, missing) block.
+        ``Cov_k[x | x_o]``, zero outside the (missing, missing) block (with errors:
+        ``Cov_k[v | x_o] = Σ_k − Σ_k,·o T_k,oo⁻¹ Σ_k,o·``, Bovy et al.'s ``B_ik``).
     """
     d = means.shape[-1]
     observed = ~jnp.isnan(x)
@@ -53,7 +77,8 @@ def conditional_moments(log_weights: Array, means: Array, covariances: Array, x:
     residual = (jnp.where(observed, x, 0.0)[None] - means[:, None, :]) * mask  # (k, c, d) M (x − μ)
     eye = jnp.eye(d, dtype=x.dtype)
     # Σ̃ = M Σ M + (I − M): the observed block, the identity on the missing coordinates
-    embedded = covariances[:, None] * (mask[:, :, None] * mask[:, None, :]) + eye * (1.0 - mask)[:, None, :]
+    observed_block = covariances[:, None] if errors is None else covariances[:, None] + errors[None]  # Σ or Σ + S
+    embedded = observed_block * (mask[:, :, None] * mask[:, None, :]) + eye * (1.0 - mask)[:, None, :]
     chol = jnp.linalg.cholesky(embedded)  # (k, c, d, d)
     z = solve_triangular(chol, residual[..., None], lower=True)  # (k, c, d, 1) L̃⁻¹ M (x − μ)
     v = solve_triangular(chol, z, lower=True, trans="T")[..., 0]  # Σ̃⁻¹ M (x − μ), 0 on missing
@@ -66,6 +91,8 @@ def conditional_moments(log_weights: Array, means: Array, covariances: Array, x:
         return log_joint, delta, None
     projected = solve_triangular(chol, mask[None, :, :, None] * covariances[:, None], lower=True)  # L̃⁻¹ M Σ
     explained = jnp.matmul(jnp.swapaxes(projected, -1, -2), projected, precision="highest")
+    if errors is not None:  # the true values are uncertain on every coordinate
+        return log_joint, delta, covariances[:, None] - explained
     unobserved = 1.0 - mask
     conditional = (covariances[:, None] - explained) * (unobserved[:, :, None] * unobserved[:, None, :])
     return log_joint, delta, conditional
@@ -93,3 +120,40 @@ def impute_rows(log_weights: Array, means: Array, covariances: Array, X: Array) 
         return lax.cond(jnp.any(jnp.isnan(x)), incomplete, lambda x: x, x)
 
     return lax.map(per_chunk, chunks).reshape((-1, d))[:n]
+
+
+def error_covariances(errors: Array) -> Array:
+    """Measurement-error covariances (..., d, d) from variances (..., d) (uncorrelated errors) or as given.
+
+    ``errors`` with one axis fewer than a stack of matrices would have are the diagonals: a
+    chunk's (c, d) variances become (c, d, d) diagonal matrices; (c, d, d) pass through.
+    """
+    if errors.ndim == 2:
+        return errors[..., :, None] * jnp.eye(errors.shape[-1], dtype=errors.dtype)
+    return errors
+
+
+def log_joint_with_errors(log_weights: Array, means: Array, covariances: Array, X: Array, errors: Array) -> Array:
+    """(k, n) ``log π_k + log N(x_i | μ_k, Σ_k + S_i)``, over the observed coordinates of rows with NaN.
+
+    ``covariances`` are the dense (k, d, d) matrices, ``errors`` (n, d) error variances or
+    (n, d, d) error covariances. Rows are processed in chunks of about ``CHUNK_ELEMENTS``
+    working elements (never a (k, n, d, d) array).
+    """
+    k, d = means.shape
+    n = X.shape[0]
+    chunk_size = int(min(n, max(1, CHUNK_ELEMENTS // (k * d * d))))
+    n_chunks = -(-n // chunk_size)
+
+    def chunked(values):
+        padded = jnp.pad(values, ((0, n_chunks * chunk_size - n),) + ((0, 0),) * (values.ndim - 1))
+        return padded.reshape((n_chunks, chunk_size) + values.shape[1:])
+
+    def per_chunk(inputs):
+        x, s = inputs
+        log_joint, _, _ = conditional_moments(
+            log_weights, means, covariances, x, with_covariances=False, errors=error_covariances(s)
+        )
+        return log_joint.T  # (c, k)
+
+    return lax.map(per_chunk, (chunked(X), chunked(errors))).reshape((-1, k))[:n].T
