@@ -341,18 +341,17 @@ def test_log_prob_maps_over_batched_parameters():
     np.testing.assert_allclose(log_prob[1], second.log_prob(X, measurement_error=errors), rtol=1e-14)
 
 
-def _largest_intermediate(jaxpr) -> int:
-    """The most elements of any value a jaxpr (and the jaxprs inside it: scan bodies, conds) computes."""
-    largest = 0
+def _intermediate_shapes(jaxpr) -> set[tuple[int, ...]]:
+    """The shapes of every value a jaxpr computes, and the jaxprs inside it (scan bodies, conds)."""
+    shapes = set()
     for eqn in jaxpr.eqns:
-        for var in eqn.outvars:
-            largest = max(largest, int(np.prod(getattr(var.aval, "shape", ()))))
+        shapes |= {tuple(getattr(var.aval, "shape", ())) for var in eqn.outvars}
         for param in eqn.params.values():
             for inner in param if isinstance(param, (tuple, list)) else (param,):
                 inner = getattr(inner, "jaxpr", inner)
                 if hasattr(inner, "eqns"):
-                    largest = max(largest, _largest_intermediate(inner))
-    return largest
+                    shapes |= _intermediate_shapes(inner)
+    return shapes
 
 
 def test_the_e_step_holds_one_chunk_of_per_row_matrices():
@@ -361,8 +360,24 @@ def test_the_e_step_holds_one_chunk_of_per_row_matrices():
     rng = np.random.default_rng(12)
     params = bayesgmm.GMMParams.from_covariances(np.full(k, 1 / k), rng.normal(size=(k, D)), [np.eye(D)] * k)
     rows = chunk_rows(rng.normal(size=(n, D)), np.ones(n), chunk, errors=_errors(rng, n))
-    jaxpr = jax.make_jaxpr(errors_e_step)(params, rows).jaxpr
-    assert _largest_intermediate(jaxpr) <= n * D * D  # the errors themselves; (n, k, d, d) would be 4 times that
+    shapes = _intermediate_shapes(jax.make_jaxpr(errors_e_step)(params, rows).jaxpr)
+    assert (k, chunk, D, D) in shapes  # the per-chunk factors: the walk saw inside the scan
+    assert max(int(np.prod(shape)) for shape in shapes) <= n * D * D  # (n, k, d, d) would be k times that
+
+
+def test_float32_without_x64():
+    """Without x64 the fit runs in float32 (Cholesky factors of Σ_k + S_i in float32) and lands near float64's."""
+    X, errors = _data(seed=13)
+    start = _start(X, "full")
+    reference = _fit(X, "full", start, max_iter=10, measurement_error=errors)
+    with jax.enable_x64(False):
+        result = _fit(X, "full", start, max_iter=10, measurement_error=errors)
+        assert result.params.means.dtype == np.float32
+    # ten steps in float32 on well-conditioned data (variances ~1): round-off of 1e-7 relative,
+    # amplified by the iterations; 1e-4 is loose for that and tight for a wrong formula
+    np.testing.assert_allclose(result.log_likelihood_history, reference.log_likelihood_history, rtol=1e-4)
+    np.testing.assert_allclose(result.params.means, reference.params.means, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(result.params.covariances, reference.params.covariances, rtol=1e-3, atol=1e-4)
 
 
 # ----------------------------------------------------------------------------- errors
