@@ -22,7 +22,23 @@ coordinates and the identity elsewhere. Its Cholesky factor ``L̃`` gives the ma
 ``v = Σ̃⁻¹ M (x − μ)`` (zero on the missing coordinates), ``x̂ − μ = Σ v`` and
 ``C = Σ − (L̃⁻¹ M Σ)ᵀ (L̃⁻¹ M Σ)`` (masked to the missing block).
 
-Pure functions on arrays; no ``jit``.
+With measurement errors (extreme deconvolution, Bovy, Hogg and Roweis 2011) each row is a
+noisy copy ``x_i = v_i + e_i`` of a draw ``v_i`` from the mixture, with known error covariance
+``S_i``: its density under component ``k`` is ``N(x_i | μ_k, T_ik)``, ``T_ik = Σ_k + S_i``, and
+the moments of the true value given the row are ``b_ik = μ_k + Σ_k T_ik⁻¹ (x_i − μ_k)`` and
+``B_ik = Σ_k − Σ_k T_ik⁻¹ Σ_k``. These are the formulas above with ``T̃ = M (Σ + S) M + (I − M)``
+in place of ``Σ̃`` (a missing coordinate is one of infinite error: it drops out of ``T``), so one
+function serves both, and rows with NaN and errors together.
+
+Used by ``GMMParams.impute`` (conditional means), ``GMMParams.log_prob(X, measurement_error=S)``
+and by EM's missing-data and measurement-error E-steps (``em._estep``). Pure functions on
+arrays; no ``jit``.
+
+References
+----------
+J. Bovy, D. W. Hogg and S. T. Roweis, "Extreme deconvolution: inferring complete distribution
+functions from noisy, heterogeneous and incomplete observations", Annals of Applied
+Statistics 5(2B):1657-1677, 2011.
 """
 
 from __future__ import annotations
@@ -105,6 +121,7 @@ def conditional_moments(
     *,
     with_covariances=True,
     log_density: Callable[[Array, Array], Array] = gaussian_log_density,
+    errors: Array | None = None,
 ) -> ConditionalMoments:
     """Observed-marginal log joint densities, conditional means and covariances of a chunk of rows.
 
@@ -120,6 +137,12 @@ def conditional_moments(
         The component family's log density of the observed coordinates without
         ``log |Σ_oo|^{1/2}`` (an elliptical family's marginal has the same form in the observed
         dimensions; Student-t: ``families.STUDENT_T.log_density`` with its ``dof``).
+    errors : (c, d, d), optional
+        Each row's measurement-error covariance ``S_i`` (positive semi-definite; its entries
+        on missing coordinates are not used). The results are then those of the true value
+        ``v`` given the noisy row: ``T = Σ + S`` replaces ``Σ`` in the density; ``delta`` is
+        ``E_k[v | x_o] − μ_k = Σ_k,·o T_k,oo⁻¹ (x_o − μ_ko)`` on every coordinate (Bovy et al.'s
+        ``b_ik − μ_k``) and ``conditional`` ``Σ_k − Σ_k,·o T_k,oo⁻¹ Σ_k,o·`` (their ``B_ik``).
 
     Returns
     -------
@@ -131,7 +154,8 @@ def conditional_moments(
     residual = (jnp.where(observed, x, 0.0)[None] - means[:, None, :]) * mask  # (k, c, d) M (x − μ)
     eye = jnp.eye(d, dtype=x.dtype)
     # Σ̃ = M Σ M + (I − M): the observed block, the identity on the missing coordinates
-    embedded = covariances[:, None] * (mask[:, :, None] * mask[:, None, :]) + eye * (1.0 - mask)[:, None, :]
+    observed_block = covariances[:, None] if errors is None else covariances[:, None] + errors[None]  # Σ or Σ + S
+    embedded = observed_block * (mask[:, :, None] * mask[:, None, :]) + eye * (1.0 - mask)[:, None, :]
     chol = jnp.linalg.cholesky(embedded)  # (k, c, d, d)
     z = solve_triangular(chol, residual[..., None], lower=True)  # (k, c, d, 1) L̃⁻¹ M (x − μ)
     v = solve_triangular(chol, z, lower=True, trans="T")[..., 0]  # Σ̃⁻¹ M (x − μ), 0 on missing
@@ -144,6 +168,8 @@ def conditional_moments(
         return ConditionalMoments(log_joint, delta, None, sq_norm, n_observed)
     projected = solve_triangular(chol, mask[None, :, :, None] * covariances[:, None], lower=True)  # L̃⁻¹ M Σ
     explained = jnp.matmul(jnp.swapaxes(projected, -1, -2), projected, precision="highest")
+    if errors is not None:  # the true values are uncertain on every coordinate
+        return ConditionalMoments(log_joint, delta, covariances[:, None] - explained, sq_norm, n_observed)
     unobserved = 1.0 - mask
     conditional = (covariances[:, None] - explained) * (unobserved[:, :, None] * unobserved[:, None, :])
     return ConditionalMoments(log_joint, delta, conditional, sq_norm, n_observed)
@@ -181,3 +207,40 @@ def impute_rows(
         return lax.cond(jnp.any(jnp.isnan(x)), incomplete, lambda x: x, x)
 
     return lax.map(per_chunk, chunks).reshape((-1, d))[:n]
+
+
+def error_covariances(errors: Array) -> Array:
+    """Measurement-error covariances (..., d, d) from variances (..., d) (uncorrelated errors) or as given.
+
+    ``errors`` with one axis fewer than a stack of matrices would have are the diagonals: a
+    chunk's (c, d) variances become (c, d, d) diagonal matrices; (c, d, d) pass through.
+    """
+    if errors.ndim == 2:
+        return errors[..., :, None] * jnp.eye(errors.shape[-1], dtype=errors.dtype)
+    return errors
+
+
+def log_joint_with_errors(log_weights: Array, means: Array, covariances: Array, X: Array, errors: Array) -> Array:
+    """(k, n) ``log π_k + log N(x_i | μ_k, Σ_k + S_i)``, over the observed coordinates of rows with NaN.
+
+    ``covariances`` are the dense (k, d, d) matrices, ``errors`` (n, d) error variances or
+    (n, d, d) error covariances. Rows are processed in chunks of about ``CHUNK_ELEMENTS``
+    working elements (never a (k, n, d, d) array).
+    """
+    k, d = means.shape
+    n = X.shape[0]
+    chunk_size = int(min(n, max(1, CHUNK_ELEMENTS // (k * d * d))))
+    n_chunks = -(-n // chunk_size)
+
+    def chunked(values):
+        padded = jnp.pad(values, ((0, n_chunks * chunk_size - n),) + ((0, 0),) * (values.ndim - 1))
+        return padded.reshape((n_chunks, chunk_size) + values.shape[1:])
+
+    def per_chunk(inputs):
+        x, s = inputs
+        moments = conditional_moments(
+            log_weights, means, covariances, x, with_covariances=False, errors=error_covariances(s)
+        )
+        return moments.log_joint.T  # (c, k)
+
+    return lax.map(per_chunk, (chunked(X), chunked(errors))).reshape((-1, k))[:n].T

@@ -297,3 +297,76 @@ def check_given_values(values, n_given: int, *, name: str = "values", allow_one_
         )
     array = check_data(array, name=name, nan_advice="conditioning needs every given value: drop those rows.")
     return array, one_row
+
+
+def check_measurement_error(measurement_error, X: np.ndarray, *, name: str = "measurement_error") -> np.ndarray:
+    """Per-row measurement errors as float64 error variances (n, d) or covariances (n, d, d).
+
+    Parameters
+    ----------
+    measurement_error : array-like of shape (n, d) or (n, d, d)
+        (n, d): each entry's standard deviation ``σ_ij >= 0`` (uncorrelated errors,
+        ``S_i = diag(σ_i²)``); returned squared, as variances. (n, d, d): each row's error
+        covariance ``S_i``, symmetric positive semi-definite; returned symmetrised.
+    X : (n, d) the validated rows; NaN marks a missing entry, whose errors are not used (they
+        may be NaN too) and are returned as 0.
+
+    Raises
+    ------
+    ArgumentTypeError
+        Not numeric.
+    ValueError
+        A wrong shape, NaN (outside the missing entries of ``X``) or infinite values,
+        negative standard deviations, covariances that are not symmetric or not positive
+        semi-definite; the message says what to change.
+    """
+    n, d = X.shape
+    shapes = f"({n}, {d}) standard deviations or ({n}, {d}, {d}) covariance matrices, one per row of X"
+    if hasattr(measurement_error, "to_numpy") and hasattr(measurement_error, "columns"):
+        measurement_error = measurement_error.to_numpy()
+    try:
+        errors = np.array(measurement_error, dtype=np.float64)  # a copy: zeroed below where X is missing
+    except (TypeError, ValueError):
+        raise ArgumentTypeError(f"{name} must be numeric: {shapes}.") from None
+    if errors.shape not in ((n, d), (n, d, d)):
+        raise ValueError(f"{name} has shape {errors.shape}; pass {shapes}.")
+    missing = np.isnan(X)  # (n, d)
+    unused = missing if errors.ndim == 2 else missing[:, :, None] | missing[:, None, :]
+    errors = np.where(unused, 0.0, errors)
+    finite = np.isfinite(errors)
+    if not finite.all():
+        bad_rows = np.flatnonzero(~finite.reshape(n, -1).all(axis=1))
+        raise ValueError(
+            f"{name} contains NaN or infinite values in {bad_rows.size} row(s) (first: row {bad_rows[0]}); every "
+            "error must be finite (NaN is allowed only where X itself is NaN). A coordinate with no useful "
+            "measurement is a missing one: set it to NaN in X and pass missing='marginalize'."
+        )
+    if errors.ndim == 2:
+        negative = np.flatnonzero((errors < 0).any(axis=1))
+        if negative.size:
+            raise ValueError(
+                f"{name} of shape (n, d) holds standard deviations, which must be >= 0; {negative.size} row(s) have "
+                f"negative ones (first: row {negative[0]}). Pass their absolute values, or (n, d, d) covariances."
+            )
+        return errors**2
+    magnitude = np.max(np.abs(errors), axis=(1, 2))  # (n,)
+    asymmetry = np.max(np.abs(errors - np.swapaxes(errors, 1, 2)), axis=(1, 2))
+    asymmetric = np.flatnonzero(asymmetry > 1e-8 * magnitude)
+    if asymmetric.size:
+        raise ValueError(
+            f"{name} must hold symmetric covariance matrices; {asymmetric.size} row(s) are not (first: row "
+            f"{asymmetric[0]}, largest difference {asymmetry[asymmetric[0]]:.3g}). Pass (S + S.swapaxes(1, 2)) / 2 "
+            "if the asymmetry is round-off."
+        )
+    errors = 0.5 * (errors + np.swapaxes(errors, 1, 2))
+    smallest = np.linalg.eigvalsh(errors)[:, 0]
+    indefinite = np.flatnonzero(smallest < -1e-10 * magnitude)
+    if indefinite.size:
+        first = indefinite[0]
+        raise ValueError(
+            f"{name} must hold positive semi-definite covariance matrices; {indefinite.size} row(s) are not (first: "
+            f"row {first}, smallest eigenvalue {smallest[first]:.3g}). Check the signs and sizes of the "
+            "off-diagonal terms (a covariance is σ_i σ_j ρ_ij with |ρ_ij| <= 1), or pass (n, d) standard "
+            "deviations for uncorrelated errors."
+        )
+    return errors

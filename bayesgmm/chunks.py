@@ -7,7 +7,9 @@ EM's streaming driver (``em._streaming``), over chunks read from disk. This modu
 
 - ``Rows.chunks (m, c, d)``: the rows, padded to whole chunks;
 - ``Rows.weights (m, c)``: one non-negative weight per row (``sample_weight``; 1 by default),
-  0 for padding, so padding never counts.
+  0 for padding, so padding never counts;
+- ``Rows.errors (m, c, d)`` or ``(m, c, d, d)``, optional: each row's measurement-error
+  variances or covariances (``em_fit(measurement_error=...)``), 0 for padding.
 
 Pure functions, no ``jit``: callers jit and vmap them.
 """
@@ -28,7 +30,9 @@ ROW_AXIS = "rows"  # the mesh axis that rows are sharded over (bayesgmm.sharding
 
 
 @functools.partial(
-    jax.tree_util.register_dataclass, data_fields=["chunks", "weights", "first_chunk"], meta_fields=["mesh"]
+    jax.tree_util.register_dataclass,
+    data_fields=["chunks", "weights", "first_chunk", "errors"],
+    meta_fields=["mesh"],
 )
 @dataclasses.dataclass(frozen=True)
 class Rows:
@@ -43,12 +47,17 @@ class Rows:
         When set, the chunk axis is sharded over the mesh axis ``ROW_AXIS``: each device
         holds ``m / n_devices`` whole chunks and ``accumulate`` runs on every device over
         its own chunks, then combines the per-device results.
+    errors : (m, c, d) or (m, c, d, d), or None
+        Per-row measurement-error variances or covariances, chunked as the rows (zeros for
+        padding); rows in memory on one device only (``mesh`` None). A chunk function reads
+        its chunk's as ``rows.chunk_errors(chunk_index)``.
     """
 
     chunks: Array
     weights: Array
     first_chunk: Any = 0
     mesh: Any = None
+    errors: Any = None
 
     @property
     def chunk_size(self) -> int:
@@ -57,6 +66,10 @@ class Rows:
     @property
     def n_features(self) -> int:
         return self.chunks.shape[2]
+
+    def chunk_errors(self, chunk_index) -> Array:
+        """The measurement errors of chunk ``chunk_index`` (a global chunk number, as ``accumulate`` gives)."""
+        return lax.dynamic_index_in_dim(self.errors, chunk_index - self.first_chunk, keepdims=False)
 
     def flat(self) -> tuple[Array, Array]:
         """``(rows (m c, d), weights (m c,))``, padding included (weight 0)."""
@@ -71,13 +84,21 @@ def _pad_to_chunks(X: Array, weights: Array, chunk_size: int) -> tuple[Array, Ar
     return chunks, jnp.pad(weights.astype(X.dtype), (0, pad)).reshape((n_chunks, chunk_size))
 
 
-def chunk_rows(X: Array, weights: Array, chunk_size: int, mesh=None) -> Rows:
+def chunk_rows(X: Array, weights: Array, chunk_size: int, mesh=None, errors=None) -> Rows:
     """Pad ``X (n, d)`` and ``weights (n,)`` to whole chunks of ``chunk_size`` rows.
 
     With a ``mesh``, ``X`` and ``weights`` are sharded over ``ROW_AXIS`` (``n`` a multiple of
     the number of devices) and each device pads and chunks its own rows, so nothing moves
-    between devices.
+    between devices. ``errors`` (n, d) or (n, d, d), optional: per-row measurement errors,
+    padded with zeros and chunked alike (without a mesh only).
     """
+    if errors is not None:
+        if mesh is not None:
+            raise ValueError("Measurement errors need the rows on one device; they cannot be sharded over a mesh.")
+        n_chunks = -(-X.shape[0] // chunk_size)
+        pad = ((0, n_chunks * chunk_size - X.shape[0]),) + ((0, 0),) * (errors.ndim - 1)
+        chunked_errors = jnp.pad(errors, pad).reshape((n_chunks, chunk_size) + errors.shape[1:])
+        return Rows(*_pad_to_chunks(X, weights, chunk_size), errors=chunked_errors)
     if mesh is None:
         return Rows(*_pad_to_chunks(X, weights, chunk_size))
     local_rows = X.shape[0] // mesh.shape[ROW_AXIS]

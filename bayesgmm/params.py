@@ -31,7 +31,7 @@ import numpy as np
 from jax import Array
 
 from bayesgmm import _validation
-from bayesgmm._conditional import condition_given, gaussian_log_density, impute_rows
+from bayesgmm._conditional import condition_given, gaussian_log_density, impute_rows, log_joint_with_errors
 from bayesgmm.covariance import conditional_type, get_structure, whitened_log_joint
 from bayesgmm.families import DOF_MODES, GAUSSIAN, get_family
 
@@ -219,14 +219,43 @@ class GMMParams:
 
     # ------------------------------------------------------------------ densities
 
-    def log_joint(self, X) -> Array:
-        """``log π_k + log N(x_i | μ_k, Σ_k)``, shape (..., n, k)."""
+    def log_joint(self, X, measurement_error=None) -> Array:
+        """``log π_k + log N(x_i | μ_k, Σ_k)``, shape (..., n, k).
+
+        With ``measurement_error`` (see ``log_prob``): ``log π_k + log N(x_i | μ_k, Σ_k + S_i)``.
+        """
+        if measurement_error is not None:
+            self._check_gaussian("measurement_error")
+            X, errors = self._with_errors(X, measurement_error)
+            return _log_joint_errors(self, X, errors)
         X = self.as_data(X)
         return map_batch(lambda p: _log_joint(p, X).T, self)
 
-    def log_prob(self, X) -> Array:
-        """Log density of each row under the mixture, shape (..., n)."""
-        return jax.nn.logsumexp(self.log_joint(X), axis=-1)
+    def log_prob(self, X, measurement_error=None) -> Array:
+        """Log density of each row under the mixture, shape (..., n).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        measurement_error : array-like of shape (n_samples, n_features) or (n_samples, n_features, n_features), optional
+            Known Gaussian measurement errors of the rows, as in ``em_fit``: (n, d) error
+            standard deviations (uncorrelated, ``S_i = diag(σ_i²)``) or (n, d, d) error
+            covariances ``S_i``. The density of a noisy row is then that of the mixture
+            convolved with its error, ``Σ_k π_k N(x_i | μ_k, Σ_k + S_i)`` (extreme
+            deconvolution's likelihood, Bovy, Hogg and Roweis 2011), and NaN entries of ``X``
+            mark missing coordinates, marginalised out (the density of the observed ones).
+            Checked when concrete; under ``jit`` only the shape.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from bayesgmm import GMMParams
+        >>> params = GMMParams.from_covariances([1.0], [[0.0]], [[[1.0]]])
+        >>> # a row measured with error standard deviation 1: the density of N(0, 1 + 1) at 0
+        >>> float(np.round(params.log_prob([[0.0]], measurement_error=[[1.0]])[0], 4))
+        -1.2655
+        """
+        return jax.nn.logsumexp(self.log_joint(X, measurement_error), axis=-1)
 
     score_samples = log_prob
 
@@ -234,13 +263,16 @@ class GMMParams:
         """Mean log-likelihood per row, shape (...)."""
         return jnp.mean(self.log_prob(X), axis=-1)
 
-    def predict_proba(self, X) -> Array:
-        """Posterior component probabilities (responsibilities), shape (..., n, k)."""
-        return jax.nn.softmax(self.log_joint(X), axis=-1)
+    def predict_proba(self, X, measurement_error=None) -> Array:
+        """Posterior component probabilities (responsibilities), shape (..., n, k).
 
-    def predict(self, X) -> Array:
-        """Most probable component of each row, shape (..., n)."""
-        return jnp.argmax(self.log_joint(X), axis=-1)
+        With ``measurement_error`` (see ``log_prob``): ``r_ik ∝ π_k N(x_i | μ_k, Σ_k + S_i)``.
+        """
+        return jax.nn.softmax(self.log_joint(X, measurement_error), axis=-1)
+
+    def predict(self, X, measurement_error=None) -> Array:
+        """Most probable component of each row, shape (..., n) (``measurement_error``: see ``log_prob``)."""
+        return jnp.argmax(self.log_joint(X, measurement_error), axis=-1)
 
     def bic(self, X) -> Array:
         """Bayesian information criterion ``−2 log L + p log n`` (lower is better)."""
@@ -459,9 +491,25 @@ class GMMParams:
     def _check_gaussian(self, what: str) -> None:
         if self.family != "gaussian":
             raise ValueError(
-                f"{what} is implemented for Gaussian components; these are {self.family!r}. Fit "
-                "family='gaussian' for mixture regression."
+                f"{what} is implemented for Gaussian components; these are {self.family!r}. Use a mixture "
+                "fitted with family='gaussian'."
             )
+
+    def _with_errors(self, X, measurement_error) -> tuple[Array, Array]:
+        """``X`` (n, d) and its errors as variances (n, d) or covariances (n, d, d), in the parameters' dtype."""
+        if not isinstance(X, jax.core.Tracer) and not isinstance(measurement_error, jax.core.Tracer):
+            X = _validation.check_data(X, allow_nan=True)
+            errors = _validation.check_measurement_error(measurement_error, X)
+        else:  # under jit: the shapes only; standard deviations squared
+            errors = jnp.asarray(measurement_error, dtype=self.dtype)
+            n, d = jnp.shape(X)
+            if errors.shape not in ((n, d), (n, d, d)):
+                raise ValueError(
+                    f"measurement_error has shape {errors.shape}; pass ({n}, {d}) standard deviations or "
+                    f"({n}, {d}, {d}) covariance matrices, one per row of X."
+                )
+            errors = errors**2 if errors.ndim == 2 else errors
+        return self.as_data(X), jnp.asarray(errors, dtype=self.dtype)
 
     def as_data(self, X) -> Array:
         X = jnp.asarray(X, dtype=self.dtype)
@@ -584,6 +632,16 @@ def _regression(params: GMMParams, given: tuple[int, ...], X: Array, with_covari
         within = jnp.einsum("kn,kop->nop", weights, covariances, precision="highest")
         between = jnp.einsum("kn,kno,knp->nop", weights, spread, spread, precision="highest")
         return mean, within + between
+
+    return map_batch(unbatched, params)
+
+
+@jax.jit  # one compiled program per shape, not a retrace of the chunk loop at every call
+def _log_joint_errors(params: GMMParams, X: Array, errors: Array) -> Array:
+    """(..., n, k) log joint densities of noisy rows: ``log π_k + log N(x_i | μ_k, Σ_k + S_i)``."""
+
+    def unbatched(p: GMMParams) -> Array:
+        return log_joint_with_errors(jnp.log(p.weights), p.means, p.covariance_matrices, X, errors).T
 
     return map_batch(unbatched, params)
 

@@ -97,12 +97,20 @@ class EMConfig:
             dof_start=dof_start,
         )
 
-    def resolved_moments(self, dtype, has_missing: bool) -> str:
-        """The E-step to run: "missing" for data with NaN, else "raw" (float64) or "whitened".
+    def resolved_moments(self, dtype, has_missing: bool, has_errors: bool = False) -> str:
+        """The E-step to run: "errors" for rows with measurement errors, "missing" for data with
+        NaN, else "raw" (float64) or "whitened".
 
         An ``EMConfig`` built directly (not ``validated``) may force ``moments="missing"``, the
         incomplete-data E-step, on complete rows (tests compare the two formulations).
         """
+        if has_errors:
+            if self.moments != "auto":
+                raise ValueError(
+                    f"moments={self.moments!r} does not apply with measurement_error (the E-step deconvolves each "
+                    "row with its own error covariance); leave moments='auto'."
+                )
+            return "errors"
         if self.moments == "missing":
             return "missing"
         if has_missing:
@@ -126,7 +134,7 @@ class Program:
     k: int
     covariance_type: str
     init: str
-    moments: str  # "whitened", "raw" or "missing"
+    moments: str  # "whitened", "raw", "missing" or "errors"
     degenerate: str
     history_size: int
     chunk_size: int

@@ -44,6 +44,7 @@ class PreparedData(NamedTuple):
     mesh: object = None
     stream: bool = False  # X and weights are the host rows (NumPy), read block by block
     observed_features: float | None = None  # X has NaN: the weighted mean number of observed features per row
+    errors: Array | None = None  # (n, d) error variances or (n, d, d) covariances / scale², rows as X; or None
 
     @property
     def n_features(self) -> int:
@@ -53,16 +54,29 @@ class PreparedData(NamedTuple):
     def has_missing(self) -> bool:
         return self.observed_features is not None
 
+    @property
+    def has_errors(self) -> bool:
+        return self.errors is not None
 
-def prepare_data(X, sample_weight=None, *, dtype, stream=None, missing=None) -> PreparedData:
+
+def prepare_data(X, sample_weight=None, *, dtype, stream=None, missing=None, measurement_error=None) -> PreparedData:
     """Validate ``X`` (array-like, ``ShardedRows`` or rows to stream) and ``sample_weight``; centre and rescale.
 
     ``stream``: True, False, or None (stream an ``np.memmap``, keep anything else in memory).
     ``missing``: None (NaN is an error), "raise" (an error that names ``missing="marginalize"``)
     or "marginalize" (NaN allowed in memory; the fit then needs ``moments="missing"``).
+    ``measurement_error``: per-row error standard deviations (n, d) or covariances (n, d, d)
+    (``_validation.check_measurement_error``), kept as variances or covariances on the
+    rescaled data, in the order of the rows (in memory only; the fit then needs
+    ``moments="errors"``).
     """
     enable_compilation_cache()  # before the first compilation: JAX keeps the compiled programs across sessions
     streamed = stream is True or (stream is None and isinstance(X, np.memmap))
+    if measurement_error is not None and (streamed or isinstance(X, ShardedRows)):
+        raise ValueError(
+            "measurement_error needs the rows in memory: it supports neither streamed rows (stream=True or an "
+            "np.memmap) nor bayesgmm.shard. Pass np.asarray(X) with stream=False."
+        )
     if missing == "marginalize" and (streamed or isinstance(X, ShardedRows)):
         raise ValueError(
             "missing='marginalize' needs the rows in memory: it supports neither streamed rows (stream=True or an "
@@ -82,7 +96,10 @@ def prepare_data(X, sample_weight=None, *, dtype, stream=None, missing=None) -> 
     if missing == "raise":
         advice = "drop or impute them, or pass missing='marginalize' to fit the observed entries of those rows."
     X = _validation.check_data(X, allow_nan=missing == "marginalize", nan_advice=advice)
-    return _prepare(X, _validation.check_sample_weight(sample_weight, X.shape[0]), dtype)
+    weights = _validation.check_sample_weight(sample_weight, X.shape[0])
+    if measurement_error is None:
+        return _prepare(X, weights, dtype)
+    return _prepare(X, weights, dtype, _validation.check_measurement_error(measurement_error, X))
 
 
 def _prepare_stream(X, sample_weight, dtype) -> PreparedData:
@@ -108,17 +125,20 @@ def to_device(values: np.ndarray, dtype) -> Array:
     return jax.device_put(np.asarray(values, dtype=np.dtype(dtype)))
 
 
-def prepare_host(X: np.ndarray, weights: np.ndarray) -> PreparedData:
+def prepare_host(X: np.ndarray, weights: np.ndarray, errors: np.ndarray | None = None) -> PreparedData:
     """Centre and rescale in-memory rows on the host (float64 NumPy, not padded): the NumPy driver's data.
 
     Rows with NaN (``missing="marginalize"``) keep their NaN, and are put after the complete
     rows; the moments are then those of the observed entries (``observed_moments``).
+    ``errors`` (n, d) error variances or (n, d, d) covariances, optional: reordered with the
+    rows and divided by the squared scale.
     """
     total = float(weights.sum())
     observed_features = None
     if np.isnan(X).any():
         order = complete_rows_first(X)
         X, weights = X[order], weights[order]
+        errors = None if errors is None else errors[order]
         center, covariance, observed_features = observed_moments(X, weights)
     else:
         center = weights @ X / total
@@ -134,20 +154,25 @@ def prepare_host(X: np.ndarray, weights: np.ndarray) -> PreparedData:
         total,
         int(np.count_nonzero(weights)),
         observed_features=observed_features,
+        errors=None if errors is None else errors / scale**2,
     )
 
 
-def _prepare(X: np.ndarray, weights: np.ndarray, dtype) -> PreparedData:
+def _prepare(X: np.ndarray, weights: np.ndarray, dtype, errors: np.ndarray | None = None) -> PreparedData:
     """``prepare_host``, then on the device in ``dtype``, padded to ``bucket_size`` rows.
 
     Rows of weight 0 up to a bucket size: data sets of nearby sizes share one compiled fit.
+    Measurement errors, if any, are padded with zeros.
     """
-    data = prepare_host(X, weights)
+    data = prepare_host(X, weights, errors)
     pad = bucket_size(X.shape[0]) - X.shape[0]
-    return data._replace(
+    data = data._replace(
         X=to_device(np.concatenate([data.X, np.zeros((pad, X.shape[1]))]), dtype),
         weights=to_device(np.concatenate([data.weights, np.zeros(pad)]), dtype),
     )
+    if errors is None:
+        return data
+    return data._replace(errors=to_device(np.concatenate([data.errors, np.zeros((pad,) + errors.shape[1:])]), dtype))
 
 
 def _prepare_sharded(rows: ShardedRows, dtype) -> PreparedData:
@@ -213,10 +238,10 @@ def default_chunk_size(n_samples: int, k: int, d: int, n_init: int = 1, moments:
     """Rows per chunk so that the per-chunk working array holds about 2**20 elements.
 
     "whitened": the (k, d, rows) whitened rows; "raw": the (rows, d + p + k) features and
-    log-densities, with ``p`` quadratic features (d(d+1)/2 for full covariances); "missing":
-    the (k, rows, d, d) Cholesky factors of the observed blocks.
+    log-densities, with ``p`` quadratic features (d(d+1)/2 for full covariances); "missing"
+    and "errors": the (k, rows, d, d) Cholesky factors of the observed blocks.
     """
-    width = {"whitened": k * d, "missing": k * d * d}.get(moments, d + d * (d + 1) // 2 + k)
+    width = {"whitened": k * d, "missing": k * d * d, "errors": k * d * d}.get(moments, d + d * (d + 1) // 2 + k)
     rows = CHUNK_ELEMENTS // max(1, width * n_init)
     return int(min(n_samples, max(256, rows)))
 

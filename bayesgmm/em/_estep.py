@@ -15,7 +15,14 @@ array. Three formulations, one per entry:
   (``bayesgmm._conditional``): ``Σ w r``, ``Σ w r (x̂ − μ_k)`` and
   ``Σ w r [(x̂ − μ_k)(x̂ − μ_k)ᵀ + C]`` about the current means, reduced to the covariance
   type's layout. ``O(n k d³)`` per iteration; chunks without missing entries take the
-  ordinary ``O(c k d²)`` path (``em_fit`` puts the complete rows first).
+  ordinary ``O(c k d²)`` path (``em_fit`` puts the complete rows first);
+- ``"errors"``: rows with known measurement errors (``em_fit(measurement_error=S)``), extreme
+  deconvolution (Bovy, Hogg and Roweis 2011): row ``i`` is a noisy copy of a draw from the
+  mixture, with density ``Σ_k π_k N(x_i | μ_k, Σ_k + S_i)``, and the statistics are those of
+  ``"missing"`` with the moments of the true value given the row (``b_ik − μ_k`` and ``B_ik``,
+  ``bayesgmm._conditional``) for the conditional ones; NaN entries of the rows (a missing
+  coordinate is one of infinite error) are marginalised at the same time. ``O(n k d³)`` per
+  iteration; the errors ride along the rows (``Rows.errors``).
 
 All return statistics in data coordinates ("whitened" and "missing" about the current means,
 "raw" about the origin) that feed one M-step (``_kernels.m_step``). Pure, unjitted,
@@ -25,6 +32,10 @@ References
 ----------
 Z. Ghahramani and M. I. Jordan, "Supervised learning from incomplete data via an EM
 approach", NIPS 6, 1994.
+
+J. Bovy, D. W. Hogg and S. T. Roweis, "Extreme deconvolution: inferring complete distribution
+functions from noisy, heterogeneous and incomplete observations", Annals of Applied
+Statistics 5(2B):1657-1677, 2011.
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ import scipy.special
 from jax import Array, lax
 
 from bayesgmm._arrays import host_cholesky
-from bayesgmm._conditional import conditional_moments
+from bayesgmm._conditional import conditional_moments, error_covariances
 from bayesgmm.chunks import Rows, WorstRow, accumulate, add, zeros_like_shapes
 from bayesgmm.covariance import LOG_2PI, raw_coefficients
 from bayesgmm.em._state import SufficientStatistics
@@ -123,13 +134,15 @@ def raw_e_step(params: GMMParams, rows: Rows) -> tuple[SufficientStatistics, Wor
     return sums._replace(shift=jnp.zeros_like(params.means)), worst
 
 
-def chunk_statistics(params: GMMParams, x: Array, w: Array, *, complete: bool):
+def chunk_statistics(params: GMMParams, x: Array, w: Array, *, complete: bool, errors=None):
     """Sums over one chunk about the current means, in full (k, d, d) second-moment layout.
 
     ``complete=True`` (static): the chunk has no NaN, and the ordinary whitened densities are
     used (conditional covariances zero, ``x̂ = x``); ``False``: ``conditional_moments``,
-    valid for any chunk. Returns ``(counts, first, second_full, log_likelihood, max_log_resp,
-    weighted_counts, dof_sums), log_norm (c,)`` (the last two sums None for Gaussian components).
+    valid for any chunk, with the rows' measurement-error covariances ``errors`` (c, d, d)
+    when given (``x̂`` and ``C`` are then the moments of the true values). Returns ``(counts,
+    first, second_full, log_likelihood, max_log_resp, weighted_counts, dof_sums), log_norm (c,)``
+    (the last two sums None for Gaussian components).
 
     Student-t components weight each row by ``u = E[u | x_o] = (ν + p)/(ν + δ²_o)``: ``first``
     is ``Σ w r u (x̂ − μ)`` and ``second`` ``Σ w r [u (x̂ − μ)(x̂ − μ)ᵀ + C]`` (given ``u`` the
@@ -146,7 +159,12 @@ def chunk_statistics(params: GMMParams, x: Array, w: Array, *, complete: bool):
     else:
         covariances = structure.core.covariance_matrices(params.scale, k, d)
         moments = conditional_moments(
-            jnp.log(params.weights), params.means, covariances, x, log_density=observed_log_density(params)
+            jnp.log(params.weights),
+            params.means,
+            covariances,
+            x,
+            log_density=observed_log_density(params),
+            errors=errors,
         )
         log_joint, delta, sq_norm, n_observed = moments.log_joint, moments.delta, moments.sq_norm, moments.n_observed
     log_norm = jax.nn.logsumexp(log_joint, axis=0)
@@ -209,8 +227,13 @@ def missing_e_step(params: GMMParams, rows: Rows) -> tuple[SufficientStatistics,
         return zeros_like_shapes(shapes[0]), WorstRow.identity(shapes[1])
 
     sums, worst = accumulate(rows, per_chunk, combine, identity)
+    return _full_layout_statistics(params, sums), worst
+
+
+def _full_layout_statistics(params: GMMParams, sums) -> SufficientStatistics:
+    """``chunk_statistics``' sums over all rows as statistics about the current means, in the type's layout."""
     counts, first, second_full, log_likelihood, max_log_resp, weighted_counts, dof_sums = sums
-    stats = SufficientStatistics(
+    return SufficientStatistics(
         counts=counts,
         first=first,
         second=params.structure.em.second_from_full(second_full),
@@ -220,7 +243,39 @@ def missing_e_step(params: GMMParams, rows: Rows) -> tuple[SufficientStatistics,
         weighted_counts=weighted_counts,
         dof_sums=dof_sums,
     )
-    return stats, worst
+
+
+def errors_e_step(params: GMMParams, rows: Rows) -> tuple[SufficientStatistics, WorstRow]:
+    """``e_step`` for rows with measurement errors (``rows.errors``): extreme deconvolution's E-step.
+
+    Parameters
+    ----------
+    params : GMMParams (unbatched)
+    rows : Rows
+        Chunks (m, c, d), NaN at missing entries allowed; weights (m, c); ``errors`` (m, c, d)
+        error variances or (m, c, d, d) error covariances, positive semi-definite.
+
+    Returns
+    -------
+    stats : SufficientStatistics
+        About ``shift = params.means``: ``Σ w r``, ``Σ w r (b − μ_k)`` and
+        ``Σ w r [(b − μ_k)(b − μ_k)ᵀ + B]`` (Bovy et al. 2011, eqs. 16-18, with ``r_ik ∝
+        π_k N(x_i | μ_k, Σ_k + S_i)``) in the type's layout; ``log_likelihood`` is
+        ``Σ_i w_i log Σ_k π_k N(x_i | μ_k, Σ_k + S_i)`` (over the observed coordinates).
+    worst : WorstRow
+        The row of lowest log-likelihood.
+
+    Every chunk takes the conditional path (``O(c k d³)``: a Cholesky factor of ``Σ_k + S_i``
+    per row and component), whose working arrays are (k, c, d, d) for one chunk only.
+    """
+
+    def per_chunk(x, w, row_ids, chunk_index):
+        errors = error_covariances(rows.chunk_errors(chunk_index))
+        sums, log_norm = chunk_statistics(params, x, w, complete=False, errors=errors)
+        return sums, WorstRow.of_chunk(log_norm, w, row_ids)
+
+    sums, worst = accumulate(rows, per_chunk, _combine, _identity_with_worst)
+    return _full_layout_statistics(params, sums), worst
 
 
 def fill_missing(rows: Rows) -> Rows:
@@ -239,6 +294,7 @@ E_STEPS: dict[str, Callable[[GMMParams, Rows], tuple[SufficientStatistics, Worst
     "whitened": whitened_e_step,
     "raw": raw_e_step,
     "missing": missing_e_step,
+    "errors": errors_e_step,
 }
 
 

@@ -38,7 +38,8 @@ def fit_one(draws: Array, rows: Rows, settings: Settings, user_init: UserInit, p
     """One restart: initialise, then E/M steps in a ``while_loop`` (one E-step in the program)."""
     params = user_params(user_init, program.covariance_type)
     regularised = jnp.zeros((program.k,), bool)
-    complete_rows = fill_missing(rows) if program.moments == "missing" else rows  # init and re-seeding need them
+    with_nan = program.moments in ("missing", "errors")  # rows may hold NaN
+    complete_rows = fill_missing(rows) if with_nan else rows  # init and re-seeding need them
     if params is None:
         assignment = initial_assignment(program.init, draws, complete_rows, program.k, settings.active)
         stats = initial_statistics(assignment, complete_rows, program.covariance_type)
@@ -57,7 +58,7 @@ def fit_one(draws: Array, rows: Rows, settings: Settings, user_init: UserInit, p
 
 
 @functools.partial(jax.jit, static_argnames="program")
-def fit_batch(X, weights, draws, active, settings: Settings, user_init: UserInit, *, program: Program):
+def fit_batch(X, weights, draws, active, settings: Settings, user_init: UserInit, *, program: Program, errors=None):
     """Fits of one data set, in groups of restarts; the best restart of each group.
 
     Parameters
@@ -74,13 +75,16 @@ def fit_batch(X, weights, draws, active, settings: Settings, user_init: UserInit
         On a CPU the vmapped program is slower to compile and to run: its ``lax.cond``s
         become selects that run both branches, and its loop runs until the slowest fit has
         converged.
+    errors : (n, d) or (n, d, d), optional
+        Per-row measurement-error variances or covariances on the rescaled data (for
+        ``program.moments == "errors"``; not with a mesh).
 
     Returns
     -------
     best : EMState with a leading (groups,) axis
     log_likelihoods : (groups, restarts) every fit's final mean log-likelihood
     """
-    rows = chunk_rows(X, weights, program.chunk_size, program.mesh)
+    rows = chunk_rows(X, weights, program.chunk_size, program.mesh, errors=errors)
     structure = program.structure
     settings = device_settings(settings, structure, program.k)
     user_init = device_user_init(user_init, structure)
