@@ -42,6 +42,16 @@ SCRIPT = textwrap.dedent(
             [np.asarray(single.params.covariances).tolist(), np.asarray(sharded.params.covariances).tolist()],
             [single.n_iter, sharded.n_iter],
         ]
+    # Student-t components: the E-step's u-weighted sums and the degrees of freedom's sums are summed over devices too
+    kwargs = dict(family="student_t", n_init=2, seed=3, tol=1e-8, max_iter=300)
+    single = bayesgmm.em_fit(X, 3, sample_weight=weights, chunk_size=128, **kwargs)
+    sharded = bayesgmm.em_fit(bayesgmm.shard(X, sample_weight=weights), 3, chunk_size=64, **kwargs)
+    out["full/student_t"] = [
+        [float(single.log_likelihood), float(sharded.log_likelihood)],
+        [np.asarray(single.params.means).tolist(), np.asarray(sharded.params.means).tolist()],
+        [np.asarray(single.params.dof).tolist(), np.asarray(sharded.params.dof).tolist()],
+        [single.n_iter, sharded.n_iter],
+    ]
     print("RESULT" + json.dumps(out))
     """
 )
