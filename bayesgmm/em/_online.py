@@ -259,9 +259,6 @@ def em_partial_fit(
         As ``em_fit``'s (default "reseed": an empty component restarts at the batch's
         worst-fitting row, with a ``DegenerateComponentWarning``).
 
-    The three options default to the state's (to 0.6, 1e-6 and "reseed" at the start); a value
-    given applies from this call on and is kept in the state.
-
     Returns
     -------
     OnlineState
@@ -287,6 +284,9 @@ def em_partial_fit(
 
     Notes
     -----
+    The three options default to the state's (to 0.6, 1e-6 and "reseed" at the start); a value
+    given applies from this call on and is kept in the state.
+
     Computes in float64 when ``jax_enable_x64`` is on, else float32 (the state's dtype is
     kept). Rows are centred and rescaled on the host in float64 by a centre and a power of
     two fixed from the starting parameters. The update is jitted once per padded batch
