@@ -468,6 +468,14 @@ class GaussianMixture(_MixtureEstimator):
         else:
             X = self._validated(X)
             start = getattr(self, "online_state_", None)
+            if start is not None and (
+                start.params.n_components != self.n_components or start.params.covariance_type != self.covariance_type
+            ):
+                raise ValueError(
+                    f"partial_fit continues the online fit of {start.params.n_components} components with "
+                    f"covariance_type={start.params.covariance_type!r}, not n_components={self.n_components} and "
+                    f"covariance_type={self.covariance_type!r}; call fit to start over, or keep those settings."
+                )
         sample_weight = _checked_sample_weight(sample_weight, X)
         if start is None:
             structure = get_structure(self.covariance_type)

@@ -52,7 +52,7 @@ from _common import cpu_model, exact_command, git_revision, load_average, packag
 import bayesgmm  # noqa: E402
 
 # Restarts of the start on the first batch: online EM refines the optimum it starts near, so a start
-# in a poorer local optimum (one k-means start on 5 000 rows, k=5: 3e-2 worse) stays there.
+# in a poorer local optimum of the first batch stays there, and the table would compare optima.
 START_RESTARTS = 3
 SECTION_START, SECTION_END = "<!-- bench_online:start -->", "<!-- bench_online:end -->"
 

@@ -260,6 +260,9 @@ def test_estimator_partial_fit_equals_em_partial_fit():
     assert model.lower_bound_ == float(state.log_likelihood)
     with pytest.raises(ValueError, match="X has 3 features, but GaussianMixture is expecting 2 features"):
         model.partial_fit(np.ones((10, 3)))
+    model.set_params(covariance_type="diag")
+    with pytest.raises(ValueError, match=r"continues the online fit of 3 components with covariance_type='tied'"):
+        model.partial_fit(batches[0])
     model.fit(X)  # starts over: the next partial_fit starts from this fit
     assert not hasattr(model, "online_state_")
     model.partial_fit(batches[0])
