@@ -3,6 +3,7 @@
 Public API (explicit re-exports; ArviZ and matplotlib load only when used):
 
 - ``em_fit(X, k, ...)`` -> ``EMResult``: maximum likelihood by EM.
+- ``em_partial_fit(start, X_batch)`` -> ``OnlineState``: online (stepwise) EM, one minibatch per call.
 - ``infer(X, k, method="nuts" | "svi" | "map", ...)`` -> ``Posterior``; ``Priors``.
 - ``select(X, k, covariance_types, criterion=...)`` -> ``Selection``: the model-selection grid
   (BIC, AIC, ICL by batched EM; PSIS-LOO by ``infer``); ``loo_compare(X, ks, ...)``.
@@ -26,7 +27,7 @@ from bayesgmm._errors import (
     DegenerateFitError,
     SpuriousComponentWarning,
 )
-from bayesgmm.em import EMResult, em_fit
+from bayesgmm.em import EMResult, OnlineState, em_fit, em_partial_fit
 from bayesgmm.inference import Posterior, infer
 from bayesgmm.io import load, save
 from bayesgmm.model import Priors
@@ -63,6 +64,7 @@ __all__ = [
     "GMMParams",
     "GaussianMixture",
     "LooComparison",
+    "OnlineState",
     "Posterior",
     "Priors",
     "Selection",
@@ -71,6 +73,7 @@ __all__ = [
     "bootstrap",
     "bootstrap_lrt",
     "em_fit",
+    "em_partial_fit",
     "infer",
     "load",
     "loo_compare",

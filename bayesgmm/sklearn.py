@@ -1,7 +1,8 @@
 """scikit-learn estimators backed by bayesgmm (optional: ``pip install 'bayesgmm[sklearn]'``).
 
 - ``GaussianMixture``: a drop-in for ``sklearn.mixture.GaussianMixture`` (same parameters,
-  defaults, fitted attributes, methods, errors and warnings), fitted by ``bayesgmm.em_fit``.
+  defaults, fitted attributes, methods, errors and warnings), fitted by ``bayesgmm.em_fit``;
+  also ``partial_fit``, online EM over minibatches (``bayesgmm.em_partial_fit``).
 - ``BayesianGMM``: the same methods backed by ``bayesgmm.infer`` (NUTS, SVI or MAP); the
   fitted ``posterior_`` gives posterior-predictive densities and averaged responsibilities.
 
@@ -45,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm import ConvergenceWarning as _EMConvergenceWarning
-from bayesgmm import DegenerateFitError, GMMParams, Priors, em_fit, infer
+from bayesgmm import DegenerateFitError, GMMParams, Priors, em_fit, em_partial_fit, infer
 from bayesgmm.covariance import ALL_TYPES, MCLUST_MODELS, get_structure
 from bayesgmm.inference import BAYESIAN_TYPES, GUIDES, METHODS
 
@@ -335,6 +336,8 @@ class GaussianMixture(_MixtureEstimator):
     lower_bound_ : float
         Mean log-likelihood before the last M-step (scikit-learn's definition).
     lower_bounds_ : list of float (n_iter_,)
+    online_state_ : bayesgmm.OnlineState
+        After ``partial_fit``: the online fit's state (``n_steps``, ``rows_seen``...).
     n_features_in_ : int
     feature_names_in_ : ndarray of str (n_features_in_,)
         Only when ``X`` had string column names.
@@ -433,8 +436,66 @@ class GaussianMixture(_MixtureEstimator):
         self._fit(X, sample_weight)
         return self
 
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Update the fit with one batch of rows by online (stepwise) EM (``bayesgmm.em_partial_fit``).
+
+        The first call on an unfitted estimator fits its batch with ``fit`` (EM with the
+        estimator's settings), then starts ``em_partial_fit`` from that fit on the same batch;
+        later calls (and a call after ``fit``) update the current parameters with their batch:
+        the batch's statistics are mixed into running ones with step ``(t + 2)^(−0.6)`` and the
+        parameters set to their M-step. ``fit`` starts over.
+
+        Parameters
+        ----------
+        X : array-like (n_samples, n_features)
+            One batch; thousands of rows or more (each call runs one jitted update, compiled
+            once per padded batch size).
+        y : ignored
+        sample_weight : array-like (n_samples,), optional
+            Non-negative row weights within the batch.
+
+        Returns
+        -------
+        self
+            With ``online_state_`` (the ``bayesgmm.OnlineState``), the fitted attributes of the
+            updated parameters, and ``lower_bound_`` the batch's mean log-likelihood under the
+            parameters before the update.
+        """
+        if not hasattr(self, "converged_"):
+            X = self._fit(X, sample_weight)
+            start = None
+        else:
+            X = self._validated(X)
+            start = getattr(self, "online_state_", None)
+            if start is not None and (
+                start.params.n_components != self.n_components or start.params.covariance_type != self.covariance_type
+            ):
+                raise ValueError(
+                    f"partial_fit continues the online fit of {start.params.n_components} components with "
+                    f"covariance_type={start.params.covariance_type!r}, not n_components={self.n_components} and "
+                    f"covariance_type={self.covariance_type!r}; call fit to start over, or keep those settings."
+                )
+        sample_weight = _checked_sample_weight(sample_weight, X)
+        if start is None:
+            structure = get_structure(self.covariance_type)
+            scale = structure.core.from_covariances(np.asarray(self.covariances_, np.float64))
+            start = GMMParams(self.weights_, self.means_, np.asarray(scale, np.float64), self.covariance_type)
+        try:
+            with jax.enable_x64(True):
+                state = em_partial_fit(
+                    start, X, sample_weight=sample_weight, reg_covar=float(self.reg_covar), degenerate="raise"
+                )
+                self._set_fitted_attributes(state.params)
+                self.lower_bound_ = float(state.log_likelihood)
+        except DegenerateFitError as error:
+            raise ValueError(f"{_ILL_DEFINED_MESSAGE} (bayesgmm: {error})") from error
+        self.online_state_ = state
+        return self
+
     def _fit(self, X, sample_weight) -> np.ndarray:
         X = self._validated_for_fit(X)
+        self.__dict__.pop("online_state_", None)  # fit starts over; partial_fit then starts from its result
         n_samples, n_features = X.shape
         k = self.n_components
         weights_init = None if self.weights_init is None else _check_weights(self.weights_init, k)

@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("bayesgmm.em._state", "bayesgmm.em._init", "bayesgmm.model", "bayesgmm.io", "bayesgmm.plot"),
     ("bayesgmm.em._config", "bayesgmm.em._estep", "bayesgmm.em._kernels", "bayesgmm._variational"),
     ("bayesgmm.em._data", "bayesgmm.em._memory"),
-    ("bayesgmm.em._host",),
+    ("bayesgmm.em._host", "bayesgmm.em._online"),
     ("bayesgmm.em._streaming",),
     ("bayesgmm.em._fit",),
     ("bayesgmm.em",),

@@ -15,10 +15,12 @@ lower layers: ``_errors``, ``_validation``, ``covariance``, ``params``, ``chunks
   initial draws (``start_draws``);
 - drivers: ``_memory`` (rows in memory or sharded, one compiled program), ``_streaming``
   (rows streamed from the host, block by block) and ``_host`` (NumPy, for small data);
+- ``_online``: ``em_partial_fit``, stepwise (online) EM over minibatches with the same kernels;
 - ``_fit``: ``em_fit``, ``fit_groups`` (``select``'s grid), ``fit_on_host`` (``infer``'s start) and
   ``refit`` (the bootstrap's replicates: ``_memory.fit_replicates``).
 
-Public: ``em_fit``, ``EMResult``; for ``select``, ``bootstrap`` and tests also ``fit_groups``, ``refit``,
+Public: ``em_fit``, ``EMResult``, ``em_partial_fit``, ``OnlineState``;
+for ``select``, ``bootstrap`` and tests also ``fit_groups``, ``refit``,
 ``prepare_data``, ``start_draws``, ``compute_dtype``, ``EMConfig``, ``e_step``, ``m_step`` and
 ``SufficientStatistics``.
 """
@@ -28,6 +30,7 @@ from bayesgmm.em._data import PreparedData, compute_dtype, prepare_data, start_d
 from bayesgmm.em._estep import E_STEPS, e_step
 from bayesgmm.em._fit import GridFit, Notice, Refits, em_fit, fit_groups, fit_on_host, refit
 from bayesgmm.em._kernels import m_step
+from bayesgmm.em._online import OnlineState, em_partial_fit
 from bayesgmm.em._state import EMResult, SufficientStatistics, UserInit
 
 __all__ = [
@@ -36,12 +39,14 @@ __all__ = [
     "EMResult",
     "GridFit",
     "Notice",
+    "OnlineState",
     "PreparedData",
     "Refits",
     "SufficientStatistics",
     "UserInit",
     "compute_dtype",
     "e_step",
+    "em_partial_fit",
     "em_fit",
     "fit_groups",
     "fit_on_host",
