@@ -267,3 +267,10 @@ def test_estimator_partial_fit_equals_em_partial_fit():
     assert not hasattr(model, "online_state_")
     model.partial_fit(batches[0])
     assert model.online_state_.n_steps == 1
+
+
+def test_student_t_start_is_refused():
+    X = np.random.default_rng(0).normal(size=(300, 2))
+    fit = bayesgmm.em_fit(X, 2, family="student_t", max_iter=5, tol=1e-1)
+    with pytest.raises(ValueError, match="Gaussian components"):
+        bayesgmm.em_partial_fit(fit, X)
