@@ -161,6 +161,22 @@ def check_dof(dof, family: str) -> tuple[str, float]:
     return "fixed", float(dof)
 
 
+def check_noise(noise) -> tuple[bool, float | None]:
+    """``em_fit``'s ``noise`` as ``(with a noise component, its hypervolume or None for the data's box)``."""
+    if noise is None or noise is False:
+        return False, None
+    if noise is True:
+        return True, None
+    if isinstance(noise, bool) or not isinstance(noise, (int, float, np.integer, np.floating)):
+        raise ArgumentTypeError(
+            f"noise must be True (a uniform component on the data's bounding box), False, or a hypervolume > 0, "
+            f"got {type(noise).__name__}."
+        )
+    if not (np.isfinite(noise) and noise > 0):
+        raise ValueError(f"noise as a hypervolume must be a finite number > 0, got {noise!r}; or pass noise=True.")
+    return True, float(noise)
+
+
 def _as_float_array(value, name: str) -> np.ndarray:
     try:
         return np.asarray(value, dtype=np.float64)

@@ -42,7 +42,7 @@ def _scale_ndim(covariance_type: str) -> int:
 
 @functools.partial(
     jax.tree_util.register_dataclass,
-    data_fields=["weights", "means", "scale", "dof"],
+    data_fields=["weights", "means", "scale", "dof", "noise_weight", "noise_bounds"],
     meta_fields=["covariance_type", "family", "dof_mode"],
 )
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +70,16 @@ class GMMParams:
     dof_mode : {"component", "shared", "fixed"}
         How the degrees of freedom were fitted (static): one per component, one shared, or
         given. It decides the parameter count of ``bic`` and ``aic``; ignored for "gaussian".
+    noise_weight : array (...,), optional
+        The weight ``π_0`` of a uniform background-noise component (mclust's ``Vinv``;
+        ``em_fit(noise=True)``): the density is ``π_0 / V + (1 − π_0) Σ_k π_k f_k(x)``, so
+        ``weights`` still sum to one over the ``k`` components. None: no noise component.
+    noise_bounds : array (..., 2, d), optional
+        Lower and upper corners of the noise component's box (the data's bounding box), of
+        volume ``V``. As in mclust, the noise density is ``1 / V`` everywhere (also outside the
+        box, where no fitted row lies); ``sample`` draws noise rows inside it. With a noise
+        component, ``log_joint`` and ``predict_proba`` have a last column for it (``k + 1``),
+        ``predict`` labels rows it explains best ``−1``, and ``n_parameters`` counts ``π_0``.
 
     Examples
     --------
@@ -92,6 +102,8 @@ class GMMParams:
     dof: Array | None = None
     family: str = "gaussian"
     dof_mode: str = "component"
+    noise_weight: Array | None = None
+    noise_bounds: Array | None = None
 
     def __post_init__(self):
         structure = get_structure(self.covariance_type)
@@ -103,7 +115,12 @@ class GMMParams:
                 "dof (degrees of freedom, shape (..., k)) must be given for family='student_t' and only for it "
                 f"(family={self.family!r}, dof={'None' if self.dof is None else 'given'})."
             )
-        leaves = (self.weights, self.means, self.scale) + (() if self.dof is None else (self.dof,))
+        if (self.noise_weight is None) != (self.noise_bounds is None):
+            raise ValueError(
+                "A noise component needs both noise_weight (...,) and noise_bounds (..., 2, d), or neither."
+            )
+        optional = (self.dof, self.noise_weight, self.noise_bounds)
+        leaves = (self.weights, self.means, self.scale) + tuple(leaf for leaf in optional if leaf is not None)
         # JAX rebuilds pytrees with placeholder leaves (None, object(), specs); check
         # shapes only when every leaf is array-like.
         if not all(hasattr(leaf, "shape") and hasattr(leaf, "ndim") for leaf in leaves):
@@ -123,6 +140,8 @@ class GMMParams:
             )
         if self.dof is not None and self.dof.shape[-1:] != (k,):
             raise ValueError(f"dof must have shape (..., {k}) to match means {self.means.shape}, got {self.dof.shape}.")
+        if self.noise_bounds is not None and self.noise_bounds.shape[-2:] != (2, d):
+            raise ValueError(f"noise_bounds must have shape (..., 2, {d}), got {self.noise_bounds.shape}.")
 
     # ------------------------------------------------------------------ construction
 
@@ -190,9 +209,9 @@ class GMMParams:
     @property
     def n_parameters(self) -> int:
         """Free parameters: weights (k − 1), means (k·d), covariances (by type) and the family's
-        (Student-t: ``k`` degrees of freedom, 1 when shared, 0 when fixed)."""
+        (Student-t: ``k`` degrees of freedom, 1 when shared, 0 when fixed), and the noise weight."""
         k, d = self.n_components, self.n_features
-        extra = self.family_functions.n_parameters(k, self.dof_mode)
+        extra = self.family_functions.n_parameters(k, self.dof_mode) + (self.noise_weight is not None)
         return (k - 1) + k * d + self.structure.core.n_parameters(k, d) + extra
 
     # ------------------------------------------------------------------ derived parameters
@@ -225,7 +244,7 @@ class GMMParams:
         With ``measurement_error`` (see ``log_prob``): ``log π_k + log N(x_i | μ_k, Σ_k + S_i)``.
         """
         if measurement_error is not None:
-            self._check_gaussian("measurement_error")
+            self._check_gaussian("measurement_error", noise=True)
             X, errors = self._with_errors(X, measurement_error)
             return _log_joint_errors(self, X, errors)
         X = self.as_data(X)
@@ -271,8 +290,10 @@ class GMMParams:
         return jax.nn.softmax(self.log_joint(X, measurement_error), axis=-1)
 
     def predict(self, X, measurement_error=None) -> Array:
-        """Most probable component of each row, shape (..., n) (``measurement_error``: see ``log_prob``)."""
-        return jnp.argmax(self.log_joint(X, measurement_error), axis=-1)
+        """Most probable component of each row, shape (..., n) (``measurement_error``: see ``log_prob``);
+        −1 for rows the noise component explains best."""
+        labels = jnp.argmax(self.log_joint(X, measurement_error), axis=-1)
+        return labels if self.noise_weight is None else jnp.where(labels == self.n_components, -1, labels)
 
     def bic(self, X) -> Array:
         """Bayesian information criterion ``−2 log L + p log n`` (lower is better)."""
@@ -322,6 +343,8 @@ class GMMParams:
         array([[ 2. ,  1. ],
                [-0.5, -1. ]])
         """
+        if self.noise_weight is not None:
+            self._check_gaussian("impute")
         if not isinstance(X, jax.core.Tracer):  # concrete input: check it here (under jit only the shape)
             X = _validation.check_data(X, allow_nan=True)  # NaN allowed; infinities and entirely-NaN rows are not
         return _impute(self, self.as_data(X))
@@ -488,7 +511,12 @@ class GMMParams:
 
     # ------------------------------------------------------------------ helpers
 
-    def _check_gaussian(self, what: str) -> None:
+    def _check_gaussian(self, what: str, *, noise: bool = False) -> None:
+        """A clear error when ``what`` does not apply to these components (``noise``: it allows a noise component)."""
+        if self.noise_weight is not None and not noise:
+            raise ValueError(
+                f"{what} is implemented for mixtures without a noise component; fit without noise=... for it."
+            )
         if self.family != "gaussian":
             raise ValueError(
                 f"{what} is implemented for Gaussian components; these are {self.family!r}. Use a mixture "
@@ -521,16 +549,38 @@ class GMMParams:
 
 
 def _log_joint(params: GMMParams, X: Array) -> Array:
-    """Unbatched: (k, n) log joint densities."""
+    """Unbatched: (k, n) log joint densities (k + 1 with a noise component, last)."""
     structure = params.structure
     log_joint, _, _ = component_log_joint(
         params,
-        jnp.log(params.weights),
+        log_component_weights(params),
         structure.core.inverse_scale(params.scale),
         structure.core.half_log_det(params.scale, params.n_features),
         X,
     )
-    return log_joint
+    return with_noise(params, log_joint)
+
+
+def log_component_weights(params: GMMParams) -> Array:
+    """(k,) ``log π_k`` of the components in the whole mixture: ``log (1 − π_0) π_k`` with a noise component."""
+    log_weights = jnp.log(params.weights)  # −inf for inactive components (weight 0)
+    return log_weights if params.noise_weight is None else log_weights + jnp.log1p(-params.noise_weight)
+
+
+def noise_log_joint(params: GMMParams, observed: Array | None = None) -> Array:
+    """``log π_0 − log V``, the noise component's log joint density: () for complete rows, or (c,) for rows
+    observed on ``observed`` (c, d) bool only (the box's volume over their observed coordinates)."""
+    log_widths = jnp.log(params.noise_bounds[1] - params.noise_bounds[0])  # (d,)
+    log_volume = jnp.sum(log_widths) if observed is None else jnp.matmul(observed.astype(log_widths.dtype), log_widths)
+    return jnp.log(params.noise_weight) - log_volume
+
+
+def with_noise(params: GMMParams, log_joint: Array, observed: Array | None = None) -> Array:
+    """(k, c) components' log joint densities, with the noise component's as a last row when there is one."""
+    if params.noise_weight is None:
+        return log_joint
+    noise = jnp.broadcast_to(noise_log_joint(params, observed), log_joint.shape[1:])
+    return jnp.concatenate([log_joint, noise[None]], axis=0)
 
 
 def observed_log_density(params: GMMParams):
@@ -563,6 +613,13 @@ def _sample(params: GMMParams, key: Array, n_samples: int) -> tuple[Array, Array
         key_mixing = jax.random.fold_in(key_noise, 1)
         noise = noise / jnp.sqrt(mixing(key_mixing, params.dof, labels, params.dtype))[:, None]
     X = params.means[labels] + params.structure.core.colour(params.scale, labels, noise)
+    if params.noise_weight is not None:  # rows of the noise component: uniform in its box, label −1
+        key_background, key_uniform = jax.random.split(jax.random.fold_in(key_labels, 1))
+        background = jax.random.bernoulli(key_background, params.noise_weight, (n_samples,))
+        low, high = params.noise_bounds[0], params.noise_bounds[1]
+        uniform = low + (high - low) * jax.random.uniform(key_uniform, X.shape, dtype=params.dtype)
+        X = jnp.where(background[:, None], uniform, X)
+        labels = jnp.where(background, -1, labels)
     return X, labels
 
 
@@ -641,7 +698,8 @@ def _log_joint_errors(params: GMMParams, X: Array, errors: Array) -> Array:
     """(..., n, k) log joint densities of noisy rows: ``log π_k + log N(x_i | μ_k, Σ_k + S_i)``."""
 
     def unbatched(p: GMMParams) -> Array:
-        return log_joint_with_errors(jnp.log(p.weights), p.means, p.covariance_matrices, X, errors).T
+        log_joint = log_joint_with_errors(log_component_weights(p), p.means, p.covariance_matrices, X, errors)
+        return with_noise(p, log_joint, ~jnp.isnan(X)).T
 
     return map_batch(unbatched, params)
 

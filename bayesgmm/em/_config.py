@@ -43,6 +43,8 @@ class EMConfig:
     family: str = "gaussian"
     dof_mode: str = "component"  # Student-t: "component", "shared" or "fixed"
     dof_start: float = DOF_START  # Student-t: the initial degrees of freedom (the value, when fixed)
+    noise: bool = False  # a uniform background-noise component (mclust's Vinv)
+    noise_volume: float | None = None  # its hypervolume V on the data's scale; None: the data's bounding box
 
     @property
     def scale_mixture(self) -> bool:
@@ -65,10 +67,12 @@ class EMConfig:
         context="",
         family="gaussian",
         dof=None,
+        noise=False,
     ) -> EMConfig:
         get_structure(covariance_type)  # a clear error listing the valid types
         family = _validation.check_choice(family, "family", ("gaussian", "student_t"))
         dof_mode, dof_start = _validation.check_dof(dof, family)
+        noise, noise_volume = _validation.check_noise(noise)
         if family != "gaussian" and moments == "raw":
             raise ValueError(
                 "moments='raw' computes Gaussian densities from quadratic features; Student-t components need each "
@@ -95,6 +99,8 @@ class EMConfig:
             family=family,
             dof_mode=dof_mode,
             dof_start=dof_start,
+            noise=noise,
+            noise_volume=noise_volume,
         )
 
     def resolved_moments(self, dtype, has_missing: bool, has_errors: bool = False) -> str:

@@ -10,6 +10,8 @@ map results back. ``settings`` builds a fit's traced ``Settings`` from them.
 from __future__ import annotations
 
 import functools
+import math
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -206,7 +208,100 @@ def settings(data: PreparedData, k: int, config: EMConfig, dtype) -> Settings:
         active=np.ones((k,), bool),
         max_iter=np.asarray(config.max_iter),
         dof_start=host(np.full((k,), config.dof_start)) if config.scale_mixture else None,
+        noise_start=host(NOISE_START) if config.noise else None,
+        noise_bounds=host(noise_box(data, config.noise_volume)) if config.noise else None,
     )
+
+
+# The noise component's weight when EM starts: a guess of the share of background rows. The first
+# E-step then gives each row to the noise as far as its density under the start's components falls
+# below the noise's 1 / V; 10% lets outliers go to the noise at once without emptying the clusters.
+NOISE_START = 0.1
+
+
+# The noise guess (``noise_guess``): neighbours of the k-nearest-neighbour density estimate, and at
+# most this many rows (a random subset, fixed seed) as the neighbours' candidates.
+NOISE_NEIGHBOURS = 10
+NOISE_REFERENCE_ROWS = 2000
+
+
+def noise_guess(data: PreparedData, volume: float | None = None) -> tuple[np.ndarray, float]:
+    """The rows EM's start leaves to the noise component, as initialisation weights, and their share.
+
+    A row is guessed to be background noise when its k-nearest-neighbour density estimate
+    (``k = NOISE_NEIGHBOURS``: ``k / (m c_d r_k^d)`` with ``r_k`` the distance to the k-th
+    nearest of ``m`` reference rows and ``c_d`` the unit ball's volume; Byers and Raftery 1998
+    use the same distances) is below ``1 / V``, the density of the data spread uniformly over
+    the noise component's box: inside a cluster the density is far above it, among background
+    rows below it. Returns the row weights with the guessed rows at 0 (the start's clusters are
+    seeded and fitted on the others) and their share of the weight, at least 1% (a noise
+    weight of 0 would stay 0). Costs ``n × min(n, NOISE_REFERENCE_ROWS)`` distances on the host.
+    NaN entries (missing values) count as the observed column mean (0 on the centred rows).
+    """
+    weights = np.asarray(data.weights, np.float64)
+    positive = np.flatnonzero(weights > 0)
+    n, d = data.X.shape
+    reference = positive
+    if positive.size > NOISE_REFERENCE_ROWS:
+        reference = np.sort(np.random.default_rng(0).choice(positive, NOISE_REFERENCE_ROWS, replace=False))
+    candidates = np.nan_to_num(_rescaled_rows(data, reference))
+    k = min(NOISE_NEIGHBOURS, candidates.shape[0] - 1)
+    if k < 1:
+        return weights, 0.01
+    is_reference = np.zeros(n, bool)
+    is_reference[reference] = True
+    log_radius = np.full(n, np.inf)  # rows of weight 0: never noise (they do not count)
+    block = 4096
+    for start in range(0, n, block):
+        rows = np.nan_to_num(_rescaled_rows(data, slice(start, start + block)))
+        squared = np.sum(rows**2, 1)[:, None] - 2 * rows @ candidates.T + np.sum(candidates**2, 1)[None, :]
+        ordered = np.sort(np.maximum(squared, 0.0), axis=1)
+        index = np.where(is_reference[start : start + block], k, k - 1)  # a reference row is its own nearest
+        with np.errstate(divide="ignore"):
+            log_radius[start : start + block] = 0.5 * np.log(ordered[np.arange(rows.shape[0]), index])
+    log_radius[weights <= 0] = np.inf
+    log_unit_ball = 0.5 * d * math.log(math.pi) - math.lgamma(0.5 * d + 1)
+    log_density = math.log(k) - math.log(candidates.shape[0]) - log_unit_ball - d * log_radius
+    box = noise_box(data, volume)
+    noise = log_density < -float(np.sum(np.log(box[1] - box[0])))
+    share = float(np.sum(weights[noise]) / np.sum(weights))
+    return np.where(noise, 0.0, weights), min(max(share, 0.01), 0.5)
+
+
+def _rescaled_rows(data: PreparedData, index) -> np.ndarray:
+    """Rows ``data.X[index]`` on the rescaled scale, float64 on the host (streamed rows are kept raw)."""
+    rows = np.asarray(data.X[index], np.float64)
+    return (rows - data.center) / data.scale if data.stream else rows
+
+
+def noise_box(data: PreparedData, volume: float | None = None) -> np.ndarray:
+    """(2, d) float64 lower and upper corners of the rows of positive weight (NaN ignored), on the rescaled
+    scale: the noise component's box (mclust's ``hypvol`` bounding box). With ``volume`` (on the data's
+    scale) the box is scaled about its centre to that hypervolume."""
+    lows, highs = [], []
+    block = 1 << 20  # rows read to the host at a time (streamed rows, or rows on devices)
+    for start in range(0, data.X.shape[0], block):
+        rows = _rescaled_rows(data, slice(start, start + block))
+        rows = rows[np.asarray(data.weights[start : start + block]) > 0]
+        if rows.size:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column in a block
+                lows.append(np.nanmin(rows, axis=0))
+                highs.append(np.nanmax(rows, axis=0))
+    low, high = np.nanmin(lows, axis=0), np.nanmax(highs, axis=0)
+    constant = np.flatnonzero(~(high > low))
+    if constant.size:
+        raise ValueError(
+            f"Feature {constant[0]} takes one value on every row, so the data's bounding box has no volume and a "
+            "uniform noise component has no density; drop the constant feature, or pass noise=<hypervolume>."
+        )
+    if volume is not None:
+        d = low.shape[0]
+        target = math.log(volume) - d * math.log(data.scale)  # on the rescaled scale
+        factor = math.exp((target - float(np.sum(np.log(high - low)))) / d)
+        centre, half = (low + high) / 2, (high - low) / 2 * factor
+        low, high = centre - half, centre + half
+    return np.stack([low, high])
 
 
 def compute_dtype(data: PreparedData):

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -54,7 +55,7 @@ from bayesgmm._conditional import conditional_moments, error_covariances
 from bayesgmm.chunks import Rows, WorstRow, accumulate, add, zeros_like_shapes
 from bayesgmm.covariance import LOG_2PI, raw_coefficients
 from bayesgmm.em._state import SufficientStatistics
-from bayesgmm.params import GMMParams, component_log_joint, observed_log_density
+from bayesgmm.params import GMMParams, component_log_joint, log_component_weights, noise_log_joint, observed_log_density
 
 
 def _combine(a, b):
@@ -68,9 +69,41 @@ def _identity_with_worst(shapes):
 
 def _density_terms(params: GMMParams):
     """``(log π (k,), the scale's inverse, log |Σ|^{1/2})``, computed once per E-step."""
-    log_weights = jnp.log(params.weights)  # −inf for inactive components (weight 0)
+    log_weights = log_component_weights(params)  # −inf for inactive components (weight 0)
     inverse = params.structure.core.inverse_scale(params.scale)
     return log_weights, inverse, params.structure.core.half_log_det(params.scale, params.n_features)
+
+
+class Normalised(NamedTuple):
+    """A chunk's components' responsibilities and what the noise component (if any) takes."""
+
+    log_norm: Array  # (c,) log p(x_i): over the components and the noise
+    resp: Array  # (k, c) w_i r_ik of the components
+    max_log_resp: Array  # () Σ_i w_i max log r_i· (the noise component counts as a class)
+    noise_sums: dict  # {"noise_count": Σ_i w_i r_i0} with a noise component, else empty
+
+
+def _normalised(
+    params: GMMParams, log_joint: Array, w: Array, observed: Array | None = None, *, rows_first: bool = False
+) -> Normalised:
+    """Responsibilities of a chunk from the components' log joint densities (k, c), with the noise
+    component's (``params.noise_weight``; ``observed`` (c, d) bool for rows with missing entries).
+
+    ``rows_first``: ``log_joint`` and the returned ``resp`` are (c, k) (the raw E-step's layout).
+    """
+    axis = 1 if rows_first else 0
+    every = log_joint
+    if params.noise_weight is not None:
+        noise = jnp.broadcast_to(noise_log_joint(params, observed), w.shape)
+        every = jnp.concatenate([log_joint, jnp.expand_dims(noise, axis)], axis=axis)
+    log_norm = jax.nn.logsumexp(every, axis=axis)
+    norm = jnp.expand_dims(log_norm, axis)
+    resp = jnp.exp(log_joint - norm) * jnp.expand_dims(w, axis)
+    max_log_resp = jnp.sum(w * (jnp.max(every, axis=axis) - log_norm))
+    noise_sums = {}
+    if params.noise_weight is not None:
+        noise_sums = dict(noise_count=jnp.sum(w * jnp.exp(noise - log_norm)))
+    return Normalised(log_norm, resp, max_log_resp, noise_sums)
 
 
 def whitened_e_step(params: GMMParams, rows: Rows) -> tuple[SufficientStatistics, WorstRow]:
@@ -85,20 +118,20 @@ def whitened_e_step(params: GMMParams, rows: Rows) -> tuple[SufficientStatistics
 
     def chunk_statistics(x, w, row_ids, chunk_index):
         log_joint, y, sq_norm = component_log_joint(params, log_weights, inverse, half_log_det, x)
-        log_norm = jax.nn.logsumexp(log_joint, axis=0)
-        resp = jnp.exp(log_joint - log_norm) * w
-        family_sums = {}
+        log_norm, resp, max_log_resp, family_sums = _normalised(params, log_joint, w)
         moment_resp = resp
         if scale_mixture is not None:
             u, dof_terms = scale_mixture(sq_norm, x.shape[-1], params.dof)
             moment_resp = resp * u
-            family_sums = dict(weighted_counts=jnp.sum(moment_resp, axis=1), dof_sums=jnp.sum(resp * dof_terms, axis=1))
+            family_sums |= dict(
+                weighted_counts=jnp.sum(moment_resp, axis=1), dof_sums=jnp.sum(resp * dof_terms, axis=1)
+            )
         sums = SufficientStatistics(
             counts=jnp.sum(resp, axis=1),
             first=jnp.einsum("kc,kdc->kd", moment_resp, y, precision="highest"),
             second=structure.em.second_moment(moment_resp, y, sq_norm),
             log_likelihood=jnp.sum(w * log_norm),
-            max_log_resp=jnp.sum(w * (jnp.max(log_joint, axis=0) - log_norm)),
+            max_log_resp=max_log_resp,
             **family_sums,
         )
         return sums, WorstRow.of_chunk(log_norm, w, row_ids)
@@ -118,15 +151,15 @@ def raw_e_step(params: GMMParams, rows: Rows) -> tuple[SufficientStatistics, Wor
     def chunk_statistics(x, w, row_ids, chunk_index):
         features = jnp.concatenate([x, structure.em.raw_features(x)], axis=1)  # (c, d + p)
         log_joint = jnp.matmul(features, coefficients, precision="highest") + offsets  # (c, k)
-        log_norm = jax.nn.logsumexp(log_joint, axis=1)
-        resp = jnp.exp(log_joint - log_norm[:, None]) * w[:, None]
+        log_norm, resp, max_log_resp, noise_sums = _normalised(params, log_joint, w, rows_first=True)
         moments_ = jnp.matmul(resp.T, features, precision="highest")  # (k, d + p)
         sums = SufficientStatistics(
             counts=jnp.sum(resp, axis=0),
             first=moments_[:, :d],
             second=structure.em.second_from_raw(moments_[:, d:]),
             log_likelihood=jnp.sum(w * log_norm),
-            max_log_resp=jnp.sum(w * (jnp.max(log_joint, axis=1) - log_norm)),
+            max_log_resp=max_log_resp,
+            **noise_sums,
         )
         return sums, WorstRow.of_chunk(log_norm, w, row_ids)
 
@@ -141,8 +174,9 @@ def chunk_statistics(params: GMMParams, x: Array, w: Array, *, complete: bool, e
     used (conditional covariances zero, ``x̂ = x``); ``False``: ``conditional_moments``,
     valid for any chunk, with the rows' measurement-error covariances ``errors`` (c, d, d)
     when given (``x̂`` and ``C`` are then the moments of the true values). Returns ``(counts,
-    first, second_full, log_likelihood, max_log_resp, weighted_counts, dof_sums), log_norm (c,)``
-    (the last two sums None for Gaussian components).
+    first, second_full, log_likelihood, max_log_resp, weighted_counts, dof_sums, noise_count),
+    log_norm (c,)`` (``weighted_counts`` and ``dof_sums`` None for Gaussian components,
+    ``noise_count`` without a noise component).
 
     Student-t components weight each row by ``u = E[u | x_o] = (ν + p)/(ν + δ²_o)``: ``first``
     is ``Σ w r u (x̂ − μ)`` and ``second`` ``Σ w r [u (x̂ − μ)(x̂ − μ)ᵀ + C]`` (given ``u`` the
@@ -159,7 +193,7 @@ def chunk_statistics(params: GMMParams, x: Array, w: Array, *, complete: bool, e
     else:
         covariances = structure.core.covariance_matrices(params.scale, k, d)
         moments = conditional_moments(
-            jnp.log(params.weights),
+            log_component_weights(params),
             params.means,
             covariances,
             x,
@@ -167,8 +201,7 @@ def chunk_statistics(params: GMMParams, x: Array, w: Array, *, complete: bool, e
             errors=errors,
         )
         log_joint, delta, sq_norm, n_observed = moments.log_joint, moments.delta, moments.sq_norm, moments.n_observed
-    log_norm = jax.nn.logsumexp(log_joint, axis=0)
-    resp = jnp.exp(log_joint - log_norm) * w  # (k, c)
+    log_norm, resp, max_log_resp, noise_sums = _normalised(params, log_joint, w, None if complete else ~jnp.isnan(x))
     if not complete:
         conditional_sum = jnp.einsum("kc,kcde->kde", resp, moments.conditional, precision="highest")
     scale_mixture = params.family_functions.e_step_terms
@@ -183,9 +216,10 @@ def chunk_statistics(params: GMMParams, x: Array, w: Array, *, complete: bool, e
         jnp.sum(weighted, axis=1),
         jnp.einsum("kcd,kce->kde", weighted, delta, precision="highest") + conditional_sum,
         jnp.sum(w * log_norm),
-        jnp.sum(w * (jnp.max(log_joint, axis=0) - log_norm)),
+        max_log_resp,
         weighted_counts,
         dof_sums,
+        noise_sums.get("noise_count"),
     )
     return sums, log_norm
 
@@ -232,7 +266,7 @@ def missing_e_step(params: GMMParams, rows: Rows) -> tuple[SufficientStatistics,
 
 def _full_layout_statistics(params: GMMParams, sums) -> SufficientStatistics:
     """``chunk_statistics``' sums over all rows as statistics about the current means, in the type's layout."""
-    counts, first, second_full, log_likelihood, max_log_resp, weighted_counts, dof_sums = sums
+    counts, first, second_full, log_likelihood, max_log_resp, weighted_counts, dof_sums, noise_count = sums
     return SufficientStatistics(
         counts=counts,
         first=first,
@@ -242,6 +276,7 @@ def _full_layout_statistics(params: GMMParams, sums) -> SufficientStatistics:
         shift=params.means,
         weighted_counts=weighted_counts,
         dof_sums=dof_sums,
+        noise_count=noise_count,
     )
 
 

@@ -37,6 +37,7 @@ from bayesgmm.em._data import (
     bucket_size,
     compute_dtype,
     default_chunk_size,
+    noise_guess,
     prepare_data,
     prepare_host,
     settings,
@@ -103,6 +104,7 @@ def em_fit(
     family: str = "gaussian",
     dof=None,
     measurement_error=None,
+    noise=False,
 ) -> EMResult:
     """Fit a Gaussian mixture by maximum likelihood with EM.
 
@@ -185,6 +187,16 @@ def em_fit(
         Student-t degrees of freedom: None estimates one per component, "shared" one for all
         (each starts at ``families.DOF_START`` = 4 and stays in ``families.DOF_BOUNDS`` = [1, 200]),
         a number > 0 fixes them there. BIC counts ``k``, 1 or 0 parameters for them.
+    noise : bool or float
+        True adds a uniform background-noise component (mclust's ``Vinv``; Banfield and Raftery
+        1993): the density is ``π_0 / V + (1 − π_0) Σ_k π_k f_k(x)`` with ``V`` the volume of the
+        data's bounding box (rows of positive weight), or the given hypervolume (a number > 0,
+        in the units of ``X``; the box is then scaled about its centre to it). Rows far from
+        every cluster go to the noise; EM starts with ``π_0 = 0.1`` (``_data.NOISE_START``).
+        ``params.predict`` labels them −1, ``predict_proba`` gets a last column for the noise,
+        and BIC counts ``π_0``. Works with every covariance type, both families, weights,
+        missing values (the box's volume over a row's observed coordinates), measurement
+        errors, streaming and sharding.
     measurement_error : array-like of shape (n_samples, n_features) or (n_samples, n_features, n_features), optional
         Known measurement errors of the rows, for extreme deconvolution (Bovy, Hogg and
         Roweis 2011): each row is a noisy copy ``x_i = v_i + e_i`` of a draw ``v_i`` from the
@@ -269,6 +281,7 @@ def em_fit(
         chunk_size=chunk_size,
         family=family,
         dof=dof,
+        noise=noise,
     )
     missing = _validation.check_choice(missing, "missing", MISSING)
     if config.scale_mixture and measurement_error is not None:
@@ -308,7 +321,7 @@ def _small_for_the_host(data: PreparedData, k: int, config: EMConfig, user_init:
     """
     if data.stream or data.mesh is not None or data.has_missing or chunk_size is not None or moments != "auto":
         return False
-    if config.scale_mixture or data.has_errors:  # the NumPy driver: Gaussian components, no measurement errors
+    if config.scale_mixture or config.noise or data.has_errors:  # the NumPy driver: Gaussian components only
         return False
     entry = INIT_METHODS[config.init]
     if not (entry.from_rows or entry.deterministic or user_init.complete) or not _memory.on_cpu(data.X):
@@ -358,6 +371,11 @@ def fit_groups(
             notices += fit_notices
         return fits, notices
     fit_settings = settings(data, k_max, config, dtype)
+    init_weights = None
+    if config.noise and INIT_METHODS[config.init].from_rows and not user_init.complete:
+        init_weights, noise_share = noise_guess(data, config.noise_volume)
+        fit_settings = fit_settings._replace(noise_start=np.asarray(noise_share, dtype))
+        init_weights = jax.device_put(init_weights.astype(dtype), data.weights.sharding)
     states, log_likelihoods = _memory.fit_batch(
         data.X,
         data.weights,
@@ -367,6 +385,7 @@ def fit_groups(
         scaled_init,
         program=program,
         errors=data.errors,
+        init_weights=init_weights,
     )
     return _results(data, ks, states, log_likelihoods, fit_settings, config)
 
@@ -513,7 +532,11 @@ def _fit_streamed(data: PreparedData, k: int, program: Program, draws, scaled_in
     program = dataclasses.replace(program, k=k, history_size=config.max_iter + 1)
     fit_settings = settings(data, k, config, dtype)
     host = _streaming.HostRows.of(data, dtype, program.chunk_size)
-    states = _streaming.fit(host, draws, fit_settings, scaled_init, program)
+    init_weights = None
+    if config.noise and INIT_METHODS[config.init].from_rows and not scaled_init.complete:
+        init_weights, noise_share = noise_guess(data, config.noise_volume)
+        fit_settings = fit_settings._replace(noise_start=np.asarray(noise_share, dtype))
+    states = _streaming.fit(host, draws, fit_settings, scaled_init, program, init_weights)
     best = int(best_restart(np.asarray(states.log_likelihood), np.any(np.asarray(states.spurious), axis=-1)))
     log_likelihoods = np.asarray(states.log_likelihood)[None]
     best_state = jax.tree.map(lambda leaf: leaf[best][None], states)
@@ -584,6 +607,10 @@ def _result(data: PreparedData, state: EMState, restart_log_likelihoods, config:
         means=to_device(means, dtype),
         scale=to_device(scale, dtype),
         dof=None if params.dof is None else to_device(params.dof, dtype),
+        noise_weight=None if params.noise_weight is None else to_device(params.noise_weight, dtype),
+        noise_bounds=None
+        if params.noise_bounds is None
+        else to_device(params.noise_bounds * data.scale + data.center, dtype),
     )
     # the density of a row's observed entries changes by scale^(−observed features)
     log_scale = (d if data.observed_features is None else data.observed_features) * math.log(data.scale)

@@ -71,22 +71,35 @@ def m_step(
     delta = stats.first / safe_scatter[:, None]
     scale = structure.em.scale_from_moments(scatter_counts, safe_nk, stats.first, delta, stats.second, reg_covar)
     new = GMMParams(nk / xp.sum(nk), stats.shift + delta, scale, covariance_type)
-    return new if previous is None else continue_family(new, previous, stats, active)
+    return new if previous is None else continue_model(new, previous, stats, active)
 
 
-def continue_family(new: GMMParams, previous: GMMParams, stats: SufficientStatistics, active) -> GMMParams:
-    """``new`` in ``previous``'s family, with the family's own M-step (Student-t: the degrees of freedom)."""
+def continue_model(new: GMMParams, previous: GMMParams, stats: SufficientStatistics, active) -> GMMParams:
+    """``new`` in ``previous``'s family and with its noise component, after their own M-steps: the
+    degrees of freedom (Student-t) and the noise weight ``Σ w r_0 / Σ w``."""
+    if previous.noise_weight is not None:
+        xp = namespace(stats.counts)
+        noise_weight = stats.noise_count / (stats.noise_count + xp.sum(stats.counts))
+        new = dataclasses.replace(new, noise_weight=noise_weight, noise_bounds=previous.noise_bounds)
     if previous.dof is None:
         return new
     dof = update_dof(previous.dof, stats.dof_sums, stats.counts, active, previous.dof_mode)
     return dataclasses.replace(new, family=previous.family, dof_mode=previous.dof_mode, dof=dof)
 
 
-def start_family(params: GMMParams, family: str, dof_mode: str, dof_start) -> GMMParams:
-    """The initial parameters in the fit's family: Student-t components start at ``dof_start`` (k,)."""
+def start_model(params: GMMParams, family: str, dof_mode: str, settings: Settings) -> GMMParams:
+    """The initial parameters in the fit's family (Student-t components start at ``settings.dof_start``),
+    with a noise component of weight ``settings.noise_start`` on ``settings.noise_bounds`` if asked."""
+    xp = namespace(params.means)
+    if settings.noise_start is not None:
+        params = dataclasses.replace(
+            params,
+            noise_weight=xp.asarray(settings.noise_start, params.dtype),
+            noise_bounds=xp.asarray(settings.noise_bounds, params.dtype),
+        )
     if get_family(family).e_step_terms is None:
         return params
-    dof = namespace(params.means).asarray(dof_start, params.dtype)
+    dof = xp.asarray(settings.dof_start, params.dtype)
     return dataclasses.replace(params, family=family, dof_mode=dof_mode, dof=dof)
 
 
@@ -314,7 +327,8 @@ def finish(state: EMState, settings: Settings) -> EMState:
 
 def effective_rows(params: GMMParams, settings: Settings) -> Array:
     """(k,) ``Σ_i w_i r_ik`` in rows of mean weight: how many rows each component holds."""
-    return params.weights * (settings.total_weight / settings.mean_row_weight)
+    share = 1.0 if params.noise_weight is None else 1.0 - params.noise_weight  # what the noise leaves
+    return params.weights * share * (settings.total_weight / settings.mean_row_weight)
 
 
 def spurious(params: GMMParams, settings: Settings) -> Array:

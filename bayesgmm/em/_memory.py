@@ -27,26 +27,33 @@ from bayesgmm.em._kernels import (
     finish,
     initial_params,
     initial_statistics,
-    start_family,
+    start_model,
     start_state,
     user_params,
 )
 from bayesgmm.em._state import EMState, Settings, UserInit
 
 
-def fit_one(draws: Array, rows: Rows, settings: Settings, user_init: UserInit, program: Program) -> EMState:
-    """One restart: initialise, then E/M steps in a ``while_loop`` (one E-step in the program)."""
+def fit_one(
+    draws: Array, rows: Rows, settings: Settings, user_init: UserInit, program: Program, init_rows: Rows | None = None
+) -> EMState:
+    """One restart: initialise (from ``init_rows``, by default ``rows``), then E/M steps in a
+    ``while_loop`` (one E-step in the program)."""
     params = user_params(user_init, program.covariance_type)
     regularised = jnp.zeros((program.k,), bool)
     with_nan = program.moments in ("missing", "errors")  # rows may hold NaN
     complete_rows = fill_missing(rows) if with_nan else rows  # init and re-seeding need them
+    if init_rows is None:
+        complete_init_rows = complete_rows
+    else:
+        complete_init_rows = fill_missing(init_rows) if with_nan else init_rows
     if params is None:
-        assignment = initial_assignment(program.init, draws, complete_rows, program.k, settings.active)
-        stats = initial_statistics(assignment, complete_rows, program.covariance_type)
+        assignment = initial_assignment(program.init, draws, complete_init_rows, program.k, settings.active)
+        stats = initial_statistics(assignment, complete_init_rows, program.covariance_type)
         params, regularised = initial_params(
             stats, settings, user_init, covariance_type=program.covariance_type, degenerate=program.degenerate
         )
-    params = start_family(params, program.family, program.dof_mode, settings.dof_start)
+    params = start_model(params, program.family, program.dof_mode, settings)
     X_flat, _ = complete_rows.flat()
 
     def body(state: EMState) -> EMState:
@@ -58,7 +65,18 @@ def fit_one(draws: Array, rows: Rows, settings: Settings, user_init: UserInit, p
 
 
 @functools.partial(jax.jit, static_argnames="program")
-def fit_batch(X, weights, draws, active, settings: Settings, user_init: UserInit, *, program: Program, errors=None):
+def fit_batch(
+    X,
+    weights,
+    draws,
+    active,
+    settings: Settings,
+    user_init: UserInit,
+    *,
+    program: Program,
+    errors=None,
+    init_weights=None,
+):
     """Fits of one data set, in groups of restarts; the best restart of each group.
 
     Parameters
@@ -78,6 +96,9 @@ def fit_batch(X, weights, draws, active, settings: Settings, user_init: UserInit
     errors : (n, d) or (n, d, d), optional
         Per-row measurement-error variances or covariances on the rescaled data (for
         ``program.moments == "errors"``; not with a mesh).
+    init_weights : (n,), optional
+        The row weights of the initialisation (``_data.noise_guess``: 0 for the rows guessed to be
+        background noise, which the start's clusters leave out); by default ``weights``.
 
     Returns
     -------
@@ -85,12 +106,13 @@ def fit_batch(X, weights, draws, active, settings: Settings, user_init: UserInit
     log_likelihoods : (groups, restarts) every fit's final mean log-likelihood
     """
     rows = chunk_rows(X, weights, program.chunk_size, program.mesh, errors=errors)
+    init_rows = None if init_weights is None else chunk_rows(X, init_weights, program.chunk_size, program.mesh)
     structure = program.structure
     settings = device_settings(settings, structure, program.k)
     user_init = device_user_init(user_init, structure)
 
     def one(draws, active):
-        return fit_one(draws, rows, settings._replace(active=active), user_init, program)
+        return fit_one(draws, rows, settings._replace(active=active), user_init, program, init_rows)
 
     if jax.tree.leaves(draws)[0].shape[:2] == (1, 1):  # one fit: no batching
         first = jax.tree.map(lambda leaf: leaf[0, 0], draws)

@@ -33,6 +33,7 @@ class SufficientStatistics(NamedTuple):
     # u_ik = E[u | x_i, z_i = k] = (ν_k + p_i) / (ν_k + δ²_ik) as well
     weighted_counts: Array | None = None  # (k,) Σ_i w_i r_ik u_ik
     dof_sums: Array | None = None  # (k,) Σ_i w_i r_ik [log u_ik − u_ik + ψ((ν_k + p_i)/2) − log((ν_k + p_i)/2)]
+    noise_count: Array | None = None  # () Σ_i w_i r_i0, the noise component's share (None without one)
 
 
 class DegenerateEvents(NamedTuple):
@@ -80,6 +81,8 @@ class Settings(NamedTuple):
     active: Array  # (k,) bool: the components in use (a prefix; all by default)
     max_iter: Array  # () int; the history holds bucket_size(max_iter + 1) entries (static)
     dof_start: Array | None = None  # (k,) Student-t components' initial (or fixed) degrees of freedom
+    noise_start: Array | None = None  # () the noise component's initial weight (None: no noise component)
+    noise_bounds: Array | None = None  # (2, d) the noise component's box on the rescaled data
 
 
 class UserInit(NamedTuple):

@@ -41,7 +41,7 @@ from bayesgmm.em._kernels import (
     finish,
     initial_params,
     initial_statistics,
-    start_family,
+    start_model,
     start_state,
     user_params,
 )
@@ -161,7 +161,7 @@ def _start(stats, settings: Settings, user_init: UserInit, *, program: Program):
         params, regularised = initial_params(
             stats, settings, user_init, covariance_type=program.covariance_type, degenerate=program.degenerate
         )
-        params = start_family(params, program.family, program.dof_mode, settings.dof_start)
+        params = start_model(params, program.family, program.dof_mode, settings)
         return start_state(params, regularised, settings, history_size=program.history_size)
 
     return jax.vmap(one)(stats)
@@ -170,7 +170,7 @@ def _start(stats, settings: Settings, user_init: UserInit, *, program: Program):
 @functools.partial(jax.jit, static_argnames=("restarts", "program"))
 def _user_states(user_init: UserInit, settings: Settings, restarts: int, *, program: Program):
     user = user_params(device_user_init(user_init, program.structure), program.covariance_type)
-    user = start_family(user, program.family, program.dof_mode, settings.dof_start)
+    user = start_model(user, program.family, program.dof_mode, settings)
     params = jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (restarts,) + leaf.shape), user)
     regularised = jnp.zeros((restarts, program.k), bool)
     return jax.vmap(lambda p, r: start_state(p, r, settings, history_size=program.history_size))(params, regularised)
@@ -201,9 +201,18 @@ def initial_states(host: HostRows, draws, settings: Settings, user_init: UserIni
     return _start(stats, settings, user_init, program=program)
 
 
-def fit(host: HostRows, draws, settings: Settings, user_init: UserInit, program: Program) -> EMState:
-    """All restarts of one fit by streaming; returns the batched final states (R,)."""
-    states = initial_states(host, draws, settings, user_init, program)
+def fit(host: HostRows, draws, settings: Settings, user_init: UserInit, program: Program, init_weights=None) -> EMState:
+    """All restarts of one fit by streaming; returns the batched final states (R,).
+
+    ``init_weights`` (n,): the row weights of the initialisation (the noise guess), by default the rows'.
+    """
+    init_host = host
+    if init_weights is not None:
+        init_host = HostRows(
+            host.X, init_weights, host.center, host.scale, host.covariance, host.dtype, host.chunk_size,
+            host.block_chunks,
+        )  # fmt: skip
+    states = initial_states(init_host, draws, settings, user_init, program)
     while not bool(jnp.all(states.done)):
         block_e_step = functools.partial(_block_e_step, states.params, moments=program.moments)
         stats, worst = host.reduce(block_e_step, _combine_e_steps)
