@@ -107,8 +107,9 @@ def by_family():
     """The same grid on t data (ν = 2.5: its tails are the outliers) and on Gaussian data.
 
     The choice is not close either way. Gaussian data: the Student-t fits' degrees of freedom
-    run to their upper bound (200: a Gaussian to float32 resolution), so they gain no likelihood
-    and pay k log n ≈ 12 more BIC units at k = 2. t data: Gaussian components need wide ones
+    grow large (26 and 33 at k = 2: nearly Gaussian components; the likelihood is flat in ν, so
+    EM stops short of the bound), they gain no likelihood (here they stop 2-3 nats below the
+    Gaussian fits) and pay k log n ≈ 12 more BIC units at k = 2. t data: Gaussian components need wide ones
     for the outliers, and the best t fit (k = 2) beat the best Gaussian one by 27 to 70 BIC
     units at each of the seeds 0-7 of this generator.
     """
@@ -131,8 +132,10 @@ def test_select_picks_student_t_for_heavy_tails_and_gaussian_otherwise(by_family
     ]
     gaussian, student_t = table[table.family == "gaussian"], table[table.family == "student_t"]
     np.testing.assert_array_equal(student_t.n_parameters.to_numpy(), gaussian.n_parameters.to_numpy() + KS)
-    # Gaussian data: the t fit's degrees of freedom reach their bound, its likelihood is the Gaussian's
-    assert np.all(np.asarray(light.fits[(2, "full", "student_t")].params.dof) > 100)
+    # Gaussian data: nearly Gaussian t components, no better than the Gaussian ones
+    assert np.all(np.asarray(light.fits[(2, "full", "student_t")].params.dof) > 10)
+    gain = 400 * (student_t.log_likelihood.to_numpy() - gaussian.log_likelihood.to_numpy())  # total, in nats
+    assert np.all(gain < 1.0)
 
 
 def test_families_default_leaves_the_table_and_keys_unchanged(selection):
