@@ -9,6 +9,12 @@ values, weights summing to one, a Cholesky factor with a positive diagonal) befo
 array is built, the ``.npy`` members of an ``.npz`` are read from their headers without
 ever unpickling, and an array is only allocated when the file really holds its bytes.
 Anything wrong is a ``ValueError`` that names the file and the problem.
+
+Format versions: 1 holds a Gaussian mixture (``weights``, ``means``, ``scale``); 2 adds the
+component family (``family``, ``dof_mode`` and the ``dof`` array of Student-t components).
+``save`` writes version 1 for Gaussian mixtures, so their files are unchanged and older
+bayesgmm reads them, and version 2 otherwise, which an older bayesgmm refuses (by version)
+rather than reading a Student-t mixture as a Gaussian one. Version 1 files load as Gaussian.
 """
 
 from __future__ import annotations
@@ -26,13 +32,17 @@ import numpy as np
 
 from bayesgmm._errors import ArgumentTypeError
 from bayesgmm.covariance import STRUCTURES, get_structure
+from bayesgmm.families import DOF_MODES, FAMILIES
 from bayesgmm.params import GMMParams
 
 FORMAT = "bayesgmm.GMMParams"
-VERSION = 1
+VERSION = 2  # the newest version this module reads and writes; see the module docstring
+_VERSIONS = (1, 2)
 SUFFIXES = (".npz", ".json")
 _FIELDS = ("weights", "means", "scale")
+_OPTIONAL_FIELDS = ("dof",)  # version 2, Student-t only
 _HEADER = ("format", "version", "covariance_type")
+_OPTIONAL_HEADER = ("family", "dof_mode")  # version 2
 _DTYPES = ("float32", "float64")
 
 
@@ -95,6 +105,15 @@ def save(params: GMMParams, path) -> None:
     >>> save(params, path)
     >>> load(path).covariance_type
     'diag'
+
+    A Student-t mixture keeps its family, degrees of freedom and how they were fitted:
+
+    >>> t_params = GMMParams.from_covariances(
+    ...     [1.0], [[0.0, 1.0]], [[1.0, 2.0]], "diag", family="student_t", dof=[5.0], dof_mode="shared")
+    >>> save(t_params, path)
+    >>> loaded = load(path)
+    >>> loaded.family, loaded.dof_mode, loaded.dof.tolist()
+    ('student_t', 'shared', [5.0])
     """
     if not isinstance(params, GMMParams):
         raise ArgumentTypeError(f"save expects a GMMParams, got {type(params).__name__}.")
@@ -103,22 +122,18 @@ def save(params: GMMParams, path) -> None:
     if suffix not in SUFFIXES:
         raise ValueError(f"Unknown file extension {path.suffix!r} for {path}; use .npz or .json.")
     arrays = {name: np.asarray(getattr(params, name)) for name in _FIELDS}
-    _check_params(arrays, params.covariance_type, f"Cannot save to {path}")
+    header = {"format": FORMAT, "version": 1, "covariance_type": params.covariance_type}
+    if params.family != "gaussian":
+        arrays["dof"] = np.asarray(params.dof)
+        header.update(version=2, family=params.family, dof_mode=params.dof_mode)
+    _check_params(arrays, params.covariance_type, f"Cannot save to {path}", params.family)
     if suffix == ".npz":
 
         def write(file):
-            np.savez(
-                file,
-                format=np.array(FORMAT),
-                version=np.array(VERSION),
-                covariance_type=np.array(params.covariance_type),
-                **arrays,
-            )
+            np.savez(file, **{name: np.array(value) for name, value in header.items()}, **arrays)
     else:
         document = {
-            "format": FORMAT,
-            "version": VERSION,
-            "covariance_type": params.covariance_type,
+            **header,
             "dtype": str(arrays["means"].dtype),
             **{
                 name: {"shape": list(a.shape), "data": a.astype(np.float64).ravel().tolist()}
@@ -142,8 +157,9 @@ def load(path) -> GMMParams:
     Returns
     -------
     GMMParams
-        With the dtype and batch shape that were saved (float64 becomes float32 when
-        ``jax_enable_x64`` is off).
+        With the dtype, batch shape, family, degrees of freedom and ``dof_mode`` that were
+        saved (float64 becomes float32 when ``jax_enable_x64`` is off). Files of format
+        version 1 (written before families existed) load as Gaussian mixtures.
 
     Raises
     ------
@@ -152,7 +168,8 @@ def load(path) -> GMMParams:
     ValueError
         For anything else: another extension, a file that is not a bayesgmm parameter file
         (corrupt, truncated, pickled or object data, wrong shapes or dtypes, non-finite
-        values, weights not summing to one, a scale that is not a Cholesky factor).
+        values, weights not summing to one, a scale that is not a Cholesky factor, an
+        unknown family, degrees of freedom missing or outside their bounds).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -170,27 +187,57 @@ def load(path) -> GMMParams:
     if header["format"] != FORMAT:
         raise ValueError(f"{path} is not a bayesgmm parameter file (format {header['format']!r}).")
     version = header["version"]
-    if isinstance(version, bool) or not isinstance(version, numbers.Integral) or version != VERSION:
-        raise ValueError(f"{path} has format version {version!r}; this bayesgmm reads {VERSION}.")
+    if isinstance(version, bool) or not isinstance(version, numbers.Integral) or version not in _VERSIONS:
+        raise ValueError(
+            f"{path} has format version {version!r}; this bayesgmm reads {' and '.join(map(str, _VERSIONS))}."
+        )
     covariance_type = header["covariance_type"]
     if not isinstance(covariance_type, str) or covariance_type not in STRUCTURES:
         raise ValueError(
             f"{path} has an unknown covariance_type {covariance_type!r}; expected one of {tuple(STRUCTURES)}."
         )
-    missing = [name for name, value in arrays.items() if value is None]
+    family, dof_mode = _read_family(header, arrays, path)
+    missing = [name for name in _FIELDS if arrays[name] is None]
+    if family != "gaussian" and arrays["dof"] is None:
+        missing.append("dof")
     if missing:
         raise ValueError(f"{path} lacks the field(s) {missing}.")
-    _check_params(arrays, covariance_type, str(path))
+    _check_params(arrays, covariance_type, str(path), family)
+    dof = None if family == "gaussian" else jnp.asarray(arrays["dof"])
+    return GMMParams(
+        *(jnp.asarray(arrays[name]) for name in _FIELDS),
+        covariance_type=covariance_type,
+        dof=dof,
+        family=family,
+        dof_mode=dof_mode,
+    )
 
-    return GMMParams(*(jnp.asarray(arrays[name]) for name in _FIELDS), covariance_type=covariance_type)
+
+def _read_family(header: dict, arrays: dict, path: Path) -> tuple[str, str]:
+    """``(family, dof_mode)`` from a header: Gaussian for version 1, checked for version 2."""
+    if header["version"] == 1:
+        extra = [name for name in _OPTIONAL_HEADER if header[name] is not None]
+        extra += [name for name in _OPTIONAL_FIELDS if arrays[name] is not None]
+        if extra:
+            raise ValueError(f"{path} has format version 1 but holds {extra}, which need version 2.")
+        return "gaussian", "component"
+    family, dof_mode = header.get("family"), header.get("dof_mode")
+    if not isinstance(family, str) or family not in FAMILIES:
+        raise ValueError(f"{path} has an unknown family {family!r}; expected one of {tuple(FAMILIES)}.")
+    if not isinstance(dof_mode, str) or dof_mode not in DOF_MODES:
+        raise ValueError(f"{path} has an unknown dof_mode {dof_mode!r}; expected one of {DOF_MODES}.")
+    if family == "gaussian" and arrays["dof"] is not None:
+        raise ValueError(f"{path} holds degrees of freedom ('dof') for family 'gaussian'; only Student-t has them.")
+    return family, dof_mode
 
 
 # ----------------------------------------------------------------------------- checks
 
 
-def _check_params(arrays: dict, covariance_type: str, source: str) -> None:
+def _check_params(arrays: dict, covariance_type: str, source: str, family: str = "gaussian") -> None:
     """Raise a ValueError (prefixed by ``source``) unless the arrays make a valid GMMParams."""
-    for name in _FIELDS:
+    names = _FIELDS + (_OPTIONAL_FIELDS if family != "gaussian" else ())
+    for name in names:
         value = arrays[name]
         if value.dtype.name not in _DTYPES:
             raise ValueError(f"{source}: field {name!r} has dtype {value.dtype}; it must be float32 or float64.")
@@ -228,6 +275,14 @@ def _check_params(arrays: dict, covariance_type: str, source: str) -> None:
             f"{source}: scale must be a Cholesky factor of a positive-definite covariance "
             f"({'diagonal entries' if is_matrix else 'standard deviations'} > 0); the smallest is {diagonal.min():.6g}."
         )
+    if family != "gaussian":
+        dof = arrays["dof"]
+        if dof.shape != batch + (k,):
+            raise ValueError(
+                f"{source}: dof must have shape {batch + (k,)} to match means {means.shape}, got {dof.shape}."
+            )
+        if np.any(dof <= 0):
+            raise ValueError(f"{source}: dof (degrees of freedom) must be positive; the smallest is {dof.min():.6g}.")
 
 
 # ----------------------------------------------------------------------------- readers
@@ -238,11 +293,11 @@ def _read_npz(path: Path) -> tuple[dict, dict]:
     with zipfile.ZipFile(path) as archive:
         members = {info.filename: info for info in archive.infolist()}
         values = {}
-        for name in _HEADER + _FIELDS:
+        for name in _HEADER + _OPTIONAL_HEADER + _FIELDS + _OPTIONAL_FIELDS:
             info = members.get(f"{name}.npy")
             values[name] = None if info is None else _read_npy_member(archive, info, name)
     header = {}
-    for name in _HEADER:
+    for name in _HEADER + _OPTIONAL_HEADER:
         value = values.pop(name)
         if value is not None and value.shape != ():
             raise ValueError(f"{name!r} must be a single value, got an array of shape {value.shape}")
@@ -321,13 +376,13 @@ def _read_json(path: Path) -> tuple[dict, dict]:
         raise ValueError("it is not valid JSON (nested too deeply)") from None
     if not isinstance(document, dict):
         raise ValueError("the top level is not an object")
-    header = {name: document.get(name) for name in _HEADER}
+    header = {name: document.get(name) for name in _HEADER + _OPTIONAL_HEADER}
     dtype_name = document.get("dtype", "float64")
     if dtype_name not in _DTYPES:
         raise ValueError(f"dtype {dtype_name!r} is not one of {_DTYPES}")
     dtype = np.dtype(dtype_name)
     arrays = {}
-    for name in _FIELDS:
+    for name in _FIELDS + _OPTIONAL_FIELDS:
         entry = document.get(name)
         arrays[name] = None if entry is None else _json_array(entry, name, dtype)
     return header, arrays

@@ -155,11 +155,13 @@ def _feature_indices(features, n_features: int) -> tuple[int, ...]:
 
 
 def marginal(params: GMMParams, features) -> GMMParams:
-    """The mixture of a subset of the features: exact marginal of a Gaussian mixture.
+    """The mixture of a subset of the features: exact marginal of a Gaussian or Student-t mixture.
 
     Marginalising a Gaussian mixture over some features keeps the weights and, per
     component, the sub-vector of the mean and the sub-matrix of the covariance:
-    ``p(x_F) = Σ_k π_k N(x_F | μ_k[F], Σ_k[F, F])``. Every covariance type is handled
+    ``p(x_F) = Σ_k π_k N(x_F | μ_k[F], Σ_k[F, F])``. A multivariate t marginalises the same
+    way (sub-vector of the location, sub-matrix of the scale matrix) and keeps its degrees of
+    freedom, so the result keeps ``family``, ``dof`` and ``dof_mode``. Every covariance type is handled
     through the dense matrices (``params.covariance_matrices``), so the result is always
     a ``"full"`` GMMParams (a tied, diag or spherical mixture's marginal is one of the
     same type, but the full form serves every caller).
@@ -203,11 +205,13 @@ def _marginal(params: GMMParams, features: tuple[int, ...]) -> GMMParams:
     means = params.means[..., index]
     covariances = params.covariance_matrices[..., index[:, None], index[None, :]]
     covariances = 0.5 * (covariances + jnp.swapaxes(covariances, -1, -2))  # exact symmetry for the Cholesky
-    return GMMParams(params.weights, means, jnp.linalg.cholesky(covariances), "full")
+    scale = jnp.linalg.cholesky(covariances)
+    return GMMParams(params.weights, means, scale, "full", params.dof, params.family, params.dof_mode)
 
 
 # One compiled program per covariance type and shape (eager JAX would compile every small op).
 _log_prob = jax.jit(lambda params, points: params.log_prob(points))
+_log_joint = jax.jit(lambda params, points: params.log_joint(points))
 _dense_arrays = jax.jit(lambda params: (params.weights, params.means, params.covariance_matrices))
 
 
@@ -227,10 +231,22 @@ def _dense(params: GMMParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(np.asarray(array, dtype=np.float64) for array in _dense_arrays(params))
 
 
-def _full_mixture(weights, means, covariances, dtype) -> GMMParams:
-    """A full GMMParams from float64 ndarrays weights (k,), means (k, m), covariances (k, m, m)."""
+def _full_mixture(weights, means, covariances, dtype, family=None) -> GMMParams:
+    """A full GMMParams from float64 ndarrays weights (k,), means (k, m), covariances (k, m, m).
+
+    ``family``: a GMMParams whose family and degrees of freedom the result takes (None: Gaussian).
+    """
     scale = np.linalg.cholesky(covariances)
-    return GMMParams(*(jnp.asarray(array, dtype=dtype) for array in (weights, means, scale)), "full")
+    arrays = (jnp.asarray(array, dtype=dtype) for array in (weights, means, scale))
+    if family is None or family.dof is None:
+        return GMMParams(*arrays, "full")
+    return GMMParams(*arrays, "full", jnp.asarray(family.dof, dtype), family.family, family.dof_mode)
+
+
+def _title(params: GMMParams, view: str = "") -> str:
+    """``"<k>-component <type> Gaussian mixture[: view]"`` (Student-t for t components)."""
+    name = {"gaussian": "Gaussian", "student_t": "Student-t"}.get(params.family, params.family)
+    return f"{params.n_components}-component {params.covariance_type} {name} mixture" + (f": {view}" if view else "")
 
 
 def _component_colors(n_components: int, colors=None) -> np.ndarray:
@@ -434,6 +450,7 @@ def plot_density(
         Number of contour levels (in log density, spanning 8 nats below the maximum).
     ellipses : bool
         Draw each component's 1 and 2 standard-deviation ellipses (``plot_ellipses``).
+        For Student-t components, the ellipses of the scale matrices (the density's level sets).
     feature_names : pair of str
         Axis labels.
 
@@ -467,7 +484,7 @@ def plot_density(
         plot_ellipses(params, ax=ax, radii=(1.0, 2.0), colors="crimson")
     ax.set_xlabel(feature_names[0])
     ax.set_ylabel(feature_names[1])
-    ax.set_title(f"{params.n_components}-component {params.covariance_type} Gaussian mixture")
+    ax.set_title(_title(params))
     return ax
 
 
@@ -764,7 +781,7 @@ def _classification_view(caller, view, params, X, ax, features, radii, sizes, co
         _size_legend(ax, params.n_components, sizes)
     ax.set_xlabel(feature_names[shown[0]])
     ax.set_ylabel(feature_names[shown[1]])
-    ax.set_title(f"{params.n_components}-component {params.covariance_type} Gaussian mixture: {view}")
+    ax.set_title(_title(params, view))
     return ax
 
 
@@ -808,6 +825,9 @@ def _table_columns(selection) -> dict[str, np.ndarray]:
 def plot_criterion(selection, criterion: str = "bic", ax=None, *, lower_is_better: bool | None = None):
     """An information criterion against the number of components, one curve per covariance type.
 
+    A table with a ``family`` column (``select(..., families=...)``) gets one curve per
+    (covariance type, family), labelled ``"<type>, <family>"``.
+
     Each covariance type found in the table gets its own colour, marker and line style (mclust's
     ``plot.mclustBIC`` uses a symbol per model), whatever the names: scikit-learn's four, mclust's
     fourteen (EII ... VVV) or any other; types are styled in the order they first appear in the
@@ -824,8 +844,9 @@ def plot_criterion(selection, criterion: str = "bic", ax=None, *, lower_is_bette
     selection : object with a ``.table``, pandas DataFrame, or mapping of columns
         One row per fit, with at least the columns ``k`` (int), ``covariance_type`` (str) and
         ``criterion``; e.g. the ``.table`` of ``bayesgmm.select`` (columns k, covariance_type,
-        log_likelihood, n_parameters, bic, aic, icl, ..., spurious). Each (k, covariance_type)
-        appears once; NaN marks a spurious or failed fit (a gap in the curve).
+        log_likelihood, n_parameters, bic, aic, icl, ..., spurious), optionally ``family``. Each
+        (k, covariance_type[, family]) appears once; NaN marks a spurious or failed fit (a gap in
+        the curve).
     criterion : str
         The column to plot: ``"bic"``, ``"aic"``, ``"icl"`` or any other numeric column.
     ax : matplotlib Axes, optional
@@ -870,6 +891,11 @@ def plot_criterion(selection, criterion: str = "bic", ax=None, *, lower_is_bette
         lower_is_better = True
     ks = columns["k"]
     types = columns["covariance_type"].astype(str)
+    by_family = "family" in columns
+    if by_family:  # one curve per (type, family): the label stands for the pair
+        if columns["family"].shape != types.shape:
+            raise ValueError("columns 'covariance_type' and 'family' must have one length.")
+        types = np.asarray([f"{kind}, {family}" for kind, family in zip(types, columns["family"].astype(str))])
     try:
         values = columns[criterion].astype(np.float64)
     except (TypeError, ValueError):
@@ -883,7 +909,8 @@ def plot_criterion(selection, criterion: str = "bic", ax=None, *, lower_is_bette
     if len(set(fits)) != len(fits):
         repeated = next(fit for fit in fits if fits.count(fit) > 1)
         raise ValueError(
-            f"the table has several rows for k={repeated[1]}, covariance_type={repeated[0]!r}; "
+            f"the table has several rows for k={repeated[1]}, "
+            f"{'covariance_type, family' if by_family else 'covariance_type'}={repeated[0]!r}; "
             f"keep one row per fit (e.g. the best restart)."
         )
     if not np.isfinite(values).any():
@@ -949,12 +976,11 @@ def plot_criterion(selection, criterion: str = "bic", ax=None, *, lower_is_bette
     if not np.isfinite(values).all():
         handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="none", linestyle="none"))
         labels.append("no value (spurious fit):\nhollow marks at the foot")
+    title = "covariance type, family" if by_family else "covariance type"
     if many:  # beside the axes, where 14 entries do not hide the curves
-        ax.legend(
-            handles, labels, title="covariance type", loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small"
-        )
+        ax.legend(handles, labels, title=title, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")
     else:
-        ax.legend(handles, labels, title="covariance type")
+        ax.legend(handles, labels, title=title)
     return ax
 
 
@@ -1081,7 +1107,8 @@ def plot_pairs(
         n_levels=n_levels,
         bins=bins,
         figsize=figsize,
-        title=f"{params.n_components}-component {params.covariance_type} Gaussian mixture: marginals",
+        title=_title(params, "marginals"),
+        family=params,
     )
 
 
@@ -1094,12 +1121,13 @@ def _check_point_view(points, X, caller: str) -> str:
 
 
 def _pairs_figure(
-    weights, means, covariances, X, names, dtype, *, style, radii, n_grid, n_levels, bins, figsize, title
+    weights, means, covariances, X, names, dtype, *, style, radii, n_grid, n_levels, bins, figsize, title, family=None
 ):
     """The m × m pair plot of the mixture weights (k,), means (k, m), covariances (k, m, m) (float64).
 
     X (n, m) or None: the shown columns of the data; style: None (grey points) or per-row face
-    colours (n, 4) and marker areas (n,); names: the m axis labels.
+    colours (n, 4) and marker areas (n,); names: the m axis labels; family: None (Gaussian) or
+    a GMMParams whose family and degrees of freedom the components have.
     """
     plt = _pyplot()
     m = means.shape[1]
@@ -1118,13 +1146,10 @@ def _pairs_figure(
         ax = axes[a, a]
         if X is not None:
             ax.hist(X[:, a], bins=bins, density=True, color="0.82", edgecolor="white", label="data")
-        one = _full_mixture(weights, means[:, [a]], covariances[:, [a]][:, :, [a]], dtype)
-        density = np.exp(np.asarray(_log_prob(one, grids[a][:, None]), dtype=np.float64))
-        ax.plot(grids[a], density, color="black", linewidth=1.4, label="marginal density")
-        if style is not None:  # each component's share π_k N(x | μ_k, σ_k²), in its colour
-            deviations = np.sqrt(covariances[:, a, a])
-            standardised = (grids[a][None, :] - means[:, a, None]) / deviations[:, None]
-            shares = weights[:, None] * np.exp(-0.5 * standardised**2) / (np.sqrt(2 * np.pi) * deviations[:, None])
+        one = _full_mixture(weights, means[:, [a]], covariances[:, [a]][:, :, [a]], dtype, family)
+        shares = np.exp(np.asarray(_log_joint(one, grids[a][:, None]), dtype=np.float64)).T  # (k, n_grid)
+        ax.plot(grids[a], shares.sum(axis=0), color="black", linewidth=1.4, label="marginal density")
+        if style is not None:  # each component's share π_k p_k(x), in its colour
             for component, share in enumerate(shares):
                 ax.plot(grids[a], share, color=rgba[component], linewidth=1.0, label=f"component {component}")
         ax.set_xlim(low[a], high[a])
@@ -1133,7 +1158,7 @@ def _pairs_figure(
     for a, b in itertools.combinations(range(m), 2):  # off-diagonal: 2-D marginals, one density per pair
         along_a, along_b = np.meshgrid(grids[a], grids[b], indexing="ij")
         grid_points = np.column_stack([along_a.ravel(), along_b.ravel()])
-        pair = _full_mixture(weights, means[:, [a, b]], covariances[:, [a, b]][:, :, [a, b]], dtype)
+        pair = _full_mixture(weights, means[:, [a, b]], covariances[:, [a, b]][:, :, [a, b]], dtype, family)
         log_density = np.asarray(_log_prob(pair, grid_points), dtype=np.float64).reshape(n_grid, n_grid)
         top = log_density.max()
         levels = np.linspace(top - 8.0, top, n_levels)
@@ -1363,5 +1388,5 @@ def plot_directions(
         n_levels=n_levels,
         bins=bins,
         figsize=figsize,
-        title=f"{params.n_components}-component {params.covariance_type} Gaussian mixture: MclustDR directions",
+        title=_title(params, "MclustDR directions"),
     )

@@ -1,9 +1,10 @@
-"""Model selection over the number of components and the covariance type.
+"""Model selection over the number of components, the covariance type and the component family.
 
-- ``select(X, k=range(1, 10), covariance_types=..., criterion="bic")``: the mclust-style grid.
-  For each covariance type, the fits for every ``k`` (and their ``n_init`` restarts) run as
-  one compiled program (``bayesgmm.em.fit_groups``: equal shapes, unused components switched off), then
-  BIC, AIC and ICL rank them; ``criterion="loo"`` ranks Bayesian fits by PSIS-LOO instead.
+- ``select(X, k=range(1, 10), covariance_types=..., criterion="bic", families=("gaussian",))``:
+  the mclust-style grid. For each covariance type (and family), the fits for every ``k`` (and
+  their ``n_init`` restarts) run as one compiled program (``bayesgmm.em.fit_groups``: equal
+  shapes, unused components switched off), then BIC, AIC and ICL rank them; ``criterion="loo"``
+  ranks Bayesian fits by PSIS-LOO instead.
 - ``loo_compare(X, ks, ...)``: fits ``infer`` for each k and ranks the fits with ArviZ's
   ``compare`` (expected log pointwise predictive density, estimated by Pareto-smoothed
   importance sampling leave-one-out cross-validation).
@@ -22,6 +23,7 @@ from bayesgmm import _validation
 from bayesgmm._errors import SpuriousComponentWarning
 from bayesgmm.covariance import COVARIANCE_TYPES, MCLUST_MODELS, get_structure
 from bayesgmm.em import EMConfig, compute_dtype, fit_groups, prepare_data, start_draws
+from bayesgmm.families import FAMILIES
 from bayesgmm.inference import infer
 
 CRITERIA = ("bic", "aic", "icl", "loo")
@@ -35,14 +37,19 @@ class Selection(NamedTuple):
         log_likelihood`` (mean per row), ``n_parameters, bic, aic, icl, n_iter, converged,
         spurious`` (EM criteria, lower is better; NaN, as mclust's NA, where every restart
         ended with a component the data cannot support: never chosen) or, for
-        ``criterion="loo"``, ``elpd_loo, se, p_loo`` (higher elpd is better).
+        ``criterion="loo"``, ``elpd_loo, se, p_loo`` (higher elpd is better). When ``select``
+        was given other ``families`` than ``("gaussian",)``: one row per (k, covariance_type,
+        family), with a ``family`` column after ``covariance_type``.
     criterion : str
     best_k : int
     best_covariance_type : str
     best : EMResult or Posterior
         The chosen fit.
     fits : dict[(int, str), EMResult or Posterior]
-        Every fit of the grid.
+        Every fit of the grid; keyed by ``(k, covariance_type, family)`` when the table has a
+        ``family`` column.
+    best_family : str
+        The chosen fit's component family ("gaussian" unless ``families`` said otherwise).
     """
 
     table: object
@@ -51,6 +58,7 @@ class Selection(NamedTuple):
     best_covariance_type: str
     best: object
     fits: dict
+    best_family: str = "gaussian"
 
 
 def select(
@@ -66,6 +74,8 @@ def select(
     reg_covar: float = 1e-6,
     seed: int = 0,
     sample_weight=None,
+    families=("gaussian",),
+    dof=None,
     **infer_kwargs,
 ) -> Selection:
     """Fit a grid of mixtures and pick the best by BIC, AIC, ICL or PSIS-LOO.
@@ -95,6 +105,16 @@ def select(
         climbs, which misranks the fits: on Old Faithful the tied 3-component fit stops 13
         log-likelihood units short of its maximum and loses to (2, "full")). Chosen by
         measurement on five classic data sets (benchmarks/defaults.py, RESULTS.md).
+    families : str or iterable of str
+        Component families to compare (``em_fit``'s ``family``): "gaussian" (default) and
+        "student_t". Every (k, covariance_type) is fitted once per family, from the same starts,
+        and the criteria compare them all: a Student-t fit counts its degrees of freedom as
+        parameters (``k``, 1 for ``dof="shared"``, 0 when fixed), so it wins only when heavy
+        tails or outliers buy more likelihood than they cost. With other families than
+        ``("gaussian",)`` the table gains a ``family`` column and ``fits`` are keyed by
+        ``(k, covariance_type, family)``. EM criteria only (not ``criterion="loo"``).
+    dof : None, "shared" or float
+        The Student-t fits' degrees of freedom, as in ``em_fit``.
     **infer_kwargs
         For ``criterion="loo"``: passed to ``bayesgmm.infer`` (method, num_samples, prior...).
 
@@ -109,6 +129,13 @@ def select(
     >>> selection = bayesgmm.select(load_faithful())
     >>> selection.best_k, selection.best_covariance_type
     (3, 'tied')
+
+    Gaussian or Student-t components, by BIC:
+
+    >>> by_family = bayesgmm.select(load_faithful(), k=[2, 3], covariance_types="tied",
+    ...                             families=("gaussian", "student_t"))
+    >>> by_family.best_k, by_family.best_covariance_type, by_family.best_family
+    (3, 'tied', 'gaussian')
 
     References
     ----------
@@ -128,7 +155,16 @@ def select(
         raise ValueError("covariance_types must name at least one covariance type.")
     for covariance_type in types:
         get_structure(covariance_type)
+    families = _grid_families(families)
+    by_family = families != ["gaussian"]  # the table gains a family column; fits keyed with it
+    if dof is not None and "student_t" not in families:
+        raise ValueError(f"dof={dof!r} applies to Student-t fits; add 'student_t' to families, or leave dof=None.")
     if criterion == "loo":
+        if by_family:
+            raise ValueError(
+                f"criterion='loo' compares Bayesian fits, which have Gaussian components only; got families="
+                f"{families}. Use families=('gaussian',), or an EM criterion ('bic', 'aic', 'icl')."
+            )
         return _select_by_loo(X, ks, types, seed=seed, **infer_kwargs)
     if infer_kwargs:
         raise ValueError(f"Unexpected arguments {sorted(infer_kwargs)}; they apply to criterion='loo' only.")
@@ -142,9 +178,12 @@ def select(
             max_iter=max_iter,
             tol=tol,
             reg_covar=reg_covar,
-            context=f"select, covariance_type={covariance_type!r}: ",
+            context=f"select, covariance_type={covariance_type!r}{f', family={family!r}' if by_family else ''}: ",
+            family=family,
+            dof=dof if family != "gaussian" else None,
         )
         for covariance_type in types
+        for family in families
     ]
     data = prepare_data(X, sample_weight, dtype=jnp.result_type(float))
     _validation.check_n_components(max(ks), data.n_positive)
@@ -152,7 +191,7 @@ def select(
     draws = start_draws(data, ks, configs[0].init, seed, configs[0].n_init, compute_dtype(data))  # one tree for all
     rows, fits = [], {}
     for config in configs:
-        covariance_type = config.covariance_type
+        covariance_type, family = config.covariance_type, config.family
         grid, notices = fit_groups(data, ks, config, seed=seed, draws=draws)
         for notice in notices:  # spurious grid points are marked in the table instead
             if notice.category is not SpuriousComponentWarning:
@@ -161,10 +200,12 @@ def select(
             log_likelihood = total * result.log_likelihood
             p = result.params.n_parameters
             bic = math.nan if spurious else -2.0 * log_likelihood + p * math.log(total)
+            key = (n_components, covariance_type) + ((family,) if by_family else ())
             rows.append(
                 dict(
                     k=n_components,
                     covariance_type=covariance_type,
+                    **({"family": family} if by_family else {}),
                     log_likelihood=result.log_likelihood,
                     n_parameters=p,
                     bic=bic,
@@ -175,7 +216,7 @@ def select(
                     spurious=spurious,
                 )
             )
-            fits[(n_components, covariance_type)] = result
+            fits[key] = result
     table = pd.DataFrame(rows)
     if table[criterion].isna().all():
         raise ValueError(
@@ -184,8 +225,19 @@ def select(
             "reg_covar or more restarts (n_init)."
         )
     best = table.loc[table[criterion].idxmin()]
-    best_key = (int(best["k"]), str(best["covariance_type"]))
-    return Selection(table, criterion, *best_key, fits[best_key], fits)
+    best_key = (int(best["k"]), str(best["covariance_type"])) + ((str(best["family"]),) if by_family else ())
+    best_family = best_key[2] if by_family else "gaussian"
+    return Selection(table, criterion, *best_key[:2], fits[best_key], fits, best_family)
+
+
+def _grid_families(families) -> list[str]:
+    """``families`` as a list of distinct known family names, in the order given."""
+    values = [families] if isinstance(families, str) else list(families)
+    if not values:
+        raise ValueError("families must name at least one component family, e.g. ('gaussian', 'student_t').")
+    for family in values:
+        _validation.check_choice(family, "family", tuple(FAMILIES))
+    return list(dict.fromkeys(values))
 
 
 def _grid_ks(k) -> list[int]:

@@ -47,7 +47,9 @@ import numpy as np
 
 from bayesgmm import ConvergenceWarning as _EMConvergenceWarning
 from bayesgmm import DegenerateFitError, GMMParams, Priors, em_fit, em_partial_fit, infer
+from bayesgmm._validation import check_dof
 from bayesgmm.covariance import ALL_TYPES, MCLUST_MODELS, get_structure
+from bayesgmm.families import FAMILIES, get_family
 from bayesgmm.inference import BAYESIAN_TYPES, GUIDES, METHODS
 
 __all__ = ["BayesianGMM", "GaussianMixture"]
@@ -105,10 +107,11 @@ def _pad_rows(array: np.ndarray) -> np.ndarray:
     return np.pad(array, [(0, _padded_length(array.shape[0]) - array.shape[0])] + [(0, 0)] * (array.ndim - 1))
 
 
-@functools.partial(jax.jit, static_argnames="covariance_type")
-def _log_prob_and_log_resp(weights, means, covariances, X, covariance_type):
-    """``log p(x_i)`` (n,) and log responsibilities (n, k) of the mixture given by attributes."""
-    params = GMMParams.from_covariances(weights, means, covariances, covariance_type)
+@functools.partial(jax.jit, static_argnames=("covariance_type", "family"))
+def _log_prob_and_log_resp(weights, means, covariances, dof, X, covariance_type, family):
+    """``log p(x_i)`` (n,) and log responsibilities (n, k) of the mixture given by attributes
+    (``dof`` (k,) for Student-t components, None for Gaussian ones)."""
+    params = GMMParams.from_covariances(weights, means, covariances, covariance_type, family=family, dof=dof)
     log_joint = params.log_joint(X)
     log_prob = jax.nn.logsumexp(log_joint, axis=-1)
     return log_prob, log_joint - log_prob[:, None]
@@ -269,10 +272,14 @@ class _MixtureEstimator(DensityMixin, BaseEstimator):
         return self._sample(int(n_samples))
 
     def _n_parameters(self) -> int:
-        """Free parameters: weights (k − 1), means (k d) and covariances (by type)."""
+        """Free parameters: weights (k − 1), means (k d), covariances (by type) and the family's."""
         k, n_features = self.n_components, self.means_.shape[1]
         covariance = get_structure(self.covariance_type).core.n_parameters(k, n_features)
-        return int(k - 1 + k * n_features + covariance)
+        return int(k - 1 + k * n_features + covariance + self._n_family_parameters())
+
+    def _n_family_parameters(self) -> int:
+        """Parameters of the component family beyond weights, means and covariances (Gaussian: 0)."""
+        return 0
 
     def bic(self, X):
         """Bayesian information criterion ``−2 n score + p log n`` (lower is better)."""
@@ -323,6 +330,15 @@ class GaussianMixture(_MixtureEstimator):
         EM runs jitted in one call, so the lines are printed after it from the
         log-likelihood history, with the total time rather than per-iteration times.
     verbose_interval : int, default=10
+    family : {"gaussian", "student_t"}, default="gaussian"
+        The components' distribution (``bayesgmm.em_fit``'s ``family``): "student_t" fits
+        multivariate t components, robust to outliers. Then ``covariances_`` are the scale
+        matrices ``Σ_k`` (a component's covariance is ``ν_k / (ν_k − 2) Σ_k``), ``score``,
+        ``predict``, ``predict_proba`` and ``sample`` use t densities, and ``bic`` and ``aic``
+        count the degrees of freedom as parameters.
+    dof : None, "shared" or float, default=None
+        Student-t degrees of freedom (``family="student_t"`` only): None estimates one per
+        component, "shared" one for all, a number > 0 fixes them.
 
     Attributes
     ----------
@@ -330,7 +346,10 @@ class GaussianMixture(_MixtureEstimator):
     means_ : ndarray (k, d)
     covariances_, precisions_, precisions_cholesky_ : ndarray
         full (k, d, d), tied (d, d), diag (k, d), spherical (k,); ``precisions_cholesky_``
-        is scikit-learn's upper-triangular ``U`` with ``precision = U Uᵀ``.
+        is scikit-learn's upper-triangular ``U`` with ``precision = U Uᵀ``. For Student-t
+        components, of the scale matrices.
+    dof_ : ndarray (k,)
+        Degrees of freedom of the components; only when ``family="student_t"``.
     converged_ : bool
     n_iter_ : int
     lower_bound_ : float
@@ -350,7 +369,9 @@ class GaussianMixture(_MixtureEstimator):
     ``weights_``, ``means_`` and ``covariances_`` (scikit-learn: ``precisions_cholesky_``);
     messages that scikit-learn gets wrong (the weights range error swaps its min and max)
     are corrected. A warm-started fit measures its first change from the previous
-    ``lower_bound_`` and stops there when it is below ``tol``, as scikit-learn does.
+    ``lower_bound_`` and stops there when it is below ``tol``, as scikit-learn does. A
+    warm-started Student-t fit continues from the weights, means and scales, while its
+    estimated degrees of freedom start again from ``bayesgmm.families.DOF_START``.
 
     Examples
     --------
@@ -376,6 +397,8 @@ class GaussianMixture(_MixtureEstimator):
         "precisions_init": ["array-like", None],
         "warm_start": ["boolean"],
         "verbose_interval": [Interval(numbers.Integral, 1, None, closed="left")],
+        "family": [StrOptions(set(FAMILIES))],
+        "dof": [None, StrOptions({"shared"}), Interval(numbers.Real, 0.0, None, closed="neither")],
     }
 
     def __init__(
@@ -395,6 +418,8 @@ class GaussianMixture(_MixtureEstimator):
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        family="gaussian",
+        dof=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -410,11 +435,13 @@ class GaussianMixture(_MixtureEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.family = family
+        self.dof = dof
 
     # ------------------------------------------------------------------ fitting
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None, measurement_error=None):
         """Estimate the parameters with EM.
 
         Parameters
@@ -423,6 +450,12 @@ class GaussianMixture(_MixtureEstimator):
         y : ignored
         sample_weight : array-like (n_samples,), optional
             Non-negative row weights, equivalent to repeating rows.
+        measurement_error : array-like (n_samples, n_features) or (n_samples, n_features, n_features), optional
+            Known Gaussian measurement errors of the rows of ``X``: standard deviations per
+            entry, or a covariance matrix per row (``bayesgmm.em_fit``'s ``measurement_error``,
+            extreme deconvolution; Gaussian components only). The fitted attributes then
+            describe the deconvolved mixture (of the error-free values), which ``score``,
+            ``predict`` and ``sample`` evaluate, as for error-free rows.
 
         Returns
         -------
@@ -433,7 +466,7 @@ class GaussianMixture(_MixtureEstimator):
         sklearn.exceptions.ConvergenceWarning
             When the kept restart did not converge within ``max_iter`` (``max_iter > 0``).
         """
-        self._fit(X, sample_weight)
+        self._fit(X, sample_weight, measurement_error)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -462,6 +495,11 @@ class GaussianMixture(_MixtureEstimator):
             updated parameters, and ``lower_bound_`` the batch's mean log-likelihood under the
             parameters before the update.
         """
+        if self.family != "gaussian":
+            raise ValueError(
+                f"partial_fit (online EM) updates Gaussian components, not family={self.family!r}; call fit on the "
+                "rows seen so far instead."
+            )
         if not hasattr(self, "converged_"):
             X = self._fit(X, sample_weight)
             start = None
@@ -493,8 +531,9 @@ class GaussianMixture(_MixtureEstimator):
         self.online_state_ = state
         return self
 
-    def _fit(self, X, sample_weight) -> np.ndarray:
+    def _fit(self, X, sample_weight, measurement_error=None) -> np.ndarray:
         X = self._validated_for_fit(X)
+        check_dof(self.dof, self.family)  # dof without family="student_t" is an error, before any work
         self.__dict__.pop("online_state_", None)  # fit starts over; partial_fit then starts from its result
         n_samples, n_features = X.shape
         k = self.n_components
@@ -506,6 +545,8 @@ class GaussianMixture(_MixtureEstimator):
             covariances_init = _inverse_in_layout(precisions, self.covariance_type)
         sample_weight = _checked_sample_weight(sample_weight, X)
         fit_options = {} if sample_weight is None else {"sample_weight": sample_weight}
+        if measurement_error is not None:  # checked by em_fit, with messages naming the rows
+            fit_options["measurement_error"] = measurement_error
 
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init, max_iter = (self.n_init, self.max_iter) if do_init else (1, self.max_iter)
@@ -517,7 +558,11 @@ class GaussianMixture(_MixtureEstimator):
             if max_iter > 0:
                 # scikit-learn measures the first change from the previous fit's lower bound
                 # (em_fit from -inf) and stops there when it is below tol: so does this.
-                log_prob = self._log_prob_and_log_resp(X)[0]
+                if measurement_error is None:
+                    log_prob = self._log_prob_and_log_resp(X)[0]
+                else:
+                    with jax.enable_x64(True):
+                        log_prob = np.asarray(self._fitted_params().log_prob(X, measurement_error=measurement_error))
                 first = float(np.average(log_prob, weights=fit_options.get("sample_weight")))
                 converged_at_first = abs(first - previous_lower_bound) < self.tol
                 max_iter = 1 if converged_at_first else max_iter
@@ -530,6 +575,10 @@ class GaussianMixture(_MixtureEstimator):
         lower_bounds = np.asarray(result.log_likelihood_history, dtype=np.float64)[:n_iter]
         changes = np.diff(np.concatenate([[previous_lower_bound], lower_bounds]))  # (n_iter,)
         self._set_fitted_attributes(result.params)
+        if self.family == "gaussian":
+            self.__dict__.pop("dof_", None)  # from an earlier Student-t fit
+        else:
+            self.dof_ = np.asarray(result.params.dof, dtype=np.float64)
         self.converged_ = max_iter > 0 and (bool(result.converged) or converged_at_first)
         self.n_iter_ = n_iter
         self.lower_bound_ = lower_bounds[-1] if n_iter > 0 else -np.inf
@@ -563,6 +612,8 @@ class GaussianMixture(_MixtureEstimator):
                     means_init=means_init,
                     covariances_init=covariances_init,
                     degenerate="raise",  # scikit-learn's behaviour: a singular covariance is an error
+                    family=self.family,
+                    dof=self.dof,
                     **fit_options,
                 )
         except DegenerateFitError as error:
@@ -598,6 +649,11 @@ class GaussianMixture(_MixtureEstimator):
 
     # ------------------------------------------------------------------ evaluation
 
+    def _n_family_parameters(self) -> int:
+        """Student-t: k degrees of freedom, 1 when shared, 0 when fixed."""
+        dof_mode, _ = check_dof(self.dof, self.family)
+        return get_family(self.family).n_parameters(self.n_components, dof_mode)
+
     def _log_prob_and_log_resp(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``log p(x_i)`` (n,) and log responsibilities (n, k) from the fitted attributes."""
         n_rows = X.shape[0]
@@ -606,8 +662,10 @@ class GaussianMixture(_MixtureEstimator):
                 jnp.asarray(self.weights_, jnp.float64),
                 jnp.asarray(self.means_, jnp.float64),
                 jnp.asarray(self.covariances_, jnp.float64),
+                self._fitted_dof(),
                 jnp.asarray(_pad_rows(X), jnp.float64),
                 covariance_type=self.covariance_type,
+                family=self.family,
             )
             return np.asarray(log_prob[:n_rows], dtype=np.float64), np.asarray(log_resp[:n_rows], dtype=np.float64)
 
@@ -620,8 +678,35 @@ class GaussianMixture(_MixtureEstimator):
     def _predict_proba(self, X: np.ndarray) -> np.ndarray:
         return np.exp(self._log_prob_and_log_resp(X)[1])
 
+    def _fitted_params(self) -> GMMParams:
+        """The fitted attributes as float64 ``GMMParams`` (call inside ``jax.enable_x64(True)``)."""
+        dof_mode, _ = check_dof(self.dof, self.family)
+        return GMMParams.from_covariances(
+            self.weights_,
+            self.means_,
+            self.covariances_,
+            self.covariance_type,
+            family=self.family,
+            dof=self._fitted_dof(),
+            dof_mode=dof_mode,
+        )
+
+    def _fitted_dof(self):
+        """``dof_`` as a float64 array for Student-t components; None for Gaussian ones."""
+        if self.family == "gaussian":
+            return None
+        if not hasattr(self, "dof_"):
+            raise ValueError(
+                "family='student_t' but this estimator was fitted with Gaussian components (it has no dof_); "
+                "fit it again after changing family."
+            )
+        return jnp.asarray(self.dof_, jnp.float64)
+
     def _sample(self, n_samples: int):
-        """Rows grouped by component (labels sorted), as in scikit-learn."""
+        """Rows grouped by component (labels sorted), as in scikit-learn.
+
+        A Student-t row is ``μ + L z / √u`` with ``u ~ Gamma(ν/2, rate ν/2)``, its scale mixture.
+        """
         rng = check_random_state(self.random_state)
         weights = np.asarray(self.weights_, dtype=np.float64)
         means = np.asarray(self.means_, dtype=np.float64)
@@ -635,8 +720,11 @@ class GaussianMixture(_MixtureEstimator):
                 jnp.asarray(_pad_rows(noise)),
                 covariance_type=self.covariance_type,
             )
-        X = means[labels] + np.asarray(coloured, dtype=np.float64)[: labels.shape[0]]
-        return X, labels.astype(np.int64)
+        deviations = np.asarray(coloured, dtype=np.float64)[: labels.shape[0]]
+        if self.family != "gaussian":
+            dof = np.asarray(self._fitted_dof(), dtype=np.float64)[labels]
+            deviations = deviations / np.sqrt(rng.gamma(0.5 * dof, 2.0 / dof))[:, None]
+        return means[labels] + deviations, labels.astype(np.int64)
 
 
 # ----------------------------------------------------------------------------- BayesianGMM

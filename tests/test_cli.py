@@ -249,6 +249,67 @@ def test_fit_npy_with_three_features_writes_npz_and_a_pair_plot(tmp_path, capsys
     _assert_png(plot_file)
 
 
+def test_fit_student_t_prints_the_degrees_of_freedom_and_saves_them(faithful_csv, tmp_path, capsys):
+    out_file = tmp_path / "t.json"
+    argv = ["fit", str(faithful_csv), "-k", "2", "--n-init", "1", "--family", "student_t", "--dof", "shared"]
+    status, out, err = _run(capsys, argv + ["--out", str(out_file)])
+    assert status == 0 and err == []
+    fit = em_fit(load_faithful(), 2, n_init=1, seed=0, max_iter=500, family="student_t", dof="shared")
+    assert "Student-t components (one shared degrees of freedom)" in out
+    assert f"BIC {float(fit.params.bic(load_faithful())):.2f}" in out  # counts the one shared dof
+    for component, nu in enumerate(np.asarray(fit.params.dof)):
+        assert (
+            f"component {component}: weight {float(fit.params.weights[component]):.4f}, degrees of freedom "
+            f"ν {nu:.4g}" in out
+        )
+    assert out.count("scale matrix") == 2 and "covariance\n" not in out
+    saved = bayesgmm.load(out_file)
+    assert (saved.family, saved.dof_mode) == ("student_t", "shared")
+    np.testing.assert_allclose(np.asarray(saved.dof), np.asarray(fit.params.dof), rtol=1e-12)
+
+
+def test_fit_errors_file_deconvolves_like_em_fit(tmp_path, capsys):
+    """Standard deviations in a CSV (columns found by name, in another order) or covariances in a 3-D .npy."""
+    rng = np.random.default_rng(1)
+    sd = rng.uniform(0.1, 0.5, size=(120, 2))
+    X = np.concatenate([rng.normal(size=(60, 2)), rng.normal(size=(60, 2)) + 4.0]) + sd * rng.normal(size=(120, 2))
+    data = _write_csv(tmp_path / "data.csv", X, ["a", "b"])
+    errors_csv = _write_csv(tmp_path / "sd.csv", sd[:, ::-1], ["b", "a"])
+    covariances = np.einsum("ni,ij->nij", sd**2, np.eye(2))
+    np.save(tmp_path / "cov.npy", covariances)
+    fit = em_fit(X, 2, n_init=1, seed=0, max_iter=500, measurement_error=sd)
+    log_likelihood = float(np.sum(np.asarray(fit.params.log_prob(X, measurement_error=sd))))
+    bic = -2 * log_likelihood + fit.params.n_parameters * np.log(len(X))
+    for errors in (errors_csv, tmp_path / "cov.npy"):
+        out_file = tmp_path / "p.npz"
+        argv = ["fit", str(data), "-k", "2", "--n-init", "1", "--errors", str(errors), "--out", str(out_file)]
+        status, out, err = _run(capsys, argv)
+        assert status == 0 and err == []
+        assert "deconvolving the measurement errors" in out and f"BIC {bic:.2f}" in out
+        saved = bayesgmm.load(out_file)
+        np.testing.assert_allclose(np.asarray(saved.covariances), np.asarray(fit.params.covariances), rtol=1e-9)
+
+
+def test_select_compares_families(faithful_csv, tmp_path, capsys):
+    import pandas as pd
+
+    table_file = tmp_path / "table.csv"
+    argv = ["select", str(faithful_csv), "--k", "2-3", "--covariance-types", "tied", "--families", "gaussian,student_t"]
+    status, out, err = _run(capsys, argv + ["--out", str(table_file)])
+    assert status == 0 and err == []
+    reference = bayesgmm.select(
+        load_faithful(), [2, 3], ["tied"], max_iter=500, seed=0, families=("gaussian", "student_t")
+    )
+    written = pd.read_csv(table_file)
+    assert list(written.columns) == list(reference.table.columns) and "family" in written.columns
+    np.testing.assert_allclose(written["bic"], reference.table["bic"], rtol=1e-12)
+    assert "4 mixtures (k in 2,3 x tied x gaussian, student_t)" in out
+    chosen = f"Chosen by BIC: k = {reference.best_k}, covariance type tied, family {reference.best_family}"
+    assert chosen in out
+    for row in reference.table.itertuples():
+        assert re.search(rf"\b{row.k}\s+tied\s+{row.family}\s+{row.log_likelihood:.4f}\s+.*{row.bic:.2f}", out)
+
+
 @pytest.mark.slow  # one tiny NUTS run (2 chains x 100 + 100), then the same run through infer (no recompilation)
 def test_fit_nuts_writes_a_netcdf_posterior_and_posterior_ellipses(faithful_csv, tmp_path, capsys, monkeypatch):
     import arviz_stats
@@ -437,6 +498,13 @@ _ROWS = "a,b\n" + "".join(f"{i % 7 * 0.5:.1f},{(i * 3) % 11 * 0.25:.2f}\n" for i
             "nothing to predict",
         ),
         (_ROWS, ["fit", "{data}", "-k", "1", "--condition", "z", "--predictions", "{tmp}/p.csv"], "no column 'z'"),
+        (_ROWS, ["fit", "{data}", "-k", "1", "--dof", "3"], "--dof 3 applies to Student-t components"),
+        (_ROWS, ["fit", "{data}", "-k", "1", "--family", "student_t", "--dof", "x"], "--dof 'x': give 'shared'"),
+        (_ROWS, ["fit", "{data}", "-k", "1", "--family", "student_t", "--method", "map"], "fitted by EM only"),
+        (_ROWS, ["fit", "{data}", "-k", "1", "--errors", "{data}", "--method", "svi"], "--errors is fitted by EM"),
+        (_ROWS, ["fit", "{data}", "-k", "1", "--errors", "{data}", "--family", "student_t"], "needs Gaussian"),
+        (_ROWS, ["fit", "{data}", "-k", "1", "--errors", "{tmp}/absent.csv"], "absent.csv: no such file"),
+        (_ROWS, ["select", "{data}", "--families", "gaussian,cauchy"], r"--families .* unknown \['cauchy'\]"),
         (_ROWS, ["select", "{data}", "--k", "0-3"], "must go up from k >= 1"),
         (_ROWS, ["select", "{data}", "--k", "2-x"], "is not a number or a range"),
         (_ROWS, ["select", "{data}", "--covariance-types", "full,banana"], r"unknown \['banana'\]"),
@@ -502,3 +570,19 @@ def test_parquet_columns_are_read_as_float64(tmp_path):
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(ValueError, match="not a readable Parquet file"):
         read_table(str(tmp_path / "broken.parquet"), None)
+
+
+def test_errors_file_must_fit_the_data(tmp_path, capsys):
+    data = tmp_path / "data.csv"
+    data.write_text(_ROWS)
+    cases = [
+        ("short.csv", "a,b\n0.1,0.1\n", r"1 rows; it needs one per data row \(30\)"),
+        ("wide.csv", "x,y,z\n" + "0.1,0.1,0.1\n" * 30, r"3 column\(s\) \(x, y, z\); give one error standard deviation"),
+    ]
+    for name, content, message in cases:
+        (tmp_path / name).write_text(content)
+        status, _, err = _run(capsys, ["fit", str(data), "-k", "1", "--errors", str(tmp_path / name)])
+        assert status == 2 and re.search(message, err[0]), err
+    np.save(tmp_path / "cov.npy", np.zeros((30, 3, 3)))
+    status, _, err = _run(capsys, ["fit", str(data), "-k", "1", "--errors", str(tmp_path / "cov.npy")])
+    assert status == 2 and "must have shape (30, 2, 2)" in err[0]

@@ -317,6 +317,21 @@ def test_criterion_rejects_bad_tables():
         plot_criterion([1, 2, 3])
 
 
+def test_criterion_draws_one_curve_per_type_and_family():
+    pandas = pytest.importorskip("pandas")
+    table = _selection_table()
+    both = pandas.concat([table.assign(family="gaussian"), table.assign(family="student_t", bic=table.bic - 5.0)])
+    ax = plot_criterion(both, "bic")
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert sorted(labels[:4]) == [f"{t}, gaussian" for t in sorted(COVARIANCE_TYPES)]  # in table order
+    assert sorted(labels[4:-1]) == [f"{t}, student_t" for t in sorted(COVARIANCE_TYPES)]
+    best_row = table.loc[table.bic.idxmin()]
+    assert labels[-1] == f"best: k={best_row.k}, {best_row.covariance_type}, student_t"
+    assert ax.get_legend().get_title().get_text() == "covariance type, family"
+    with pytest.raises(ValueError, match="covariance_type, family="):
+        plot_criterion(pandas.concat([both, both]), "bic")
+
+
 # ----------------------------------------------------------------------------- pair plots
 
 
@@ -361,6 +376,52 @@ def test_pair_plot_panels_show_the_exact_marginals(covariance_type):
             np.testing.assert_array_equal(ax.collections[1].get_offsets(), X[:, index])
     assert [ax.get_xlabel() for ax in axes[-1]] == names
     assert [ax.get_ylabel() for ax in axes[:, 0]] == names
+
+
+def _student_t(params, dof):
+    return GMMParams(params.weights, params.means, params.scale, params.covariance_type, np.asarray(dof), "student_t")
+
+
+def test_student_t_plots_show_t_densities():
+    """marginal keeps the family; the pair plot's 1-D densities and plot_density's contours are t densities."""
+    gaussian, (weights, means, dense) = _random_params("full", k=2, d=3, seed=11)
+    dof = np.array([2.5, 7.0])
+    params = _student_t(gaussian, dof)
+    pair = marginal(params, (2, 0))
+    assert (pair.family, pair.dof_mode) == ("student_t", "component")
+    np.testing.assert_array_equal(np.asarray(pair.dof), dof)
+    points = np.random.default_rng(5).normal(scale=3.0, size=(7, 2))
+    index = [2, 0]
+    expected = logsumexp(
+        [
+            np.log(w) + stats.multivariate_t(m[index], c[np.ix_(index, index)], df=nu).logpdf(points)
+            for w, m, c, nu in zip(weights, means, dense, dof)
+        ],
+        axis=0,
+    )
+    np.testing.assert_allclose(np.asarray(_log_prob(pair, points)), expected, rtol=1e-5)
+
+    figure = plot_pairs(params, n_grid=40)
+    for i, ax in enumerate(np.array(figure.axes).reshape(3, 3).diagonal()):
+        (line,) = ax.get_lines()
+        grid = line.get_xdata()
+        components = [stats.t(nu, m[i], np.sqrt(c[i, i])).pdf(grid) for m, c, nu in zip(means, dense, dof)]
+        np.testing.assert_allclose(line.get_ydata(), weights @ np.array(components), rtol=1e-5)
+
+    gaussian_two, (weights, means, dense) = _random_params("diag", k=2, d=2, seed=3)
+    two = _student_t(gaussian_two, [3.0, 3.0])
+    X = np.random.default_rng(6).normal(scale=4.0, size=(20, 2))
+    ax = plot_density(two, X, n_grid=30)
+    assert ax.get_title() == "2-component diag Student-t mixture"
+    # the top contour level is the grid's highest log density: the t mixture's (scipy), not the Gaussian's
+    low, high = X.min(axis=0), X.max(axis=0)
+    pad = 0.1 * (high - low)
+    grid = np.stack(np.meshgrid(*(np.linspace(low[a] - pad[a], high[a] + pad[a], 30) for a in range(2))), axis=-1)
+    grid = grid.reshape(-1, 2)
+    t_density = sum(w * stats.multivariate_t(m, c, df=3.0).pdf(grid) for w, m, c in zip(weights, means, dense))
+    (contours,) = [c for c in ax.collections if isinstance(c, ContourSet)]
+    assert contours.levels[-1] == pytest.approx(np.log(t_density.max()), rel=1e-5)
+    assert contours.levels[-1] != pytest.approx(float(np.max(_log_prob(gaussian_two, grid))), rel=1e-3)
 
 
 def test_pair_plot_of_chosen_features_and_of_two_features():

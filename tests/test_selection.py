@@ -90,3 +90,68 @@ def test_best_is_the_minimum_and_faithful_picks_two_full_components(selection):
 def test_bad_grid_is_a_clear_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
         bayesgmm.select(load_faithful(), **kwargs)
+
+
+# ----------------------------------------------------------------------------- families
+
+
+def _two_clusters(rng, n=400, nu=None):
+    """Two clusters in 2-D, multivariate t with ``nu`` degrees of freedom (Gaussian for None)."""
+    centres = np.array([[0.0, 0.0], [6.0, 3.0]])
+    u = np.ones(n) if nu is None else rng.gamma(nu / 2, 2 / nu, n)  # the t's scale mixture
+    return centres[rng.integers(0, 2, n)] + rng.normal(size=(n, 2)) / np.sqrt(u)[:, None]
+
+
+@pytest.fixture(scope="module")
+def by_family():
+    """The same grid on t data (ν = 2.5: its tails are the outliers) and on Gaussian data.
+
+    The choice is not close either way. Gaussian data: the Student-t fits' degrees of freedom
+    grow large (26 and 33 at k = 2: nearly Gaussian components; the likelihood is flat in ν, so
+    EM stops short of the bound), they gain no likelihood (here they stop 2-3 nats below the
+    Gaussian fits) and pay k log n ≈ 12 more BIC units at k = 2. t data: Gaussian components need wide ones
+    for the outliers, and the best t fit (k = 2) beat the best Gaussian one by 27 to 70 BIC
+    units at each of the seeds 0-7 of this generator.
+    """
+    rng = np.random.default_rng(0)
+    grid = dict(k=KS, covariance_types="full", families=("gaussian", "student_t"))
+    heavy = bayesgmm.select(_two_clusters(rng, nu=2.5), **grid)
+    light = bayesgmm.select(_two_clusters(rng), **grid)
+    return heavy, light
+
+
+def test_select_picks_student_t_for_heavy_tails_and_gaussian_otherwise(by_family):
+    heavy, light = by_family
+    assert (heavy.best_k, heavy.best_covariance_type, heavy.best_family) == (2, "full", "student_t")
+    assert (light.best_k, light.best_covariance_type, light.best_family) == (2, "full", "gaussian")
+    assert heavy.best is heavy.fits[(2, "full", "student_t")] and heavy.best.params.family == "student_t"
+    table = light.table
+    assert list(table.columns[:3]) == ["k", "covariance_type", "family"]
+    assert [(row.k, row.family) for row in table.itertuples()] == [
+        (k, family) for family in ("gaussian", "student_t") for k in KS
+    ]
+    gaussian, student_t = table[table.family == "gaussian"], table[table.family == "student_t"]
+    np.testing.assert_array_equal(student_t.n_parameters.to_numpy(), gaussian.n_parameters.to_numpy() + KS)
+    # Gaussian data: nearly Gaussian t components, no better than the Gaussian ones
+    assert np.all(np.asarray(light.fits[(2, "full", "student_t")].params.dof) > 10)
+    gain = 400 * (student_t.log_likelihood.to_numpy() - gaussian.log_likelihood.to_numpy())  # total, in nats
+    assert np.all(gain < 1.0)
+
+
+def test_families_default_leaves_the_table_and_keys_unchanged(selection):
+    assert "family" not in selection.table.columns and selection.best_family == "gaussian"
+    assert all(len(key) == 2 for key in selection.fits)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(families=["gaussian", "cauchy"]), "family must be one of"),
+        (dict(families=[]), "at least one component family"),
+        (dict(dof="shared"), "add 'student_t' to families"),
+        (dict(families=("student_t",), criterion="loo"), "Gaussian components only"),
+    ],
+)
+def test_bad_families_are_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        bayesgmm.select(load_faithful(), k=[1], **kwargs)

@@ -242,6 +242,80 @@ def test_sample_weight_equals_repeated_rows(data):
         np.testing.assert_allclose(getattr(weighted, name), getattr(repeated, name), rtol=1e-8, atol=1e-10)
 
 
+def _em_fit_like_the_estimator(X, **options):
+    """em_fit with GaussianMixture's defaults and random_state=0, in float64."""
+    with jax.enable_x64(True):
+        return bayesgmm.em_fit(X, K, seed=0, degenerate="raise", **options)
+
+
+@pytest.mark.parametrize("dof, n_dof_parameters", [(None, K), ("shared", 1), (5.0, 0)])
+def test_student_t_estimator_equals_em_fit_and_counts_dof_in_bic(data, dof, n_dof_parameters):
+    X, _, X_new = data
+    model = GaussianMixture(K, family="student_t", dof=dof, random_state=0).fit(X)
+    result = _em_fit_like_the_estimator(X, family="student_t", dof=dof)
+    with jax.enable_x64(True):
+        np.testing.assert_array_equal(model.dof_, np.asarray(result.params.dof))
+        np.testing.assert_array_equal(model.means_, np.asarray(result.params.means))
+        np.testing.assert_array_equal(model.covariances_, np.asarray(result.params.covariances))
+        np.testing.assert_allclose(model.score_samples(X_new), np.asarray(result.params.log_prob(X_new)), rtol=1e-12)
+        np.testing.assert_allclose(
+            model.predict_proba(X_new), np.asarray(result.params.predict_proba(X_new)), atol=1e-12
+        )
+        np.testing.assert_allclose(model.bic(X_new), float(result.params.bic(X_new)), rtol=1e-12)
+    gaussian_count = GaussianMixture(K).fit(X)._n_parameters()
+    assert model._n_parameters() == gaussian_count + n_dof_parameters == result.params.n_parameters
+    n = len(X_new)
+    assert model.aic(X_new) == pytest.approx(-2 * n * model.score(X_new) + 2 * model._n_parameters(), rel=1e-12)
+
+
+def test_student_t_scores_are_scipy_multivariate_t(data):
+    X, _, X_new = data
+    model = GaussianMixture(K, family="student_t", random_state=0).fit(X)
+    densities = np.stack(
+        [
+            stats.multivariate_t(m, c, df=nu).logpdf(X_new)
+            for m, c, nu in zip(model.means_, model.covariances_, model.dof_)
+        ],
+        axis=1,
+    )
+    log_joint = densities + np.log(model.weights_)
+    np.testing.assert_allclose(model.score_samples(X_new), logsumexp(log_joint, axis=1), rtol=1e-10)
+    np.testing.assert_array_equal(model.predict(X_new), np.argmax(log_joint, axis=1))
+
+
+def test_student_t_sample_has_t_distances(data):
+    """Per component, δ²/d of sampled rows follows F(d, ν): a KS test at a fixed seed."""
+    X, _, _ = data
+    model = GaussianMixture(K, family="student_t", dof=5.0, random_state=0).fit(X)
+    X_sampled, y = model.sample(3000)
+    for j in range(K):
+        rows = X_sampled[y == j] - model.means_[j]
+        squared = np.einsum("nd,de,ne->n", rows, model.precisions_[j], rows)
+        assert stats.kstest(squared / D, stats.f(D, 5.0).cdf).pvalue > 1e-3
+
+
+def test_family_options_are_checked_and_dof_follows_the_family(data):
+    X, _, _ = data
+    with pytest.raises(InvalidParameterError, match="family"):
+        GaussianMixture(family="cauchy").fit(X)
+    with pytest.raises(ValueError, match="family='student_t'"):
+        GaussianMixture(K, dof=3.0).fit(X)
+    model = GaussianMixture(K, family="student_t", dof="shared", random_state=0).fit(X)
+    assert model.dof_.shape == (K,) and np.all(model.dof_ == model.dof_[0])
+    model.set_params(family="gaussian", dof=None).fit(X)
+    assert not hasattr(model, "dof_")  # a Gaussian fit has no degrees of freedom
+
+
+def test_measurement_error_in_fit_equals_em_fit(data):
+    X, _, X_new = data
+    errors = np.random.default_rng(4).uniform(0.1, 0.5, size=X.shape)
+    model = GaussianMixture(K, covariance_type="diag", random_state=0).fit(X, measurement_error=errors)
+    result = _em_fit_like_the_estimator(X, covariance_type="diag", measurement_error=errors)
+    np.testing.assert_array_equal(model.covariances_, np.asarray(result.params.covariances))
+    with jax.enable_x64(True):
+        np.testing.assert_allclose(model.score_samples(X_new), np.asarray(result.params.log_prob(X_new)), rtol=1e-12)
+
+
 def test_import_bayesgmm_leaves_sklearn_unloaded():
     code = """
 import sys

@@ -11,10 +11,16 @@
   for each data row, the COLS columns (names, or 0-based positions among the fitted columns)
   and the conditional mean and standard deviation of every other column (``NAME_mean``,
   ``NAME_sd``; ``GMMParams.predict_mean`` and ``predict_cov``, or the posterior predictive
-  ``Posterior.predict_mean`` and ``predict_cov`` for NUTS, SVI and MAP).
+  ``Posterior.predict_mean`` and ``predict_cov`` for NUTS, SVI and MAP). ``--family student_t
+  [--dof shared|FLOAT]`` (EM): Student-t components, printed with their degrees of freedom.
+  ``--errors FILE`` (EM, Gaussian): extreme deconvolution with the rows' known measurement
+  errors: a table read like the data, one row per data row, of error standard deviations (the
+  columns named as the fitted ones, or exactly as many columns in the same order), or a 3-D
+  ``.npy`` array ``(n_samples, d, d)`` of error covariances over the fitted columns.
 - ``bayesgmm select FILE [-k 1-9] [--covariance-types full,tied,diag,spherical]
-  [--criterion bic|aic|icl] [--plot bic.png] [--out table.csv]``: the model-selection grid
-  (``bayesgmm.select``): print one row per (k, covariance type) and the chosen mixture;
+  [--criterion bic|aic|icl] [--families gaussian,student_t] [--plot bic.png] [--out table.csv]``:
+  the model-selection grid (``bayesgmm.select``): print one row per (k, covariance type[,
+  family]) and the chosen mixture;
   ``--plot`` draws the criterion against k (``bayesgmm.plot.plot_criterion``).
 - ``bayesgmm demo``: Old Faithful (shipped in the package) for k = 1..4: the BIC table, the
   chosen mixture, a NUTS posterior summary and a PNG of the density.

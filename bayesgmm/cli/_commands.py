@@ -16,10 +16,11 @@ from bayesgmm.cli._files import (
     check_plot,
     figure_bytes,
     netcdf_engine,
+    read_errors,
     read_table,
     write_bytes,
 )
-from bayesgmm.cli._parser import parse_condition, parse_covariance_types, parse_ks
+from bayesgmm.cli._parser import parse_condition, parse_covariance_types, parse_dof, parse_families, parse_ks
 from bayesgmm.cli._render import Report, describe_params, format_ks, posterior_summary, selection_rows
 from bayesgmm.datasets import FAITHFUL_COLUMNS, load_faithful
 from bayesgmm.io import save
@@ -32,13 +33,18 @@ def run_fit(args, report: Report) -> int:
     out = check_fit_output(args.out, args.method) if args.out else None  # refuse bad outputs before the fit
     plot_path = check_plot(args.plot) if args.plot else None
     predictions = _check_predictions(args)
+    dof = _check_family(args)
     X, names = read_table(args.file, args.columns)
     given = parse_condition(args.condition, names) if args.condition else None  # before the fit too
+    errors = read_errors(args.errors, X, names) if args.errors else None
     report.line(f"{args.file}: {X.shape[0]} rows, features {', '.join(names)}")
+    if errors is not None:
+        layout = "covariance matrices" if errors.ndim == 3 else "standard deviations"
+        report.line(f"{args.errors}: measurement errors ({layout}) of the {X.shape[0]} rows")
     if args.method == "em":
-        params, posterior = _fit_em(args, X, report), None
+        params, posterior = _fit_em(args, X, report, dof, errors), None
     else:  # the EM fit first, shown: the posterior starts there and is labelled as it
-        posterior = _fit_posterior(args, X, names, report, _fit_em(args, X, report))
+        posterior = _fit_posterior(args, X, names, report, _fit_em(args, X, report, dof, errors))
         params = check_finite(posterior.mean_params())
         _report_posterior(args.method, posterior, report)
     report.line(describe_params(params, names))
@@ -62,6 +68,24 @@ def run_fit(args, report: Report) -> int:
         given_names = ", ".join(names[index] for index in given)
         report.line(f"Wrote the {what} means and standard deviations given {given_names} to {predictions}")
     return 0
+
+
+def _check_family(args):
+    """``--family``, ``--dof`` and ``--errors`` against each other and ``--method``; the parsed ``--dof``."""
+    if args.dof is not None and args.family != "student_t":
+        raise ValueError(f"--dof {args.dof} applies to Student-t components; add --family student_t, or drop --dof.")
+    if args.method != "em" and (args.family != "gaussian" or args.errors):
+        option = f"--family {args.family}" if args.family != "gaussian" else "--errors"
+        raise ValueError(
+            f"{option} is fitted by EM only; use --method em (the Bayesian model has Gaussian components "
+            "without measurement errors)."
+        )
+    if args.errors and args.family != "gaussian":
+        raise ValueError(
+            "--errors (extreme deconvolution) needs Gaussian components: a Student-t component convolved with "
+            "Gaussian errors has no closed form. Drop --family student_t or --errors."
+        )
+    return parse_dof(args.dof)
 
 
 def _check_predictions(args):
@@ -90,9 +114,18 @@ def regression_table(model, X, names, given) -> str:
     return pd.DataFrame(columns).to_csv(index=False)  # floats as Python writes them: shortest round trip
 
 
-def _fit_em(args, X, report: Report):
-    """The EM fit's parameters (checked finite), after its log-likelihood, BIC and convergence line."""
-    with report.stage(f"EM: fitting k = {args.k} ({args.covariance_type} covariances), best of {args.n_init} restarts"):
+def _fit_em(args, X, report: Report, dof=None, errors=None):
+    """The EM fit's parameters (checked finite), after its log-likelihood, BIC and convergence line.
+
+    ``dof``: the parsed ``--dof``; ``errors``: the rows' measurement errors (``--errors``) or None.
+    """
+    what = f"{args.covariance_type} covariances"
+    if args.family != "gaussian":
+        degrees = _DOF_WORDS[dof] if dof is None or dof == "shared" else f" with {dof:g} degrees of freedom"
+        what += f", Student-t components{degrees}"
+    if errors is not None:
+        what += ", deconvolving the measurement errors"
+    with report.stage(f"EM: fitting k = {args.k} ({what}), best of {args.n_init} restarts"):
         result = em_fit(
             X,
             args.k,
@@ -100,12 +133,24 @@ def _fit_em(args, X, report: Report):
             n_init=args.n_init,
             seed=args.seed,
             max_iter=args.max_iter,
+            family=args.family,
+            dof=dof,
+            measurement_error=errors,
         )
+    params = result.params
+    if errors is None:
+        bic = float(params.bic(X))
+    else:  # the likelihood of the observed rows, each with its errors
+        log_likelihood = float(np.sum(np.asarray(params.log_prob(X, measurement_error=errors))))
+        bic = -2.0 * log_likelihood + params.n_parameters * np.log(X.shape[0])
     report.line(
-        f"EM: mean log-likelihood {result.log_likelihood:.4f}, BIC {float(result.params.bic(X)):.2f}, "
+        f"EM: mean log-likelihood {result.log_likelihood:.4f}, BIC {bic:.2f}, "
         f"{result.n_iter} iterations, converged: {result.converged}"
     )
-    return check_finite(result.params)
+    return check_finite(params)
+
+
+_DOF_WORDS = {None: " (degrees of freedom per component)", "shared": " (one shared degrees of freedom)"}
 
 
 _POSTERIOR_STAGES = {
@@ -191,17 +236,28 @@ def run_select(args, report: Report) -> int:
     """``bayesgmm select``: the (k, covariance type) grid by EM, its table, the chosen mixture, the plot."""
     ks = parse_ks(args.k)
     types = parse_covariance_types(args.covariance_types)
+    families = parse_families(args.families)
     _check_at_least_one(args)
     out = check_output(args.out, "--out", TABLE_SUFFIXES, ".csv") if args.out else None
     plot_path = check_plot(args.plot) if args.plot else None
     X, names = read_table(args.file, args.columns)
     report.line(f"{args.file}: {X.shape[0]} rows, features {', '.join(names)}")
-    n_fits = len(ks) * len(types)
-    with report.stage(f"EM: fitting {n_fits} mixtures (k in {format_ks(ks)} x {', '.join(types)}), {_starts(args)}"):
+    n_fits = len(ks) * len(types) * len(families)
+    grid = f"k in {format_ks(ks)} x {', '.join(types)}" + (f" x {', '.join(families)}" if len(families) > 1 else "")
+    if families != ["gaussian"] and len(families) == 1:
+        grid += f", {families[0]} components"
+    with report.stage(f"EM: fitting {n_fits} mixtures ({grid}), {_starts(args)}"):
         with warnings.catch_warnings():  # the table's "converged" column reports it, once per fit
             warnings.simplefilter("ignore", ConvergenceWarning)
             selection = select(
-                X, ks, types, criterion=args.criterion, n_init=args.n_init, max_iter=args.max_iter, seed=args.seed
+                X,
+                ks,
+                types,
+                criterion=args.criterion,
+                n_init=args.n_init,
+                max_iter=args.max_iter,
+                seed=args.seed,
+                families=families,
             )
     header, rows, chosen = selection_rows(selection)
     report.line()
@@ -216,6 +272,7 @@ def run_select(args, report: Report) -> int:
     report.line(
         f"\nChosen by {args.criterion.upper()}: k = {selection.best_k}, "
         f"covariance type {selection.best_covariance_type}"
+        + (f", family {selection.best_family}" if families != ["gaussian"] else "")
     )
     report.line(describe_params(selection.best.params, names))
     figure = figure_bytes(plot.plot_criterion(selection, args.criterion).figure, plot_path) if plot_path else None

@@ -66,6 +66,46 @@ def read_table(path: str, columns: str | None):
     return X, names
 
 
+def read_errors(path: str, X: np.ndarray, names: list[str]) -> np.ndarray:
+    """``--errors``: the rows' measurement errors for the fitted columns ``names`` of ``X``.
+
+    Either a table read like the data (CSV, ``.npy``, Parquet) of error standard deviations,
+    one row per data row: its columns named as the fitted ones are taken (in that order), and a
+    table without those names must have exactly ``d`` columns, taken in order; or a 3-D ``.npy``
+    array ``(n_samples, d, d)``: each row's error covariance over the fitted columns.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, d) or (n_samples, d, d)
+        Checked here for its shape only; ``em_fit`` checks the values (finite, >= 0, positive
+        semi-definite) and names the rows at fault.
+    """
+    n_samples, n_features = X.shape
+    file = Path(path)
+    if file.suffix.lower() == ".npy" and file.is_file():
+        errors = read_npy(file)
+        if errors.ndim == 3:
+            if errors.shape != (n_samples, n_features, n_features):
+                raise ValueError(
+                    f"--errors {path}: a 3-D array holds one error covariance per row and must have shape "
+                    f"({n_samples}, {n_features}, {n_features}) for these data (columns {', '.join(names)}), "
+                    f"got {errors.shape}."
+                )
+            return errors.astype(np.float64)
+    errors, error_names = read_table(path, None)
+    if all(name in error_names for name in names):
+        errors = errors[:, [error_names.index(name) for name in names]]
+    elif errors.shape[1] != n_features:
+        raise ValueError(
+            f"--errors {path}: {errors.shape[1]} column(s) ({', '.join(error_names)}); give one error standard "
+            f"deviation per fitted column ({', '.join(names)}): columns with those names, or exactly "
+            f"{n_features} columns in that order."
+        )
+    if errors.shape[0] != n_samples:
+        raise ValueError(f"--errors {path}: {errors.shape[0]} rows; it needs one per data row ({n_samples}).")
+    return errors
+
+
 def _read_csv(file: Path, path: str):
     try:
         with file.open(encoding="utf-8") as handle:

@@ -6,6 +6,7 @@ import argparse
 import re
 
 from bayesgmm.covariance import ALL_TYPES, COVARIANCE_TYPES, MCLUST_MODELS
+from bayesgmm.families import FAMILIES
 
 MAX_GRID_KS = 1000  # a --k range wider than this is a typo, not a grid
 
@@ -46,6 +47,48 @@ def parse_covariance_types(text: str) -> list[str]:
             f"or a comma-separated list of {', '.join(COVARIANCE_TYPES)} or mclust's {', '.join(MCLUST_MODELS)}."
         )
     return list(dict.fromkeys(types))
+
+
+def parse_families(text: str) -> list[str]:
+    """``"gaussian,student_t"`` as a list of component families, in the given order without repeats.
+
+    Examples
+    --------
+    >>> parse_families("student_t, gaussian")
+    ['student_t', 'gaussian']
+    """
+    families = [name.strip() for name in str(text).split(",") if name.strip()]
+    unknown = [name for name in families if name not in FAMILIES]
+    if unknown or not families:
+        raise ValueError(
+            f"--families {text!r}: unknown {unknown or 'empty list'}; give a comma-separated list of "
+            f"{', '.join(FAMILIES)}."
+        )
+    return list(dict.fromkeys(families))
+
+
+def parse_dof(text: str | None):
+    """``--dof``: None (one per component, estimated), ``"shared"`` (one for all) or a number > 0 (fixed).
+
+    Examples
+    --------
+    >>> parse_dof(None), parse_dof("shared"), parse_dof("4.5")
+    (None, 'shared', 4.5)
+    """
+    if text is None:
+        return None
+    if str(text).strip() == "shared":
+        return "shared"
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not (value > 0 and value < float("inf")):
+        raise ValueError(
+            f"--dof {text!r}: give 'shared' (one estimated for all components) or a number > 0 to fix the degrees "
+            "of freedom; leave it out to estimate one per component."
+        )
+    return value
 
 
 def parse_condition(text: str, names) -> list[int]:
@@ -128,6 +171,27 @@ def _add_fit(commands) -> None:
         "beyond scikit-learn's four) (default full)",
     )
     fit.add_argument("--columns", help=_COLUMNS_HELP)
+    fit.add_argument(
+        "--family",
+        choices=tuple(FAMILIES),
+        default="gaussian",
+        help="the components' distribution: gaussian (default) or student_t (multivariate t, robust to outliers; "
+        "EM only)",
+    )
+    fit.add_argument(
+        "--dof",
+        metavar="shared|FLOAT",
+        help="with --family student_t: 'shared' estimates one degrees of freedom for all components, a number "
+        "fixes them (default: one estimated per component)",
+    )
+    fit.add_argument(
+        "--errors",
+        metavar="FILE",
+        help="known measurement errors of the rows, for extreme deconvolution (EM, Gaussian components): a file "
+        "read like the data with one row per data row, holding each value's error standard deviation (columns "
+        "named as the fitted ones, or exactly as many columns in the same order), or a 3-D .npy array "
+        "(n_samples, d, d) of each row's error covariance over the fitted columns",
+    )
     fit.add_argument("--n-init", type=int, default=5, help="EM restarts (default 5)")
     fit.add_argument("--max-iter", type=int, default=500, help="EM iterations at most (default 500)")
     fit.add_argument("--num-warmup", type=int, default=500, help="NUTS warm-up steps per chain (default 500)")
@@ -156,7 +220,9 @@ def _add_fit(commands) -> None:
 
 
 def _add_select(commands) -> None:
-    select = commands.add_parser("select", help="pick k and the covariance type by BIC, AIC or ICL (EM grid)")
+    select = commands.add_parser(
+        "select", help="pick k, the covariance type (and the family) by BIC, AIC or ICL (EM grid)"
+    )
     select.add_argument("file", help=_DATA_HELP)
     select.add_argument("-k", "--k", default="1-9", help="numbers of components: 1-9, 2,3,5 or 1-4,8 (default 1-9)")
     select.add_argument(
@@ -165,6 +231,11 @@ def _add_select(commands) -> None:
         help=f"comma-separated covariance types, or all for mclust's 14 models (default {','.join(COVARIANCE_TYPES)})",
     )
     select.add_argument("--criterion", choices=["bic", "aic", "icl"], default="bic", help="lower is better")
+    select.add_argument(
+        "--families",
+        default="gaussian",
+        help="comma-separated component families to compare, e.g. gaussian,student_t (default gaussian)",
+    )
     select.add_argument("--columns", help=_COLUMNS_HELP)
     select.add_argument("--n-init", type=int, default=1, help=_SELECT_N_INIT_HELP)
     select.add_argument("--max-iter", type=int, default=500, help="EM iterations at most (default 500)")

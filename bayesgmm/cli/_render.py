@@ -109,18 +109,24 @@ def _format_matrix(matrix, indent: str = "    ") -> str:
 
 
 def describe_params(params, feature_names) -> str:
-    """A readable block with the weights, means and covariances of a fitted mixture."""
+    """A readable block with the weights, means and covariances of a fitted mixture.
+
+    Student-t components show their degrees of freedom ``ν`` and their scale matrix (the
+    covariance is ``ν / (ν − 2)`` times it, for ``ν > 2``).
+    """
     weights = np.asarray(params.weights)
     means = np.asarray(params.means)
     covariances = np.asarray(params.covariance_matrices)
+    dof = None if params.dof is None else np.asarray(params.dof)
     lines = []
     for component in range(params.n_components):
-        lines.append(f"  component {component}: weight {weights[component]:.4f}")
+        degrees = "" if dof is None else f", degrees of freedom ν {dof[component]:.4g}"
+        lines.append(f"  component {component}: weight {weights[component]:.4f}{degrees}")
         lines.append(
             "    mean        "
             + "  ".join(f"{name}={value:.4f}" for name, value in zip(feature_names, means[component]))
         )
-        lines.append("    covariance")
+        lines.append("    covariance" if dof is None else "    scale matrix")
         lines.append(_format_matrix(covariances[component], indent="      "))
     return "\n".join(lines)
 
@@ -136,15 +142,19 @@ def posterior_summary(posterior) -> str:
 
 def selection_rows(selection) -> tuple[list[str], list[list], int]:
     """Header, formatted rows and the index of the chosen row of a ``Selection.table``."""
-    header = ["k", "covariance", "mean log-lik", "params", "BIC", "AIC", "ICL", "iterations", "converged"]
+    by_family = "family" in selection.table.columns
+    header = ["k", "covariance"] + (["family"] if by_family else [])
+    header += ["mean log-lik", "params", "BIC", "AIC", "ICL", "iterations", "converged"]
     rows, chosen = [], 0
     for index, row in enumerate(selection.table.itertuples(index=False)):
         best = int(row.k) == selection.best_k and row.covariance_type == selection.best_covariance_type
+        best = best and (not by_family or row.family == selection.best_family)
         chosen = index if best else chosen
         rows.append(
             [
                 int(row.k),
                 row.covariance_type,
+                *([row.family] if by_family else []),
                 f"{row.log_likelihood:.4f}",
                 int(row.n_parameters),
                 f"{row.bic:.2f}",
