@@ -3,7 +3,8 @@
 Groups and variables (dims in brackets; ``chain, draw`` lead every posterior variable):
 
 - posterior: ``weights[component]``, ``means[component, feature]``,
-  ``covariances[component, feature, feature_bis]`` (dense matrices for every type)
+  ``covariances[component, feature, feature_bis]`` (dense matrices for every type; Student-t
+  components: the scale matrices), and for Student-t components ``dof[component]``
 - log_likelihood: ``obs[obs_id]`` (per-row log-likelihood, for LOO/WAIC)
 - observed_data: ``obs[obs_id, feature]``
 - sample_stats: NUTS ``diverging, energy, n_steps, tree_depth, acceptance_rate, lp``
@@ -44,6 +45,7 @@ def to_datatree(posterior, *, posterior_predictive: bool = False):
         "weights": ["component"],
         "means": ["component", "feature"],
         "covariances": ["component", "feature", "feature_bis"],
+        "dof": ["component"],
         # log_likelihood's obs has no feature axis: from_dict skips trailing event dims there
         "obs": ["obs_id", "feature"],
     }
@@ -56,6 +58,8 @@ def to_datatree(posterior, *, posterior_predictive: bool = False):
         "log_likelihood": {"obs": np.asarray(posterior.log_likelihood)},
         "observed_data": {"obs": posterior.X},
     }
+    if params.dof is not None:
+        groups["posterior"]["dof"] = np.asarray(params.dof)
     stats = {name: value for name, value in posterior.sample_stats.items() if np.ndim(value) >= 2}
     if stats:
         groups["sample_stats"] = stats
