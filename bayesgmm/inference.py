@@ -204,7 +204,7 @@ def _log_likelihood_block(means_shape: tuple, n: int, with_errors: bool = False)
 
 
 def _params_and_log_likelihood(
-    draws: dict, Z: np.ndarray, errors: np.ndarray | None, covariance_type: str
+    draws: dict, Z: np.ndarray, covariance_type: str, errors: np.ndarray | None = None
 ) -> tuple[GMMParams, np.ndarray]:
     """Draws as ``GMMParams`` (batch ``B``) and the per-row log-likelihood ``(*B, n)`` of every row.
 
@@ -757,7 +757,7 @@ class Posterior:
 
 def _finish(draws: dict, Z: np.ndarray, errors: np.ndarray | None, start: GMMParams, covariance_type: str):
     """Draws as relabelled ``GMMParams`` (standardised scale), their per-row log-likelihood, the permutations."""
-    params, log_likelihood = _params_and_log_likelihood(draws, Z, errors, covariance_type)
+    params, log_likelihood = _params_and_log_likelihood(draws, Z, covariance_type, errors)
     params, permutations = relabel(params, np.asarray(start.means))
     return params, log_likelihood, permutations
 
