@@ -8,7 +8,9 @@ Groups and variables (dims in brackets; ``chain, draw`` lead every posterior var
 - log_likelihood: ``obs[obs_id]`` (per-row log-likelihood, for LOO/WAIC)
 - observed_data: ``obs[obs_id, feature]``
 - sample_stats: NUTS ``diverging, energy, n_steps, tree_depth, acceptance_rate, lp``
-- posterior_predictive (on request): ``obs[obs_id, feature]``, one replicate per draw
+- posterior_predictive (on request): ``obs[obs_id, feature]``, one replicate per draw; with
+  measurement errors (``Posterior.measurement_error``) each replicate row gets its row's error
+  added, so that it compares with the observed (noisy) rows
 """
 
 from __future__ import annotations
@@ -27,6 +29,20 @@ def _arviz_base():
     except ImportError:
         raise ImportError("Posterior.to_arviz needs ArviZ 1.x: pip install arviz-base arviz-stats.") from None
     return arviz_base
+
+
+def _error_draws(errors: np.ndarray, shape: tuple, seed: int) -> np.ndarray:
+    """Draws ``(draws, n, d)`` of each row's measurement error: variances (n, d) or covariances (n, d, d).
+
+    Covariances may be singular (a coordinate without error): their square roots come from
+    ``eigh``, not Cholesky.
+    """
+    noise = np.random.default_rng(seed).standard_normal(shape)
+    if errors.ndim == 2:
+        return noise * np.sqrt(errors)
+    values, vectors = np.linalg.eigh(errors)
+    roots = vectors * np.sqrt(np.maximum(values, 0.0))[:, None, :]  # (n, d, d): roots roots' = S_i
+    return np.einsum("nij,snj->sni", roots, noise)
 
 
 def to_datatree(posterior, *, posterior_predictive: bool = False):
@@ -66,10 +82,11 @@ def to_datatree(posterior, *, posterior_predictive: bool = False):
     if posterior_predictive:
         keys = jax.random.split(jax.random.key(0), posterior.num_chains * posterior.num_draws)
         flat = jax.tree.map(lambda leaf: leaf.reshape((-1,) + leaf.shape[2:]), params)
-        replicates = jax.vmap(lambda p, key: p.sample(n, key)[0])(flat, keys)
-        groups["posterior_predictive"] = {
-            "obs": np.asarray(replicates).reshape((posterior.num_chains, posterior.num_draws, n, d))
-        }
+        replicates = np.asarray(jax.vmap(lambda p, key: p.sample(n, key)[0])(flat, keys))
+        errors = getattr(posterior, "measurement_error", None)
+        if errors is not None:
+            replicates = replicates + _error_draws(errors, replicates.shape, seed=1)
+        groups["posterior_predictive"] = {"obs": replicates.reshape((posterior.num_chains, posterior.num_draws, n, d))}
     return arviz_base.from_dict(
         groups,
         coords=coords,

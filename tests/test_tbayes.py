@@ -9,6 +9,8 @@
 - The Gaussian program holds none of the Student-t terms (the family is static).
 """
 
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +19,7 @@ from scipy import stats
 
 import bayesgmm
 from bayesgmm import GMMParams
+from bayesgmm.convert import _error_draws
 from bayesgmm.inference import relabel
 from bayesgmm.model import Priors, sites_from_params, unconstrain, unconstrained_log_density
 from tests._references import match_components
@@ -262,12 +265,48 @@ def test_measurement_errors_are_standardised_with_the_data():
         posterior.log_likelihood, posterior.params.log_prob(X, measurement_error=sds), rtol=1e-10
     )
     np.testing.assert_allclose(posterior.measurement_error, sds**2)
+    assert posterior.to_arviz(posterior_predictive=True)["posterior_predictive"]["obs"].shape == (1, 1, 150, 2)
     without = bayesgmm.infer(X, 2, prior=prior, **settings)
     assert np.all(np.asarray(without.params.scale) > np.asarray(posterior.params.scale))  # errors deconvolved
     # (n, d, d) covariances: the same posterior as the (n, d) standard deviations they equal
     covariances = np.stack([np.diag(s**2) for s in sds])
     as_matrices = bayesgmm.infer(X, 2, measurement_error=covariances, prior=prior, **settings)
     np.testing.assert_allclose(as_matrices.params.means, posterior.params.means, rtol=1e-5, atol=1e-5)
+
+
+def test_posterior_predictive_replicates_carry_the_measurement_errors():
+    """Replicates of noisy rows get each row's error: draws of (n, d) variances and (n, d, d)
+    covariances (one singular) have those covariances, within 5 Monte Carlo standard errors."""
+    rng = np.random.default_rng(0)
+    covariances = np.stack([[[2.0, 0.6], [0.6, 0.5]], [[1.0, 0.0], [0.0, 0.0]]])
+    variances = np.array([[0.25, 4.0], [1.0, 0.0]])
+    draws = 20000
+    for errors, dense in ((covariances, covariances), (variances, np.stack([np.diag(v) for v in variances]))):
+        noise = _error_draws(errors, (draws, 2, 2), seed=int(rng.integers(1 << 30)))
+        for row in range(2):
+            sample = np.cov(noise[:, row].T)
+            se = np.sqrt((dense[row] ** 2 + np.outer(np.diag(dense[row]), np.diag(dense[row]))) / draws)
+            assert np.all(np.abs(sample - dense[row]) <= 5 * se + 1e-12), (sample, dense[row])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra", ["student_t", "errors"])
+def test_second_call_with_new_data_does_not_recompile(caplog, extra):
+    """As for Gaussian components (tests/test_inference.py): the family is static, the errors an argument."""
+    settings = dict(method="nuts", num_warmup=20, num_samples=20, num_chains=2, progress_bar=False)
+
+    def call(seed):
+        if extra == "student_t":
+            return bayesgmm.infer(_t_mixture(100, seed=seed), 2, family="student_t", **settings)
+        X, sds, _ = _noisy_rows(100, seed=seed)
+        return bayesgmm.infer(X, 2, measurement_error=sds, **settings)
+
+    call(1)
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        caplog.clear()
+        call(2)
+    compiled = [r.getMessage() for r in caplog.records if "ompil" in r.getMessage()]
+    assert compiled == [], compiled
 
 
 @pytest.mark.slow
