@@ -1,5 +1,9 @@
 """Bayesian inference for Gaussian mixtures: ``infer(X, k, method="nuts" | "svi" | "map")``.
 
+Student-t components (``family="student_t"``: a ``dof`` site, static in every program) and
+Gaussian components observed with known measurement errors (``measurement_error``: an
+argument of the programs, standardised with the data) use the same path.
+
 Data flow: validate -> standardise (``z = (x − c) / s``, one scalar ``s``) -> EM fit for an
 initial point and a reference labelling -> NUTS / SVI / MAP on ``model.gmm_model`` ->
 draws relabelled to the reference by optimal assignment on the means -> ``Posterior``
