@@ -104,23 +104,24 @@ GUIDES: dict[str, Guide] = {
 
 
 @functools.lru_cache(maxsize=16)
-def program(k, covariance_type, std_prior, guide_name, num_steps, num_samples, batch_size):
-    """The jitted ``run(seed, start, Z, w, hyper) -> (draws, losses)`` of one configuration.
+def program(k, covariance_type, std_prior, family, guide_name, num_steps, num_samples, batch_size):
+    """The jitted ``run(seed, start, Z, w, hyper, errors) -> (draws, losses)`` of one configuration.
 
     ``seed`` a uint32 scalar (the key is made inside: no eager random operations), ``start``
     the EM fit (``GMMParams``, standardised scale), ``Z (n, d)``, ``w (n,)``, ``hyper`` the
-    prior's hyperparameters. ``draws``: the model's sites with leading (chain, draw) axes,
-    ``(1, num_samples)`` (MAP: ``(1, 1)``, the mode); ``losses (num_steps,)``: each step's
-    loss (the negative ELBO, or MAP's negative log joint density). ``batch_size``: rows per
-    step, ``None`` for all.
+    prior's hyperparameters, ``errors`` the rows' measurement-error variances (n, d) or
+    covariances (n, d, d), or None; ``family`` the components' (static). ``draws``: the
+    model's sites with leading (chain, draw) axes, ``(1, num_samples)`` (MAP: ``(1, 1)``, the
+    mode); ``losses (num_steps,)``: each step's loss (the negative ELBO, or MAP's negative log
+    joint density). ``batch_size``: rows per step, ``None`` for all.
     """
     guide = GUIDES[guide_name]
-    settings = dict(k=k, covariance_type=covariance_type, std_prior=std_prior)
+    settings = dict(k=k, covariance_type=covariance_type, std_prior=std_prior, family=family)
     decay = LAST_STEP_SIZE / FIRST_STEP_SIZE
     adam = optim.Adam(lambda step: FIRST_STEP_SIZE * decay ** (step / num_steps))
 
     @jax.jit
-    def run(seed, start, Z, w, hyper):
+    def run(seed, start, Z, w, hyper, errors):
         key_steps, key_rows, key_draws = jax.random.split(jax.random.key(seed), 3)
         loc, unravel = ravel_pytree(unconstrain(sites_from_params(start)))
         initial = guide.parameters(loc)
@@ -131,9 +132,14 @@ def program(k, covariance_type, std_prior, guide_name, num_steps, num_samples, b
             return {name: transforms[name](value) for name, value in stored.items()}
 
         def log_joint(u, rows):
-            Z_rows, w_rows = (Z, w) if rows is None else (Z[rows], w[rows] * (n / batch_size))
+            Z_rows, w_rows, errors_rows = (Z, w, errors)
+            if rows is not None:
+                Z_rows, w_rows = Z[rows], w[rows] * (n / batch_size)
+                errors_rows = None if errors is None else errors[rows]
             jacobian = guide.distribution is not None
-            return unconstrained_log_density(unravel(u), Z_rows, hyper, w_rows, jacobian=jacobian, **settings)
+            return unconstrained_log_density(
+                unravel(u), Z_rows, hyper, w_rows, errors_rows, jacobian=jacobian, **settings
+            )
 
         def loss(stored, key, rows):
             params = constrained(stored)

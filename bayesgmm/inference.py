@@ -1,5 +1,9 @@
 """Bayesian inference for Gaussian mixtures: ``infer(X, k, method="nuts" | "svi" | "map")``.
 
+Student-t components (``family="student_t"``: a ``dof`` site, static in every program) and
+Gaussian components observed with known measurement errors (``measurement_error``: an
+argument of the programs, standardised with the data) use the same path.
+
 Data flow: validate -> standardise (``z = (x − c) / s``, one scalar ``s``) -> EM fit for an
 initial point and a reference labelling -> NUTS / SVI / MAP on ``model.gmm_model`` ->
 draws relabelled to the reference by optimal assignment on the means -> ``Posterior``
@@ -18,6 +22,7 @@ does not recompile.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -36,19 +41,22 @@ from scipy.optimize import linear_sum_assignment
 
 from bayesgmm import _validation, _variational
 from bayesgmm._cache import enable as enable_compilation_cache
+from bayesgmm._conditional import log_joint_with_errors
 from bayesgmm._errors import ArgumentTypeError, ConvergenceWarning, DegenerateFitError
 from bayesgmm.convert import to_datatree
 from bayesgmm.covariance import COVARIANCE_TYPES, get_structure, pooled_type
 from bayesgmm.em import EMConfig, EMResult, em_fit, fit_on_host
+from bayesgmm.families import FAMILIES
 from bayesgmm.model import (
     Priors,
     constrain,
+    has_dof,
     params_from_sites,
     sites_from_params,
     unconstrain,
     unconstrained_log_density,
 )
-from bayesgmm.params import GMMParams
+from bayesgmm.params import GMMParams, map_batch
 
 BAYESIAN_TYPES = COVARIANCE_TYPES  # the covariance types with a prior (model.gmm_model)
 GUIDES = tuple(name for name in _variational.GUIDES if name != "map")  # SVI's guides; "map" is method="map"
@@ -74,13 +82,24 @@ class Standardisation(NamedTuple):
     def to_standard(self, params: GMMParams) -> GMMParams:
         return _affine(params, -np.asarray(self.center) / self.scale, np.asarray(1.0 / self.scale))
 
+    def errors_to_standard(self, errors: np.ndarray) -> np.ndarray:
+        """Measurement-error variances (n, d) or covariances (n, d, d) of ``x`` as those of ``z``.
+
+        ``z = (x − c) / s`` divides each error by ``s`` (one number), so its variances and
+        covariances by ``s²`` (``D⁻¹ S D⁻¹`` with ``D = s I``).
+        """
+        return errors / self.scale**2
+
 
 @jax.jit
 def _affine(params: GMMParams, shift, factor) -> GMMParams:
-    """The mixture of ``factor · x + shift`` for ``x`` from ``params`` (one compile per shape)."""
+    """The mixture of ``factor · x + shift`` for ``x`` from ``params`` (one compile per shape).
+
+    Degrees of freedom (Student-t) do not change under an affine map.
+    """
     dtype = params.dtype
     means = params.means * factor.astype(dtype) + shift.astype(dtype)
-    return GMMParams(params.weights, means, params.scale * factor.astype(dtype), params.covariance_type)
+    return dataclasses.replace(params, means=means, scale=params.scale * factor.astype(dtype))
 
 
 class InferenceRequest(NamedTuple):
@@ -94,10 +113,13 @@ class InferenceRequest(NamedTuple):
     Z: Array  # (n, d) standardised rows, float dtype of jax
     w: Array  # (n,) row weights, same dtype
     hyper: dict  # the prior's hyperparameters on the standardised scale (Priors.resolve)
+    errors: Array | None  # (n, d) error variances or (n, d, d) covariances, standardised scale; None: no errors
     Z_host: np.ndarray  # (n, d) as Z
+    errors_host: np.ndarray | None  # as errors
     standard: Standardisation
     k: int
     covariance_type: str
+    family: str  # the components' family (static in the compiled programs)
     prior: Priors  # on the data's scale; its std_prior is static in the compiled programs
     num_warmup: int  # NUTS
     num_samples: int  # NUTS: per chain; SVI: draws from the guide
@@ -116,8 +138,8 @@ def relabel(params: GMMParams, reference_means: np.ndarray) -> tuple[GMMParams, 
     """Permute the components of every draw to best match ``reference_means (k, d)``.
 
     For each draw, the permutation minimising ``Σ_k ‖μ_{p(k)} − m_k‖²`` is found by
-    optimal assignment (Hungarian algorithm) and applied to weights, means and scales
-    together.
+    optimal assignment (Hungarian algorithm) and applied to weights, means, scales and
+    (Student-t) degrees of freedom together.
 
     Returns
     -------
@@ -140,7 +162,10 @@ def _permute_components(params: GMMParams, permutations: Array) -> GMMParams:
 
     def permute(draw: GMMParams, permutation: Array) -> GMMParams:
         scale = structure.core.permute(draw.scale, permutation)
-        return GMMParams(draw.weights[permutation], draw.means[permutation], scale, draw.covariance_type)
+        dof = None if draw.dof is None else draw.dof[permutation]
+        return dataclasses.replace(
+            draw, weights=draw.weights[permutation], means=draw.means[permutation], scale=scale, dof=dof
+        )
 
     flat = jax.tree.map(lambda leaf: leaf.reshape((-1,) + leaf.shape[len(batch_shape) :]), params)
     permuted = jax.vmap(permute)(flat, permutations.reshape((-1, permutations.shape[-1])))
@@ -153,39 +178,63 @@ _LOG_LIKELIHOOD_BLOCK_ELEMENTS = 1 << 25
 
 
 @functools.partial(jax.jit, static_argnames="covariance_type")
-def _params_and_block_log_likelihood(draws: dict, Z_block: Array, covariance_type: str) -> tuple[GMMParams, Array]:
-    """Draws of the model's sites as ``GMMParams`` and ``log p(z_i | θ_s)`` for a block of rows."""
+def _params_and_block_log_likelihood(
+    draws: dict, Z_block: Array, errors_block: Array | None, covariance_type: str
+) -> tuple[GMMParams, Array]:
+    """Draws of the model's sites as ``GMMParams`` and ``log p(z_i | θ_s)`` for a block of rows.
+
+    ``errors_block``: the rows' error variances or covariances (``log p(z_i | θ_s, S_i)``), or None.
+    """
     params = params_from_sites(draws, covariance_type)
-    return params, params.log_prob(Z_block)
+    if errors_block is None:
+        return params, params.log_prob(Z_block)
+
+    def per_draw(draw: GMMParams) -> Array:
+        log_joint = log_joint_with_errors(
+            jnp.log(draw.weights), draw.means, draw.covariance_matrices, Z_block, errors_block
+        )
+        return jax.nn.logsumexp(log_joint, axis=0)
+
+    return params, map_batch(per_draw, params)
 
 
-def _log_likelihood_block(means_shape: tuple, n: int) -> int:
-    """Rows per block of ``_params_and_log_likelihood`` for draws of means of shape ``(*B, k, d)``."""
-    return min(n, max(1, _LOG_LIKELIHOOD_BLOCK_ELEMENTS // math.prod(means_shape)))
+def _log_likelihood_block(means_shape: tuple, n: int, with_errors: bool = False) -> int:
+    """Rows per block of ``_params_and_log_likelihood`` for draws of means of shape ``(*B, k, d)``.
+
+    With errors the working array is ``(draws, k, rows, d, d)``: ``d`` times fewer rows.
+    """
+    elements = math.prod(means_shape) * (means_shape[-1] if with_errors else 1)
+    return min(n, max(1, _LOG_LIKELIHOOD_BLOCK_ELEMENTS // elements))
 
 
-def _params_and_log_likelihood(draws: dict, Z: np.ndarray, covariance_type: str) -> tuple[GMMParams, np.ndarray]:
+def _params_and_log_likelihood(
+    draws: dict, Z: np.ndarray, covariance_type: str, errors: np.ndarray | None = None
+) -> tuple[GMMParams, np.ndarray]:
     """Draws as ``GMMParams`` (batch ``B``) and the per-row log-likelihood ``(*B, n)`` of every row.
 
-    Rows go through in blocks sized so that the whitened ``(draws, k, d, rows)`` array stays
-    under ``_LOG_LIKELIHOOD_BLOCK_ELEMENTS`` (the last block is padded, so one compilation
+    Rows go through in blocks sized so that the whitened ``(draws, k, d, rows)`` array (with
+    ``errors``, the ``(draws, k, rows, d, d)`` covariances) stays under
+    ``_LOG_LIKELIHOOD_BLOCK_ELEMENTS`` (the last block is padded, so one compilation
     serves all blocks); only the ``(*B, n)`` result is ever whole, on the host. The
     log-likelihood does not depend on the labelling, so it is taken before relabelling.
     """
     n, d = Z.shape
     leaf = draws["means"]
     batch_shape = leaf.shape[:-2]
-    block = _log_likelihood_block(leaf.shape, n)
+    block = _log_likelihood_block(leaf.shape, n, errors is not None)
     if block == n:
-        params, log_likelihood = _params_and_block_log_likelihood(draws, Z, covariance_type)
+        params, log_likelihood = _params_and_block_log_likelihood(draws, Z, errors, covariance_type)
         return params, np.asarray(log_likelihood)
     log_likelihood = np.empty(batch_shape + (n,), dtype=leaf.dtype)
     for start in range(0, n, block):
         rows = Z[start : start + block]
+        row_errors = None if errors is None else errors[start : start + block]
         size = rows.shape[0]
         if size < block:
             rows = np.concatenate([rows, np.zeros((block - size, d), Z.dtype)])
-        params, values = _params_and_block_log_likelihood(draws, rows, covariance_type)
+            if row_errors is not None:  # zero errors on the padding rows: their densities are finite
+                row_errors = np.concatenate([row_errors, np.zeros((block - size,) + errors.shape[1:], errors.dtype)])
+        params, values = _params_and_block_log_likelihood(draws, rows, row_errors, covariance_type)
         log_likelihood[..., start : start + size] = np.asarray(values)[..., :size]
     return params, log_likelihood
 
@@ -233,14 +282,17 @@ def _chain_groups(chain_method: str, num_chains: int) -> tuple[int, tuple[int, .
     return 1, tuple(range(num_chains))
 
 
-def _identity_params(k: int, d: int, covariance_type: str, dtype=None) -> GMMParams:
-    """Placeholder parameters of the right shapes (uniform weights, zero means, unit covariances)."""
+def _identity_params(k: int, d: int, covariance_type: str, dtype=None, family: str = "gaussian") -> GMMParams:
+    """Placeholder parameters of the right shapes (uniform weights, zero means, unit covariances;
+    Student-t: ``dof`` of ones)."""
     dtype = jnp.result_type(float) if dtype is None else dtype
     return GMMParams(
         jnp.full((k,), 1.0 / k, dtype),
         jnp.zeros((k, d), dtype),
         get_structure(covariance_type).core.identity_scale(k, d, dtype),
         covariance_type,
+        jnp.ones((k,), dtype) if has_dof(family) else None,
+        family,
     )
 
 
@@ -250,11 +302,20 @@ _NUTS_STATS = ("diverging", "energy", "num_steps", "accept_prob", "potential_ene
 
 @functools.lru_cache(maxsize=16)
 def _nuts_program(
-    k, covariance_type, std_prior, num_warmup, num_samples, num_chains, chain_method, progress_bar, chains_per_call
+    k,
+    covariance_type,
+    std_prior,
+    family,
+    num_warmup,
+    num_samples,
+    num_chains,
+    chain_method,
+    progress_bar,
+    chains_per_call,
 ):
     """One compiled NUTS program per configuration: data and hyperparameters are arguments.
 
-    ``run(seed, start, Z, w, hyper, first_chain) -> (constrained draws (chain, draw, ...), stats)``,
+    ``run(seed, start, Z, w, hyper, errors, first_chain) -> (constrained draws (chain, draw, ...), stats)``,
     ``stats (chain, draw, len(_NUTS_STATS))`` in the draws' dtype
     takes the start as ``GMMParams``, unconstrains it, jitters it for each of the
     ``num_chains`` chains, runs warm-up and sampling for the ``chains_per_call`` chains from
@@ -274,7 +335,7 @@ def _nuts_program(
     one array instead of one per site; warm-up and sampling are one ``lax.scan``.
     """
 
-    settings = dict(k=k, covariance_type=covariance_type, std_prior=std_prior)
+    settings = dict(k=k, covariance_type=covariance_type, std_prior=std_prior, family=family)
     total = num_warmup + num_samples
 
     def report(chain, step):
@@ -287,18 +348,21 @@ def _nuts_program(
             )
 
     @jax.jit
-    def run(seed, start: GMMParams, Z, w, hyper, first_chain):
+    def run(seed, start: GMMParams, Z, w, hyper, errors, first_chain):
         key = jax.random.key(seed)  # inside the program: no eager random operations
         flat_start, unravel = ravel_pytree(unconstrain(sites_from_params(start)))
         potential = jax.jit(
-            lambda flat, Z, w, hyper: -unconstrained_log_density(unravel(flat), Z, hyper, w, **settings)
+            lambda flat, Z, w, hyper, errors: -unconstrained_log_density(unravel(flat), Z, hyper, w, errors, **settings)
         )
         init_kernel, sample_kernel = hmc(
-            potential_fn_gen=lambda Z, w, hyper: functools.partial(potential, Z=Z, w=w, hyper=hyper), algo="NUTS"
+            potential_fn_gen=lambda Z, w, hyper, errors: functools.partial(
+                potential, Z=Z, w=w, hyper=hyper, errors=errors
+            ),
+            algo="NUTS",
         )
 
         def one_chain(chain, key, init_params):
-            args = (Z, w, hyper)
+            args = (Z, w, hyper, errors)
             state = init_kernel(init_params, num_warmup, target_accept_prob=0.8, model_args=args, rng_key=key)
 
             def step(state, index):
@@ -361,17 +425,19 @@ class _Compilation(NamedTuple):
 
 
 def _compile(pool: ThreadPoolExecutor, request: InferenceRequest, build: Callable, config: tuple, *extra):
-    """Lower ``build(*config)`` here for ``(seed, start, Z, w, hyper, *extra)``, compile it in ``pool``.
+    """Lower ``build(*config)`` here for ``(seed, start, Z, w, hyper, errors, *extra)``, compile it in ``pool``.
 
     It needs only shapes. Tracing and lowering hold the GIL, XLA's compilation does not:
     lowering first and then compiling in the worker lets the caller fit the EM start and
     compile the small programs that follow (``_compile_finish``) meanwhile.
     """
     Z = request.Z
-    abstract_start = jax.eval_shape(lambda: _identity_params(request.k, Z.shape[1], request.covariance_type, Z.dtype))
+    abstract_start = jax.eval_shape(
+        lambda: _identity_params(request.k, Z.shape[1], request.covariance_type, Z.dtype, request.family)
+    )
     abstract_args = jax.tree.map(
         lambda leaf: jax.ShapeDtypeStruct(jnp.shape(leaf), leaf.dtype),
-        (request.seed, abstract_start, Z, request.w, request.hyper, *extra),
+        (request.seed, abstract_start, Z, request.w, request.hyper, request.errors, *extra),
     )
     signature, treedef = jax.tree.flatten(abstract_args)
     signature = tuple(signature)
@@ -386,6 +452,7 @@ def _nuts_config(request: InferenceRequest) -> tuple:
         request.k,
         request.covariance_type,
         request.prior.std_prior,
+        request.family,
         request.num_warmup,
         request.num_samples,
         request.num_chains,
@@ -411,7 +478,7 @@ def _run_nuts(request: InferenceRequest, start: GMMParams, compilation: _Compila
     _, first_chains = _chain_groups(request.chain_method, request.num_chains)
 
     def call(first_chain):
-        args = (request.seed, start, request.Z, request.w, request.hyper, np.int32(first_chain))
+        args = (request.seed, start, request.Z, request.w, request.hyper, request.errors, np.int32(first_chain))
         return jax.block_until_ready(executable(*args))
 
     if len(first_chains) == 1:
@@ -443,6 +510,7 @@ def _variational_config(request: InferenceRequest, guide: str) -> tuple:
         request.k,
         request.covariance_type,
         request.prior.std_prior,
+        request.family,
         guide,
         request.num_steps,
         request.num_samples,
@@ -467,7 +535,8 @@ def _run_variational(request: InferenceRequest, start: GMMParams, compilation: _
     """
     draws_info, _ = compilation.lowered.out_info
     _compile_finish(draws_info, request, num_chains=1)
-    draws, losses = compilation.executable.result()(request.seed, start, request.Z, request.w, request.hyper)
+    executable = compilation.executable.result()
+    draws, losses = executable(request.seed, start, request.Z, request.w, request.hyper, request.errors)
     return draws, {"loss": np.asarray(losses)}
 
 
@@ -521,10 +590,26 @@ class Posterior:
     X : ndarray (n, d)
     feature_names : list of str
     priors : Priors
+    measurement_error : ndarray (n, d) or (n, d, d), or None
+        The rows' measurement-error variances or covariances (data scale) the posterior was
+        inferred with (``infer``'s ``measurement_error``, variances for standard deviations);
+        ``log_likelihood`` is that of the noisy rows, ``p(x_i | θ, S_i)``. ``params`` are the
+        deconvolved mixture's, and ``log_prob`` and ``sample`` are those of noise-free rows.
     """
 
     def __init__(
-        self, *, params, log_likelihood, method, reference, sample_stats, permutations, X, feature_names, priors
+        self,
+        *,
+        params,
+        log_likelihood,
+        method,
+        reference,
+        sample_stats,
+        permutations,
+        X,
+        feature_names,
+        priors,
+        measurement_error=None,
     ):
         self.params = params
         self.log_likelihood = log_likelihood
@@ -535,6 +620,7 @@ class Posterior:
         self.X = X
         self.feature_names = feature_names
         self.priors = priors
+        self.measurement_error = measurement_error
 
     @property
     def num_chains(self) -> int:
@@ -545,16 +631,18 @@ class Posterior:
         return self.params.batch_shape[1]
 
     def mean_params(self) -> GMMParams:
-        """Posterior means of the weights, means and covariance matrices (as one GMMParams)."""
+        """Posterior means of the weights, means and covariance matrices (Student-t: scale matrices
+        and degrees of freedom), as one GMMParams."""
         axes = (0, 1)
         structure = self.params.structure
         weights = jnp.mean(self.params.weights, axis=axes)
         covariances = jnp.mean(self.params.covariances, axis=axes)
-        return GMMParams(
-            weights / jnp.sum(weights),
-            jnp.mean(self.params.means, axis=axes),
-            structure.core.from_covariances(covariances),
-            self.params.covariance_type,
+        return dataclasses.replace(
+            self.params,
+            weights=weights / jnp.sum(weights),
+            means=jnp.mean(self.params.means, axis=axes),
+            scale=structure.core.from_covariances(covariances),
+            dof=None if self.params.dof is None else jnp.mean(self.params.dof, axis=axes),
         )
 
     def log_prob(self, X) -> Array:
@@ -600,6 +688,8 @@ class Posterior:
             self.params.means.reshape((-1, d)),
             pooled.core.from_covariances(pooled.core.layout_from_matrices(matrices)),
             pooled.name,
+            None if self.params.dof is None else self.params.dof.reshape(-1),
+            self.params.family,
         )
 
     def condition(self, given, values) -> GMMParams:
@@ -669,9 +759,9 @@ class Posterior:
 # ----------------------------------------------------------------------------- infer
 
 
-def _finish(draws: dict, Z: np.ndarray, start: GMMParams, covariance_type: str):
+def _finish(draws: dict, Z: np.ndarray, errors: np.ndarray | None, start: GMMParams, covariance_type: str):
     """Draws as relabelled ``GMMParams`` (standardised scale), their per-row log-likelihood, the permutations."""
-    params, log_likelihood = _params_and_log_likelihood(draws, Z, covariance_type)
+    params, log_likelihood = _params_and_log_likelihood(draws, Z, covariance_type, errors)
     params, permutations = relabel(params, np.asarray(start.means))
     return params, log_likelihood, permutations
 
@@ -687,16 +777,19 @@ def _compile_finish(draws_info: dict, request: InferenceRequest, num_chains: int
     calls find them in ``jax.jit``'s cache.
     """
     Z, standard, k, covariance_type = request.Z_host, request.standard, request.k, request.covariance_type
+    errors = request.errors_host
     draws = {
         name: jax.ShapeDtypeStruct((num_chains,) + info.shape[1:], info.dtype) for name, info in draws_info.items()
     }
     n, d = Z.shape
-    rows = jax.ShapeDtypeStruct((_log_likelihood_block(draws["means"].shape, n), d), Z.dtype)
-    _params_and_block_log_likelihood.lower(draws, rows, covariance_type).compile()
+    block = _log_likelihood_block(draws["means"].shape, n, errors is not None)
+    rows = jax.ShapeDtypeStruct((block, d), Z.dtype)
+    row_errors = None if errors is None else jax.ShapeDtypeStruct((block,) + errors.shape[1:], errors.dtype)
+    _params_and_block_log_likelihood.lower(draws, rows, row_errors, covariance_type).compile()
     params = jax.eval_shape(lambda draws: params_from_sites(draws, covariance_type), draws)
     permutations = np.zeros(params.batch_shape + (k,), dtype=np.int64)  # as linear_sum_assignment's
     _permute_components.lower(params, permutations).compile()
-    start = jax.eval_shape(lambda: _identity_params(k, d, covariance_type, Z.dtype))
+    start = jax.eval_shape(lambda: _identity_params(k, d, covariance_type, Z.dtype, request.family))
     for shapes in (params, start):
         _affine.lower(shapes, np.asarray(standard.center), np.asarray(standard.scale)).compile()
 
@@ -706,18 +799,29 @@ def _compile_finish(draws_info: dict, request: InferenceRequest, num_chains: int
 HOST_EM_MAX_WORK = 500_000
 
 
-def _em_start(Z: np.ndarray, w: np.ndarray, k: int, covariance_type: str, seed: int) -> GMMParams:
+def _em_start(
+    Z: np.ndarray,
+    w: np.ndarray,
+    k: int,
+    covariance_type: str,
+    seed: int,
+    family: str = "gaussian",
+    errors: np.ndarray | None = None,
+) -> GMMParams:
     """The EM fit that starts the chains and sets the reference labelling (standardised scale).
 
-    ``em_fit``'s algorithm, best of 5 restarts. Small data sets (``n k d (d + 1) <=
+    ``em_fit``'s algorithm, best of 5 restarts, with ``family`` (Student-t: one ``ν`` per
+    component) and ``errors`` (variances (n, d) or covariances (n, d, d) of the standardised
+    rows: extreme deconvolution). Small Gaussian data sets without errors (``n k d (d + 1) <=
     HOST_EM_MAX_WORK``): its NumPy driver (``bayesgmm.em.fit_on_host``: the same kernels and
-    rules, nothing to compile while the sampler compiles). Larger ones: ``em_fit``, tried with
+    rules, nothing to compile while the sampler compiles). Otherwise: ``em_fit``, tried with
     ``degenerate="raise"`` first (that program compiles faster, and where no component
     degenerates the fit is the same), again with ``degenerate="reseed"`` if it fails.
     Re-seeded components are reported (``DegenerateComponentWarning``); non-convergence is not.
     """
     n, d = Z.shape
-    if n * k * d * (d + 1) <= HOST_EM_MAX_WORK:
+    plain = not has_dof(family) and errors is None  # what the NumPy driver fits
+    if plain and n * k * d * (d + 1) <= HOST_EM_MAX_WORK:
         config = EMConfig.validated(covariance_type=covariance_type, n_init=5, max_iter=500)
         result, notices = fit_on_host(Z, k, config, seed=seed, sample_weight=w)
         for notice in notices:
@@ -725,6 +829,10 @@ def _em_start(Z: np.ndarray, w: np.ndarray, k: int, covariance_type: str, seed: 
                 warnings.warn(notice.message, notice.category, stacklevel=3)
         return result.params
     settings = dict(n_init=5, max_iter=500, seed=seed, covariance_type=covariance_type, sample_weight=w)
+    if has_dof(family):
+        settings["family"] = family
+    if errors is not None:  # em_fit takes standard deviations (n, d) or covariances (n, d, d)
+        settings["measurement_error"] = np.sqrt(errors) if errors.ndim == 2 else errors
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         try:
@@ -733,7 +841,7 @@ def _em_start(Z: np.ndarray, w: np.ndarray, k: int, covariance_type: str, seed: 
             return em_fit(Z, k, degenerate="reseed", **settings).params
 
 
-def _given_start(init, k: int, d: int, covariance_type: str) -> GMMParams:
+def _given_start(init, k: int, d: int, covariance_type: str, family: str) -> GMMParams:
     """``infer``'s ``init`` checked: one set of parameters of ``k`` components over ``d`` features."""
     params = init.params if isinstance(init, EMResult) else init
     if not isinstance(params, GMMParams):
@@ -751,6 +859,11 @@ def _given_start(init, k: int, d: int, covariance_type: str) -> GMMParams:
             f"init has covariance_type={params.covariance_type!r} but infer was asked for "
             f"covariance_type={covariance_type!r}; pass the same type to both."
         )
+    if params.family != family:
+        raise ValueError(
+            f"init has family={params.family!r} components but infer was asked for family={family!r}; pass the "
+            "same family to both (em_fit(..., family=...))."
+        )
     if (params.n_components, params.n_features) != (k, d):
         raise ValueError(
             f"init has {params.n_components} components over {params.n_features} features, but infer was asked "
@@ -765,8 +878,14 @@ def _on_standard_scale(params: GMMParams, standard: Standardisation, dtype) -> G
     """``params`` of the data mapped to the standardised data, on the host (nothing compiled)."""
     means = (np.asarray(params.means, np.float64) - standard.center) / standard.scale
     scale = np.asarray(params.scale, np.float64) / standard.scale
+    dof = None if params.dof is None else np.asarray(params.dof, dtype)
     return GMMParams(
-        np.asarray(params.weights, dtype), means.astype(dtype), scale.astype(dtype), params.covariance_type
+        np.asarray(params.weights, dtype),
+        means.astype(dtype),
+        scale.astype(dtype),
+        params.covariance_type,
+        dof,
+        params.family,
     )
 
 
@@ -807,8 +926,10 @@ def infer(
     batch_size: int | None = None,
     sample_weight=None,
     init: GMMParams | EMResult | None = None,
+    family: str = "gaussian",
+    measurement_error=None,
 ) -> Posterior:
-    """Posterior inference for a ``k``-component Gaussian mixture.
+    """Posterior inference for a ``k``-component Gaussian (or Student-t) mixture.
 
     Parameters
     ----------
@@ -856,10 +977,31 @@ def infer(
         every draw is relabelled to its components, and ``Posterior.reference`` is it, so
         tables and plots of the fit and of the posterior name the same components. Default:
         ``em_fit``'s algorithm, best of 5 restarts (see Notes).
+    family : {"gaussian", "student_t"}
+        The components' distribution (``bayesgmm.families``). "student_t": multivariate t
+        components, each with its own degrees of freedom ``ν_k ~ Gamma(2, rate 0.1)``
+        (``Priors.dof_concentration``, ``Priors.dof_rate``; Juárez and Steel 2010), the
+        likelihood the t density with the assignments marginalised; started from
+        ``em_fit(..., family="student_t")``. The draws carry ``dof`` (chain, draw, k).
+    measurement_error : array-like of shape (n_samples, n_features) or (n_samples, n_features, n_features), optional
+        Known Gaussian measurement errors of the rows, as in ``em_fit``: (n, d) standard
+        deviations or (n, d, d) covariances ``S_i``. The likelihood of row ``i`` is then
+        ``Σ_k π_k N(x_i | μ_k, Σ_k + S_i)`` (extreme deconvolution, Bovy, Hogg and Roweis
+        2011): the posterior is that of the noise-free mixture. Gaussian components only (a t
+        component convolved with a Gaussian error has no closed-form density). Each NUTS
+        step factors ``k·n`` matrices of ``d × d``: slower than without errors.
 
     Returns
     -------
     Posterior
+
+    Raises
+    ------
+    ValueError
+        Bad settings (each message says what to change), ``family="student_t"`` with
+        ``measurement_error``, an ``init`` of another family, shape or type.
+    ArgumentTypeError
+        ``prior`` not a ``Priors``, ``init`` not a ``GMMParams``, non-numeric errors.
 
     Notes
     -----
@@ -892,6 +1034,15 @@ def infer(
         )
     method = _validation.check_choice(method, "method", METHODS)
     guide = _validation.check_choice(guide, "guide", GUIDES)
+    family = _validation.check_choice(family, "family", tuple(FAMILIES))
+    errors_data = None
+    if measurement_error is not None:
+        if has_dof(family):
+            raise ValueError(
+                "measurement_error applies to Gaussian components (a Student-t component convolved with Gaussian "
+                "errors has no closed-form density); pass family='gaussian', or drop measurement_error."
+            )
+        errors_data = _validation.check_measurement_error(measurement_error, X)  # variances or covariances
     chain_method = resolve_chain_method(chain_method)
     num_warmup = _validation.check_int_at_least(num_warmup, "num_warmup", 1)
     num_samples = _validation.check_int_at_least(num_samples, "num_samples", 1)
@@ -915,16 +1066,21 @@ def infer(
     dtype = jnp.result_type(float)
     Z_host = ((X - standard.center) / standard.scale).astype(dtype)
     Z, w = jax.device_put(Z_host), jax.device_put(w_host.astype(dtype))  # jnp.asarray would compile per shape
+    errors_host = None if errors_data is None else standard.errors_to_standard(errors_data).astype(dtype)
+    errors = None if errors_host is None else jax.device_put(errors_host)
     hyper = prior.resolve(center, standard.scale, np.maximum(np.sqrt(variance), 1e-12), k)
     request = InferenceRequest(
         seed=np.uint32(seed),
         Z=Z,
         w=w,
         hyper=hyper,
+        errors=errors,
         Z_host=Z_host,
+        errors_host=errors_host,
         standard=standard,
         k=k,
         covariance_type=covariance_type,
+        family=family,
         prior=prior,
         num_warmup=num_warmup,
         num_samples=num_samples,
@@ -935,16 +1091,16 @@ def infer(
         guide=guide,
         batch_size=batch_size,
     )
-    given = None if init is None else _given_start(init, k, d, covariance_type)
+    given = None if init is None else _given_start(init, k, d, covariance_type, family)
     entry = INFERENCE_METHODS[method]
     with ThreadPoolExecutor(max_workers=1) as pool:  # leaving the block waits for its tasks
         handle = entry.prepare(pool, request)
         if given is None:
-            start = _em_start(Z_host, w_host, k, covariance_type, seed)
+            start = _em_start(Z_host, w_host, k, covariance_type, seed, family, errors_host)
         else:
             start = _on_standard_scale(given, standard, dtype)
         draws, sample_stats = entry.run(request, start, handle)
-    params_standard, log_likelihood, permutations = _finish(draws, Z_host, start, covariance_type)
+    params_standard, log_likelihood, permutations = _finish(draws, Z_host, errors_host, start, covariance_type)
     log_likelihood = log_likelihood - d * math.log(standard.scale)  # a new array: the block result is read-only
     return Posterior(
         params=standard.to_data(params_standard),
@@ -956,4 +1112,5 @@ def infer(
         X=X,
         feature_names=feature_names,
         priors=prior,
+        measurement_error=errors_data,
     )

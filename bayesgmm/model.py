@@ -14,11 +14,18 @@ Sites (``k`` components, ``d`` features; shapes per covariance type from the tab
 ``means``           (k, d), each coordinate ~ Normal(m_j, s_j)
 ``stds``            full/diag (k, d), tied (d,), spherical (k,); LogNormal or HalfNormal
 ``corr_cholesky``   full (k, d, d), tied (d, d) ~ LKJCholesky(d, η); absent otherwise
+``dof``             (k,) ~ Gamma(a, rate b), Student-t components only (``family="student_t"``)
 ``obs``             (n, d) observed rows, one log-likelihood term per row
 ==================  ==========================================================
 
+The component family (``bayesgmm.families``) is static: a Gaussian model has no ``dof`` site
+and its programs hold none of the Student-t terms. With measurement errors (extreme
+deconvolution) row ``i``'s likelihood is ``Σ_k π_k N(x_i | μ_k, Σ_k + S_i)``, ``S_i`` its
+known error covariance (Gaussian components only: a t component convolved with a Gaussian
+error has no closed-form density).
+
 NUTS works in NumPyro's unconstrained coordinates (stick-breaking for the weights, log
-for the stds, ``CorrCholeskyTransform`` for the correlations).  ``unconstrained_log_density``
+for the stds and the degrees of freedom, ``CorrCholeskyTransform`` for the correlations).  ``unconstrained_log_density``
 is the model's log density there, written out by hand: equal to minus NumPyro's
 ``potential_energy`` of ``gmm_model`` (tested to float64 round-off), but a much smaller
 program, which is what the NUTS compile time depends on.
@@ -42,7 +49,9 @@ from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 from scipy.special import gammaln, multigammaln
 
+from bayesgmm._conditional import log_joint_with_errors
 from bayesgmm.covariance import LOG_2PI, get_structure
+from bayesgmm.families import GAUSSIAN, get_family
 from bayesgmm.params import GMMParams
 
 STD_PRIORS = ("lognormal", "halfnormal")
@@ -57,20 +66,32 @@ class MixtureLikelihood(dist.Distribution):
     ``row_weights`` (broadcast against the rows' batch shape) each row's term is
     multiplied by its weight: a row of integer weight ``m`` counts as ``m`` copies, a row of
     weight 0 not at all (``sample_weight``; NumPyro's ``scale`` handler refuses zeros).
+    With ``errors`` (the rows' measurement-error variances (n, d) or covariances (n, d, d),
+    one per row of ``value``), each row's density is the mixture convolved with its error,
+    ``Σ_k π_k N(x_i | μ_k, Σ_k + S_i)``.
     """
 
     support = constraints.real_vector
     arg_constraints = {}
-    pytree_data_fields = ("params", "row_weights")
+    pytree_data_fields = ("params", "row_weights", "errors")
 
-    def __init__(self, params: GMMParams, row_weights=None, *, validate_args=None):
+    def __init__(self, params: GMMParams, row_weights=None, errors=None, *, validate_args=None):
         self.params = params
         self.row_weights = row_weights
+        self.errors = errors
         super().__init__(batch_shape=(), event_shape=(params.n_features,), validate_args=validate_args)
 
     def log_prob(self, value):
         flat = jnp.reshape(value, (-1, self.params.n_features))
-        log_prob = self.params.log_prob(flat).reshape(jnp.shape(value)[:-1])
+        if self.errors is None:
+            log_prob = self.params.log_prob(flat)
+        else:
+            params = self.params
+            log_joint = log_joint_with_errors(
+                jnp.log(params.weights), params.means, params.covariance_matrices, flat, self.errors
+            )
+            log_prob = jax.nn.logsumexp(log_joint, axis=0)
+        log_prob = log_prob.reshape(jnp.shape(value)[:-1])
         return log_prob if self.row_weights is None else log_prob * self.row_weights
 
     def sample(self, key, sample_shape=()):
@@ -95,11 +116,19 @@ class Hyperparameters(NamedTuple):
     std_scale: Array  # (d,) LogNormal scale of log σ, or HalfNormal scale
     lkj_concentration: Array  # () LKJ η
     lkj_log_normalizer: Array  # () minus the log normalising constant of LKJCholesky(d, η)
+    dof_concentration: Array  # () Gamma shape a of the degrees of freedom (Student-t only)
+    dof_rate: Array  # () Gamma rate b
+    dof_log_normalizer: Array  # () a log b − log Γ(a)
 
 
 def _dirichlet_log_normalizer(concentration: float, k: int) -> float:
     """``log Γ(kα) − k log Γ(α)``: the log normaliser of a symmetric Dirichlet(α, ..., α)."""
     return float(gammaln(k * concentration) - k * gammaln(concentration))
+
+
+def _gamma_log_normalizer(concentration: float, rate: float) -> float:
+    """``a log b − log Γ(a)``: the log normaliser of Gamma(a, rate b)."""
+    return float(concentration * math.log(rate) - gammaln(concentration))
 
 
 def _lkj_log_normalizer(concentration: float, d: int) -> float:
@@ -166,6 +195,19 @@ class Priors:
     lkj_concentration : float, default 2.0
         Correlations (full, tied): ``L_corr ~ LKJCholesky(d, η)``; η = 1 is uniform over
         correlation matrices, η > 1 favours weak correlations.
+    dof_concentration, dof_rate : float, default 2.0 and 0.1
+        Student-t components (``infer(..., family="student_t")``): each component's degrees
+        of freedom ``ν_k ~ Gamma(dof_concentration, rate=dof_rate)`` independently, Juárez and
+        Steel's (2010) prior: mean 20, mode 10, about 6% of its mass below ``ν = 4`` (heavy
+        tails) and 9% above 40 (near Gaussian), so the data decide between them. The degrees
+        of freedom do not change under the standardisation ``infer`` applies, so these are
+        the same on every scale. Unused for Gaussian components.
+
+    References
+    ----------
+    M. A. Juárez and M. F. J. Steel, "Model-based clustering of non-Gaussian panel data based
+    on skew-t distributions", Journal of Business & Economic Statistics 28(1), 52–66, 2010
+    (the prior of the degrees of freedom).
     """
 
     weight_concentration: float = 1.0
@@ -175,11 +217,13 @@ class Priors:
     std_loc: object = None
     std_scale: object = None
     lkj_concentration: float = 2.0
+    dof_concentration: float = 2.0
+    dof_rate: float = 0.1
 
     def __post_init__(self):
         if self.std_prior not in STD_PRIORS:
             raise ValueError(f"std_prior must be one of {STD_PRIORS}, got {self.std_prior!r}.")
-        for name in ("weight_concentration", "lkj_concentration"):
+        for name in ("weight_concentration", "lkj_concentration", "dof_concentration", "dof_rate"):
             value = getattr(self, name)
             if not (np.isscalar(value) and np.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}.")
@@ -223,6 +267,9 @@ class Priors:
             std_scale=np.asarray(std_scale, dtype),
             lkj_concentration=np.asarray(self.lkj_concentration, dtype),
             lkj_log_normalizer=np.asarray(_lkj_log_normalizer(self.lkj_concentration, d), dtype),
+            dof_concentration=np.asarray(self.dof_concentration, dtype),
+            dof_rate=np.asarray(self.dof_rate, dtype),
+            dof_log_normalizer=np.asarray(_gamma_log_normalizer(self.dof_concentration, self.dof_rate), dtype),
         )
 
 
@@ -239,15 +286,25 @@ def std_distribution(hyper: Hyperparameters, std_prior: str, covariance_type: st
     return base.expand(shape).to_event(len(shape))
 
 
+def has_dof(family: str) -> bool:
+    """Whether components of ``family`` have degrees of freedom (a ``dof`` site): Student-t ones."""
+    return get_family(family) is not GAUSSIAN
+
+
 def params_from_sites(sites: dict, covariance_type: str) -> GMMParams:
-    """Assemble ``GMMParams`` from the model's sites (any leading batch axes)."""
+    """Assemble ``GMMParams`` from the model's sites (any leading batch axes).
+
+    A ``dof`` site makes Student-t components (``family="student_t"``, one ``ν`` per component).
+    """
     structure = get_structure(covariance_type)
     stds = sites["stds"]
     correlation = sites.get("corr_cholesky")
     if correlation is None and structure.prior.correlation_batch(1) is not None:
         correlation = jnp.ones(stds.shape + (1,), stds.dtype)  # d == 1: no correlations
     scale = structure.prior.assemble_scale(stds, correlation)
-    return GMMParams(sites["weights"], sites["means"], scale, covariance_type)
+    dof = sites.get("dof")
+    family = "gaussian" if dof is None else "student_t"
+    return GMMParams(sites["weights"], sites["means"], scale, covariance_type, dof, family)
 
 
 def sites_from_params(params: GMMParams) -> dict:
@@ -256,6 +313,8 @@ def sites_from_params(params: GMMParams) -> dict:
     sites = {"weights": params.weights, "means": params.means, "stds": stds}
     if correlation is not None and params.n_features > 1:
         sites["corr_cholesky"] = correlation
+    if params.dof is not None:
+        sites["dof"] = params.dof
     return sites
 
 
@@ -371,10 +430,12 @@ def unconstrained_log_density(
     X: Array,
     hyper: Hyperparameters,
     sample_weight: Array | None = None,
+    errors: Array | None = None,
     *,
     k: int,
     covariance_type: str,
     std_prior: str,
+    family: str = "gaussian",
     jacobian: bool = True,
 ) -> Array:
     """Log density of ``gmm_model`` in NumPyro's unconstrained coordinates (minus its potential energy).
@@ -388,15 +449,22 @@ def unconstrained_log_density(
     Parameters
     ----------
     unconstrained : dict
-        ``weights`` (k−1,), ``means`` (k, d), ``stds`` (``std_shape``, log σ), and for
-        full/tied with d > 1 ``corr_cholesky`` (full (k, d(d−1)/2), tied (d(d−1)/2,)).
+        ``weights`` (k−1,), ``means`` (k, d), ``stds`` (``std_shape``, log σ), for
+        full/tied with d > 1 ``corr_cholesky`` (full (k, d(d−1)/2), tied (d(d−1)/2,)), and for
+        Student-t components ``dof`` (k,) (log ν).
     X : (n, d) standardised rows
     hyper : Hyperparameters
     sample_weight : (n,), optional
         Per-row weights ``w_i`` (``None``: all 1).
+    errors : (n, d) or (n, d, d), optional
+        The rows' measurement-error variances or covariances ``S_i`` (standardised scale):
+        the likelihood is then ``Σ_k π_k N(x_i | μ_k, Σ_k + S_i)``. Gaussian components only.
     k : int
     covariance_type : str
     std_prior : {"lognormal", "halfnormal"}
+    family : {"gaussian", "student_t"}
+        The components' family (static). "student_t": the ``dof`` site with its Gamma prior,
+        and ``families.STUDENT_T.log_density`` in the likelihood.
     jacobian : bool
         Include the transforms' ``log |∂θ/∂u|`` (default: the density of ``u``).
 
@@ -439,24 +507,61 @@ def unconstrained_log_density(
         log_diagonal = log_std + correlation.log_diagonal
         inverse = _unit_lower_inverse(correlation.unit_lower) * jnp.exp(-log_diagonal)[..., None, :]
         half_log_det = jnp.sum(log_diagonal, axis=-1)
-    return log_density + _mixture_log_likelihood(structure, log_weights, means, inverse, half_log_det, X, sample_weight)
+    dof = None
+    if has_dof(family):  # ν = exp(u): Gamma(ν | a, b) ν = b^a / Γ(a) ν^a e^(−b ν)
+        log_dof = unconstrained["dof"]
+        dof = jnp.exp(log_dof)
+        power = hyper.dof_concentration if jacobian else hyper.dof_concentration - 1.0
+        log_density += jnp.sum(power * log_dof - hyper.dof_rate * dof) + k * hyper.dof_log_normalizer
+    if errors is not None:  # Σ_k + S_i: the dense covariances, one Cholesky factor per row and component
+        if dof is not None:
+            raise ValueError(_T_WITH_ERRORS)
+        params = params_from_sites(constrain(unconstrained), covariance_type)
+        log_joint = log_joint_with_errors(log_weights, means, params.covariance_matrices, X, errors)
+        return log_density + _weighted_sum(_log_sum_exp_rows(log_joint), sample_weight)
+    family_log_density = None if dof is None else get_family(family).log_density
+    return log_density + _mixture_log_likelihood(
+        structure, log_weights, means, inverse, half_log_det, X, sample_weight, family_log_density, dof
+    )
 
 
-def _mixture_log_likelihood(structure, log_weights, means, inverse, half_log_det, X, sample_weight) -> Array:
-    """``Σ_i w_i log Σ_k π_k N(x_i | μ_k, Σ_k)`` with as few operations on (k, n) arrays as it takes.
+_T_WITH_ERRORS = (
+    "measurement errors apply to Gaussian components (a Student-t component convolved with Gaussian errors has "
+    "no closed-form density); pass family='gaussian', or drop measurement_error."
+)
+
+
+def _log_sum_exp_rows(log_joint: Array) -> Array:
+    """``log Σ_k exp(log_joint_ki)`` (n,) of (k, n) finite log joint densities (see ``_mixture_log_likelihood``)."""
+    peak = jnp.max(jax.lax.stop_gradient(log_joint), axis=0)
+    return jnp.log(jnp.sum(jnp.exp(log_joint - peak), axis=0)) + peak
+
+
+def _weighted_sum(per_row: Array, sample_weight: Array | None) -> Array:
+    return jnp.sum(per_row) if sample_weight is None else jnp.dot(sample_weight, per_row)
+
+
+def _mixture_log_likelihood(
+    structure, log_weights, means, inverse, half_log_det, X, sample_weight, family_log_density=None, dof=None
+) -> Array:
+    """``Σ_i w_i log Σ_k π_k f_k(x_i)`` with as few operations on (k, n) arrays as it takes.
 
     ``whitened_log_joint`` and ``jax.nn.logsumexp`` with the per-component constants folded
     into one (k,) vector first, and no handling of infinite maxima (the log joint densities
     of finite parameters are finite): each operation on an (n,)-sized array and its
-    transpose is code in every place NUTS evaluates the gradient.
+    transpose is code in every place NUTS evaluates the gradient. ``f_k`` is ``N(μ_k, Σ_k)``,
+    or with ``family_log_density`` (a ``Family.log_density``) and ``dof (k,)`` that family's
+    density of the squared Mahalanobis distances (Student-t).
     """
     k, d = means.shape
     y = structure.core.whiten(X, means, inverse)  # (k, d, n)
-    constant = log_weights - jnp.broadcast_to(half_log_det, (k,)) - 0.5 * d * LOG_2PI
-    log_joint = constant[:, None] - 0.5 * jnp.sum(y * y, axis=1)  # (k, n)
-    peak = jnp.max(jax.lax.stop_gradient(log_joint), axis=0)
-    per_row = jnp.log(jnp.sum(jnp.exp(log_joint - peak), axis=0)) + peak
-    return jnp.sum(per_row) if sample_weight is None else jnp.dot(sample_weight, per_row)
+    if family_log_density is None:
+        constant = log_weights - jnp.broadcast_to(half_log_det, (k,)) - 0.5 * d * LOG_2PI
+        log_joint = constant[:, None] - 0.5 * jnp.sum(y * y, axis=1)  # (k, n)
+    else:
+        constant = log_weights - jnp.broadcast_to(half_log_det, (k,))
+        log_joint = constant[:, None] + family_log_density(jnp.sum(y * y, axis=1), d, dof)
+    return _weighted_sum(_log_sum_exp_rows(log_joint), sample_weight)
 
 
 def constrain(unconstrained: dict) -> dict:
@@ -469,6 +574,8 @@ def constrain(unconstrained: dict) -> dict:
     if "corr_cholesky" in unconstrained:
         d = unconstrained["means"].shape[-1]
         sites["corr_cholesky"] = _correlation(unconstrained["corr_cholesky"], d).cholesky
+    if "dof" in unconstrained:
+        sites["dof"] = jnp.exp(unconstrained["dof"])
     return sites
 
 
@@ -481,6 +588,8 @@ def unconstrain(sites: dict) -> dict:
     }
     if "corr_cholesky" in sites:
         unconstrained["corr_cholesky"] = biject_to(constraints.corr_cholesky).inv(sites["corr_cholesky"])
+    if "dof" in sites:
+        unconstrained["dof"] = jnp.log(sites["dof"])
     return unconstrained
 
 
@@ -489,21 +598,28 @@ def gmm_model(
     hyper: Hyperparameters,
     batch_indices: Array | None = None,
     sample_weight: Array | None = None,
+    errors: Array | None = None,
     *,
     k: int,
     covariance_type: str,
     std_prior: str = "lognormal",
+    family: str = "gaussian",
 ):
-    """The NumPyro model of a ``k``-component Gaussian mixture for standardised rows ``X (n, d)``.
+    """The NumPyro model of a ``k``-component mixture for standardised rows ``X (n, d)``.
 
     Assignments are marginalised: ``obs`` has one log-likelihood term per row. With
     ``batch_indices (b,)`` (distinct row indices), only those rows are observed: the
     ``obs_id`` plate is ``plate("obs_id", n, subsample_size=b)`` with its subsample set to
     them, which scales their log-likelihood by ``n / b`` (for a uniformly random subset, an
     unbiased estimate of the full one: minibatch SVI). With ``sample_weight (n,)`` row i's
-    log-likelihood is multiplied by ``w_i`` (integer weights: repeated rows).
+    log-likelihood is multiplied by ``w_i`` (integer weights: repeated rows). With ``errors``
+    ((n, d) variances or (n, d, d) covariances ``S_i``) row i's density is
+    ``Σ_k π_k N(x_i | μ_k, Σ_k + S_i)``. ``family="student_t"``: Student-t components with
+    degrees of freedom ``dof ~ Gamma(a, rate b)`` (``Priors.dof_concentration``, ``dof_rate``).
     """
     structure = get_structure(covariance_type)
+    if errors is not None and has_dof(family):
+        raise ValueError(_T_WITH_ERRORS)
     n, d = X.shape
     sites = {
         "weights": numpyro.sample(
@@ -516,6 +632,9 @@ def gmm_model(
     if batch is not None and d > 1:
         lkj = _LKJCholesky(d, hyper.lkj_concentration, hyper.lkj_log_normalizer)
         sites["corr_cholesky"] = numpyro.sample("corr_cholesky", lkj.expand(batch).to_event(len(batch)))
+    if has_dof(family):
+        dof_prior = dist.Gamma(hyper.dof_concentration, hyper.dof_rate)
+        sites["dof"] = numpyro.sample("dof", dof_prior.expand((k,)).to_event(1))
     params = params_from_sites(sites, covariance_type)
     if batch_indices is None:
         plate = numpyro.plate("obs_id", n)
@@ -524,4 +643,6 @@ def gmm_model(
             plate = numpyro.plate("obs_id", n, subsample_size=batch_indices.shape[0])
     with plate:
         row_weights = None if sample_weight is None else numpyro.subsample(sample_weight, event_dim=0)
-        numpyro.sample("obs", MixtureLikelihood(params, row_weights), obs=numpyro.subsample(X, event_dim=1))
+        row_errors = None if errors is None else numpyro.subsample(errors, event_dim=errors.ndim - 1)
+        likelihood = MixtureLikelihood(params, row_weights, row_errors)
+        numpyro.sample("obs", likelihood, obs=numpyro.subsample(X, event_dim=1))

@@ -1,4 +1,10 @@
-"""The NumPyro model: its log density equals priors + mixture likelihood computed with scipy."""
+"""The NumPyro model: its log density equals priors + mixture likelihood computed with scipy.
+
+Gaussian components, Student-t components (``family="student_t"``: a ``dof`` site with a Gamma
+prior, the multivariate t likelihood) and Gaussian components observed with measurement errors
+(the likelihood ``Σ_k π_k N(x_i | μ_k, Σ_k + S_i)``); and the hand-written density NUTS uses
+against NumPyro's potential energy of the model, for each.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -40,24 +46,10 @@ def _lkj_cholesky_logpdf(L, eta):
     return np.sum((d - i + 2 * eta - 2) * log_diag, axis=-1) - log_c
 
 
-@pytest.mark.parametrize("std_prior", ["lognormal", "halfnormal"])
-@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
-def test_log_density_is_priors_plus_likelihood(covariance_type, std_prior):
-    rng = np.random.default_rng(0)
-    k, d, n = 3, 3, 40
-    X = rng.normal(size=(n, d))
-    covariances = covariances_in_layout(np.stack([random_spd(rng, d) for _ in range(k)]), covariance_type)
-    params = GMMParams.from_covariances(
-        rng.dirichlet(np.ones(k)), rng.normal(size=(k, d)), covariances, covariance_type
-    )
-    priors = Priors(weight_concentration=1.5, std_prior=std_prior, lkj_concentration=2.5)
-    hyper = priors.resolve(np.zeros(d), 1.0, np.ones(d) * 1.3, k)
-    sites = sites_from_params(params)
-    value, _ = log_density(
-        gmm_model, (jnp.asarray(X), hyper), dict(k=k, covariance_type=covariance_type, std_prior=std_prior), sites
-    )
-    # independent reference
-    expected = stats.dirichlet(np.full(k, 1.5)).logpdf(np.asarray(params.weights))
+def _reference_log_prior(params, sites, hyper, covariance_type, std_prior, lkj_concentration=2.5):
+    """The log prior density of the sites from scipy.stats (and ``_lkj_cholesky_logpdf``)."""
+    k = params.n_components
+    expected = stats.dirichlet(np.full(k, float(hyper.weight_concentration))).logpdf(np.asarray(params.weights))
     expected += (
         stats.norm(np.asarray(hyper.mean_loc), np.asarray(hyper.mean_scale)).logpdf(np.asarray(params.means)).sum()
     )
@@ -71,7 +63,35 @@ def test_log_density_is_priors_plus_likelihood(covariance_type, std_prior):
         scale = np.asarray(hyper.std_scale)
         expected += stats.halfnorm(scale=scale.mean() if covariance_type == "spherical" else scale).logpdf(stds).sum()
     if "corr_cholesky" in sites:
-        expected += np.sum(_lkj_cholesky_logpdf(np.asarray(sites["corr_cholesky"]), 2.5))
+        expected += np.sum(_lkj_cholesky_logpdf(np.asarray(sites["corr_cholesky"]), lkj_concentration))
+    if "dof" in sites:
+        rate = float(hyper.dof_rate)
+        expected += stats.gamma(float(hyper.dof_concentration), scale=1.0 / rate).logpdf(np.asarray(sites["dof"])).sum()
+    return expected
+
+
+def _random_params(rng, k, d, covariance_type, **family):
+    covariances = covariances_in_layout(np.stack([random_spd(rng, d) for _ in range(k)]), covariance_type)
+    return GMMParams.from_covariances(
+        rng.dirichlet(np.ones(k)), rng.normal(size=(k, d)), covariances, covariance_type, **family
+    )
+
+
+@pytest.mark.parametrize("std_prior", ["lognormal", "halfnormal"])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_log_density_is_priors_plus_likelihood(covariance_type, std_prior):
+    rng = np.random.default_rng(0)
+    k, d, n = 3, 3, 40
+    X = rng.normal(size=(n, d))
+    params = _random_params(rng, k, d, covariance_type)
+    priors = Priors(weight_concentration=1.5, std_prior=std_prior, lkj_concentration=2.5)
+    hyper = priors.resolve(np.zeros(d), 1.0, np.ones(d) * 1.3, k)
+    sites = sites_from_params(params)
+    value, _ = log_density(
+        gmm_model, (jnp.asarray(X), hyper), dict(k=k, covariance_type=covariance_type, std_prior=std_prior), sites
+    )
+    # independent reference
+    expected = _reference_log_prior(params, sites, hyper, covariance_type, std_prior)
     full = full_covariances(np.asarray(params.covariances), covariance_type, k, d)
     per_component = np.stack(
         [
@@ -81,6 +101,82 @@ def test_log_density_is_priors_plus_likelihood(covariance_type, std_prior):
     )
     expected += np.sum(np.logaddexp.reduce(per_component, axis=0))
     np.testing.assert_allclose(float(value), expected, rtol=1e-10)
+
+
+DOF = np.array([1.5, 6.0, 40.0])  # heavy, moderate and near-Gaussian tails
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_student_t_log_density_is_priors_plus_likelihood(covariance_type):
+    """``family="student_t"``: the Gamma prior of ``dof`` and the multivariate t likelihood
+    (``scipy.stats.multivariate_t`` with shape matrix ``Σ_k``), the assignments marginalised."""
+    rng = np.random.default_rng(3)
+    k, d, n = 3, 3, 40
+    X = rng.standard_t(3.0, size=(n, d))
+    params = _random_params(rng, k, d, covariance_type, family="student_t", dof=DOF)
+    priors = Priors(weight_concentration=1.5, lkj_concentration=2.5, dof_concentration=2.5, dof_rate=0.2)
+    hyper = priors.resolve(np.zeros(d), 1.0, np.ones(d) * 1.3, k)
+    sites = sites_from_params(params)
+    assert set(sites) >= {"dof"}
+    settings = dict(k=k, covariance_type=covariance_type, std_prior="lognormal", family="student_t")
+    value, _ = log_density(gmm_model, (jnp.asarray(X), hyper), settings, sites)
+    expected = _reference_log_prior(params, sites, hyper, covariance_type, "lognormal")
+    full = full_covariances(np.asarray(params.covariances), covariance_type, k, d)
+    per_component = np.stack(
+        [
+            np.log(w) + stats.multivariate_t(m, c, df=nu).logpdf(X)
+            for w, m, c, nu in zip(np.asarray(params.weights), np.asarray(params.means), full, DOF)
+        ]
+    )
+    expected += np.sum(np.logaddexp.reduce(per_component, axis=0))
+    np.testing.assert_allclose(float(value), expected, rtol=1e-10)
+
+
+def _random_errors(rng, n, d, form):
+    """Measurement errors as the model takes them: (n, d) variances or (n, d, d) covariances."""
+    if form == "variances":
+        return rng.uniform(0.0, 1.5, size=(n, d)) ** 2
+    return np.stack([random_spd(rng, d, scale=0.5) for _ in range(n)])
+
+
+@pytest.mark.parametrize(
+    "covariance_type, form",
+    [("full", "covariances"), ("diag", "variances"), ("tied", "variances"), ("spherical", "covariances")],
+)
+def test_measurement_error_log_density_is_priors_plus_deconvolved_likelihood(covariance_type, form):
+    """With errors ``S_i`` each row's likelihood is ``Σ_k π_k N(x_i | μ_k, Σ_k + S_i)`` (scipy)."""
+    rng = np.random.default_rng(4)
+    k, d, n = 3, 3, 30
+    X = rng.normal(size=(n, d))
+    params = _random_params(rng, k, d, covariance_type)
+    errors = _random_errors(rng, n, d, form)
+    hyper = Priors(weight_concentration=1.5, lkj_concentration=2.5).resolve(np.zeros(d), 1.0, np.ones(d) * 1.3, k)
+    sites = sites_from_params(params)
+    settings = dict(k=k, covariance_type=covariance_type, std_prior="lognormal")
+    value, _ = log_density(gmm_model, (jnp.asarray(X), hyper, None, None, jnp.asarray(errors)), settings, sites)
+    expected = _reference_log_prior(params, sites, hyper, covariance_type, "lognormal")
+    full = full_covariances(np.asarray(params.covariances), covariance_type, k, d)
+    S = errors if form == "covariances" else np.stack([np.diag(v) for v in errors])
+    per_row = [
+        np.logaddexp.reduce(
+            [
+                np.log(w) + stats.multivariate_normal(m, c + S[i]).logpdf(X[i])
+                for w, m, c in zip(np.asarray(params.weights), np.asarray(params.means), full)
+            ]
+        )
+        for i in range(n)
+    ]
+    expected += np.sum(per_row)
+    np.testing.assert_allclose(float(value), expected, rtol=1e-10)
+    without, _ = log_density(gmm_model, (jnp.asarray(X), hyper), settings, sites)
+    assert abs(float(value - without)) > 0.1  # the errors matter
+    with pytest.raises(ValueError, match="Gaussian components"):
+        log_density(
+            gmm_model,
+            (jnp.asarray(X), hyper, None, None, jnp.asarray(errors)),
+            dict(settings, family="student_t"),
+            sites,
+        )
 
 
 @pytest.mark.parametrize(
@@ -101,45 +197,66 @@ def test_unconstrained_log_density_is_minus_numpyro_potential_energy(covariance_
     correlations and one, two and three factors of the unit-triangular inverse. Jitted: op-by-op
     gradients of the traced model are slow to dispatch.
     """
+    _check_hand_written_density(covariance_type, std_prior, d)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_student_t_unconstrained_log_density_is_minus_numpyro_potential_energy(covariance_type):
+    """The same for Student-t components: the ``dof`` site (log ν) with its Gamma prior and the t likelihood."""
+    _check_hand_written_density(covariance_type, "lognormal", 3, family="student_t")
+
+
+@pytest.mark.parametrize(
+    "covariance_type, error_form",
+    [("full", "covariances"), ("diag", "variances")]
+    + [pytest.param(*case, marks=pytest.mark.slow) for case in [("tied", "covariances"), ("spherical", "variances")]],
+)
+def test_measurement_error_unconstrained_log_density_is_minus_numpyro_potential_energy(covariance_type, error_form):
+    """The same with measurement errors: the likelihood with ``Σ_k + S_i``."""
+    _check_hand_written_density(covariance_type, "lognormal", 3, error_form=error_form)
+
+
+def _check_hand_written_density(covariance_type, std_prior, d, family="gaussian", error_form=None):
+    """``unconstrained_log_density`` against NumPyro's potential energy and log density of ``gmm_model``."""
     rng = np.random.default_rng(d)
     k, n = 3, 50
     X = jnp.asarray(rng.normal(size=(n, d)))
-    covariances = covariances_in_layout(np.stack([random_spd(rng, d) for _ in range(k)]), covariance_type)
-    params = GMMParams.from_covariances(
-        rng.dirichlet(np.ones(k)), rng.normal(size=(k, d)), covariances, covariance_type
-    )
-    hyper = Priors(weight_concentration=1.5, std_prior=std_prior, lkj_concentration=2.5).resolve(
-        np.zeros(d), 1.0, np.ones(d) * 1.3, k
-    )
-    settings = dict(k=k, covariance_type=covariance_type, std_prior=std_prior)
+    t = {} if family == "gaussian" else dict(family=family, dof=DOF)
+    params = _random_params(rng, k, d, covariance_type, **t)
+    hyper = Priors(
+        weight_concentration=1.5, std_prior=std_prior, lkj_concentration=2.5, dof_concentration=2.5, dof_rate=0.2
+    ).resolve(np.zeros(d), 1.0, np.ones(d) * 1.3, k)
+    settings = dict(k=k, covariance_type=covariance_type, std_prior=std_prior, family=family)
+    errors = None if error_form is None else jnp.asarray(_random_errors(rng, n, d, error_form))
+    model_args = (X, hyper) if errors is None else (X, hyper, None, None, errors)
     sites = sites_from_params(params)
-    reference_unconstrained = jax.jit(lambda s: unconstrain_fn(gmm_model, (X, hyper), settings, s))(sites)
+    reference_unconstrained = jax.jit(lambda s: unconstrain_fn(gmm_model, model_args, settings, s))(sites)
     unconstrained = jax.jit(unconstrain)(sites)
     assert set(unconstrained) == set(reference_unconstrained)
     for name, value in reference_unconstrained.items():
         np.testing.assert_allclose(unconstrained[name], value, rtol=1e-12, atol=1e-12)
 
     def reference(u):
-        return -potential_energy(gmm_model, (X, hyper), settings, u)
+        return -potential_energy(gmm_model, model_args, settings, u)
 
     def hand_written(u):
-        return unconstrained_log_density(u, X, hyper, **settings)
+        return unconstrained_log_density(u, X, hyper, None, errors, **settings)
 
     expected_value, expected_gradient = jax.jit(jax.value_and_grad(reference))(unconstrained)
     value, gradient = jax.jit(jax.value_and_grad(hand_written))(unconstrained)
     np.testing.assert_allclose(value, expected_value, rtol=1e-13)
     for name in unconstrained:
         np.testing.assert_allclose(gradient[name], expected_gradient[name], rtol=1e-11, atol=1e-11)
-    expected_sites = jax.jit(lambda u: constrain_fn(gmm_model, (X, hyper), settings, u))(unconstrained)
+    expected_sites = jax.jit(lambda u: constrain_fn(gmm_model, model_args, settings, u))(unconstrained)
     for name, value in jax.jit(constrain)(unconstrained).items():
         np.testing.assert_allclose(value, expected_sites[name], rtol=1e-12, atol=1e-14)
 
     # jacobian=False (MAP's objective): NumPyro's log joint density of the constrained sites
     def reference_joint(u):
-        return log_density(gmm_model, (X, hyper), settings, constrain_fn(gmm_model, (X, hyper), settings, u))[0]
+        return log_density(gmm_model, model_args, settings, constrain_fn(gmm_model, model_args, settings, u))[0]
 
     def hand_written_joint(u):
-        return unconstrained_log_density(u, X, hyper, jacobian=False, **settings)
+        return unconstrained_log_density(u, X, hyper, None, errors, jacobian=False, **settings)
 
     expected_value, expected_gradient = jax.jit(jax.value_and_grad(reference_joint))(unconstrained)
     value, gradient = jax.jit(jax.value_and_grad(hand_written_joint))(unconstrained)
@@ -156,6 +273,17 @@ def test_sites_round_trip(covariance_type):
     params = GMMParams.from_covariances([0.4, 0.6], rng.normal(size=(2, 2)), covariances, covariance_type)
     rebuilt = params_from_sites(sites_from_params(params), covariance_type)
     np.testing.assert_allclose(rebuilt.scale, params.scale, rtol=1e-12)
+    assert rebuilt.family == "gaussian" and rebuilt.dof is None
+
+
+def test_student_t_sites_round_trip():
+    rng = np.random.default_rng(1)
+    params = _random_params(rng, 3, 2, "full", family="student_t", dof=DOF)
+    sites = sites_from_params(params)
+    rebuilt = params_from_sites(sites, "full")
+    assert rebuilt.family == "student_t"
+    np.testing.assert_allclose(rebuilt.dof, DOF, rtol=1e-12)
+    np.testing.assert_allclose(jax.jit(constrain)(jax.jit(unconstrain)(sites))["dof"], DOF, rtol=1e-12)
 
 
 def test_priors_are_validated():
@@ -163,6 +291,10 @@ def test_priors_are_validated():
         Priors(std_prior="gamma")
     with pytest.raises(ValueError, match="weight_concentration must be a positive number"):
         Priors(weight_concentration=0.0)
+    with pytest.raises(ValueError, match="dof_concentration must be a positive number"):
+        Priors(dof_concentration=-2.0)
+    with pytest.raises(ValueError, match="dof_rate must be a positive number"):
+        Priors(dof_rate=float("inf"))
     with pytest.raises(ValueError, match=r"Priors.mean_scale must be a finite positive"):
         Priors(mean_scale=[-1.0, 1.0]).resolve(np.zeros(2), 1.0, np.ones(2), 2)
 
