@@ -864,6 +864,11 @@ def _given_start(init, k: int, d: int, covariance_type: str, family: str) -> GMM
             f"init has family={params.family!r} components but infer was asked for family={family!r}; pass the "
             "same family to both (em_fit(..., family=...))."
         )
+    if params.noise_weight is not None:
+        raise ValueError(
+            "init has a noise component, which the Bayesian model does not have; start infer from a fit of "
+            "em_fit(X, k) without noise (or drop init)."
+        )
     if (params.n_components, params.n_features) != (k, d):
         raise ValueError(
             f"init has {params.n_components} components over {params.n_features} features, but infer was asked "

@@ -40,7 +40,7 @@ VERSION = 2  # the newest version this module reads and writes; see the module d
 _VERSIONS = (1, 2)
 SUFFIXES = (".npz", ".json")
 _FIELDS = ("weights", "means", "scale")
-_OPTIONAL_FIELDS = ("dof",)  # version 2, Student-t only
+_OPTIONAL_FIELDS = ("dof", "noise_weight", "noise_bounds")  # version 2: Student-t's dof; a noise component's
 _HEADER = ("format", "version", "covariance_type")
 _OPTIONAL_HEADER = ("family", "dof_mode")  # version 2
 _DTYPES = ("float32", "float64")
@@ -123,9 +123,12 @@ def save(params: GMMParams, path) -> None:
         raise ValueError(f"Unknown file extension {path.suffix!r} for {path}; use .npz or .json.")
     arrays = {name: np.asarray(getattr(params, name)) for name in _FIELDS}
     header = {"format": FORMAT, "version": 1, "covariance_type": params.covariance_type}
+    if params.family != "gaussian" or params.noise_weight is not None:
+        header.update(version=2, family=params.family, dof_mode=params.dof_mode)
     if params.family != "gaussian":
         arrays["dof"] = np.asarray(params.dof)
-        header.update(version=2, family=params.family, dof_mode=params.dof_mode)
+    if params.noise_weight is not None:
+        arrays.update(noise_weight=np.asarray(params.noise_weight), noise_bounds=np.asarray(params.noise_bounds))
     _check_params(arrays, params.covariance_type, f"Cannot save to {path}", params.family)
     if suffix == ".npz":
 
@@ -204,12 +207,15 @@ def load(path) -> GMMParams:
         raise ValueError(f"{path} lacks the field(s) {missing}.")
     _check_params(arrays, covariance_type, str(path), family)
     dof = None if family == "gaussian" else jnp.asarray(arrays["dof"])
+    noise = arrays["noise_weight"] is not None
     return GMMParams(
         *(jnp.asarray(arrays[name]) for name in _FIELDS),
         covariance_type=covariance_type,
         dof=dof,
         family=family,
         dof_mode=dof_mode,
+        noise_weight=jnp.asarray(arrays["noise_weight"]) if noise else None,
+        noise_bounds=jnp.asarray(arrays["noise_bounds"]) if noise else None,
     )
 
 
@@ -236,7 +242,7 @@ def _read_family(header: dict, arrays: dict, path: Path) -> tuple[str, str]:
 
 def _check_params(arrays: dict, covariance_type: str, source: str, family: str = "gaussian") -> None:
     """Raise a ValueError (prefixed by ``source``) unless the arrays make a valid GMMParams."""
-    names = _FIELDS + (_OPTIONAL_FIELDS if family != "gaussian" else ())
+    names = _FIELDS + tuple(name for name in _OPTIONAL_FIELDS if arrays.get(name) is not None)
     for name in names:
         value = arrays[name]
         if value.dtype.name not in _DTYPES:
@@ -283,6 +289,19 @@ def _check_params(arrays: dict, covariance_type: str, source: str, family: str =
             )
         if np.any(dof <= 0):
             raise ValueError(f"{source}: dof (degrees of freedom) must be positive; the smallest is {dof.min():.6g}.")
+    if (arrays.get("noise_weight") is None) != (arrays.get("noise_bounds") is None):
+        raise ValueError(f"{source}: a noise component needs both 'noise_weight' and 'noise_bounds'.")
+    if arrays.get("noise_weight") is not None:
+        noise_weight, bounds = arrays["noise_weight"], arrays["noise_bounds"]
+        if noise_weight.shape != batch or bounds.shape != batch + (2, d):
+            raise ValueError(
+                f"{source}: noise_weight must have shape {batch} and noise_bounds {batch + (2, d)}, got "
+                f"{noise_weight.shape} and {bounds.shape}."
+            )
+        if np.any(noise_weight < 0) or np.any(noise_weight >= 1):
+            raise ValueError(f"{source}: noise_weight must be in [0, 1).")
+        if np.any(bounds[..., 1, :] <= bounds[..., 0, :]):
+            raise ValueError(f"{source}: noise_bounds' upper corner must exceed the lower one on every feature.")
 
 
 # ----------------------------------------------------------------------------- readers

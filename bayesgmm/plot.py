@@ -161,7 +161,8 @@ def marginal(params: GMMParams, features) -> GMMParams:
     component, the sub-vector of the mean and the sub-matrix of the covariance:
     ``p(x_F) = Σ_k π_k N(x_F | μ_k[F], Σ_k[F, F])``. A multivariate t marginalises the same
     way (sub-vector of the location, sub-matrix of the scale matrix) and keeps its degrees of
-    freedom, so the result keeps ``family``, ``dof`` and ``dof_mode``. Every covariance type is handled
+    freedom, so the result keeps ``family``, ``dof`` and ``dof_mode``; a uniform noise component
+    marginalises to the uniform on the box's sides of those features. Every covariance type is handled
     through the dense matrices (``params.covariance_matrices``), so the result is always
     a ``"full"`` GMMParams (a tied, diag or spherical mixture's marginal is one of the
     same type, but the full form serves every caller).
@@ -206,7 +207,18 @@ def _marginal(params: GMMParams, features: tuple[int, ...]) -> GMMParams:
     covariances = params.covariance_matrices[..., index[:, None], index[None, :]]
     covariances = 0.5 * (covariances + jnp.swapaxes(covariances, -1, -2))  # exact symmetry for the Cholesky
     scale = jnp.linalg.cholesky(covariances)
-    return GMMParams(params.weights, means, scale, "full", params.dof, params.family, params.dof_mode)
+    noise_bounds = None if params.noise_bounds is None else params.noise_bounds[..., index]
+    return GMMParams(
+        params.weights,
+        means,
+        scale,
+        "full",
+        params.dof,
+        params.family,
+        params.dof_mode,
+        params.noise_weight,
+        noise_bounds,
+    )
 
 
 # One compiled program per covariance type and shape (eager JAX would compile every small op).
@@ -266,9 +278,12 @@ def _component_colors(n_components: int, colors=None) -> np.ndarray:
 
 _predict_proba = jax.jit(lambda params, points: params.predict_proba(points))
 
+NOISE_COLOUR = (0.6, 0.6, 0.6, 1.0)  # rows of a noise component (``em_fit(noise=True)``), in classification views
+
 
 def _classify(params: GMMParams, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """MAP labels (n,) and uncertainties ``1 − max_k r_ik`` (n,) of the rows of X (n, d) under the whole mixture."""
+    """MAP labels (n,) and uncertainties ``1 − max_k r_ik`` (n,) of the rows of X (n, d) under the whole mixture
+    (with a noise component, label ``k`` is the noise's: its responsibility is the last column)."""
     responsibilities = np.asarray(_predict_proba(params, X), dtype=np.float64)  # (n, k)
     return responsibilities.argmax(axis=1), 1.0 - responsibilities.max(axis=1)
 
@@ -307,7 +322,9 @@ def _point_style(params: GMMParams, X: np.ndarray, view: str, sizes, colors) -> 
     "classification": every area ``sizes[0]``; "uncertainty": ``_uncertainty_sizes``.
     """
     labels, uncertainty = _classify(params, X)
-    colours = _component_colors(params.n_components, colors)[labels]
+    # rows the noise component explains best (label k, its column) are grey
+    palette = np.concatenate([_component_colors(params.n_components, colors), [NOISE_COLOUR]])
+    colours = palette[labels]
     if view == "classification":
         return colours, np.full(len(X), sizes[0])
     return colours, _uncertainty_sizes(uncertainty, params.n_components, sizes)

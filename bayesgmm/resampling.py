@@ -356,6 +356,12 @@ def _check_params(params) -> GMMParams:
             f"params must be one fit, not a batch of them (batch shape {params.batch_shape}): bootstrap one "
             "set of parameters, for instance em_fit(X, k).params."
         )
+    if params.family != "gaussian" or params.noise_weight is not None:
+        raise ValueError(
+            "The bootstrap refits Gaussian mixtures without a noise component; these parameters have "
+            f"family={params.family!r}{' and a noise component' if params.noise_weight is not None else ''}. "
+            "Bootstrap a fit of em_fit(X, k) with the default family and noise=False."
+        )
     return params
 
 

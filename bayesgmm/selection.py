@@ -22,7 +22,16 @@ import numpy as np
 from bayesgmm import _validation
 from bayesgmm._errors import SpuriousComponentWarning
 from bayesgmm.covariance import COVARIANCE_TYPES, MCLUST_MODELS, get_structure
-from bayesgmm.em import EMConfig, compute_dtype, fit_groups, prepare_data, start_draws
+from bayesgmm.em import (
+    EMConfig,
+    UserInit,
+    compute_dtype,
+    fit_groups,
+    initial_rows,
+    noise_start,
+    prepare_data,
+    start_draws,
+)
 from bayesgmm.families import FAMILIES
 from bayesgmm.inference import infer
 
@@ -76,6 +85,7 @@ def select(
     sample_weight=None,
     families=("gaussian",),
     dof=None,
+    noise=False,
     **infer_kwargs,
 ) -> Selection:
     """Fit a grid of mixtures and pick the best by BIC, AIC, ICL or PSIS-LOO.
@@ -115,6 +125,11 @@ def select(
         ``(k, covariance_type, family)``. EM criteria only (not ``criterion="loo"``).
     dof : None, "shared" or float
         The Student-t fits' degrees of freedom, as in ``em_fit``.
+    noise : bool or float
+        Every fit gets a uniform background-noise component, as in ``em_fit`` (mclust's
+        ``Mclust(..., initialization = list(noise = ...))``): the start's clusters leave out the
+        rows guessed to be noise (one guess and one hierarchical tree for the whole grid), and
+        BIC counts the noise weight. EM criteria only.
     **infer_kwargs
         For ``criterion="loo"``: passed to ``bayesgmm.infer`` (method, num_samples, prior...).
 
@@ -160,6 +175,8 @@ def select(
     if dof is not None and "student_t" not in families:
         raise ValueError(f"dof={dof!r} applies to Student-t fits; add 'student_t' to families, or leave dof=None.")
     if criterion == "loo":
+        if noise:
+            raise ValueError("criterion='loo' compares Bayesian fits, which have no noise component; use 'bic'.")
         if by_family:
             raise ValueError(
                 f"criterion='loo' compares Bayesian fits, which have Gaussian components only; got families="
@@ -181,6 +198,7 @@ def select(
             context=f"select, covariance_type={covariance_type!r}{f', family={family!r}' if by_family else ''}: ",
             family=family,
             dof=dof if family != "gaussian" else None,
+            noise=noise,
         )
         for covariance_type in types
         for family in families
@@ -188,7 +206,9 @@ def select(
     data = prepare_data(X, sample_weight, dtype=jnp.result_type(float))
     _validation.check_n_components(max(ks), data.n_positive)
     total = data.total_weight
-    draws = start_draws(data, ks, configs[0].init, seed, configs[0].n_init, compute_dtype(data))  # one tree for all
+    init_weights, _ = noise_start(data, configs[0], UserInit())  # the noise guess's rows stay out of the start
+    first = configs[0]
+    draws = start_draws(initial_rows(data, init_weights), ks, first.init, seed, first.n_init, compute_dtype(data))
     rows, fits = [], {}
     for config in configs:
         covariance_type, family = config.covariance_type, config.family

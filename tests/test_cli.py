@@ -268,6 +268,28 @@ def test_fit_student_t_prints_the_degrees_of_freedom_and_saves_them(faithful_csv
     np.testing.assert_allclose(np.asarray(saved.dof), np.asarray(fit.params.dof), rtol=1e-12)
 
 
+def test_fit_and_select_with_a_noise_component(tmp_path, capsys):
+    """--noise: em_fit's and select's noise=True; the table and the saved file carry the noise component."""
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(-3, 0.5, (150, 2)), rng.normal(3, 0.5, (150, 2)), rng.uniform(-15, 15, (30, 2))])
+    data = _write_csv(tmp_path / "noisy.csv", X, ["a", "b"])
+    out_file = tmp_path / "noise.json"
+    status, out, err = _run(capsys, ["fit", str(data), "-k", "2", "--n-init", "1", "--noise", "--out", str(out_file)])
+    assert status == 0 and err == []
+    fit = em_fit(X, 2, n_init=1, seed=0, max_iter=500, noise=True)
+    volume = float(np.prod(X.max(0) - X.min(0)))
+    assert "with a uniform noise component" in out
+    assert f"noise: weight {float(fit.params.noise_weight):.4f}, uniform on a box of volume {volume:.4g}" in out
+    saved = bayesgmm.load(out_file)
+    np.testing.assert_allclose(float(saved.noise_weight), float(fit.params.noise_weight), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(saved.noise_bounds), [X.min(0), X.max(0)], rtol=1e-12)
+    status, out, err = _run(capsys, ["select", str(data), "-k", "1-3", "--covariance-types", "spherical", "--noise"])
+    selection = bayesgmm.select(X, [1, 2, 3], ["spherical"], max_iter=500, noise=True)
+    assert status == 0 and f"k = {selection.best_k}" in out and selection.best_k == 2
+    status, out, err = _run(capsys, ["fit", str(data), "-k", "2", "--noise", "--method", "map"])
+    assert status != 0
+
+
 def test_fit_errors_file_deconvolves_like_em_fit(tmp_path, capsys):
     """Standard deviations in a CSV (columns found by name, in another order) or covariances in a 3-D .npy."""
     rng = np.random.default_rng(1)

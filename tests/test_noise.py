@@ -204,3 +204,38 @@ def test_bad_noise_arguments():
         params.condition([0], [[0.0]])
     with pytest.raises(ValueError, match="noise component"):
         params.impute(X[:3])
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".json"])
+def test_save_and_load_keep_the_noise_component(tmp_path, suffix):
+    X, _ = _planted(8)
+    params = em_fit(X, 2, noise=True, family="student_t", tol=1e-3).params
+    path = tmp_path / f"noise{suffix}"
+    bayesgmm.save(params, path)
+    loaded = bayesgmm.load(path)
+    np.testing.assert_allclose(float(loaded.noise_weight), float(params.noise_weight), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(loaded.noise_bounds), np.asarray(params.noise_bounds), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(loaded.log_prob(X)), np.asarray(params.log_prob(X)), rtol=1e-12)
+    assert loaded.family == "student_t"
+
+
+def test_select_with_noise_picks_the_clusters_not_a_component_for_the_outliers():
+    """Without noise BIC spends a broad third component on the outliers; with it, two clusters win."""
+    X, _ = _planted(9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bayesgmm.ConvergenceWarning)
+        plain = bayesgmm.select(X, k=range(1, 5), covariance_types="spherical")
+        noisy = bayesgmm.select(X, k=range(1, 5), covariance_types="spherical", noise=True)
+    assert plain.best_k == 3 and noisy.best_k == 2
+    assert noisy.best.params.noise_weight is not None
+
+
+def test_other_tools_refuse_a_noise_component():
+    X, _ = _planted(10)
+    fit = em_fit(X, 2, noise=True, tol=1e-3)
+    with pytest.raises(ValueError, match="noise component"):
+        bayesgmm.infer(X, 2, method="map", init=fit)
+    with pytest.raises(ValueError, match="noise component"):
+        bayesgmm.em_partial_fit(fit, X)
+    with pytest.raises(ValueError, match="noise component"):
+        bayesgmm.bootstrap(X, fit, n_boot=10)

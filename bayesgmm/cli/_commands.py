@@ -74,8 +74,8 @@ def _check_family(args):
     """``--family``, ``--dof`` and ``--errors`` against each other and ``--method``; the parsed ``--dof``."""
     if args.dof is not None and args.family != "student_t":
         raise ValueError(f"--dof {args.dof} applies to Student-t components; add --family student_t, or drop --dof.")
-    if args.method != "em" and (args.family != "gaussian" or args.errors):
-        option = f"--family {args.family}" if args.family != "gaussian" else "--errors"
+    if args.method != "em" and (args.family != "gaussian" or args.errors or args.noise):
+        option = f"--family {args.family}" if args.family != "gaussian" else ("--errors" if args.errors else "--noise")
         raise ValueError(
             f"{option} is fitted by EM only; use --method em (the Bayesian model has Gaussian components "
             "without measurement errors)."
@@ -85,6 +85,8 @@ def _check_family(args):
             "--errors (extreme deconvolution) needs Gaussian components: a Student-t component convolved with "
             "Gaussian errors has no closed form. Drop --family student_t or --errors."
         )
+    if args.noise and args.condition:
+        raise ValueError("--condition (mixture regression) needs a fit without --noise; drop one of them.")
     return parse_dof(args.dof)
 
 
@@ -125,6 +127,8 @@ def _fit_em(args, X, report: Report, dof=None, errors=None):
         what += f", Student-t components{degrees}"
     if errors is not None:
         what += ", deconvolving the measurement errors"
+    if args.noise:
+        what += ", with a uniform noise component"
     with report.stage(f"EM: fitting k = {args.k} ({what}), best of {args.n_init} restarts"):
         result = em_fit(
             X,
@@ -136,6 +140,7 @@ def _fit_em(args, X, report: Report, dof=None, errors=None):
             family=args.family,
             dof=dof,
             measurement_error=errors,
+            noise=args.noise,
         )
     params = result.params
     if errors is None:
@@ -258,6 +263,7 @@ def run_select(args, report: Report) -> int:
                 max_iter=args.max_iter,
                 seed=args.seed,
                 families=families,
+                noise=args.noise,
             )
     header, rows, chosen = selection_rows(selection)
     report.line()

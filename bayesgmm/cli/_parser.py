@@ -192,6 +192,12 @@ def _add_fit(commands) -> None:
         "named as the fitted ones, or exactly as many columns in the same order), or a 3-D .npy array "
         "(n_samples, d, d) of each row's error covariance over the fitted columns",
     )
+    fit.add_argument(
+        "--noise",
+        action="store_true",
+        help="add a uniform background-noise component on the data's bounding box (mclust's noise; EM only): "
+        "rows far from every cluster are labelled noise",
+    )
     fit.add_argument("--n-init", type=int, default=5, help="EM restarts (default 5)")
     fit.add_argument("--max-iter", type=int, default=500, help="EM iterations at most (default 500)")
     fit.add_argument("--num-warmup", type=int, default=500, help="NUTS warm-up steps per chain (default 500)")
@@ -235,6 +241,9 @@ def _add_select(commands) -> None:
         "--families",
         default="gaussian",
         help="comma-separated component families to compare, e.g. gaussian,student_t (default gaussian)",
+    )
+    select.add_argument(
+        "--noise", action="store_true", help="every fit gets a uniform background-noise component (as fit --noise)"
     )
     select.add_argument("--columns", help=_COLUMNS_HELP)
     select.add_argument("--n-init", type=int, default=1, help=_SELECT_N_INIT_HELP)

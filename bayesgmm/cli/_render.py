@@ -112,7 +112,7 @@ def describe_params(params, feature_names) -> str:
     """A readable block with the weights, means and covariances of a fitted mixture.
 
     Student-t components show their degrees of freedom ``ν`` and their scale matrix (the
-    covariance is ``ν / (ν − 2)`` times it, for ``ν > 2``).
+    covariance is ``ν / (ν − 2)`` times it, for ``ν > 2``); a noise component its weight and volume.
     """
     weights = np.asarray(params.weights)
     means = np.asarray(params.means)
@@ -128,6 +128,9 @@ def describe_params(params, feature_names) -> str:
         )
         lines.append("    covariance" if dof is None else "    scale matrix")
         lines.append(_format_matrix(covariances[component], indent="      "))
+    if params.noise_weight is not None:
+        volume = float(np.prod(np.diff(np.asarray(params.noise_bounds), axis=0)))
+        lines.append(f"  noise: weight {float(params.noise_weight):.4f}, uniform on a box of volume {volume:.4g}")
     return "\n".join(lines)
 
 

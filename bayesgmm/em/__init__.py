@@ -9,7 +9,8 @@ lower layers: ``_errors``, ``_validation``, ``covariance``, ``params``, ``chunks
 - ``_init``: ``INIT_METHODS``, the table of initialisations (both drivers);
 - ``_config``: ``EMConfig`` (validated once at the boundary) and ``Program`` (the static part
   of a compiled fit);
-- ``_estep``: ``E_STEPS``, the table of E-steps {whitened, raw, missing};
+- ``_estep``: ``E_STEPS``, the table of E-steps {whitened, raw, missing, errors}, each with the
+  components' family (``bayesgmm.families``) and an optional uniform noise component;
 - ``_kernels``: ``m_step``, ``repair``, ``start_state`` / ``advance`` / ``finish``;
 - ``_data``: validate, centre and rescale the rows on the host; a fit's ``Settings`` and
   initial draws (``start_draws``);
@@ -21,14 +22,24 @@ lower layers: ``_errors``, ``_validation``, ``covariance``, ``params``, ``chunks
 
 Public: ``em_fit``, ``EMResult``, ``em_partial_fit``, ``OnlineState``;
 for ``select``, ``bootstrap`` and tests also ``fit_groups``, ``refit``,
-``prepare_data``, ``start_draws``, ``compute_dtype``, ``EMConfig``, ``e_step``, ``m_step`` and
-``SufficientStatistics``.
+``prepare_data``, ``start_draws``, ``compute_dtype``, ``EMConfig``, ``e_step``, ``m_step``,
+``SufficientStatistics`` and the noise guess's ``noise_start`` / ``initial_rows``.
 """
 
 from bayesgmm.em._config import EMConfig
 from bayesgmm.em._data import PreparedData, compute_dtype, prepare_data, start_draws
 from bayesgmm.em._estep import E_STEPS, e_step
-from bayesgmm.em._fit import GridFit, Notice, Refits, em_fit, fit_groups, fit_on_host, refit
+from bayesgmm.em._fit import (
+    GridFit,
+    Notice,
+    Refits,
+    em_fit,
+    fit_groups,
+    fit_on_host,
+    initial_rows,
+    noise_start,
+    refit,
+)
 from bayesgmm.em._kernels import m_step
 from bayesgmm.em._online import OnlineState, em_partial_fit
 from bayesgmm.em._state import EMResult, SufficientStatistics, UserInit
@@ -50,7 +61,9 @@ __all__ = [
     "em_fit",
     "fit_groups",
     "fit_on_host",
+    "initial_rows",
     "m_step",
+    "noise_start",
     "prepare_data",
     "refit",
     "start_draws",

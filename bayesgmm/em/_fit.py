@@ -348,8 +348,9 @@ def fit_groups(
     """
     dtype = compute_dtype(data)
     n_init = 1 if user_init.complete else config.n_init
+    init_weights, noise_share = noise_start(data, config, user_init)
     if draws is None or n_init != config.n_init:
-        draws = start_draws(data, ks, config.init, seed, n_init, dtype)
+        draws = start_draws(initial_rows(data, init_weights), ks, config.init, seed, n_init, dtype)
     k_max = max(ks)
     scaled_init = _rescaled(user_init, data, dtype)
     program = _program(
@@ -371,9 +372,7 @@ def fit_groups(
             notices += fit_notices
         return fits, notices
     fit_settings = settings(data, k_max, config, dtype)
-    init_weights = None
-    if config.noise and INIT_METHODS[config.init].from_rows and not user_init.complete:
-        init_weights, noise_share = noise_guess(data, config.noise_volume)
+    if init_weights is not None:
         fit_settings = fit_settings._replace(noise_start=np.asarray(noise_share, dtype))
         init_weights = jax.device_put(init_weights.astype(dtype), data.weights.sharding)
     states, log_likelihoods = _memory.fit_batch(
@@ -388,6 +387,19 @@ def fit_groups(
         init_weights=init_weights,
     )
     return _results(data, ks, states, log_likelihoods, fit_settings, config)
+
+
+def noise_start(data: PreparedData, config: EMConfig, user_init: UserInit) -> tuple[np.ndarray | None, float]:
+    """The noise guess (``_data.noise_guess``) when the fit has a noise component and draws its own start:
+    the initialisation's row weights (host, float64) and the noise's starting weight; else ``(None, 0)``."""
+    if not config.noise or user_init.complete:
+        return None, 0.0
+    return noise_guess(data, config.noise_volume)
+
+
+def initial_rows(data: PreparedData, init_weights: np.ndarray | None) -> PreparedData:
+    """The data the start's draws are made from: ``data`` with the initialisation's row weights."""
+    return data if init_weights is None else data._replace(weights=init_weights)
 
 
 def _program(
@@ -532,9 +544,8 @@ def _fit_streamed(data: PreparedData, k: int, program: Program, draws, scaled_in
     program = dataclasses.replace(program, k=k, history_size=config.max_iter + 1)
     fit_settings = settings(data, k, config, dtype)
     host = _streaming.HostRows.of(data, dtype, program.chunk_size)
-    init_weights = None
-    if config.noise and INIT_METHODS[config.init].from_rows and not scaled_init.complete:
-        init_weights, noise_share = noise_guess(data, config.noise_volume)
+    init_weights, noise_share = noise_start(data, config, scaled_init)
+    if init_weights is not None:
         fit_settings = fit_settings._replace(noise_start=np.asarray(noise_share, dtype))
     states = _streaming.fit(host, draws, fit_settings, scaled_init, program, init_weights)
     best = int(best_restart(np.asarray(states.log_likelihood), np.any(np.asarray(states.spurious), axis=-1)))

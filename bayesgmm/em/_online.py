@@ -322,10 +322,11 @@ def em_partial_fit(
         options = _checked_options(state.options, step_exponent, reg_covar, degenerate)
     elif isinstance(start, (GMMParams, EMResult)):
         params = start.params if isinstance(start, EMResult) else start
-        if params.family != "gaussian":
+        if params.family != "gaussian" or params.noise_weight is not None:
             raise ValueError(
-                f"em_partial_fit updates Gaussian components; this mixture's are {params.family!r}. Refit it with "
-                "em_fit on the rows seen so far, or start online EM from a Gaussian fit."
+                f"em_partial_fit updates Gaussian components without a noise component; this mixture has "
+                f"family={params.family!r}{' and a noise component' if params.noise_weight is not None else ''}. "
+                "Refit it with em_fit on the rows seen so far, or start online EM from a Gaussian fit."
             )
         options = _checked_options(OnlineOptions(STEP_EXPONENT, 1e-6, "reseed"), step_exponent, reg_covar, degenerate)
         state = initial_state(params, options, jnp.result_type(float))
