@@ -48,7 +48,8 @@ class Selection(NamedTuple):
         ended with a component the data cannot support: never chosen) or, for
         ``criterion="loo"``, ``elpd_loo, se, p_loo`` (higher elpd is better). When ``select``
         was given other ``families`` than ``("gaussian",)``: one row per (k, covariance_type,
-        family), with a ``family`` column after ``covariance_type``.
+        family), with a ``family`` column after ``covariance_type``; likewise a ``noise`` column
+        when ``noise`` was a sequence of options.
     criterion : str
     best_k : int
     best_covariance_type : str
@@ -125,11 +126,13 @@ def select(
         ``(k, covariance_type, family)``. EM criteria only (not ``criterion="loo"``).
     dof : None, "shared" or float
         The Student-t fits' degrees of freedom, as in ``em_fit``.
-    noise : bool or float
+    noise : bool, float or a sequence of them
         Every fit gets a uniform background-noise component, as in ``em_fit`` (mclust's
         ``Mclust(..., initialization = list(noise = ...))``): the start's clusters leave out the
         rows guessed to be noise (one guess and one hierarchical tree for the whole grid), and
-        BIC counts the noise weight. EM criteria only.
+        BIC counts the noise weight. A sequence, e.g. ``(False, True)``, fits the grid once per
+        option and compares them all: the table gains a ``noise`` column and ``fits`` keys end
+        with the option. EM criteria only.
     **infer_kwargs
         For ``criterion="loo"``: passed to ``bayesgmm.infer`` (method, num_samples, prior...).
 
@@ -174,8 +177,12 @@ def select(
     by_family = families != ["gaussian"]  # the table gains a family column; fits keyed with it
     if dof is not None and "student_t" not in families:
         raise ValueError(f"dof={dof!r} applies to Student-t fits; add 'student_t' to families, or leave dof=None.")
+    noise_options = list(dict.fromkeys(noise)) if isinstance(noise, (list, tuple)) else [noise]
+    if not noise_options:
+        raise ValueError("noise must be True, False, a hypervolume, or a non-empty sequence of them.")
+    by_noise = len(noise_options) > 1
     if criterion == "loo":
-        if noise:
+        if any(noise_options):
             raise ValueError("criterion='loo' compares Bayesian fits, which have no noise component; use 'bic'.")
         if by_family:
             raise ValueError(
@@ -195,24 +202,29 @@ def select(
             max_iter=max_iter,
             tol=tol,
             reg_covar=reg_covar,
-            context=f"select, covariance_type={covariance_type!r}{f', family={family!r}' if by_family else ''}: ",
+            context=f"select, covariance_type={covariance_type!r}{f', family={family!r}' if by_family else ''}"
+            f"{f', noise={option!r}' if by_noise else ''}: ",
             family=family,
             dof=dof if family != "gaussian" else None,
-            noise=noise,
+            noise=option,
         )
         for covariance_type in types
         for family in families
+        for option in noise_options
     ]
     data = prepare_data(X, sample_weight, dtype=jnp.result_type(float))
     _validation.check_n_components(max(ks), data.n_positive)
     total = data.total_weight
-    init_weights, _ = noise_start(data, configs[0], UserInit())  # the noise guess's rows stay out of the start
-    first = configs[0]
-    draws = start_draws(initial_rows(data, init_weights), ks, first.init, seed, first.n_init, compute_dtype(data))
-    rows, fits = [], {}
+    draws = {}  # one start per kind of fit (with or without the noise guess's rows), shared by the grid
     for config in configs:
+        if config.noise not in draws:
+            init_weights, _ = noise_start(data, config, UserInit())  # the noise guess's rows stay out of the start
+            start = initial_rows(data, init_weights)
+            draws[config.noise] = start_draws(start, ks, config.init, seed, config.n_init, compute_dtype(data))
+    rows, fits = [], {}
+    for config, option in zip(configs, noise_options * (len(configs) // len(noise_options)), strict=True):
         covariance_type, family = config.covariance_type, config.family
-        grid, notices = fit_groups(data, ks, config, seed=seed, draws=draws)
+        grid, notices = fit_groups(data, ks, config, seed=seed, draws=draws[config.noise])
         for notice in notices:  # spurious grid points are marked in the table instead
             if notice.category is not SpuriousComponentWarning:
                 warnings.warn(notice.message, notice.category, stacklevel=2)
@@ -220,12 +232,13 @@ def select(
             log_likelihood = total * result.log_likelihood
             p = result.params.n_parameters
             bic = math.nan if spurious else -2.0 * log_likelihood + p * math.log(total)
-            key = (n_components, covariance_type) + ((family,) if by_family else ())
+            key = (n_components, covariance_type) + ((family,) if by_family else ()) + ((option,) if by_noise else ())
             rows.append(
                 dict(
                     k=n_components,
                     covariance_type=covariance_type,
                     **({"family": family} if by_family else {}),
+                    **({"noise": option} if by_noise else {}),
                     log_likelihood=result.log_likelihood,
                     n_parameters=p,
                     bic=bic,
@@ -247,6 +260,8 @@ def select(
     best = table.loc[table[criterion].idxmin()]
     best_key = (int(best["k"]), str(best["covariance_type"])) + ((str(best["family"]),) if by_family else ())
     best_family = best_key[2] if by_family else "gaussian"
+    if by_noise:
+        best_key += (best["noise"],)
     return Selection(table, criterion, *best_key[:2], fits[best_key], fits, best_family)
 
 
