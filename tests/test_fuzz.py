@@ -216,7 +216,7 @@ LOAD_CASES = {
         lambda p: _zip(p / "x.npz", _fields(covariance_type=np.array(3))),
         "unknown covariance_type 3",
     ),
-    "npz other version": (lambda p: _zip(p / "x.npz", _fields(version=np.array(2))), "format version 2"),
+    "npz other version": (lambda p: _zip(p / "x.npz", _fields(version=np.array(3))), "format version 3"),
     "npz array version": (
         lambda p: _zip(p / "x.npz", _fields(version=np.array([1, 1]))),
         "'version' must be a single value",
