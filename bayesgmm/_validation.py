@@ -214,7 +214,8 @@ def check_initial_parameters(weights, means, covariances, *, k: int, d: int, cov
             )
         if not np.all(np.isfinite(covariances)):
             raise ValueError("covariances_init contains NaN or infinite values.")
-        if covariance_type in ("full", "tied"):
+        # matrices (full, tied and mclust's ten: d × d per component or shared), else variances
+        if structure.core.scale_shape(2, 3)[-2:] == (3, 3):
             matrices = covariances.reshape((-1, d, d))
             if not np.allclose(matrices, np.swapaxes(matrices, -1, -2), rtol=1e-8, atol=1e-12):
                 raise ValueError("covariances_init must be symmetric.")

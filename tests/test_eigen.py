@@ -291,3 +291,19 @@ def test_the_estimator_fits_mclusts_iris_model():
         model.fit(X)
     assert model.covariances_.shape == (2, 4, 4)
     assert model.bic(X) <= 561.7285 + 0.0105
+
+
+def test_covariances_init_of_an_eigen_model_is_a_matrix_check():
+    """mclust's models take (k, d, d) covariance matrices as starts: negative covariances are fine,
+    asymmetric or indefinite matrices are clear errors (they were checked entry by entry as variances)."""
+    X = np.random.default_rng(0).normal(size=(200, 2))
+    start = np.array([[[1.0, -0.4], [-0.4, 1.0]], [[2.0, 0.3], [0.3, 0.5]]])
+    result = bayesgmm.em_fit(
+        X, 2, covariance_type="VEV", means_init=[[-1.0, 0.0], [1.0, 0.0]], weights_init=[0.5, 0.5],
+        covariances_init=start, max_iter=5, tol=1e-1,
+    )  # fmt: skip
+    assert result.params.covariance_type == "VEV"
+    with pytest.raises(ValueError, match="symmetric"):
+        bayesgmm.em_fit(X, 2, covariance_type="VEV", covariances_init=start + np.array([[0, 0.1], [0, 0]]))
+    with pytest.raises(ValueError, match="positive definite"):
+        bayesgmm.em_fit(X, 2, covariance_type="EEV", covariances_init=-start)
