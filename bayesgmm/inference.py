@@ -1135,7 +1135,9 @@ def infer(
         components the data do not need; ``Posterior.n_components()`` is then the posterior
         of the number of clusters (occupied components), and ``to_arviz`` carries
         ``n_occupied``. The same compiled programs as ``sparse=False`` (the concentration is
-        an argument of them).
+        an argument of them). Not with ``method="map"``: under ``e0 < 1`` the posterior
+        density is unbounded as a weight goes to 0, so there is no mode. NUTS does not move
+        well between numbers of occupied components (see the docs' "Sparse mixtures").
 
     Returns
     -------
@@ -1206,6 +1208,11 @@ def infer(
         raise ArgumentTypeError(f"prior must be a bayesgmm.Priors, got {type(prior).__name__}.")
     if not isinstance(sparse, bool | np.bool_):
         raise ArgumentTypeError(f"sparse must be True or False, got {sparse!r}.")
+    if sparse and method == "map":
+        raise ValueError(
+            "sparse=True has no posterior mode: the Dirichlet(e0 < 1) density of the weights grows without bound as "
+            "a weight goes to 0. Use method='nuts' (or 'svi') for a sparse mixture, or sparse=False for MAP."
+        )
     prior = prior.with_weight_concentration(sparse=bool(sparse))
     feature_names = feature_names or [f"x{j}" for j in range(d)]
 
