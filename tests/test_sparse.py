@@ -5,11 +5,12 @@ import pytest
 
 import bayesgmm
 from bayesgmm import GMMParams
+from bayesgmm.datasets import load_faithful
 from bayesgmm.inference import Posterior, _executable, _lowered
 from bayesgmm.model import SPARSE_WEIGHT_CONCENTRATION, Priors
 
 
-def _circle_data(k, n=240, seed=0, radius=6.0):
+def _circle_data(k, n=150, seed=0, radius=6.0):
     """``n`` rows in ``k`` equal unit-variance clusters on a circle (neighbouring centres 7+ sd apart for k ≤ 5)."""
     rng = np.random.default_rng(seed)
     angles = 2.0 * np.pi * np.arange(k) / k
@@ -141,8 +142,32 @@ def test_sparse_nuts_recovers_the_number_of_clusters():
     """
     for k in range(1, 6):
         posterior = bayesgmm.infer(
-            _circle_data(k), 6, sparse=True, num_warmup=200, num_samples=200, num_chains=2, progress_bar=False
+            _circle_data(k), 6, sparse=True, num_warmup=150, num_samples=150, num_chains=2, progress_bar=False
         )
         values, probabilities = posterior.n_components()
         assert values[np.argmax(probabilities)] == k, (k, values, probabilities)
         assert probabilities.sum() == pytest.approx(1.0)
+    # Posterior.n_components' docstring example (not a doctest: same shapes, so the same program)
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(-5.0, 1.0, (75, 2)), rng.normal(5.0, 1.0, (75, 2))])
+    posterior = bayesgmm.infer(X, 6, sparse=True, num_warmup=150, num_samples=150, num_chains=2, progress_bar=False)
+    values, probabilities = posterior.n_components()
+    assert int(values[np.argmax(probabilities)]) == 2
+
+
+@pytest.mark.slow
+def test_sparse_old_faithful_agrees_with_bic_for_tied_covariances():
+    """Old Faithful, tied covariances (mclust's EEE): BIC's choice over k = 1..6 is 3, and so is the
+    posterior mode of the occupied count of a sparse mixture with k_max = 6.
+
+    With full covariances BIC (and ICL) choose 2 while the sparse posterior puts about 0.7 on 3
+    and its chains disagree (docs/bayes.md): not asserted.
+    """
+    X = load_faithful()
+    bic_k = bayesgmm.select(X, range(1, 7), "tied").best_k
+    posterior = bayesgmm.infer(
+        X, 6, covariance_type="tied", sparse=True, num_warmup=200, num_samples=200, num_chains=2, progress_bar=False
+    )
+    values, probabilities = posterior.n_components()
+    assert bic_k == 3
+    assert values[np.argmax(probabilities)] == bic_k, (values, probabilities)
