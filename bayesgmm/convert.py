@@ -4,7 +4,10 @@ Groups and variables (dims in brackets; ``chain, draw`` lead every posterior var
 
 - posterior: ``weights[component]``, ``means[component, feature]``,
   ``covariances[component, feature, feature_bis]`` (dense matrices for every type; Student-t
-  components: the scale matrices), and for Student-t components ``dof[component]``
+  components: the scale matrices), for Student-t components ``dof[component]``, and for a
+  sparse mixture (``infer(..., sparse=True)``) ``n_occupied`` (no dims beyond chain and draw:
+  the number of components holding at least one row under a sampled allocation,
+  ``Posterior.n_occupied()``)
 - log_likelihood: ``obs[obs_id]`` (per-row log-likelihood, for LOO/WAIC)
 - observed_data: ``obs[obs_id, feature]``
 - sample_stats: NUTS ``diverging, energy, n_steps, tree_depth, acceptance_rate, lp``
@@ -76,6 +79,8 @@ def to_datatree(posterior, *, posterior_predictive: bool = False):
     }
     if params.dof is not None:
         groups["posterior"]["dof"] = np.asarray(params.dof)
+    if getattr(posterior, "sparse", False):
+        groups["posterior"]["n_occupied"] = posterior.n_occupied()
     stats = {name: value for name, value in posterior.sample_stats.items() if np.ndim(value) >= 2}
     if stats:
         groups["sample_stats"] = stats

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import operator
 import os
 import warnings
 from collections.abc import Callable
@@ -226,17 +227,76 @@ def _params_and_log_likelihood(
         params, log_likelihood = _params_and_block_log_likelihood(draws, Z, errors, covariance_type)
         return params, np.asarray(log_likelihood)
     log_likelihood = np.empty(batch_shape + (n,), dtype=leaf.dtype)
-    for start in range(0, n, block):
-        rows = Z[start : start + block]
-        row_errors = None if errors is None else errors[start : start + block]
-        size = rows.shape[0]
-        if size < block:
-            rows = np.concatenate([rows, np.zeros((block - size, d), Z.dtype)])
-            if row_errors is not None:  # zero errors on the padding rows: their densities are finite
-                row_errors = np.concatenate([row_errors, np.zeros((block - size,) + errors.shape[1:], errors.dtype)])
+    for start, size, rows, row_errors in _row_blocks(Z, errors, block):
         params, values = _params_and_block_log_likelihood(draws, rows, row_errors, covariance_type)
         log_likelihood[..., start : start + size] = np.asarray(values)[..., :size]
     return params, log_likelihood
+
+
+def _row_blocks(X: np.ndarray, errors: np.ndarray | None, block: int):
+    """``(start, size, rows (block, d), errors (block, ...) or None)`` for consecutive blocks of rows.
+
+    The last block is padded with zero rows (and zero errors: their densities are finite) to
+    ``block`` rows, so one compilation serves every block; ``size`` counts its real rows.
+    """
+    n, d = X.shape
+    for start in range(0, n, block):
+        rows = X[start : start + block]
+        row_errors = None if errors is None else errors[start : start + block]
+        size = rows.shape[0]
+        if size < block:
+            rows = np.concatenate([rows, np.zeros((block - size, d), X.dtype)])
+            if row_errors is not None:
+                row_errors = np.concatenate([row_errors, np.zeros((block - size,) + errors.shape[1:], errors.dtype)])
+        yield start, size, rows, row_errors
+
+
+# ----------------------------------------------------------------------------- occupied components
+
+
+ALLOCATIONS = ("sampled", "map")  # Posterior.n_occupied's rules for the rows' components
+
+
+@functools.partial(jax.jit, static_argnames="allocation")
+def _occupied_block(
+    params: GMMParams, X_block: Array, errors_block: Array | None, valid: Array, key: Array, allocation: str
+) -> Array:
+    """Which components hold at least one of the rows ``X_block (b, d)`` under each draw's allocation.
+
+    ``params``: draws with one batch axis (S,); ``errors_block``: the rows' error standard
+    deviations (b, d) or covariances (b, d, d), or None; ``valid (b,)``: False on padding
+    rows. ``allocation="sampled"``: each row's component drawn from its responsibilities
+    under the draw, ``"map"``: its most probable component. Returns (S, k) bool.
+    """
+    log_joint = params.log_joint(X_block, errors_block)  # (S, b, k)
+    if allocation == "sampled":
+        labels = jax.random.categorical(key, log_joint, axis=-1)
+    else:
+        labels = jnp.argmax(log_joint, axis=-1)
+    one_hot = (labels[..., None] == jnp.arange(params.n_components)) & valid[:, None]
+    return jnp.any(one_hot, axis=-2)
+
+
+def _occupied(params: GMMParams, X: np.ndarray, errors: np.ndarray | None, allocation: str, seed: int) -> np.ndarray:
+    """``(chain, draw)`` counts of the components holding at least one row (see ``Posterior.n_occupied``).
+
+    One chain at a time, rows in blocks (the last padded and masked, so one compilation
+    serves every block) sized as the per-row log-likelihood's: whatever the number of rows,
+    only the ``(draw, k)`` flags of a chain are whole.
+    """
+    n = X.shape[0]
+    block = _log_likelihood_block(params.means.shape[1:], n, errors is not None)
+    key = jax.random.key(seed)
+    counts = []
+    for chain in range(params.batch_shape[0]):
+        draws = jax.tree.map(operator.itemgetter(chain), params)
+        occupied = np.zeros(draws.batch_shape + (params.n_components,), dtype=bool)
+        for start, size, rows, row_errors in _row_blocks(X, errors, block):
+            valid = np.arange(block) < size
+            block_key = jax.random.fold_in(jax.random.fold_in(key, chain), start)
+            occupied |= np.asarray(_occupied_block(draws, rows, row_errors, valid, block_key, allocation))
+        counts.append(occupied.sum(axis=-1))
+    return np.stack(counts)
 
 
 # ----------------------------------------------------------------------------- runners
@@ -595,6 +655,9 @@ class Posterior:
         inferred with (``infer``'s ``measurement_error``, variances for standard deviations);
         ``log_likelihood`` is that of the noisy rows, ``p(x_i | θ, S_i)``. ``params`` are the
         deconvolved mixture's, and ``log_prob`` and ``sample`` are those of noise-free rows.
+    sparse : bool
+        Inferred as a sparse finite mixture (``infer(..., sparse=True)``): ``to_arviz`` then
+        carries ``n_occupied()`` as the variable ``n_occupied`` of its posterior group.
     """
 
     def __init__(
@@ -610,6 +673,7 @@ class Posterior:
         feature_names,
         priors,
         measurement_error=None,
+        sparse=False,
     ):
         self.params = params
         self.log_likelihood = log_likelihood
@@ -621,6 +685,7 @@ class Posterior:
         self.feature_names = feature_names
         self.priors = priors
         self.measurement_error = measurement_error
+        self.sparse = sparse
 
     @property
     def num_chains(self) -> int:
@@ -743,6 +808,76 @@ class Posterior:
         given : int or sequence of int
         """
         return self.predictive_mixture().predict_cov(X, given)
+
+    def n_occupied(self, *, allocation: str = "sampled", seed: int = 0) -> np.ndarray:
+        """The number of occupied components in each draw, shape (chain, draw).
+
+        The model marginalises the rows' components, so occupancy is defined through an
+        allocation of the rows ``X`` under each draw ``θ_s``: a component is occupied in a
+        draw when at least one row is allocated to it.
+
+        Parameters
+        ----------
+        allocation : {"sampled", "map"}
+            "sampled" (default): each row's component drawn from its responsibilities
+            ``p(z_i = k | x_i, θ_s)``. With the draws of ``θ`` this is a draw of ``(θ, z)``
+            from their joint posterior, so the count is distributed as the number of non-empty
+            components ``K+`` of a sampler that draws ``z`` (Malsiner-Walli et al.'s Gibbs
+            sampler). "map": each row's most probable component under ``θ_s``
+            (deterministic; a component whose rows all lean to others counts as empty).
+        seed : int
+            The seed of the sampled allocations (the same seed gives the same counts).
+
+        Notes
+        -----
+        Each row counts once, whatever its ``sample_weight`` in ``infer``. With measurement
+        errors the responsibilities are those of the noisy rows (``Σ_k + S_i``).
+        """
+        allocation = _validation.check_choice(allocation, "allocation", ALLOCATIONS)
+        errors = self.measurement_error
+        if errors is not None and errors.ndim == 2:  # stored as variances; log_joint takes standard deviations
+            errors = np.sqrt(errors)
+        X = np.asarray(self.X, dtype=self.params.dtype)
+        errors = None if errors is None else np.asarray(errors, dtype=self.params.dtype)
+        return _occupied(self.params, X, errors, allocation, seed)
+
+    def n_components(self, *, allocation: str = "sampled", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The posterior of the number of clusters: the distribution of ``n_occupied`` over draws.
+
+        Meaningful for a sparse finite mixture (``infer(X, k_max, sparse=True)``), whose prior
+        empties the components the data do not need: the number of occupied components then
+        estimates the number of clusters, its posterior mode being the usual point estimate
+        (Malsiner-Walli, Frühwirth-Schnatter and Grün 2016). Under ``Priors``' default
+        Dirichlet(1) the superfluous components are not emptied but share rows.
+
+        Parameters
+        ----------
+        allocation, seed : see ``n_occupied``
+
+        Returns
+        -------
+        values : ndarray of int
+            The numbers of occupied components seen in the draws, increasing.
+        probabilities : ndarray of float
+            Their fractions of the draws (summing to 1).
+
+        Examples
+        --------
+        Not run as a doctest (it compiles NUTS); tests/test_sparse.py runs it.
+
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.concatenate([rng.normal(-5.0, 1.0, (75, 2)), rng.normal(5.0, 1.0, (75, 2))])
+        >>> posterior = infer(  # doctest: +SKIP
+        ...     X, 6, sparse=True, num_warmup=150, num_samples=150, num_chains=2, progress_bar=False
+        ... )
+        >>> values, probabilities = posterior.n_components()  # doctest: +SKIP
+        >>> int(values[np.argmax(probabilities)])  # doctest: +SKIP
+        2
+        """
+        counts = self.n_occupied(allocation=allocation, seed=seed)
+        values, frequencies = np.unique(counts, return_counts=True)
+        return values, frequencies / counts.size
 
     def to_arviz(self, *, posterior_predictive: bool = False):
         """An ArviZ ``xarray.DataTree`` (see ``bayesgmm.convert.to_datatree``)."""
@@ -933,6 +1068,7 @@ def infer(
     init: GMMParams | EMResult | None = None,
     family: str = "gaussian",
     measurement_error=None,
+    sparse: bool = False,
 ) -> Posterior:
     """Posterior inference for a ``k``-component Gaussian (or Student-t) mixture.
 
@@ -995,6 +1131,17 @@ def infer(
         2011): the posterior is that of the noise-free mixture. Gaussian components only (a t
         component convolved with a Gaussian error has no closed-form density). Each NUTS
         step factors ``k·n`` matrices of ``d × d``: slower than without errors.
+    sparse : bool
+        A sparse finite mixture (Malsiner-Walli, Frühwirth-Schnatter and Grün 2016): ``k`` is
+        an upper bound ``k_max`` on the number of clusters, the weights' prior is
+        ``Dirichlet(e0, ..., e0)`` with ``e0 = 0.01`` unless ``prior.weight_concentration``
+        sets another (``bayesgmm.model.SPARSE_WEIGHT_CONCENTRATION``), which empties the
+        components the data do not need; ``Posterior.n_components()`` is then the posterior
+        of the number of clusters (occupied components), and ``to_arviz`` carries
+        ``n_occupied``. The same compiled programs as ``sparse=False`` (the concentration is
+        an argument of them). Not with ``method="map"``: under ``e0 < 1`` the posterior
+        density is unbounded as a weight goes to 0, so there is no mode. NUTS does not move
+        well between numbers of occupied components (see the docs' "Sparse mixtures").
 
     Returns
     -------
@@ -1063,6 +1210,14 @@ def infer(
     prior = Priors() if prior is None else prior
     if not isinstance(prior, Priors):
         raise ArgumentTypeError(f"prior must be a bayesgmm.Priors, got {type(prior).__name__}.")
+    if not isinstance(sparse, bool | np.bool_):
+        raise ArgumentTypeError(f"sparse must be True or False, got {sparse!r}.")
+    if sparse and method == "map":
+        raise ValueError(
+            "sparse=True has no posterior mode: the Dirichlet(e0 < 1) density of the weights grows without bound as "
+            "a weight goes to 0. Use method='nuts' (or 'svi') for a sparse mixture, or sparse=False for MAP."
+        )
+    prior = prior.with_weight_concentration(sparse=bool(sparse))
     feature_names = feature_names or [f"x{j}" for j in range(d)]
 
     center = np.average(X, axis=0, weights=w_host)
@@ -1118,4 +1273,5 @@ def infer(
         feature_names=feature_names,
         priors=prior,
         measurement_error=errors_data,
+        sparse=bool(sparse),
     )

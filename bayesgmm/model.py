@@ -55,6 +55,13 @@ from bayesgmm.families import GAUSSIAN, get_family
 from bayesgmm.params import GMMParams
 
 STD_PRIORS = ("lognormal", "halfnormal")
+DEFAULT_WEIGHT_CONCENTRATION = 1.0  # uniform on the simplex
+# A sparse finite mixture's Dirichlet concentration e0: Malsiner-Walli, Frühwirth-Schnatter and Grün's
+# (2016) fixed choice. Under Dirichlet(e0) an extra non-empty component costs a prior factor of about
+# e0 (Γ(n_k + e0) / Γ(e0) ≈ e0 Γ(n_k)), so 0.01 empties components the data do not need even in small
+# samples; any e0 < d_θ / 2 (d_θ parameters per component) empties them asymptotically (Rousseau and
+# Mengersen 2011), where e0 = 1 would rather duplicate components.
+SPARSE_WEIGHT_CONCENTRATION = 0.01
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -180,8 +187,13 @@ class Priors:
 
     Parameters
     ----------
-    weight_concentration : float, default 1.0
-        ``π ~ Dirichlet(α, ..., α)``; α = 1 is uniform on the simplex.
+    weight_concentration : float, optional
+        ``π ~ Dirichlet(α, ..., α)``; α = 1 is uniform on the simplex. ``None`` (the default)
+        means 1.0, or 0.01 under ``infer(..., sparse=True)``: a sparse finite mixture
+        (Malsiner-Walli, Frühwirth-Schnatter and Grün 2016), whose α far below 1 puts most
+        of the prior mass of each weight near 0, so that components the data do not need
+        are emptied and the number of occupied components estimates the number of clusters
+        (``Posterior.n_components``). Set a value to override either default.
     mean_loc : array (d,), default ``x̄``
         ``μ_kj ~ Normal(mean_loc_j, mean_scale_j)`` independently.
     mean_scale : array (d,), default ``2 sd_j``
@@ -205,12 +217,16 @@ class Priors:
 
     References
     ----------
+    G. Malsiner-Walli, S. Frühwirth-Schnatter and B. Grün, "Model-based clustering based on
+    sparse finite Gaussian mixtures", Statistics and Computing 26(1–2), 303–324, 2016 (the
+    sparse Dirichlet prior on the weights).
+
     M. A. Juárez and M. F. J. Steel, "Model-based clustering of non-Gaussian panel data based
     on skew-t distributions", Journal of Business & Economic Statistics 28(1), 52–66, 2010
     (the prior of the degrees of freedom).
     """
 
-    weight_concentration: float = 1.0
+    weight_concentration: float | None = None
     mean_loc: object = None
     mean_scale: object = None
     std_prior: str = "lognormal"
@@ -225,11 +241,24 @@ class Priors:
             raise ValueError(f"std_prior must be one of {STD_PRIORS}, got {self.std_prior!r}.")
         for name in ("weight_concentration", "lkj_concentration", "dof_concentration", "dof_rate"):
             value = getattr(self, name)
+            if name == "weight_concentration" and value is None:
+                continue
             if not (np.isscalar(value) and np.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}.")
 
+    def with_weight_concentration(self, sparse: bool = False) -> Priors:
+        """These priors with ``weight_concentration`` set: its default (1.0, or
+        ``SPARSE_WEIGHT_CONCENTRATION`` when ``sparse``) where it is ``None``, else unchanged."""
+        if self.weight_concentration is not None:
+            return self
+        default = SPARSE_WEIGHT_CONCENTRATION if sparse else DEFAULT_WEIGHT_CONCENTRATION
+        return dataclasses.replace(self, weight_concentration=default)
+
     def resolve(self, center: np.ndarray, scale: float, feature_std: np.ndarray, n_components: int) -> Hyperparameters:
         """Hyperparameters on the standardised scale ``z = (x − center) / scale``.
+
+        An unset ``weight_concentration`` is 1.0 here (``with_weight_concentration`` first for
+        a sparse mixture's default).
 
         Parameters
         ----------
@@ -239,6 +268,7 @@ class Priors:
         n_components : int, the number of mixture components ``k``
         """
         d = center.shape[0]
+        weight_concentration = self.with_weight_concentration().weight_concentration
 
         def vector(value, default, name, positive):
             value = default if value is None else np.broadcast_to(np.asarray(value, dtype=np.float64), (d,))
@@ -259,8 +289,8 @@ class Priors:
             std_scale = vector(self.std_scale, feature_std, "std_scale", True) / scale
         dtype = jnp.result_type(float)  # host arrays: jnp.asarray would compile a conversion per call
         return Hyperparameters(
-            weight_concentration=np.asarray(self.weight_concentration, dtype),
-            weight_log_normalizer=np.asarray(_dirichlet_log_normalizer(self.weight_concentration, n_components), dtype),
+            weight_concentration=np.asarray(weight_concentration, dtype),
+            weight_log_normalizer=np.asarray(_dirichlet_log_normalizer(weight_concentration, n_components), dtype),
             mean_loc=np.asarray((mean_loc - center) / scale, dtype),
             mean_scale=np.asarray(mean_scale / scale, dtype),
             std_loc=np.asarray(std_loc, dtype),
