@@ -41,10 +41,10 @@ def load_stars_cyg(*, as_frame: bool = False):
     The logarithm of each star's effective surface temperature and of its light intensity
     (``L / L_0``), from Humphreys (1978), calibrated by C. Doom after Vansina and De Greve
     (1982), as tabulated by Rousseeuw and Leroy (1987, p. 27, table 3), the classic data set
-    for robust estimation. Most stars lie on the main sequence; rows 10, 19, 29 and 33 here
-    (the stars numbered 11, 20, 30 and 34 in the book) are red giants in the upper left of the
-    diagram, the outliers that pull least-squares fits away from it. Published tables of
-    numbers, distributed with R's robustbase and its sources.
+    for robust estimation. Most stars lie on the main sequence, a band where hotter stars are
+    brighter; rows 10, 19, 29 and 33 here (the stars numbered 11, 20, 30 and 34 in the book) are
+    red giants, cool and bright, the outliers that pull least-squares fits away from the band.
+    A published table of measurements, distributed with R's robustbase.
 
     Parameters
     ----------
