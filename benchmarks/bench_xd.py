@@ -28,6 +28,12 @@ number of iterations ``M``, with full covariances in float64 and no regularisati
   update) where Bovy et al.'s M-step, astroML's and ours take them about the new ones, so its
   ``|Δ loglik|`` is not round-off.
 
+CPU time: every timed call also records its CPU time (user + system, of every thread of the
+process and of its child processes once joined: pygmmis's pools), reported per iteration next to
+the wall time. On a shared machine other processes stretch wall time but barely CPU time, so the
+CPU ratios are the steadier comparison there (bayesgmm's XLA threads and pygmmis's pool can use
+every core, astroML one, so on an idle machine the wall ratios are the user's).
+
 Memory: each measurement runs in its own fresh Python process (this script re-invokes itself
 with a hidden ``--worker`` flag and regenerates the data from the seed). "Peak RSS" is the
 process's maximum resident set size (``getrusage``), "above start" the same less the
@@ -179,18 +185,31 @@ def _peak_rss_mb(who=resource.RUSAGE_SELF) -> float:
     return resource.getrusage(who).ru_maxrss / 2**10  # kilobytes on Linux
 
 
-def _timed(fit, repeats: int, *, first: bool) -> tuple[list[float], float | None, object]:
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of its finished children (pygmmis's pools)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class Timings(NamedTuple):
+    times: list[float]  # wall seconds per timed call
+    cpu_times: list[float]  # CPU seconds per timed call (all threads, and child processes once joined)
+    first_call: float | None  # wall seconds of the first (compiling) call, when timed apart
+
+
+def _timed(fit, repeats: int, *, first: bool) -> tuple[Timings, object]:
     first_call = None
     if first:
         start = time.perf_counter()
         result = fit()
         first_call = time.perf_counter() - start
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), _cpu_seconds()
         result = fit()
         times.append(time.perf_counter() - start)
-    return times, first_call, result
+        cpu_times.append(_cpu_seconds() - start_cpu)
+    return Timings(times, cpu_times, first_call), result
 
 
 def time_bayesgmm(problem: Problem, iters: int, repeats: int) -> dict:
@@ -223,15 +242,14 @@ def time_bayesgmm(problem: Problem, iters: int, repeats: int) -> dict:
 
     jax.block_until_ready(jax.numpy.zeros(1))  # start the backend outside the timings
     rss_start = _rss_mb()
-    times, first_call, result = _timed(fit, repeats, first=True)
+    timings, result = _timed(fit, repeats, first=True)
     if result.n_iter != iters:
         raise RuntimeError(f"bayesgmm ran {result.n_iter} iterations, expected {iters}")
     device = jax.devices()[0]
     stats = device.memory_stats() if device.platform != "cpu" else None
     params = result.params
     return {
-        "times": times,
-        "first_call": first_call,
+        **timings._asdict(),
         "peak_rss_mb": _peak_rss_mb(),
         "rss_start_mb": rss_start,
         "device_peak_mb": stats["peak_bytes_in_use"] / 2**20 if stats and "peak_bytes_in_use" in stats else None,
@@ -253,9 +271,9 @@ def time_astroml(problem: Problem, iters: int, repeats: int) -> dict:
         return model
 
     rss_start = _rss_mb()
-    times, _, model = _timed(fit, repeats, first=False)
+    timings, model = _timed(fit, repeats, first=False)
     return {
-        "times": times,
+        **timings._asdict(),
         "peak_rss_mb": _peak_rss_mb(),
         "rss_start_mb": rss_start,
         "params": [np.asarray(a).tolist() for a in (model.alpha, model.mu, model.V)],
@@ -285,9 +303,9 @@ def time_pygmmis(problem: Problem, iters: int, repeats: int) -> dict:
         return gmm
 
     rss_start = _rss_mb()
-    times, _, gmm = _timed(fit, repeats, first=False)
+    timings, gmm = _timed(fit, repeats, first=False)
     return {
-        "times": times,
+        **timings._asdict(),
         "peak_rss_mb": _peak_rss_mb(),
         "rss_start_mb": rss_start,
         "children_peak_rss_mb": _peak_rss_mb(resource.RUSAGE_CHILDREN),
@@ -322,17 +340,23 @@ def run_worker(library: str, workload: Workload, args: argparse.Namespace, repea
     return {"error": message}
 
 
-def per_iteration_ms(result: dict, iters: int) -> float:
-    return 1000.0 * statistics.median(result["times"]) / iters
+CPU = "cpu_times"  # per_iteration_ms's key for CPU rather than wall time
+
+
+def per_iteration_ms(result: dict, iters: int, key: str = "times") -> float:
+    """Median wall (``key="times"``) or CPU (``"cpu_times"``) milliseconds per iteration."""
+    return 1000.0 * statistics.median(result[key]) / iters
 
 
 def cell(result: dict | None, iters: int, reference: float | None, missing: str) -> str:
-    """Per iteration (ms); peak RSS and above start (MiB); |Δ loglik| against bayesgmm; first call."""
+    """Per iteration (ms); CPU per iteration (ms); peak RSS and above start (MiB); |Δ loglik| against bayesgmm;
+    first call."""
     if result is None:
         return missing
     if "error" in result:
         return "failed"
-    notes = [f"peak {result['peak_rss_mb']:.0f} MiB, +{result['peak_rss_mb'] - result['rss_start_mb']:.0f}"]
+    notes = [f"CPU {per_iteration_ms(result, iters, CPU):.3g}"]
+    notes.append(f"peak {result['peak_rss_mb']:.0f} MiB, +{result['peak_rss_mb'] - result['rss_start_mb']:.0f}")
     if result.get("children_peak_rss_mb"):
         notes.append(f"children {result['children_peak_rss_mb']:.0f} MiB")
     if result.get("device_peak_mb") is not None:
@@ -366,14 +390,16 @@ def run_benchmarks(args: argparse.Namespace) -> None:
             print(
                 f"  {library:9s} per iter {per_iteration_ms(result, args.iters):.3g} ms "
                 f"(calls: {', '.join(f'{t:.3f}' for t in result['times'])} s), peak RSS "
-                f"{result['peak_rss_mb']:.0f} MiB, mean loglik {result['log_likelihood']:.10f}",
+                f"{result['peak_rss_mb']:.0f} MiB, CPU per iter {per_iteration_ms(result, args.iters, CPU):.3g} ms, "
+                f"mean loglik {result['log_likelihood']:.10f}",
                 file=sys.stderr,
                 flush=True,
             )
         ours = results["bayesgmm"]
         reference = ours.get("log_likelihood") if ours else None
         speedups = [
-            f"{per_iteration_ms(results[name], args.iters) / per_iteration_ms(ours, args.iters):.1f}×"
+            f"{per_iteration_ms(results[name], args.iters) / per_iteration_ms(ours, args.iters):.1f}× (CPU "
+            f"{per_iteration_ms(results[name], args.iters, CPU) / per_iteration_ms(ours, args.iters, CPU):.1f}×)"
             if results[name] and "error" not in results[name] and "error" not in ours
             else "—"
             for name in ("astroML", "pygmmis")
@@ -388,7 +414,7 @@ def run_benchmarks(args: argparse.Namespace) -> None:
         "",
         f"- Date: {datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}",
         f"- Machine: {cpu_model()}, {os.cpu_count()} logical cores, {memory_total()} RAM ({platform.platform()}); "
-        f"load average before the run: {load}",
+        f"load average before / after the run: {load} / {load_average()}",
         f"- Versions: Python {platform.python_version()}, {versions}; bayesgmm commit {git_revision()}",
         *(f"- {library}: {text}" for library, text in runtimes.items()),
         f"- Command: `{exact_command()}`",
@@ -403,7 +429,10 @@ def run_benchmarks(args: argparse.Namespace) -> None:
         *rows,
         "",
         f"Per iter = median wall time of one fit / {args.iters} (every fit also runs one final E-step). In "
-        "brackets: the process's peak resident set and how much of it fitting added above the resident set "
+        "brackets: CPU = median CPU time (user + system, every thread, and pygmmis's pool processes) of one fit / "
+        f"{args.iters}, less sensitive than wall time to other processes on a shared machine; the ratios in "
+        "brackets are of CPU times; the process's peak resident set and how much of it fitting added above the "
+        "resident set "
         "just before the first fit (imports, rows and errors already loaded); pygmmis's largest pool process; "
         "bayesgmm's device peak on an accelerator; |Δ loglik| = |mean log Σ_k π_k N(x_i | μ_k, Σ_k + S_i) of "
         "the library's fitted parameters − of bayesgmm's|, both scored by one NumPy evaluator.",

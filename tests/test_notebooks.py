@@ -63,7 +63,7 @@ def execute_notebook(path: Path, kernel_folder: Path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["quickstart", "bayesian_diagnostics", "model_selection"])
+@pytest.mark.parametrize("name", ["quickstart", "bayesian_diagnostics", "model_selection", "messy_data"])
 def test_notebook_executes(name, tmp_path):
     from nbclient.exceptions import CellExecutionError
 

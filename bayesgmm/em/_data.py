@@ -293,7 +293,8 @@ def noise_box(data: PreparedData, volume: float | None = None) -> np.ndarray:
     if constant.size:
         raise ValueError(
             f"Feature {constant[0]} takes one value on every row, so the data's bounding box has no volume and a "
-            "uniform noise component has no density; drop the constant feature, or pass noise=<hypervolume>."
+            "uniform noise component has no density (a given hypervolume does not help: the box has no width along "
+            "that feature to scale); drop the constant feature."
         )
     if volume is not None:
         d = low.shape[0]

@@ -196,7 +196,10 @@ def em_fit(
         1993): the density is ``π_0 / V + (1 − π_0) Σ_k π_k f_k(x)`` with ``V`` the volume of the
         data's bounding box (rows of positive weight), or the given hypervolume (a number > 0,
         in the units of ``X``; the box is then scaled about its centre to it). Rows far from
-        every cluster go to the noise; EM starts with ``π_0 = 0.1`` (``_data.NOISE_START``).
+        every cluster go to the noise. EM starts from a noise guess (``_data.noise_guess``): the
+        rows whose 10-nearest-neighbour density estimate is below ``1 / V`` stay out of the
+        start's clusters, and ``π_0`` starts at their share of the weight (1% to 50%); from a
+        complete user start (weights, means and covariances), at 0.1 (``_data.NOISE_START``).
         ``params.predict`` labels them −1, ``predict_proba`` gets a last column for the noise,
         and BIC counts ``π_0``. Works with every covariance type, both families, weights,
         missing values (the box's volume over a row's observed coordinates), measurement
