@@ -27,7 +27,9 @@ How the degrees of freedom are fitted (``dof_mode``, static in ``GMMParams``):
 "component" (one ``ν_k`` per component), "shared" (one ``ν`` for all) or "fixed" (kept at the
 given value). The parameter count of BIC follows it.
 
-All functions are pure, unbatched and ``vmap``-safe; none of them jit.
+All functions are pure, unbatched and ``vmap``-safe; none of them jit. They take JAX or NumPy
+arrays alike (``_arrays.namespace``; SciPy's special functions for NumPy), so the NumPy driver
+(``em._host``) fits Student-t components with the compiled drivers' formulas.
 
 References
 ----------
@@ -47,10 +49,12 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
+import jax.scipy.special
+import numpy as np
+import scipy.special
 from jax import Array, lax
-from jax.scipy.special import digamma, gammaln
 
+from bayesgmm._arrays import namespace
 from bayesgmm.covariance import LOG_2PI
 
 LOG_PI = 1.1447298858494002  # log(π)
@@ -83,6 +87,13 @@ class Family(NamedTuple):
     mixing: Callable | None  # (key, dof (k,), labels (n,), dtype) -> u (n,) the scale mixture's draws; None: 1
 
 
+def _special(*arrays):
+    """``(gammaln, digamma)`` for the arrays' module: SciPy's on NumPy arrays, JAX's otherwise."""
+    if namespace(*arrays) is np:
+        return scipy.special.gammaln, scipy.special.digamma
+    return jax.scipy.special.gammaln, jax.scipy.special.digamma
+
+
 # ----------------------------------------------------------------------------- Gaussian
 
 
@@ -108,27 +119,29 @@ GAUSSIAN = Family(
 
 def _student_t_log_density(sq_norm, n_dims, dof):
     """``log Γ((ν+p)/2) − log Γ(ν/2) − (p/2) log(νπ) − ((ν+p)/2) log(1 + δ²/ν)``."""
+    xp, (gammaln, _) = namespace(sq_norm, dof), _special(sq_norm, dof)
     nu = dof[:, None]
     half_total = 0.5 * (nu + n_dims)
-    normaliser = gammaln(half_total) - gammaln(0.5 * nu) - 0.5 * n_dims * (jnp.log(nu) + LOG_PI)
-    return normaliser - half_total * jnp.log1p(sq_norm / nu)
+    normaliser = gammaln(half_total) - gammaln(0.5 * nu) - 0.5 * n_dims * (xp.log(nu) + LOG_PI)
+    return normaliser - half_total * xp.log1p(sq_norm / nu)
 
 
 def _student_t_e_step_terms(sq_norm, n_dims, dof):
     """``u = E[u | x, z = k] = (ν + p) / (ν + δ²)`` and the terms of the degrees-of-freedom equation,
     ``log u − u + ψ((ν + p)/2) − log((ν + p)/2)`` (McLachlan and Peel 2000, eq. 7.29's summand,
     with the conditional expectation of ``log u``)."""
+    xp, (_, digamma) = namespace(sq_norm, dof), _special(sq_norm, dof)
     nu = dof[:, None]
     half_total = 0.5 * (nu + n_dims)
     u = (nu + n_dims) / (nu + sq_norm)
-    return u, jnp.log(u) - u + digamma(half_total) - jnp.log(half_total)
+    return u, xp.log(u) - u + digamma(half_total) - xp.log(half_total)
 
 
 def _student_t_n_parameters(k, dof_mode):
     return {"component": k, "shared": 1, "fixed": 0}[dof_mode]
 
 
-def _student_t_mixing(key, dof, labels, dtype):
+def _student_t_mixing(key, dof, labels, dtype):  # JAX only (sampling)
     nu = dof[labels]
     return jax.random.gamma(key, 0.5 * nu, dtype=dtype) / (0.5 * nu)
 
@@ -164,22 +177,27 @@ def solve_dof(constant: Array) -> Array:
     so the root is unique when ``1 + constant < 0`` and the upper bound otherwise; found by
     bisection on ``log ν`` (``DOF_BISECTION_STEPS``: branch-free, the same steps under ``vmap``).
     """
-    low, high = jnp.log(jnp.asarray(DOF_BOUNDS[0], constant.dtype)), jnp.log(jnp.asarray(DOF_BOUNDS[1], constant.dtype))
+    xp, (_, digamma) = namespace(constant), _special(constant)
+    low, high = xp.log(xp.asarray(DOF_BOUNDS[0], constant.dtype)), xp.log(xp.asarray(DOF_BOUNDS[1], constant.dtype))
 
     def equation(log_nu):
-        half = 0.5 * jnp.exp(log_nu)
-        return jnp.log(half) - digamma(half) + 1.0 + constant
+        half = 0.5 * xp.exp(log_nu)
+        return xp.log(half) - digamma(half) + 1.0 + constant
 
     def bisect(_, bracket):
         low, high = bracket
         middle = 0.5 * (low + high)
         positive = equation(middle) > 0  # the root lies above the middle
-        return jnp.where(positive, middle, low), jnp.where(positive, high, middle)
+        return xp.where(positive, middle, low), xp.where(positive, high, middle)
 
-    low, high = lax.fori_loop(
-        0, DOF_BISECTION_STEPS, bisect, (jnp.full_like(constant, low), jnp.full_like(constant, high))
-    )
-    return jnp.exp(0.5 * (low + high))
+    bracket = (xp.full_like(constant, low), xp.full_like(constant, high))
+    if xp is np:  # the NumPy driver: a Python loop
+        for step in range(DOF_BISECTION_STEPS):
+            bracket = bisect(step, bracket)
+    else:
+        bracket = lax.fori_loop(0, DOF_BISECTION_STEPS, bisect, bracket)
+    low, high = bracket
+    return xp.exp(0.5 * (low + high))
 
 
 def update_dof(dof: Array, dof_sums: Array, counts: Array, active: Array | None, dof_mode: str) -> Array:
@@ -195,12 +213,13 @@ def update_dof(dof: Array, dof_sums: Array, counts: Array, active: Array | None,
     """
     if dof_mode == "fixed":
         return dof
-    in_use = jnp.ones_like(counts, bool) if active is None else active
+    xp = namespace(dof, dof_sums, counts)
+    in_use = xp.ones_like(counts, bool) if active is None else active
     if dof_mode == "shared":
-        total = jnp.sum(jnp.where(in_use, counts, 0.0))
-        constant = jnp.sum(jnp.where(in_use, dof_sums, 0.0)) / jnp.where(total > 0, total, 1.0)
-        new = jnp.broadcast_to(solve_dof(constant), dof.shape)
+        total = xp.sum(xp.where(in_use, counts, 0.0))
+        constant = xp.sum(xp.where(in_use, dof_sums, 0.0)) / xp.where(total > 0, total, 1.0)
+        new = xp.broadcast_to(solve_dof(xp.asarray(constant)), dof.shape)
     else:
-        constant = dof_sums / jnp.where(counts > 0, counts, 1.0)
+        constant = dof_sums / xp.where(counts > 0, counts, 1.0)
         new = solve_dof(constant)
-    return jnp.where(in_use & (counts > 0), new, dof).astype(dof.dtype)
+    return xp.where(in_use & (counts > 0), new, dof).astype(dof.dtype)

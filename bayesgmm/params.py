@@ -19,6 +19,7 @@ spherical   (..., k)      (..., k, d)   (..., k) standard deviations
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -31,6 +32,7 @@ import numpy as np
 from jax import Array
 
 from bayesgmm import _validation
+from bayesgmm._arrays import namespace
 from bayesgmm._conditional import condition_given, gaussian_log_density, impute_rows, log_joint_with_errors
 from bayesgmm.covariance import conditional_type, get_structure, whitened_log_joint
 from bayesgmm.families import DOF_MODES, GAUSSIAN, get_family
@@ -563,24 +565,34 @@ def _log_joint(params: GMMParams, X: Array) -> Array:
 
 def log_component_weights(params: GMMParams) -> Array:
     """(k,) ``log π_k`` of the components in the whole mixture: ``log (1 − π_0) π_k`` with a noise component."""
-    log_weights = jnp.log(params.weights)  # −inf for inactive components (weight 0)
-    return log_weights if params.noise_weight is None else log_weights + jnp.log1p(-params.noise_weight)
+    xp = namespace(params.weights)
+    with _quiet_log(xp):
+        log_weights = xp.log(params.weights)  # −inf for inactive components (weight 0)
+    return log_weights if params.noise_weight is None else log_weights + xp.log1p(-params.noise_weight)
 
 
 def noise_log_joint(params: GMMParams, observed: Array | None = None) -> Array:
     """``log π_0 − log V``, the noise component's log joint density: () for complete rows, or (c,) for rows
     observed on ``observed`` (c, d) bool only (the box's volume over their observed coordinates)."""
-    log_widths = jnp.log(params.noise_bounds[1] - params.noise_bounds[0])  # (d,)
-    log_volume = jnp.sum(log_widths) if observed is None else jnp.matmul(observed.astype(log_widths.dtype), log_widths)
-    return jnp.log(params.noise_weight) - log_volume
+    xp = namespace(params.noise_bounds)
+    log_widths = xp.log(params.noise_bounds[1] - params.noise_bounds[0])  # (d,)
+    log_volume = xp.sum(log_widths) if observed is None else xp.matmul(observed.astype(log_widths.dtype), log_widths)
+    with _quiet_log(xp):
+        return xp.log(params.noise_weight) - log_volume
 
 
 def with_noise(params: GMMParams, log_joint: Array, observed: Array | None = None) -> Array:
     """(k, c) components' log joint densities, with the noise component's as a last row when there is one."""
     if params.noise_weight is None:
         return log_joint
-    noise = jnp.broadcast_to(noise_log_joint(params, observed), log_joint.shape[1:])
-    return jnp.concatenate([log_joint, noise[None]], axis=0)
+    xp = namespace(log_joint)
+    noise = xp.broadcast_to(noise_log_joint(params, observed), log_joint.shape[1:])
+    return xp.concatenate([log_joint, noise[None]], axis=0)
+
+
+def _quiet_log(xp):
+    """NumPy's log of a zero weight is −inf on purpose (an inactive component, a noise weight of 0)."""
+    return np.errstate(divide="ignore") if xp is np else contextlib.nullcontext()
 
 
 def observed_log_density(params: GMMParams):

@@ -3,10 +3,13 @@
 The same random draws, initialisation, kernels (M-step, repair, stopping rule) and table,
 on NumPy arrays: its fit equals ``em_fit``'s in float64 to 1e-10 (round-off of a different
 E-step: dense Cholesky factors against quadratic features), iteration for iteration, for
-every covariance structure, with sample weights and when components are re-seeded.
+every covariance structure, with sample weights and when components are re-seeded, for
+Student-t components and with a noise component. ``em_fit`` is made to compile its fits
+(``HOST_MAX_WORK = 0``) so that the two drivers are compared.
 """
 
 import warnings
+from unittest import mock
 
 import jax
 import numpy as np
@@ -28,7 +31,8 @@ def _both(X, k, sample_weight=None, seed=3, start=None, **settings):
     user_init = UserInit(*start) if start is not None else UserInit()
     host, notices = fit_on_host(X, k, config, seed=seed, sample_weight=sample_weight, user_init=user_init)
     initial = {} if start is None else dict(zip(("weights_init", "means_init", "covariances_init"), start))
-    with warnings.catch_warnings(record=True) as caught:
+    # em_fit itself runs small fits on the NumPy driver: HOST_MAX_WORK = 0 makes it compile them
+    with warnings.catch_warnings(record=True) as caught, mock.patch.object(bayesgmm.em._fit, "HOST_MAX_WORK", 0):
         warnings.simplefilter("always")
         compiled = bayesgmm.em_fit(X, k, seed=seed, sample_weight=sample_weight, **initial, **settings)
     return host, [str(notice.message) for notice in notices], compiled, [str(item.message) for item in caught]
@@ -102,6 +106,31 @@ def test_host_fit_reseeds_like_em_fit(covariance_type):
     _assert_same_fit(host, compiled)
     assert any("re-seeded component 1" in message for message in host_warnings)
     assert host_warnings == compiled_warnings
+
+
+@pytest.mark.parametrize(
+    "covariance_type, settings",
+    [
+        ("full", dict(family="student_t")),
+        ("tied", dict(family="student_t", dof="shared")),
+        ("diag", dict(family="student_t", dof=5.0)),
+        ("full", dict(noise=True)),
+        ("VEV", dict(noise=True, family="student_t")),
+    ],
+)
+def test_host_fit_of_other_families_and_noise_is_em_fit(covariance_type, settings):
+    """Student-t components (ECM, its degrees of freedom by SciPy's special functions) and a noise
+    component (the same noise guess for the start) on the host equal the compiled fit."""
+    rng = np.random.default_rng(11)
+    X = np.concatenate(
+        [rng.standard_t(3, (200, 2)) - 4, rng.standard_t(3, (200, 2)) + 4, rng.uniform(-20, 20, (40, 2))]
+    )
+    host, host_warnings, compiled, compiled_warnings = _both(
+        X, 2, covariance_type=covariance_type, max_iter=300, tol=1e-8, **settings
+    )
+    _assert_same_fit(host, compiled)
+    assert host_warnings == compiled_warnings
+    assert (host.params.family, host.params.noise_weight is None) == (compiled.params.family, "noise" not in settings)
 
 
 def test_host_fit_raises_like_em_fit():

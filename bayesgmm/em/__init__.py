@@ -27,7 +27,7 @@ for ``select``, ``bootstrap`` and tests also ``fit_groups``, ``refit``,
 """
 
 from bayesgmm.em._config import EMConfig
-from bayesgmm.em._data import PreparedData, compute_dtype, prepare_data, start_draws
+from bayesgmm.em._data import PreparedData, compute_dtype, initial_rows, noise_start, prepare_data, start_draws
 from bayesgmm.em._estep import E_STEPS, e_step
 from bayesgmm.em._fit import (
     GridFit,
@@ -36,8 +36,6 @@ from bayesgmm.em._fit import (
     em_fit,
     fit_groups,
     fit_on_host,
-    initial_rows,
-    noise_start,
     refit,
 )
 from bayesgmm.em._kernels import m_step

@@ -268,6 +268,19 @@ def noise_guess(data: PreparedData, volume: float | None = None) -> tuple[np.nda
     return np.where(noise, 0.0, weights), min(max(share, 0.01), 0.5)
 
 
+def noise_start(data: PreparedData, config: EMConfig, user_init) -> tuple[np.ndarray | None, float]:
+    """The noise guess (``_data.noise_guess``) when the fit has a noise component and draws its own start:
+    the initialisation's row weights (host, float64) and the noise's starting weight; else ``(None, 0)``."""
+    if not config.noise or user_init.complete:
+        return None, 0.0
+    return noise_guess(data, config.noise_volume)
+
+
+def initial_rows(data: PreparedData, init_weights: np.ndarray | None) -> PreparedData:
+    """The data the start's draws are made from: ``data`` with the initialisation's row weights."""
+    return data if init_weights is None else data._replace(weights=init_weights)
+
+
 def _rescaled_rows(data: PreparedData, index) -> np.ndarray:
     """Rows ``data.X[index]`` on the rescaled scale, float64 on the host (streamed rows are kept raw)."""
     rows = np.asarray(data.X[index], np.float64)

@@ -53,9 +53,16 @@ from jax import Array, lax
 from bayesgmm._arrays import host_cholesky
 from bayesgmm._conditional import conditional_moments, error_covariances
 from bayesgmm.chunks import Rows, WorstRow, accumulate, add, zeros_like_shapes
-from bayesgmm.covariance import LOG_2PI, raw_coefficients
+from bayesgmm.covariance import raw_coefficients
 from bayesgmm.em._state import SufficientStatistics
-from bayesgmm.params import GMMParams, component_log_joint, log_component_weights, noise_log_joint, observed_log_density
+from bayesgmm.params import (
+    GMMParams,
+    component_log_joint,
+    log_component_weights,
+    noise_log_joint,
+    observed_log_density,
+    with_noise,
+)
 
 
 def _combine(a, b):
@@ -344,8 +351,9 @@ def numpy_e_step(params: GMMParams, X, weights) -> tuple[SufficientStatistics, i
     ``X`` (n, d) and ``weights`` (n,) are NumPy arrays and ``params`` holds NumPy leaves; the
     densities use the dense covariances' Cholesky factors (``core.covariance_matrices``) and
     the second moments are reduced to the type's layout by ``em.second_from_full``, so one
-    function serves every structure. Returns the statistics and the index of the row of
-    lowest log-likelihood among those of positive weight (``WorstRow``'s rule).
+    function serves every structure; Student-t components and a noise component as in the
+    compiled E-steps. Returns the statistics and the index of the row of lowest log-likelihood
+    among those of positive weight (``WorstRow``'s rule).
     """
     structure = params.structure
     k, d = params.n_components, params.n_features
@@ -353,18 +361,28 @@ def numpy_e_step(params: GMMParams, X, weights) -> tuple[SufficientStatistics, i
     cholesky = host_cholesky(covariances)
     diff = X[None, :, :] - params.means[:, None, :]  # (k, n, d)
     whitened = np.linalg.solve(cholesky, np.swapaxes(diff, 1, 2))  # (k, d, n) L⁻¹ (x − μ)
+    sq_norm = np.sum(whitened**2, axis=1)  # (k, n)
     half_log_det = np.sum(np.log(np.diagonal(cholesky, axis1=-2, axis2=-1)), axis=-1)
-    with np.errstate(divide="ignore"):  # inactive components: log 0 = −inf
-        log_weights = np.log(params.weights)
-    log_joint = (log_weights - half_log_det)[:, None] - 0.5 * (d * LOG_2PI + np.sum(whitened**2, axis=1))
-    log_norm = scipy.special.logsumexp(log_joint, axis=0)  # (n,)
+    family = params.family_functions
+    log_density = family.log_density(sq_norm, d, params.dof)  # (k, n), without −log|Σ|^{1/2}
+    log_joint = (log_component_weights(params) - half_log_det)[:, None] + log_density
+    every = with_noise(params, log_joint)  # and the noise component's row, if any
+    log_norm = scipy.special.logsumexp(every, axis=0)  # (n,)
     resp = np.exp(log_joint - log_norm) * weights  # (k, n)
+    moment_resp, extra = resp, {}
+    if family.e_step_terms is not None:  # Student-t: moments weighted by u
+        u, dof_terms = family.e_step_terms(sq_norm, d, params.dof)
+        moment_resp = resp * u
+        extra = dict(weighted_counts=np.sum(moment_resp, axis=1), dof_sums=np.sum(resp * dof_terms, axis=1))
+    if params.noise_weight is not None:
+        extra["noise_count"] = np.asarray(weights @ np.exp(every[-1] - log_norm))
     stats = SufficientStatistics(
         counts=np.sum(resp, axis=1),
-        first=np.einsum("kn,knd->kd", resp, diff),
-        second=structure.em.second_from_full(np.einsum("kn,kni,knj->kij", resp, diff, diff)),
+        first=np.einsum("kn,knd->kd", moment_resp, diff),
+        second=structure.em.second_from_full(np.einsum("kn,kni,knj->kij", moment_resp, diff, diff)),
         log_likelihood=np.asarray(weights @ log_norm),
-        max_log_resp=np.asarray(weights @ (np.max(log_joint, axis=0) - log_norm)),
+        max_log_resp=np.asarray(weights @ (np.max(every, axis=0) - log_norm)),
         shift=params.means,
+        **extra,
     )
     return stats, int(np.argmin(np.where(weights > 0, log_norm, np.inf)))

@@ -37,7 +37,8 @@ from bayesgmm.em._data import (
     bucket_size,
     compute_dtype,
     default_chunk_size,
-    noise_guess,
+    initial_rows,
+    noise_start,
     prepare_data,
     prepare_host,
     settings,
@@ -328,7 +329,7 @@ def _small_for_the_host(data: PreparedData, k: int, config: EMConfig, user_init:
     """
     if data.stream or data.mesh is not None or data.has_missing or chunk_size is not None or moments != "auto":
         return False
-    if config.scale_mixture or config.noise or data.has_errors:  # the NumPy driver: Gaussian components only
+    if data.has_errors:  # the NumPy driver has no measurement-error E-step
         return False
     entry = INIT_METHODS[config.init]
     if not (entry.from_rows or entry.deterministic or user_init.complete) or not _memory.on_cpu(data.X):
@@ -394,19 +395,6 @@ def fit_groups(
         init_weights=init_weights,
     )
     return _results(data, ks, states, log_likelihoods, fit_settings, config)
-
-
-def noise_start(data: PreparedData, config: EMConfig, user_init: UserInit) -> tuple[np.ndarray | None, float]:
-    """The noise guess (``_data.noise_guess``) when the fit has a noise component and draws its own start:
-    the initialisation's row weights (host, float64) and the noise's starting weight; else ``(None, 0)``."""
-    if not config.noise or user_init.complete:
-        return None, 0.0
-    return noise_guess(data, config.noise_volume)
-
-
-def initial_rows(data: PreparedData, init_weights: np.ndarray | None) -> PreparedData:
-    """The data the start's draws are made from: ``data`` with the initialisation's row weights."""
-    return data if init_weights is None else data._replace(weights=init_weights)
 
 
 def _program(

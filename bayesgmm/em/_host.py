@@ -13,9 +13,9 @@ same time). This driver runs the same fit in NumPy and compiles nothing:
   NumPy arrays (``_arrays.namespace``);
 - its own E-step only (``_estep.numpy_e_step``: dense Cholesky factors in NumPy).
 
-So its fit equals ``em_fit``'s (float64) up to round-off, for every covariance structure
-(tests/test_em_host.py). Rows must be in memory, without NaN; ``init="random"`` draws its
-responsibilities with JAX and is not offered here.
+So its fit equals ``em_fit``'s (float64) up to round-off, for every covariance structure, both
+component families and with a noise component (tests/test_em_host.py). Rows must be in memory,
+without NaN; ``init="random"`` draws its responsibilities with JAX and is not offered here.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 from bayesgmm.chunks import Rows, add
 from bayesgmm.covariance import get_structure
 from bayesgmm.em._config import EMConfig
-from bayesgmm.em._data import PreparedData, settings, start_draws
+from bayesgmm.em._data import PreparedData, initial_rows, noise_start, settings, start_draws
 from bayesgmm.em._estep import numpy_e_step
 from bayesgmm.em._init import INIT_METHODS, lloyd_host, restart
 from bayesgmm.em._kernels import (
@@ -35,6 +35,7 @@ from bayesgmm.em._kernels import (
     device_user_init,
     finish,
     initial_params,
+    start_model,
     start_state,
     user_params,
 )
@@ -116,9 +117,14 @@ def fit(data: PreparedData, k: int, config: EMConfig, *, seed, user_init: UserIn
         raise ValueError(f"init={config.init!r} draws its responsibilities with JAX; the NumPy driver needs rows.")
     structure = get_structure(config.covariance_type)
     fit_settings = device_settings(settings(data, k, config, np.float64), structure, k)
+    init_weights, noise_share = noise_start(data, config, user_init)  # the noise guess's rows stay out of the start
+    if init_weights is not None:
+        fit_settings = fit_settings._replace(noise_start=np.asarray(noise_share))
     user_init = device_user_init(user_init, structure)
     states = []
-    for params, regularised in _initial_params(data, k, config, fit_settings, user_init, seed=seed):
+    starts = _initial_params(initial_rows(data, init_weights), k, config, fit_settings, user_init, seed=seed)
+    for params, regularised in starts:
+        params = start_model(params, config.family, config.dof_mode, fit_settings)
         state = start_state(params, regularised, fit_settings, history_size=config.max_iter + 1)
         while not bool(state.done):
             stats, worst = numpy_e_step(state.params, data.X, data.weights)
