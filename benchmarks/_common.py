@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +26,26 @@ TIMING_VARIABLES = (
     "MALLOC_MMAP_MAX_",
     "MALLOC_TRIM_THRESHOLD_",
 )
+
+
+class Workload(NamedTuple):
+    """A benchmark's data shape: ``n`` rows, ``d`` features, ``k`` components (``--workload n,d,k``)."""
+
+    n: int
+    d: int
+    k: int
+
+    @property
+    def label(self) -> str:
+        return f"n={self.n:_}, d={self.d}, k={self.k}"
+
+    def to_arg(self) -> str:
+        return f"{self.n},{self.d},{self.k}"
+
+    @classmethod
+    def from_arg(cls, text: str) -> Workload:
+        n, d, k = (int(part) for part in text.split(","))
+        return cls(n, d, k)
 
 
 def cpu_model() -> str:

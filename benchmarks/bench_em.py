@@ -89,6 +89,7 @@ from typing import NamedTuple
 
 import numpy as np
 from _common import (
+    Workload,
     cpu_model,
     exact_command,
     git_revision,
@@ -115,24 +116,6 @@ MEAN_BOX = 10.0  # generating means are drawn in [-MEAN_BOX, MEAN_BOX]^d
 
 # glibc malloc settings under which scikit-learn is known to run faster.
 TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
-
-
-class Workload(NamedTuple):
-    n: int
-    d: int
-    k: int
-
-    @property
-    def label(self) -> str:
-        return f"n={self.n:_}, d={self.d}, k={self.k}"
-
-    def to_arg(self) -> str:
-        return f"{self.n},{self.d},{self.k}"
-
-    @classmethod
-    def from_arg(cls, text: str) -> Workload:
-        n, d, k = (int(part) for part in text.split(","))
-        return cls(n, d, k)
 
 
 WORKLOADS = {

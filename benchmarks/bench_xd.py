@@ -73,6 +73,7 @@ from typing import NamedTuple
 
 import numpy as np
 from _common import (
+    Workload,
     cpu_model,
     exact_command,
     git_revision,
@@ -93,24 +94,6 @@ RESULT_PREFIX = "BENCH_XD_RESULT "  # marks the worker's JSON line on stdout
 DEFAULT_SEED = 0
 MIN_MEAN_SEPARATION = 8.0
 MEAN_BOX = 10.0
-
-
-class Workload(NamedTuple):
-    n: int
-    d: int
-    k: int
-
-    @property
-    def label(self) -> str:
-        return f"n={self.n:_}, d={self.d}, k={self.k}"
-
-    def to_arg(self) -> str:
-        return f"{self.n},{self.d},{self.k}"
-
-    @classmethod
-    def from_arg(cls, text: str) -> Workload:
-        n, d, k = (int(part) for part in text.split(","))
-        return cls(n, d, k)
 
 
 WORKLOADS = {
