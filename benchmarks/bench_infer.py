@@ -86,6 +86,7 @@ from typing import NamedTuple
 
 import numpy as np
 from _common import (
+    Workload,
     cpu_model,
     exact_command,
     git_revision,
@@ -125,24 +126,6 @@ GOAL_RHAT = 1.01
 GOAL_FIRST_CALL_S = 10.0
 
 VARIABLES = ("weights", "means", "covariances")
-
-
-class Workload(NamedTuple):
-    n: int
-    d: int
-    k: int
-
-    @property
-    def label(self) -> str:
-        return f"n={self.n:_}, d={self.d}, k={self.k}"
-
-    def to_arg(self) -> str:
-        return f"{self.n},{self.d},{self.k}"
-
-    @classmethod
-    def from_arg(cls, text: str) -> Workload:
-        n, d, k = (int(part) for part in text.split(","))
-        return cls(n, d, k)
 
 
 class Mixture(NamedTuple):
