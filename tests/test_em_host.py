@@ -119,7 +119,7 @@ def test_host_fit_reseeds_like_em_fit(covariance_type):
     ],
 )
 def test_host_fit_of_other_families_and_noise_is_em_fit(covariance_type, settings):
-    """Student-t components (ECM, its degrees of freedom by SciPy's special functions) and a noise
+    """Student-t components (ECME, its degrees of freedom by SciPy's special functions) and a noise
     component (the same noise guess for the start) on the host equal the compiled fit."""
     rng = np.random.default_rng(11)
     X = np.concatenate(

@@ -141,8 +141,12 @@ def test_gaussian_density_holds_no_student_t_terms():
 @pytest.mark.slow
 def test_student_t_posterior_covers_heavy_tails_and_means():
     """Heavy-tailed data (ν = 3): the posterior of each ν_k covers 3 and stays away from Gaussian
-    tails (its 97.5% quantile below 20, the prior mean), and the means are within 3 posterior sd."""
-    X = _t_mixture(600, seed=4)
+    tails (its 97.5% quantile below 20, the prior mean), and the means are within 3 posterior sd.
+
+    Data seed 5 (maximum-likelihood ν̂ = 3.2 and 3.6). Seed 4's data put ν̂ = 4.4 on one component,
+    where 3 sat on the posterior's 0.5% quantile (3.0 ± 0.15 over chain seeds): the check then
+    turned on Monte Carlo noise, and flipped when ECME changed the chains' EM start."""
+    X = _t_mixture(600, seed=5)
     posterior = bayesgmm.infer(
         X, 2, method="nuts", family="student_t", num_warmup=300, num_samples=300, num_chains=2, progress_bar=False
     )

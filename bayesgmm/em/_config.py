@@ -133,6 +133,11 @@ class EMConfig:
         return self.moments
 
 
+def uses_observed_dof_step(family: str, dof_mode: str) -> bool:
+    """The family has degrees of freedom and they are estimated (ECME's ν-step applies)."""
+    return get_family(family).dof_derivatives is not None and dof_mode != "fixed"
+
+
 @dataclasses.dataclass(frozen=True)
 class Program:
     """The static part of one compiled fit (hashable: the jitted drivers' one static argument)."""
@@ -152,3 +157,9 @@ class Program:
     @property
     def structure(self):
         return get_structure(self.covariance_type)
+
+    @property
+    def observed_dof_step(self) -> bool:
+        """ECME's ν-step (``_estep.dof_step``, a second pass per iteration) rather than ECM's: for
+        estimated degrees of freedom (the Student-t family takes no measurement errors)."""
+        return uses_observed_dof_step(self.family, self.dof_mode) and self.moments != "errors"

@@ -55,6 +55,7 @@ from bayesgmm._conditional import conditional_moments, error_covariances
 from bayesgmm.chunks import Rows, WorstRow, accumulate, add, zeros_like_shapes
 from bayesgmm.covariance import raw_coefficients
 from bayesgmm.em._state import SufficientStatistics
+from bayesgmm.families import maximise_dof
 from bayesgmm.params import (
     GMMParams,
     component_log_joint,
@@ -345,6 +346,80 @@ def e_step(params: GMMParams, rows: Rows, moments: str = "whitened") -> tuple[Su
     return E_STEPS[moments](params, rows)
 
 
+def dof_step(params: GMMParams, rows: Rows, active: Array, moments: str = "whitened") -> GMMParams:
+    """ECME's second pass: the parameters with the degrees of freedom that maximise the observed
+    log-likelihood at their locations and scales (``families.maximise_dof``).
+
+    One pass over the chunks keeps each row's ``log π_k − log |Σ_k|^{1/2}`` and ``δ²_ik`` (two
+    (k, n) arrays: the search evaluates the likelihood at many ``ν`` without the rows); rows with
+    missing entries use their observed coordinates. For rows in memory, on one device or sharded
+    (the compiler partitions the pass and the search's sums over the mesh), and not with
+    measurement errors, which the Student-t family does not take.
+    """
+    family = params.family_functions
+    d = params.n_features
+    log_weights, inverse, half_log_det = _density_terms(params)
+    covariances = params.structure.core.covariance_matrices(params.scale, params.n_components, d)
+
+    def complete(x):
+        _, _, sq_norm = component_log_joint(params, log_weights, inverse, half_log_det, x)
+        base = jnp.broadcast_to(log_weights[:, None] - jnp.reshape(half_log_det, (-1, 1)), sq_norm.shape)
+        return base, sq_norm, jnp.full(x.shape[:1], d, x.dtype)
+
+    def incomplete(x):
+        found = conditional_moments(
+            log_component_weights(params),
+            params.means,
+            covariances,
+            x,
+            with_covariances=False,
+            log_density=observed_log_density(params),
+        )
+        n_observed = found.n_observed.astype(x.dtype)
+        base = found.log_joint - family.log_density(found.sq_norm, n_observed, params.dof)
+        return base, found.sq_norm, n_observed
+
+    def per_chunk(x):
+        if moments == "missing":
+            pieces = lax.cond(jnp.any(jnp.isnan(x)), incomplete, complete, x)
+        else:
+            pieces = complete(x)
+        if params.noise_weight is None:
+            return pieces
+        noise = jnp.broadcast_to(noise_log_joint(params, ~jnp.isnan(x)), x.shape[:1])
+        return (*pieces, noise)
+
+    found = lax.map(per_chunk, rows.chunks)  # (m, k, c), (m, k, c), (m, c)[, (m, c)]
+    k = params.n_components
+    base, sq_norm = (jnp.moveaxis(values, 1, 0).reshape((k, -1)) for values in found[:2])
+    n_dims = found[2].reshape(-1) if moments == "missing" else d  # a scalar: ψ(ν/2 + p/2) once, not per row
+    noise = found[3].reshape(-1) if len(found) > 3 else None
+    weights = rows.weights.reshape(-1)
+    dof = maximise_dof(family, params.dof, base, sq_norm, n_dims, weights, noise, active, params.dof_mode)
+    return dataclasses.replace(params, dof=dof)
+
+
+def numpy_dof_step(params: GMMParams, X, weights, active) -> GMMParams:
+    """``dof_step`` on NumPy arrays (the NumPy driver's complete rows)."""
+    base, sq_norm, _ = _numpy_distances(params, X)
+    noise = None
+    if params.noise_weight is not None:
+        noise = np.broadcast_to(noise_log_joint(params), X.shape[:1])
+    family = params.family_functions
+    dof = maximise_dof(family, params.dof, base, sq_norm, X.shape[1], weights, noise, active, params.dof_mode)
+    return dataclasses.replace(params, dof=dof)
+
+
+def _numpy_distances(params: GMMParams, X):
+    """``(log π_k − log |Σ_k|^{1/2} (k,), δ² (k, n), x − μ (k, n, d))`` on NumPy arrays."""
+    k, d = params.n_components, params.n_features
+    cholesky = host_cholesky(params.structure.core.covariance_matrices(params.scale, k, d))
+    diff = X[None, :, :] - params.means[:, None, :]  # (k, n, d)
+    whitened = np.linalg.solve(cholesky, np.swapaxes(diff, 1, 2))  # (k, d, n) L⁻¹ (x − μ)
+    half_log_det = np.sum(np.log(np.diagonal(cholesky, axis1=-2, axis2=-1)), axis=-1)
+    return (log_component_weights(params) - half_log_det)[:, None], np.sum(whitened**2, axis=1), diff
+
+
 def numpy_e_step(params: GMMParams, X, weights) -> tuple[SufficientStatistics, int]:
     """The E-step on NumPy arrays (the NumPy driver, ``_host``): statistics about the current means.
 
@@ -355,17 +430,10 @@ def numpy_e_step(params: GMMParams, X, weights) -> tuple[SufficientStatistics, i
     compiled E-steps. Returns the statistics and the index of the row of lowest log-likelihood
     among those of positive weight (``WorstRow``'s rule).
     """
-    structure = params.structure
-    k, d = params.n_components, params.n_features
-    covariances = structure.core.covariance_matrices(params.scale, k, d)
-    cholesky = host_cholesky(covariances)
-    diff = X[None, :, :] - params.means[:, None, :]  # (k, n, d)
-    whitened = np.linalg.solve(cholesky, np.swapaxes(diff, 1, 2))  # (k, d, n) L⁻¹ (x − μ)
-    sq_norm = np.sum(whitened**2, axis=1)  # (k, n)
-    half_log_det = np.sum(np.log(np.diagonal(cholesky, axis1=-2, axis2=-1)), axis=-1)
+    structure, d = params.structure, params.n_features
+    base, sq_norm, diff = _numpy_distances(params, X)
     family = params.family_functions
-    log_density = family.log_density(sq_norm, d, params.dof)  # (k, n), without −log|Σ|^{1/2}
-    log_joint = (log_component_weights(params) - half_log_det)[:, None] + log_density
+    log_joint = base + family.log_density(sq_norm, d, params.dof)  # (k, n)
     every = with_noise(params, log_joint)  # and the noise component's row, if any
     log_norm = scipy.special.logsumexp(every, axis=0)  # (n,)
     resp = np.exp(log_joint - log_norm) * weights  # (k, n)

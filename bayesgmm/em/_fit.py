@@ -179,19 +179,25 @@ def em_fit(
         ``result.params.impute(X)``.
     family : {"gaussian", "student_t"}
         The components' distribution (``bayesgmm.families``). "student_t": multivariate t
-        components, robust to outliers (Peel and McLachlan 2000), fitted by the ECM algorithm
-        (McLachlan and Peel 2000, §7.5: the E-step weights each row by ``u = (ν + d)/(ν + δ²)``,
-        its expected precision scale, and the degrees of freedom solve their estimating equation
-        after each M-step); every covariance type, ``sample_weight``, missing values, streaming
-        and sharding. The fitted ``params.covariances`` are then the scale matrices.
+        components, robust to outliers (Peel and McLachlan 2000), fitted by Liu and Rubin's (1995)
+        ECME algorithm: the E-step weights each row by ``u = (ν + d)/(ν + δ²)``, its expected
+        precision scale, the M-step updates weights, locations and scales (McLachlan and Peel
+        2000, §7.5), and a second pass over the rows chooses the degrees of freedom that
+        maximise the log-likelihood itself at the new locations and scales
+        (``families.maximise_dof``); every covariance type, ``sample_weight``, missing values,
+        streaming and sharding. Streamed rows (``stream``) keep ECM's ν-step instead (McLachlan
+        and Peel's estimating equation, which needs no second pass over the file; slower in ``ν``,
+        see ``dof``). The fitted ``params.covariances`` are then the scale matrices.
     dof : None, "shared" or float
         Student-t degrees of freedom: None estimates one per component, "shared" one for all
         (each starts at ``families.DOF_START`` = 4 and stays in ``families.DOF_BOUNDS`` = [1, 200]),
-        a number > 0 fixes them there. BIC counts ``k``, 1 or 0 parameters for them. ECM climbs
-        slowly in ``ν`` where the likelihood is flat (near-Gaussian components, ``ν`` → ∞): on 400
-        Gaussian rows a fit stops 4.7 log-likelihood units below its maximum at ``tol=1e-3``,
-        1.4 at ``1e-4`` and 0.05 at ``1e-6`` (measured); use a small ``tol`` before comparing it
-        with a Gaussian fit.
+        a number > 0 fixes them there. BIC counts ``k``, 1 or 0 parameters for them. ECME reaches
+        the maximum in few iterations even where the likelihood is flat in ``ν`` (near-Gaussian
+        components, ``ν`` → ∞), where ECM creeps: on 400 rows of two Gaussian clusters, at
+        ``tol=1e-3`` / ``1e-4`` / ``1e-6`` ECME stops 0.018 / 0.0014 / < 1e-4 log-likelihood
+        units below the maximum after 4 / 6 / 9 iterations, ECM 3.9 / 1.2 / 0.11 units below
+        after 12 / 38 / 327 (measured; tests/test_families.py). With streamed rows, use a small
+        ``tol`` before comparing a Student-t fit with a Gaussian one.
     noise : bool or float
         True adds a uniform background-noise component (mclust's ``Vinv``; Banfield and Raftery
         1993): the density is ``π_0 / V + (1 − π_0) Σ_k π_k f_k(x)`` with ``V`` the volume of the

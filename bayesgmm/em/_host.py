@@ -11,7 +11,9 @@ same time). This driver runs the same fit in NumPy and compiles nothing:
 - the same kernels: ``start_state`` / ``advance`` / ``finish``, hence the same M-step,
   repair of degenerate components (re-seeding at the worst row) and stopping rule, running on
   NumPy arrays (``_arrays.namespace``);
-- its own E-step only (``_estep.numpy_e_step``: dense Cholesky factors in NumPy).
+- its own passes only (``_estep.numpy_e_step``: dense Cholesky factors in NumPy; and for
+  estimated Student-t degrees of freedom ECME's ``_estep.numpy_dof_step``, whose search is
+  ``families.maximise_dof`` on NumPy arrays, as the compiled driver's ``dof_step``).
 
 So its fit equals ``em_fit``'s (float64) up to round-off, for every covariance structure, both
 component families and with a noise component (tests/test_em_host.py). Rows must be in memory,
@@ -20,13 +22,15 @@ without NaN; ``init="random"`` draws its responsibilities with JAX and is not of
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from bayesgmm.chunks import Rows, add
 from bayesgmm.covariance import get_structure
-from bayesgmm.em._config import EMConfig
+from bayesgmm.em._config import EMConfig, uses_observed_dof_step
 from bayesgmm.em._data import PreparedData, initial_rows, noise_start, settings, start_draws
-from bayesgmm.em._estep import numpy_e_step
+from bayesgmm.em._estep import numpy_dof_step, numpy_e_step
 from bayesgmm.em._init import INIT_METHODS, lloyd_host, restart
 from bayesgmm.em._kernels import (
     advance,
@@ -121,6 +125,7 @@ def fit(data: PreparedData, k: int, config: EMConfig, *, seed, user_init: UserIn
     if init_weights is not None:
         fit_settings = fit_settings._replace(noise_start=np.asarray(noise_share))
     user_init = device_user_init(user_init, structure)
+    ecme = uses_observed_dof_step(config.family, config.dof_mode)
     states = []
     starts = _initial_params(initial_rows(data, init_weights), k, config, fit_settings, user_init, seed=seed)
     for params, regularised in starts:
@@ -128,7 +133,11 @@ def fit(data: PreparedData, k: int, config: EMConfig, *, seed, user_init: UserIn
         state = start_state(params, regularised, fit_settings, history_size=config.max_iter + 1)
         while not bool(state.done):
             stats, worst = numpy_e_step(state.params, data.X, data.weights)
+            previous = state.params.dof
             state = advance(state, stats, data.X[worst], fit_settings, degenerate=config.degenerate)
+            if ecme and not bool(state.done):  # ECME's ν-step from the previous ν, in place of ECM's
+                params = dataclasses.replace(state.params, dof=previous)
+                state = state._replace(params=numpy_dof_step(params, data.X, data.weights, fit_settings.active))
         states.append(finish(state, fit_settings))
     log_likelihoods = np.array([float(state.log_likelihood) for state in states])
     spurious_restarts = np.array([bool(np.any(state.spurious)) for state in states])

@@ -54,7 +54,8 @@ def m_step(
     Student-t components (statistics with ``weighted_counts``, first and second moments
     weighted by ``u``; McLachlan and Peel 2000, §7.5): ``μ_k = shift_k + Σ w r u (x − shift_k) /
     Σ w r u``, scale ``Σ w r u (x − μ_k)(x − μ_k)ᵀ / n_k``, then the degrees of freedom's ECM
-    step (``families.update_dof``). ``previous``: the parameters the statistics were computed
+    step (``families.update_dof``; the in-memory and NumPy drivers then replace it by ECME's,
+    ``_estep.dof_step``). ``previous``: the parameters the statistics were computed
     under; the new ones continue their family (None: Gaussian).
     """
     structure = get_structure(covariance_type)

@@ -2,13 +2,15 @@
 
 ``fit_batch`` chunks the rows (``chunks.chunk_rows``: on one device, or each device its
 own rows when sharded over a mesh), initialises each restart (``_init.INIT_METHODS``), runs
-``_kernels.advance`` in a ``lax.while_loop`` after each E-step (``_estep.E_STEPS``), and
+``_kernels.advance`` in a ``lax.while_loop`` after each E-step (``_estep.E_STEPS``; for
+estimated Student-t degrees of freedom, ECME's second pass ``_estep.dof_step`` after it), and
 keeps each group's best restart. Restarts and groups run one after another on CPU
 (``lax.map``) and vmapped on accelerators. The program's static part is one ``Program``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -17,7 +19,7 @@ from jax import Array, lax
 
 from bayesgmm.chunks import Rows, chunk_rows
 from bayesgmm.em._config import Program
-from bayesgmm.em._estep import e_step, fill_missing
+from bayesgmm.em._estep import dof_step, e_step, fill_missing
 from bayesgmm.em._init import initial_assignment
 from bayesgmm.em._kernels import (
     advance,
@@ -58,7 +60,16 @@ def fit_one(
 
     def body(state: EMState) -> EMState:
         stats, worst = e_step(state.params, rows, program.moments)
-        return advance(state, stats, X_flat[worst.row], settings, degenerate=program.degenerate)
+        previous = state.params.dof
+        state = advance(state, stats, X_flat[worst.row], settings, degenerate=program.degenerate)
+        if program.observed_dof_step:  # ECME: from the previous ν, the ν that maximise the likelihood
+
+            def with_dof(state):  # at the new weights, locations and scales (in place of ECM's ν-step)
+                params = dataclasses.replace(state.params, dof=previous)
+                return state._replace(params=dof_step(params, rows, settings.active, program.moments))
+
+            state = lax.cond(state.done, lambda state: state, with_dof, state)
+        return state
 
     start = start_state(params, regularised, settings, history_size=program.history_size)
     return finish(lax.while_loop(lambda state: ~state.done, body, start), settings)
