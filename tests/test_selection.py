@@ -30,6 +30,7 @@ def test_table_has_one_row_per_fit(selection):
         "n_iter",
         "converged",
         "spurious",  # every restart had a component the data cannot support: criteria NaN, never chosen
+        "start",  # the kept fit's initialisation ("kmeans" here: n_init=2)
     ]
     assert [(row.k, row.covariance_type) for row in table.itertuples()] == [(k, t) for t in TYPES for k in KS]
     assert set(selection.fits) == {(k, t) for t in TYPES for k in KS}

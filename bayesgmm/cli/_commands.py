@@ -24,6 +24,7 @@ from bayesgmm.cli._parser import parse_condition, parse_covariance_types, parse_
 from bayesgmm.cli._render import Report, describe_params, format_ks, posterior_summary, selection_rows
 from bayesgmm.datasets import FAITHFUL_COLUMNS, load_faithful
 from bayesgmm.io import save
+from bayesgmm.selection import CLOSE_CALL_STARTS
 
 # ----------------------------------------------------------------------------- fit
 
@@ -264,6 +265,7 @@ def run_select(args, report: Report) -> int:
                 seed=args.seed,
                 families=families,
                 noise=args.noise,
+                close_call_starts=args.close_call_starts,
             )
     header, rows, chosen = selection_rows(selection)
     report.line()
@@ -294,6 +296,9 @@ def run_select(args, report: Report) -> int:
 def _starts(args) -> str:
     """How select starts EM for ``--n-init``."""
     if args.n_init == 1:
+        close_calls = getattr(args, "close_call_starts", CLOSE_CALL_STARTS)  # the demo: select's default
+        if close_calls:
+            return f"started from mclust's hierarchical clustering (close calls: best of it and {close_calls} k-means)"
         return "started from mclust's hierarchical clustering"
     return f"best of {args.n_init} k-means++ restarts"
 

@@ -247,6 +247,13 @@ def _add_select(commands) -> None:
     )
     select.add_argument("--columns", help=_COLUMNS_HELP)
     select.add_argument("--n-init", type=int, default=1, help=_SELECT_N_INIT_HELP)
+    select.add_argument(
+        "--close-call-starts",
+        type=int,
+        default=5,
+        help="with the hierarchical start, k-means restarts for the (at most 3) fits within 30 of the best "
+        "criterion (default 5; 0: none)",
+    )
     select.add_argument("--max-iter", type=int, default=500, help="EM iterations at most (default 500)")
     select.add_argument("--seed", type=int, default=0)
     select.add_argument("--out", help="write the table to a .csv file")

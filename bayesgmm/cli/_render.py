@@ -147,7 +147,7 @@ def selection_rows(selection) -> tuple[list[str], list[list], int]:
     """Header, formatted rows and the index of the chosen row of a ``Selection.table``."""
     by_family = "family" in selection.table.columns
     header = ["k", "covariance"] + (["family"] if by_family else [])
-    header += ["mean log-lik", "params", "BIC", "AIC", "ICL", "iterations", "converged"]
+    header += ["mean log-lik", "params", "BIC", "AIC", "ICL", "iterations", "converged", "start"]
     rows, chosen = [], 0
     for index, row in enumerate(selection.table.itertuples(index=False)):
         best = int(row.k) == selection.best_k and row.covariance_type == selection.best_covariance_type
@@ -165,6 +165,7 @@ def selection_rows(selection) -> tuple[list[str], list[list], int]:
                 f"{row.icl:.2f}",
                 int(row.n_iter),
                 "yes" if row.converged else "no",
+                row.start,
             ]
         )
     return header, rows, chosen

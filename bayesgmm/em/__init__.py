@@ -23,7 +23,8 @@ lower layers: ``_errors``, ``_validation``, ``covariance``, ``params``, ``chunks
 Public: ``em_fit``, ``EMResult``, ``em_partial_fit``, ``OnlineState``;
 for ``select``, ``bootstrap`` and tests also ``fit_groups``, ``refit``,
 ``prepare_data``, ``start_draws``, ``compute_dtype``, ``EMConfig``, ``e_step``, ``m_step``,
-``SufficientStatistics`` and the noise guess's ``noise_start`` / ``initial_rows``.
+``SufficientStatistics``, the noise guess's ``noise_start`` / ``initial_rows`` and
+``kmeans_draws`` (``select``'s refits of its close calls).
 """
 
 from bayesgmm.em._config import EMConfig
@@ -38,6 +39,7 @@ from bayesgmm.em._fit import (
     fit_on_host,
     refit,
 )
+from bayesgmm.em._init import kmeans_draws
 from bayesgmm.em._kernels import m_step
 from bayesgmm.em._online import OnlineState, em_partial_fit
 from bayesgmm.em._state import EMResult, SufficientStatistics, UserInit
@@ -60,6 +62,7 @@ __all__ = [
     "fit_groups",
     "fit_on_host",
     "initial_rows",
+    "kmeans_draws",
     "m_step",
     "noise_start",
     "prepare_data",

@@ -345,7 +345,15 @@ def _small_for_the_host(data: PreparedData, k: int, config: EMConfig, user_init:
 
 
 def fit_groups(
-    data: PreparedData, ks: list[int], config: EMConfig, *, seed, user_init: UserInit = _NO_USER_INIT, draws=None
+    data: PreparedData,
+    ks: list[int],
+    config: EMConfig,
+    *,
+    seed,
+    user_init: UserInit = _NO_USER_INIT,
+    draws=None,
+    k_max: int | None = None,
+    keep: int | None = None,
 ) -> tuple[list[GridFit], list[Notice]]:
     """One fit per number of components in ``ks``, all in one compiled program; and their warnings.
 
@@ -357,6 +365,9 @@ def fit_groups(
     on the data's scale, or Nones) needs a single ``k``; when complete, one restart runs.
     ``draws``: ``start_draws(data, ks, config.init, seed, config.n_init, dtype)``, when the caller
     shares them between fits (``select``: one hierarchical tree for every covariance type).
+    ``k_max`` (≥ ``max(ks)``): the components of the program, when the caller reuses the program
+    of a wider grid (``select``'s refits of its close calls); ``ks`` may repeat a number.
+    ``keep``: the results of the first ``keep`` groups only (the others pad the program's batch).
 
     Raises ``DegenerateFitError`` when a fit cannot continue (``degenerate="raise"``).
     """
@@ -365,7 +376,7 @@ def fit_groups(
     init_weights, noise_share = noise_start(data, config, user_init)
     if draws is None or n_init != config.n_init:
         draws = start_draws(initial_rows(data, init_weights), ks, config.init, seed, n_init, dtype)
-    k_max = max(ks)
+    k_max = max(ks) if k_max is None else k_max
     scaled_init = _rescaled(user_init, data, dtype)
     program = _program(
         config,
@@ -400,7 +411,7 @@ def fit_groups(
         errors=data.errors,
         init_weights=init_weights,
     )
-    return _results(data, ks, states, log_likelihoods, fit_settings, config)
+    return _results(data, ks[:keep], states, log_likelihoods, fit_settings, config)
 
 
 def _program(

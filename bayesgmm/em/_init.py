@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -509,14 +510,57 @@ def hierarchical_draws(rows: np.ndarray, weights: np.ndarray, ks, k_max: int, dt
     """
     rows, weights = np.asarray(rows, np.float64), np.asarray(weights, np.float64)
     cuts = hierarchical_partitions(rows, weights, ks)
-    labels = np.stack([cuts[k] for k in ks])  # (groups, S)
+    return labelled_draws(rows, weights, np.stack([cuts[k] for k in ks]), k_max, dtype)
+
+
+def labelled_draws(rows: np.ndarray, weights: np.ndarray, labels: np.ndarray, k_max: int, dtype) -> LabelledRows:
+    """(groups, 1, ...) ``LabelledRows``: one partition of the same rows per group (``labels`` (groups, S))."""
     one_hot = (labels[:, None, :] == np.arange(k_max)[None, :, None]) * weights  # (groups, k_max, S)
     counts = one_hot.sum(axis=-1, keepdims=True)
     means = one_hot @ rows / np.where(counts > 0, counts, 1.0)
-    groups = len(ks)
+    groups = len(labels)
     return LabelledRows(
         np.broadcast_to(rows.astype(dtype), (groups, 1) + rows.shape),
         np.broadcast_to(weights.astype(dtype), (groups, 1) + weights.shape),
         labels[:, None].astype(np.int32),
         means[:, None].astype(dtype),
     )
+
+
+# Tries of ``kmeans_partition`` for a partition that uses every cluster.
+KMEANS_TRIES = 5
+
+
+def kmeans_partition(rows: np.ndarray, weights: np.ndarray, k: int, stream: np.random.Generator) -> np.ndarray:
+    """(S,) a k-means partition of the start's rows (those of positive weight), from k-means++ seeds.
+
+    SciPy's ``kmeans2`` (``minit="++"``, 10 Lloyd iterations; it does not weigh rows, which a start
+    need not); a partition with an empty cluster is drawn again (up to ``KMEANS_TRIES`` times)
+    and kept when none uses every cluster. Rows of weight 0 join their nearest cluster.
+    """
+    import scipy.cluster.vq  # only select's close calls need it
+
+    positive = weights > 0
+    for _ in range(KMEANS_TRIES):
+        with warnings.catch_warnings():  # an empty cluster: drawn again below
+            warnings.simplefilter("ignore", UserWarning)
+            centres, _ = scipy.cluster.vq.kmeans2(rows[positive], k, minit="++", rng=stream)
+        labels, _ = scipy.cluster.vq.vq(rows, centres)
+        if np.unique(labels[positive]).size == k:
+            break
+    return labels.astype(np.int32)
+
+
+def kmeans_draws(draws: LabelledRows, starts: list[tuple[int, int]], seed, dtype) -> LabelledRows:
+    """(len(starts), 1, ...) ``LabelledRows`` on the rows of a hierarchical start's ``draws``: for each
+    ``(k, repeat)`` in ``starts`` a ``kmeans_partition`` into ``k`` clusters, its random stream
+    ``(seed, k, repeat)``'s (so a start does not depend on the others asked for)."""
+    rows, weights = np.asarray(draws.rows[0, 0], np.float64), np.asarray(draws.weights[0, 0], np.float64)
+    root = seed_sequence(seed)
+    labels = [
+        kmeans_partition(
+            rows, weights, k, np.random.default_rng(np.random.SeedSequence(root.entropy, spawn_key=(k, repeat)))
+        )
+        for k, repeat in starts
+    ]
+    return labelled_draws(rows, weights, np.stack(labels), draws.means.shape[-2], dtype)
