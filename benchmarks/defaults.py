@@ -6,13 +6,15 @@ For each data set, the grid ``k = 1..9`` × the four covariance types, BIC, floa
 
 - the reference: the (k, type) of lowest BIC with ``init="kmeans", n_init=50, tol=1e-4`` (the
   best of 50 k-means++ starts at every grid point, at select's default tolerance);
-- each candidate default (``--candidates``): its choice, its BIC, and whether the choice is
-  the reference's.
+- each candidate default (``CANDIDATES``): its choice, its BIC, and whether the choice is
+  the reference's;
+- the warm time of select's default (the hierarchical start with its close calls' k-means
+  refits) against the hierarchical start alone (``close_call_starts=0``), same process.
 
 Data sets: Old Faithful (272 × 2), iris (150 × 4), wine standardised (178 × 13), MASS
 crabs (200 × 5), Palmer penguins (342 × 4); tests/data has the last two with provenance.
-Writes the ``defaults`` section of ``--output`` (benchmarks/RESULTS.md). Times are
-bench_select's (cold and warm, fresh processes).
+Writes the ``defaults`` section of ``--output`` (benchmarks/RESULTS.md). Cold times are
+bench_select's (fresh processes).
 
 How to run::
 
@@ -42,10 +44,13 @@ CANDIDATES = {
     "kmeans, tol=1e-3 (previous default)": dict(init="kmeans", n_init=1, tol=1e-3),
     "kmeans, tol=1e-4": dict(init="kmeans", n_init=1, tol=1e-4),
     "kmeans, n_init=5, tol=1e-4": dict(init="kmeans", n_init=5, tol=1e-4),
-    "hierarchical, tol=1e-3": dict(init="hierarchical", tol=1e-3),
-    "hierarchical, tol=1e-4 (default)": dict(init="hierarchical", tol=1e-4),
-    "hierarchical, tol=1e-5": dict(init="hierarchical", tol=1e-5),
+    "hierarchical alone, tol=1e-4 (previous default)": dict(init="hierarchical", tol=1e-4, close_call_starts=0),
+    "hierarchical + close calls, tol=1e-4 (default)": dict(init="hierarchical", tol=1e-4),
+    "hierarchical + close calls, tol=1e-5": dict(init="hierarchical", tol=1e-5),
 }
+# the warm time of select (median of WARM_REPEATS calls after one) for these two: the close calls' cost
+TIMED = ("hierarchical alone, tol=1e-4 (previous default)", "hierarchical + close calls, tol=1e-4 (default)")
+WARM_REPEATS = 15
 
 
 def load(name: str) -> np.ndarray:
@@ -69,6 +74,20 @@ def load(name: str) -> np.ndarray:
     if name == "penguins":
         return pd.read_csv(DATA / "penguins.csv", comment="#").iloc[:, 1:].to_numpy(float)
     raise ValueError(name)
+
+
+def warm_times(bayesgmm, X, *, max_k: int) -> dict[str, float]:
+    """Median warm time of each ``TIMED`` candidate, their calls interleaved (A B A B ...) so that a
+    drift of the machine's speed falls on both alike."""
+    times = {label: [] for label in TIMED}
+    for label in TIMED:
+        choose(bayesgmm, X, max_k=max_k, **CANDIDATES[label])
+    for _ in range(WARM_REPEATS):
+        for label in TIMED:
+            start = time.perf_counter()
+            choose(bayesgmm, X, max_k=max_k, **CANDIDATES[label])
+            times[label].append(time.perf_counter() - start)
+    return {label: float(np.median(values)) for label, values in times.items()}
 
 
 def choose(bayesgmm, X, *, max_k: int, **kwargs):
@@ -103,7 +122,9 @@ def main() -> None:
         print(name, "reference", reference, f"{time.perf_counter() - start:.1f} s", flush=True)
         found = {label: choose(bayesgmm, X, max_k=args.max_k, **kwargs) for label, kwargs in CANDIDATES.items()}
         print(name, found, flush=True)
-        rows.append((name, X.shape, reference, found))
+        warm = warm_times(bayesgmm, X, max_k=args.max_k)
+        print(name, warm, flush=True)
+        rows.append((name, X.shape, reference, found, warm))
     header = " | ".join(CANDIDATES)
     lines = [
         SECTION_START,
@@ -121,7 +142,7 @@ def main() -> None:
         f"| data | n × d | reference (BIC) | {header} |",
         "|---|---|---|" + "---|" * len(CANDIDATES),
     ]
-    for name, shape, (best, bic), found in rows:
+    for name, shape, (best, bic), found, _ in rows:
         cells = [
             f"{'✓' if choice == best else '✗'} ({choice[0]}, {choice[1]}) {value:.1f}"
             for choice, value in found.values()
@@ -129,6 +150,18 @@ def main() -> None:
         lines.append(
             f"| {name} | {shape[0]} × {shape[1]} | ({best[0]}, {best[1]}) {bic:.1f} | " + " | ".join(cells) + " |"
         )
+    lines += [
+        "",
+        f"Warm time of the grid, same process (median of {WARM_REPEATS} calls after a first one, the two "
+        "candidates' calls interleaved), s: "
+        f"{TIMED[0]} / {TIMED[1]}, and their ratio.",
+        "",
+        "| data | hierarchical alone (s) | with close calls (s) | ratio |",
+        "|---|---|---|---|",
+    ]
+    for name, _, _, _, warm in rows:
+        alone, default = (warm[label] for label in TIMED)
+        lines.append(f"| {name} | {alone:.3f} | {default:.3f} | {default / alone:.2f}× |")
     lines.append(SECTION_END)
     write_section(args.output, "\n".join(lines) + "\n", SECTION_START, SECTION_END)
     print(f"Wrote {args.output}")
