@@ -118,13 +118,14 @@ def _prepare_stream(X, sample_weight, dtype) -> PreparedData:
     return PreparedData(X, weights, center, scale, covariance / scale**2, total, n_positive, stream=True)
 
 
-def to_device(values: np.ndarray, dtype) -> Array:
-    """A host array on the default device in ``dtype``, converted on the host.
+def to_device(values, dtype):
+    """Host arrays (an array or a pytree of them) on the default device in ``dtype``, converted on the
+    host, in one transfer.
 
     ``jnp.asarray`` would compile a small program per new shape (tens of milliseconds in a
     fresh process, and seconds while another compilation occupies the cores).
     """
-    return jax.device_put(np.asarray(values, dtype=np.dtype(dtype)))
+    return jax.device_put(jax.tree.map(lambda leaf: np.asarray(leaf, dtype=np.dtype(dtype)), values))
 
 
 def prepare_host(X: np.ndarray, weights: np.ndarray, errors: np.ndarray | None = None) -> PreparedData:
