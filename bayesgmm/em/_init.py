@@ -29,6 +29,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.cluster.vq
 from jax import Array, lax
 
 from bayesgmm._arrays import namespace
@@ -538,8 +539,6 @@ def kmeans_partition(rows: np.ndarray, weights: np.ndarray, k: int, stream: np.r
     need not); a partition with an empty cluster is drawn again (up to ``KMEANS_TRIES`` times)
     and kept when none uses every cluster. Rows of weight 0 join their nearest cluster.
     """
-    import scipy.cluster.vq  # only select's close calls need it
-
     positive = weights > 0
     for _ in range(KMEANS_TRIES):
         with warnings.catch_warnings():  # an empty cluster: drawn again below
