@@ -61,6 +61,20 @@ def test_stream_from_given_initial_parameters_and_in_memory_array(small_blocks, 
     np.testing.assert_allclose(streamed.params.means, in_memory.params.means, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("n_init", [1, pytest.param(2, marks=pytest.mark.extended)])  # hierarchical start; k-means
+def test_select_on_a_stream_equals_select_in_memory(small_blocks, memmap, n_init):
+    """select over several k on streamed rows: each k's fit takes the first k of the grid's draws
+    (it failed with a shape error before: the streamed fits got the k_max-component draws). Same
+    table to float64 round-off (1e-9) and the same choice as in memory."""
+    X, mapped = memmap
+    kwargs = dict(k=[1, 2, 3], covariance_types=["full", "spherical"], n_init=n_init, tol=1e-5, max_iter=1000)
+    in_memory = bayesgmm.select(X, **kwargs)
+    streamed = bayesgmm.select(mapped, **kwargs)
+    assert (streamed.best_k, streamed.best_covariance_type) == (in_memory.best_k, in_memory.best_covariance_type)
+    assert list(streamed.table["start"]) == list(in_memory.table["start"])
+    np.testing.assert_allclose(streamed.table["bic"], in_memory.table["bic"], rtol=1e-9)
+
+
 def test_stream_rejects_what_it_cannot_read(tmp_path):
     with pytest.raises(ValueError, match="2-D numeric NumPy array"):
         bayesgmm.em_fit([[1.0, 2.0], [3.0, 4.0]], 1, stream=True)

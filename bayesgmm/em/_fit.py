@@ -45,7 +45,7 @@ from bayesgmm.em._data import (
     start_draws,
     to_device,
 )
-from bayesgmm.em._init import INIT_METHODS, restart
+from bayesgmm.em._init import INIT_METHODS, LabelledRows, restart
 from bayesgmm.em._kernels import EMPTY_FRACTION, best_restart, effective_rows
 from bayesgmm.em._state import DegenerateEvents, EMResult, EMState, Settings, UserInit
 from bayesgmm.params import GMMParams
@@ -392,7 +392,8 @@ def fit_groups(
     if data.stream:
         fits, notices = [], []
         for group, k in enumerate(ks):
-            fit, fit_notices = _fit_streamed(data, k, program, restart(draws, group), scaled_init, config)
+            group_draws = _first_draws(restart(draws, group), k)  # the streamed fit has k components, not k_max
+            fit, fit_notices = _fit_streamed(data, k, program, group_draws, scaled_init, config)
             fits += fit
             notices += fit_notices
         return fits, notices
@@ -548,6 +549,14 @@ def refit(data: PreparedData, start: GMMParams, config: EMConfig, *, weights=Non
         converged,
         failed,
     )
+
+
+def _first_draws(draws, k: int):
+    """One group's draws (restarts, ...) for a fit of ``k`` components: the first ``k`` of the grid's
+    ``k_max`` (a restart's first draws do not depend on ``k``; ``init_draws``)."""
+    if isinstance(draws, LabelledRows):
+        return draws._replace(means=draws.means[:, :k])
+    return draws[:, :k] if np.ndim(draws) >= 2 else draws  # "random": one seed per restart
 
 
 def _fit_streamed(data: PreparedData, k: int, program: Program, draws, scaled_init: UserInit, config: EMConfig):
