@@ -4,8 +4,10 @@ and the atomic replacement of one script's section of RESULTS.md."""
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
+import resource  # Unix: CPU times and peak memory
 import shlex
 import subprocess
 import sys
@@ -113,3 +115,29 @@ def write_section(path: Path, section: str, start_marker: str, end_marker: str) 
         handle.write(text)
     os.chmod(handle.name, mode)
     os.replace(handle.name, path)
+
+
+def emit_result(prefix: str, result) -> None:
+    """A worker's result on stdout: one line, ``prefix`` then the JSON (``worker_result`` reads it)."""
+    print(prefix + json.dumps(result), flush=True)
+
+
+def worker_result(command: list[str], prefix: str, label: str, env=None) -> dict:
+    """Run a worker process; its result (the last stdout line starting with ``prefix``, as JSON), or
+    ``{"error": its last line of stderr}`` with the whole stderr printed under ``label``."""
+    completed = subprocess.run(command, capture_output=True, text=True, env=env)
+    for line in reversed(completed.stdout.splitlines()):
+        if line.startswith(prefix):
+            return json.loads(line[len(prefix) :])
+    message = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+    print(f"  {label} failed (exit {completed.returncode}):\n{completed.stderr}", file=sys.stderr)
+    return {"error": message}
+
+
+def cpu_seconds(children: bool = False) -> float:
+    """CPU time (user + system) of this process, and of its finished children (pool processes) if asked."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF,) + ((resource.RUSAGE_CHILDREN,) if children else ()):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total

@@ -76,11 +76,9 @@ import datetime
 import functools
 import importlib.metadata
 import importlib.util
-import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -91,11 +89,13 @@ import numpy as np
 from _common import (
     Workload,
     cpu_model,
+    emit_result,
     exact_command,
     git_revision,
     load_average,
     memory_total,
     package_version,
+    worker_result,
     write_section,
 )
 
@@ -376,7 +376,7 @@ def run_worker_main(args: argparse.Namespace) -> None:
     """Entry point of a worker process: time one library on one workload, print JSON."""
     problem = make_problem(Workload.from_arg(args.workload), args.seed)
     result = WORKERS[args.worker](problem, args.iters, args.repeats)
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    emit_result(RESULT_PREFIX, result)
 
 
 # ----------------------------------------------------------------------------- driver
@@ -408,13 +408,7 @@ def run_worker(library: str, malloc: str, workload: Workload, args: argparse.Nam
         "--repeats",
         str(args.repeats),
     ]
-    completed = subprocess.run(command, env=worker_environment(malloc), capture_output=True, text=True)
-    for line in reversed(completed.stdout.splitlines()):
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX) :])
-    message = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-    print(f"  {library} ({malloc} malloc) failed (exit {completed.returncode}):\n{completed.stderr}", file=sys.stderr)
-    return {"error": message}
+    return worker_result(command, RESULT_PREFIX, f"{library} ({malloc} malloc)", env=worker_environment(malloc))
 
 
 def per_iteration_ms(result: dict | None, iters: int) -> float | None:

@@ -73,11 +73,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -88,11 +86,13 @@ import numpy as np
 from _common import (
     Workload,
     cpu_model,
+    emit_result,
     exact_command,
     git_revision,
     load_average,
     memory_total,
     package_version,
+    worker_result,
     write_section,
 )
 
@@ -428,7 +428,7 @@ def run_worker_main(args: argparse.Namespace) -> None:
     """Entry point of a worker process: time one library, print JSON."""
     warnings.simplefilter("ignore", FutureWarning)
     result = WORKERS[args.worker](Workload.from_arg(args.workload), args)
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    emit_result(RESULT_PREFIX, result)
 
 
 # ----------------------------------------------------------------------------- driver
@@ -454,13 +454,7 @@ def run_worker(library: str, chains: int, repeats: int, workload: Workload, args
         "--num-samples",
         str(args.num_samples),
     ] + (["--x64"] if args.x64 else [])
-    completed = subprocess.run(command, capture_output=True, text=True)
-    for line in reversed(completed.stdout.splitlines()):
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX) :])
-    message = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-    print(f"  {library} ({chains} chains) failed (exit {completed.returncode}):\n{completed.stderr}", file=sys.stderr)
-    return {"error": message}
+    return worker_result(command, RESULT_PREFIX, f"{library} ({chains} chains)")
 
 
 def calls_of(result: dict, *roles: str) -> list[dict]:

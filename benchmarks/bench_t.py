@@ -84,13 +84,10 @@ import contextlib
 import datetime
 import importlib.util
 import io
-import json
 import os
 import platform
-import resource
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -102,11 +99,14 @@ import numpy as np
 from _common import (
     Workload,
     cpu_model,
+    cpu_seconds,
+    emit_result,
     exact_command,
     git_revision,
     load_average,
     memory_total,
     package_version,
+    worker_result,
     write_section,
 )
 
@@ -180,15 +180,10 @@ def mean_log_likelihood(X: np.ndarray, weights, means, scales, dof) -> float:
 # ----------------------------------------------------------------------------- workers
 
 
-def _cpu_seconds() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    return own.ru_utime + own.ru_stime
-
-
 def _timed_call(fit) -> tuple[float, float, object]:
-    start, start_cpu = time.perf_counter(), _cpu_seconds()
+    start, start_cpu = time.perf_counter(), cpu_seconds()
     result = fit()
-    return time.perf_counter() - start, _cpu_seconds() - start_cpu, result
+    return time.perf_counter() - start, cpu_seconds() - start_cpu, result
 
 
 class FitTimeout(Exception):
@@ -426,7 +421,7 @@ WORKERS = {"bayesgmm": time_bayesgmm, "studenttmixture": time_studenttmixture, "
 def run_worker_main(args: argparse.Namespace) -> None:
     problem = make_problem(args.workload[0], args.seed)
     result = WORKERS[args.worker](problem, args)
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    emit_result(RESULT_PREFIX, result)
 
 
 # ----------------------------------------------------------------------------- driver
@@ -443,13 +438,7 @@ def run_worker(library: str, workload: Workload, args: argparse.Namespace, *, co
     if cold_cache is not None:
         command.append("--first-only")
         env = {**os.environ, "BAYESGMM_COMPILATION_CACHE": cold_cache}
-    completed = subprocess.run(command, capture_output=True, text=True, env=env)
-    for line in reversed(completed.stdout.splitlines()):
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX) :])
-    message = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-    print(f"  {library} failed (exit {completed.returncode}):\n{completed.stderr}", file=sys.stderr)
-    return {"error": message}
+    return worker_result(command, RESULT_PREFIX, library, env=env)
 
 
 def _median(values: list[float]) -> float:

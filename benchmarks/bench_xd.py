@@ -59,12 +59,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib.util
-import json
 import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -75,11 +73,14 @@ import numpy as np
 from _common import (
     Workload,
     cpu_model,
+    cpu_seconds,
+    emit_result,
     exact_command,
     git_revision,
     load_average,
     memory_total,
     package_version,
+    worker_result,
     write_section,
 )
 
@@ -168,12 +169,6 @@ def _peak_rss_mb(who=resource.RUSAGE_SELF) -> float:
     return resource.getrusage(who).ru_maxrss / 2**10  # kilobytes on Linux
 
 
-def _cpu_seconds() -> float:
-    """CPU time (user + system) of this process and of its finished children (pygmmis's pools)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 class Timings(NamedTuple):
     times: list[float]  # wall seconds per timed call
     cpu_times: list[float]  # CPU seconds per timed call (all threads, and child processes once joined)
@@ -188,10 +183,10 @@ def _timed(fit, repeats: int, *, first: bool) -> tuple[Timings, object]:
         first_call = time.perf_counter() - start
     times, cpu_times = [], []
     for _ in range(repeats):
-        start, start_cpu = time.perf_counter(), _cpu_seconds()
+        start, start_cpu = time.perf_counter(), cpu_seconds(children=True)
         result = fit()
         times.append(time.perf_counter() - start)
-        cpu_times.append(_cpu_seconds() - start_cpu)
+        cpu_times.append(cpu_seconds(children=True) - start_cpu)
     return Timings(times, cpu_times, first_call), result
 
 
@@ -304,7 +299,7 @@ MODULES = {"bayesgmm": None, "astroML": "astroML", "pygmmis": "pygmmis"}
 def run_worker_main(args: argparse.Namespace) -> None:
     problem = make_problem(Workload.from_arg(args.workload), args.seed)
     result = WORKERS[args.worker](problem, args.iters, args.repeats)
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    emit_result(RESULT_PREFIX, result)
 
 
 # ----------------------------------------------------------------------------- driver
@@ -314,13 +309,7 @@ def run_worker(library: str, workload: Workload, args: argparse.Namespace, repea
     """Time ``library`` in a fresh process; return its result, or ``{"error": ...}``."""
     command = [sys.executable, str(SCRIPT), "--worker", library, "--workload", workload.to_arg()]
     command += ["--seed", str(args.seed), "--iters", str(args.iters), "--repeats", str(repeats)]
-    completed = subprocess.run(command, capture_output=True, text=True)
-    for line in reversed(completed.stdout.splitlines()):
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX) :])
-    message = (completed.stderr.strip().splitlines() or ["no output"])[-1]
-    print(f"  {library} failed (exit {completed.returncode}):\n{completed.stderr}", file=sys.stderr)
-    return {"error": message}
+    return worker_result(command, RESULT_PREFIX, library)
 
 
 CPU = "cpu_times"  # per_iteration_ms's key for CPU rather than wall time
