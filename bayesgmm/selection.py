@@ -137,10 +137,10 @@ def select(
         With the hierarchical start, the grid points whose criterion is within
         ``CLOSE_CALL_MARGIN`` (30) of the best (at most ``CLOSE_CALL_LIMIT``, 3, the closest;
         the best itself only when another overtook it) are fitted again from this many k-means
-        partitions of the start's rows
-        (``_init.kmeans_partition``), in the grid's own compiled programs; a refit replaces a
-        grid point's fit when its mean log-likelihood is higher by more than ``tol`` (another
-        maximum, not the same one reached from elsewhere) and it has no spurious component.
+        partitions of the start's rows (``_init.kmeans_partition``), in the grid's own
+        compiled programs; a refit replaces a grid point's fit when its mean log-likelihood is
+        higher by more than ``tol`` (another maximum, not the same one reached from elsewhere)
+        and it has no spurious component.
         One deterministic start can sit in a poor local maximum: on standardised wine the
         hierarchical start's (4, diag) fit is 57 BIC units below the maximum the refits reach,
         which then is the best model (the best of 50 k-means starts per grid point agrees). 0
@@ -256,7 +256,7 @@ def select(
             init_weights, _ = noise_start(data, config, UserInit())  # the noise guess's rows stay out of the start
             start = initial_rows(data, init_weights)
             draws[config.noise] = start_draws(start, ks, config.init, seed, config.n_init, compute_dtype(data))
-    rows, fits, grids = [], {}, []
+    rows, fits = [], {}
     for index, (config, option) in enumerate(
         zip(configs, noise_options * (len(configs) // len(noise_options)), strict=True)
     ):
@@ -272,9 +272,8 @@ def select(
             )
             rows.append(labels | _criteria(grid_fit, total) | dict(start=config.init, config=index))
             fits[tuple(labels.values())] = grid_fit.result
-        grids.append(config)
     if init == "hierarchical" and close_call_starts > 0:
-        _refit_close_calls(rows, fits, grids, data, ks, criterion, close_call_starts, seed, draws)
+        _refit_close_calls(rows, fits, configs, data, ks, criterion, close_call_starts, seed, draws)
     table = pd.DataFrame(rows).drop(columns="config")
     if table[criterion].isna().all():
         raise ValueError(
