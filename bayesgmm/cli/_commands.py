@@ -298,7 +298,10 @@ def _starts(args) -> str:
     if args.n_init == 1:
         close_calls = getattr(args, "close_call_starts", CLOSE_CALL_STARTS)  # the demo: select's default
         if close_calls:
-            return f"started from mclust's hierarchical clustering (close calls: best of it and {close_calls} k-means)"
+            return (
+                f"started from mclust's hierarchical clustering, the closest calls rechecked from {close_calls} "
+                "k-means starts"
+            )
         return "started from mclust's hierarchical clustering"
     return f"best of {args.n_init} k-means++ restarts"
 
