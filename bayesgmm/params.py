@@ -42,6 +42,42 @@ def _scale_ndim(covariance_type: str) -> int:
     return len(get_structure(covariance_type).core.scale_shape(1, 1))
 
 
+@functools.lru_cache(maxsize=1024)
+def _check_layout(covariance_type: str, family: str, dof_mode: str, absent: tuple, shapes: tuple | None) -> None:
+    """``GMMParams``' checks, once per layout: the names, which optional leaves are given, and their
+    shapes (``shapes`` None when JAX rebuilds the pytree with placeholder leaves). A GMMParams is
+    built hundreds of times per ``select`` (pytree maps and replaces), each with a layout seen before."""
+    structure = get_structure(covariance_type)
+    family_functions = get_family(family)
+    if dof_mode not in DOF_MODES:
+        raise ValueError(f"dof_mode must be one of {DOF_MODES}, got {dof_mode!r}.")
+    no_dof, no_noise_weight, no_noise_bounds = absent
+    if no_dof != (family_functions.e_step_terms is None):
+        raise ValueError(
+            "dof (degrees of freedom, shape (..., k)) must be given for family='student_t' and only for it "
+            f"(family={family!r}, dof={'None' if no_dof else 'given'})."
+        )
+    if no_noise_weight != no_noise_bounds:
+        raise ValueError("A noise component needs both noise_weight (...,) and noise_bounds (..., 2, d), or neither.")
+    if shapes is None:
+        return
+    weights, means, scale, dof, _, noise_bounds = shapes
+    if len(means) < 2:
+        raise ValueError(f"means must have shape (..., k, d), got shape {means}.")
+    k, d = means[-2:]
+    expected = structure.core.scale_shape(k, d)
+    if weights[-1:] != (k,):
+        raise ValueError(f"weights must have shape (..., {k}) to match means {means}, got {weights}.")
+    if scale[len(scale) - len(expected) :] != expected or len(scale) < len(expected):
+        raise ValueError(
+            f"scale for covariance_type={covariance_type!r} must end in shape {expected} (k={k}, d={d}), got {scale}."
+        )
+    if dof is not None and dof[-1:] != (k,):
+        raise ValueError(f"dof must have shape (..., {k}) to match means {means}, got {dof}.")
+    if noise_bounds is not None and noise_bounds[-2:] != (2, d):
+        raise ValueError(f"noise_bounds must have shape (..., 2, {d}), got {noise_bounds}.")
+
+
 @functools.partial(
     jax.tree_util.register_dataclass,
     data_fields=["weights", "means", "scale", "dof", "noise_weight", "noise_bounds"],
@@ -108,42 +144,15 @@ class GMMParams:
     noise_bounds: Array | None = None
 
     def __post_init__(self):
-        structure = get_structure(self.covariance_type)
-        family = get_family(self.family)
-        if self.dof_mode not in DOF_MODES:
-            raise ValueError(f"dof_mode must be one of {DOF_MODES}, got {self.dof_mode!r}.")
-        if (self.dof is None) != (family.e_step_terms is None):
-            raise ValueError(
-                "dof (degrees of freedom, shape (..., k)) must be given for family='student_t' and only for it "
-                f"(family={self.family!r}, dof={'None' if self.dof is None else 'given'})."
-            )
-        if (self.noise_weight is None) != (self.noise_bounds is None):
-            raise ValueError(
-                "A noise component needs both noise_weight (...,) and noise_bounds (..., 2, d), or neither."
-            )
         optional = (self.dof, self.noise_weight, self.noise_bounds)
-        leaves = (self.weights, self.means, self.scale) + tuple(leaf for leaf in optional if leaf is not None)
+        leaves = (self.weights, self.means, self.scale) + optional
         # JAX rebuilds pytrees with placeholder leaves (None, object(), specs); check
         # shapes only when every leaf is array-like.
-        if not all(hasattr(leaf, "shape") and hasattr(leaf, "ndim") for leaf in leaves):
-            return
-        if self.means.ndim < 2:
-            raise ValueError(f"means must have shape (..., k, d), got shape {self.means.shape}.")
-        k, d = self.means.shape[-2:]
-        expected = structure.core.scale_shape(k, d)
-        if self.weights.shape[-1:] != (k,):
-            raise ValueError(
-                f"weights must have shape (..., {k}) to match means {self.means.shape}, got {self.weights.shape}."
-            )
-        if self.scale.shape[self.scale.ndim - len(expected) :] != expected or self.scale.ndim < len(expected):
-            raise ValueError(
-                f"scale for covariance_type={self.covariance_type!r} must end in shape {expected} "
-                f"(k={k}, d={d}), got {self.scale.shape}."
-            )
-        if self.dof is not None and self.dof.shape[-1:] != (k,):
-            raise ValueError(f"dof must have shape (..., {k}) to match means {self.means.shape}, got {self.dof.shape}.")
-        if self.noise_bounds is not None and self.noise_bounds.shape[-2:] != (2, d):
-            raise ValueError(f"noise_bounds must have shape (..., 2, {d}), got {self.noise_bounds.shape}.")
+        shaped = all(leaf is None or (hasattr(leaf, "shape") and hasattr(leaf, "ndim")) for leaf in leaves)
+        shapes = tuple(None if leaf is None else tuple(leaf.shape) for leaf in leaves) if shaped else None
+        names = (self.covariance_type, self.family, self.dof_mode)
+        check = _check_layout if all(isinstance(name, str) for name in names) else _check_layout.__wrapped__
+        check(*names, tuple(leaf is None for leaf in optional), shapes)  # unhashable names: their own error
 
     # ------------------------------------------------------------------ construction
 

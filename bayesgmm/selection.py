@@ -322,7 +322,7 @@ def _refit_close_calls(rows, fits, configs, data, ks, criterion, starts, seed, d
     of them overtook it (a better maximum for the best cannot change the choice otherwise). Each
     configuration's refits × ``starts`` run in its grid's program (the same groups and components;
     groups left over fit one component, which costs little); the partitions for a ``k`` serve
-    every configuration.
+    every configuration, and a partition drawn twice is fitted once.
     """
     values = np.array([row[criterion] for row in rows], dtype=float)
     if not np.isfinite(values).any():
@@ -332,16 +332,33 @@ def _refit_close_calls(rows, fits, configs, data, ks, criterion, starts, seed, d
     total, k_max, dtype = data.total_weight, max(ks), compute_dtype(data)
     partitions = {}  # (noise option, k, repeat) -> LabelledRows of one group
 
+    def partition(noise, k, repeat):
+        if (noise, k, repeat) not in partitions:
+            partitions[noise, k, repeat] = kmeans_draws(draws[noise], [(k, repeat)], seed, dtype)
+        return partitions[noise, k, repeat]
+
     def start(noise, slots):
-        for k, repeat in slots:
-            if (noise, k, repeat) not in partitions:
-                partitions[noise, k, repeat] = kmeans_draws(draws[noise], [(k, repeat)], seed, dtype)
-        return jax.tree.map(lambda *groups: np.concatenate(groups), *(partitions[(noise, *slot)] for slot in slots))
+        return jax.tree.map(lambda *groups: np.concatenate(groups), *(partition(noise, *slot) for slot in slots))
+
+    def distinct(noise, k):
+        """The repeats whose partitions differ (a partition drawn twice would give the same fit twice)."""
+        seen, kept = set(), []
+        for repeat in range(starts):
+            labels = np.asarray(partition(noise, k, repeat).labels).reshape(-1)
+            _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+            key = np.argsort(np.argsort(first))[inverse.reshape(-1)].tobytes()  # numbered by first row
+            if key not in seen:
+                seen.add(key)
+                kept.append(repeat)
+        return kept
 
     def refit(indices):
         for index, config in enumerate(configs):
             wanted = [
-                (rows[i]["k"], repeat, i) for i in indices if rows[i]["config"] == index for repeat in range(starts)
+                (rows[i]["k"], repeat, i)
+                for i in indices
+                if rows[i]["config"] == index
+                for repeat in distinct(config.noise, rows[i]["k"])
             ]
             for first in range(0, len(wanted), len(ks)):  # the grid's groups, as many at a time
                 batch = wanted[first : first + len(ks)]
