@@ -141,3 +141,33 @@ def cpu_seconds(children: bool = False) -> float:
         usage = resource.getrusage(who)
         total += usage.ru_utime + usage.ru_stime
     return total
+
+
+def separated_means(rng, k: int, d: int, box: float, separation: float):
+    """``k`` points drawn uniformly in ``[-box, box]^d``, pairwise at least ``separation`` apart (rejection)."""
+    import numpy as np
+
+    means: list = []
+    while len(means) < k:
+        candidate = rng.uniform(-box, box, size=d)
+        if all(np.linalg.norm(candidate - m) >= separation for m in means):
+            means.append(candidate)
+    return np.array(means)
+
+
+def random_spd(rng, k: int, d: int):
+    """``k`` random SPD matrices ``A Aᵀ / d + 0.1 I`` (eigenvalues roughly in [0.1, 4])."""
+    import numpy as np
+
+    factors = rng.standard_normal((k, d, d))
+    return factors @ np.swapaxes(factors, -1, -2) / d + 0.1 * np.eye(d)
+
+
+def import_bayesgmm():
+    """``bayesgmm``, installed or from this checkout (a worker run without installing)."""
+    try:
+        import bayesgmm
+    except ImportError:
+        sys.path.insert(0, str(REPO_ROOT))
+        import bayesgmm
+    return bayesgmm

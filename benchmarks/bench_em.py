@@ -92,9 +92,12 @@ from _common import (
     emit_result,
     exact_command,
     git_revision,
+    import_bayesgmm,
     load_average,
     memory_total,
     package_version,
+    random_spd,
+    separated_means,
     worker_result,
     write_section,
 )
@@ -141,29 +144,13 @@ class Problem(NamedTuple):
 # ----------------------------------------------------------------------------- data
 
 
-def well_separated_means(rng: np.random.Generator, k: int, d: int) -> np.ndarray:
-    """``k`` points in a box, pairwise at least ``MIN_MEAN_SEPARATION`` apart (rejection)."""
-    means: list[np.ndarray] = []
-    while len(means) < k:
-        candidate = rng.uniform(-MEAN_BOX, MEAN_BOX, size=d)
-        if all(np.linalg.norm(candidate - m) >= MIN_MEAN_SEPARATION for m in means):
-            means.append(candidate)
-    return np.array(means)
-
-
-def random_spd_matrices(rng: np.random.Generator, k: int, d: int) -> np.ndarray:
-    """``k`` random SPD matrices ``A Aᵀ / d + 0.1 I``: eigenvalues roughly in [0.1, 4]."""
-    factors = rng.standard_normal((k, d, d))
-    return factors @ np.swapaxes(factors, -1, -2) / d + 0.1 * np.eye(d)
-
-
 def make_problem(workload: Workload, seed: int) -> Problem:
     """Deterministic data from a known mixture, and the initial parameters for both libraries."""
     n, d, k = workload
     rng = np.random.default_rng([seed, n, d, k])
     true_weights = rng.dirichlet(np.full(k, 5.0))
-    true_means = well_separated_means(rng, k, d)
-    true_chol = np.linalg.cholesky(random_spd_matrices(rng, k, d))
+    true_means = separated_means(rng, k, d, MEAN_BOX, MIN_MEAN_SEPARATION)
+    true_chol = np.linalg.cholesky(random_spd(rng, k, d))
     labels = rng.choice(k, size=n, p=true_weights)
     X = rng.standard_normal((n, d))
     for j in range(k):  # per component, to avoid an (n, d, d) array of factors
@@ -188,11 +175,7 @@ def time_bayesgmm(problem: Problem, iters: int, repeats: int, *, x64: bool = Tru
     import jax
 
     jax.config.update("jax_enable_x64", x64)
-    try:
-        import bayesgmm
-    except ImportError:  # run from a checkout without installing
-        sys.path.insert(0, str(REPO_ROOT))
-        import bayesgmm
+    bayesgmm = import_bayesgmm()
 
     def fit():
         with warnings.catch_warnings():

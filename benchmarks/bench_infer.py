@@ -89,9 +89,11 @@ from _common import (
     emit_result,
     exact_command,
     git_revision,
+    import_bayesgmm,
     load_average,
     memory_total,
     package_version,
+    separated_means,
     worker_result,
     write_section,
 )
@@ -149,17 +151,13 @@ def generating_mixture(d: int, k: int, seed: int) -> Mixture:
     """The fixed mixture every replicate is drawn from (depends on ``seed, d, k`` only)."""
     rng = np.random.default_rng([seed, d, k])
     weights = rng.dirichlet(np.full(k, 5.0))
-    means: list[np.ndarray] = []
-    while len(means) < k:  # rejection: pairwise at least MIN_MEAN_SEPARATION apart
-        candidate = rng.uniform(-MEAN_BOX, MEAN_BOX, size=d)
-        if all(np.linalg.norm(candidate - m) >= MIN_MEAN_SEPARATION for m in means):
-            means.append(candidate)
+    means = separated_means(rng, k, d, MEAN_BOX, MIN_MEAN_SEPARATION)
     chol = []
     for _ in range(k):
         rotation, _ = np.linalg.qr(rng.standard_normal((d, d)))
         variances = rng.uniform(VAR_LOW, VAR_HIGH, size=d)
         chol.append(np.linalg.cholesky(rotation @ np.diag(variances) @ rotation.T))
-    return Mixture(weights, np.array(means), np.array(chol))
+    return Mixture(weights, means, np.array(chol))
 
 
 def make_data(workload: Workload, seed: int, replicate: int) -> np.ndarray:
@@ -298,11 +296,7 @@ def timed_calls(plan, call, counter) -> list[dict]:
 
 def time_bayesgmm(workload: Workload, args: argparse.Namespace) -> dict:
     jax = setup_jax(args.x64)
-    try:
-        import bayesgmm
-    except ImportError:  # run from a checkout without installing
-        sys.path.insert(0, str(REPO_ROOT))
-        import bayesgmm
+    bayesgmm = import_bayesgmm()
     counter = CompileCounter()
 
     def call(replicate, seed):

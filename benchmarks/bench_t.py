@@ -103,9 +103,12 @@ from _common import (
     emit_result,
     exact_command,
     git_revision,
+    import_bayesgmm,
     load_average,
     memory_total,
     package_version,
+    random_spd,
+    separated_means,
     worker_result,
     write_section,
 )
@@ -143,14 +146,8 @@ def make_problem(workload: Workload, seed: int) -> Problem:
     n, d, k = workload
     rng = np.random.default_rng([seed, n, d, k])
     true_weights = rng.dirichlet(np.full(k, 5.0))
-    means: list[np.ndarray] = []
-    while len(means) < k:
-        candidate = rng.uniform(-MEAN_BOX, MEAN_BOX, size=d)
-        if all(np.linalg.norm(candidate - m) >= MIN_MEAN_SEPARATION for m in means):
-            means.append(candidate)
-    true_means = np.array(means)
-    factors = rng.standard_normal((k, d, d))
-    true_chol = np.linalg.cholesky(factors @ np.swapaxes(factors, -1, -2) / d + 0.1 * np.eye(d))
+    true_means = separated_means(rng, k, d, MEAN_BOX, MIN_MEAN_SEPARATION)
+    true_chol = np.linalg.cholesky(random_spd(rng, k, d))
     labels = rng.choice(k, size=n, p=true_weights)
     z = rng.standard_normal((n, d))
     g = rng.chisquare(TRUE_DOF, size=n) / TRUE_DOF
@@ -238,11 +235,7 @@ def time_bayesgmm(problem: Problem, args: argparse.Namespace) -> dict:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    try:
-        import bayesgmm
-    except ImportError:  # run from a checkout without installing
-        sys.path.insert(0, str(REPO_ROOT))
-        import bayesgmm
+    bayesgmm = import_bayesgmm()
     import platformdirs
 
     from bayesgmm.em import _fit
