@@ -26,7 +26,6 @@ import dataclasses
 import functools
 import math
 import operator
-import os
 import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,7 +39,7 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer.hmc import hmc
 from scipy.optimize import linear_sum_assignment
 
-from bayesgmm import _validation, _variational
+from bayesgmm import _threads, _validation, _variational
 from bayesgmm._cache import enable as enable_compilation_cache
 from bayesgmm._conditional import log_joint_with_errors
 from bayesgmm._errors import ArgumentTypeError, ConvergenceWarning, DegenerateFitError
@@ -305,14 +304,6 @@ def _occupied(params: GMMParams, X: np.ndarray, errors: np.ndarray | None, alloc
 CHAIN_METHODS = ("auto", "sequential", "vectorized", "threads")
 
 
-def _host_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def resolve_chain_method(chain_method: str) -> str:
     """``"auto"``: on CPU, chains split over the cores ("threads", or "sequential" on one core);
     vectorised (``vmap``) on accelerators.
@@ -327,7 +318,7 @@ def resolve_chain_method(chain_method: str) -> str:
     if chain_method == "auto":
         if jax.default_backend() != "cpu":
             return "vectorized"
-        return "threads" if _host_cores() > 1 else "sequential"
+        return "threads" if _threads.host_cores() > 1 else "sequential"
     return chain_method
 
 
@@ -544,8 +535,7 @@ def _run_nuts(request: InferenceRequest, start: GMMParams, compilation: _Compila
     if len(first_chains) == 1:
         draws, stats = call(first_chains[0])
     else:  # the calls hold no GIL while they run: one host thread per core
-        with ThreadPoolExecutor(max_workers=min(_host_cores(), len(first_chains))) as pool:
-            outputs = list(pool.map(call, first_chains))
+        outputs = _threads.thread_map(call, first_chains)
         draws, stats = jax.tree.map(lambda *chains: np.concatenate([np.asarray(chain) for chain in chains]), *outputs)
     return draws, _nuts_sample_stats(np.asarray(stats))
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from bayesgmm import _validation
 from bayesgmm._errors import SpuriousComponentWarning
+from bayesgmm._threads import thread_map
 from bayesgmm.covariance import COVARIANCE_TYPES, MCLUST_MODELS, get_structure
 from bayesgmm.em import (
     EMConfig,
@@ -257,11 +258,11 @@ def select(
             start = initial_rows(data, init_weights)
             draws[config.noise] = start_draws(start, ks, config.init, seed, config.n_init, compute_dtype(data))
     rows, fits = [], {}
-    for index, (config, option) in enumerate(
-        zip(configs, noise_options * (len(configs) // len(noise_options)), strict=True)
+    grids = _each(data, lambda config: fit_groups(data, ks, config, seed=seed, draws=draws[config.noise]), configs)
+    for index, ((grid, notices), config, option) in enumerate(
+        zip(grids, configs, noise_options * (len(configs) // len(noise_options)), strict=True)
     ):
         covariance_type, family = config.covariance_type, config.family
-        grid, notices = fit_groups(data, ks, config, seed=seed, draws=draws[config.noise])
         _warn(notices)
         for n_components, grid_fit in zip(ks, grid):
             labels = dict(
@@ -287,6 +288,18 @@ def select(
     if by_noise:
         best_key += (best["noise"],)
     return Selection(table, criterion, *best_key[:2], fits[best_key], fits, best_family)
+
+
+def _each(data, fit, configs) -> list:
+    """``[fit(config) for config in configs]``, in one host thread per core for data in memory.
+
+    Each configuration is its own compiled program, and XLA compiles and runs without the GIL:
+    one program runs while Python prepares or reads back another. Streamed rows (a reader
+    thread each) and sharded data (collectives across devices) are fitted one after another.
+    """
+    if data.stream or data.mesh is not None:
+        return [fit(config) for config in configs]
+    return thread_map(fit, configs)
 
 
 def _warn(notices, stacklevel: int = 3) -> None:
@@ -321,8 +334,9 @@ def _refit_close_calls(rows, fits, configs, data, ks, criterion, starts, seed, d
     The challengers (the close calls after the best) are refitted first; the best only when one
     of them overtook it (a better maximum for the best cannot change the choice otherwise). Each
     configuration's refits × ``starts`` run in its grid's program (the same groups and components;
-    groups left over fit one component, which costs little); the partitions for a ``k`` serve
-    every configuration, and a partition drawn twice is fitted once.
+    groups left over fit one component, which costs little; the configurations' calls in one host
+    thread per core, ``_each``); the partitions for a ``k`` serve every configuration, and a
+    partition drawn twice is fitted once.
     """
     values = np.array([row[criterion] for row in rows], dtype=float)
     if not np.isfinite(values).any():
@@ -353,6 +367,7 @@ def _refit_close_calls(rows, fits, configs, data, ks, criterion, starts, seed, d
         return kept
 
     def refit(indices):
+        jobs = []  # (configuration index, [(k, repeat, row index)], slots): one program call each
         for index, config in enumerate(configs):
             wanted = [
                 (rows[i]["k"], repeat, i)
@@ -363,26 +378,25 @@ def _refit_close_calls(rows, fits, configs, data, ks, criterion, starts, seed, d
             for first in range(0, len(wanted), len(ks)):  # the grid's groups, as many at a time
                 batch = wanted[first : first + len(ks)]
                 slots = [(k, repeat) for k, repeat, _ in batch]
-                slots += [(1, 0)] * (0 if data.stream else len(ks) - len(batch))
-                refits, notices = fit_groups(
-                    data,
-                    [k for k, _ in slots],
-                    config,
-                    seed=seed,
-                    draws=start(config.noise, slots),
-                    k_max=k_max,
-                    keep=len(batch),
-                )
-                _warn(notices, stacklevel=5)
-                for (_, _, i), grid_fit in zip(batch, refits, strict=True):
-                    row = rows[i]
-                    # another maximum: higher by more than EM's stopping tolerance (the same one, reached from
-                    # elsewhere, differs by about that much and keeps the deterministic fit)
-                    if grid_fit.spurious or grid_fit.result.log_likelihood <= row["log_likelihood"] + config.tol:
-                        continue
-                    row |= _criteria(grid_fit, total) | dict(start="kmeans")
-                    key = tuple(row[name] for name in ("k", "covariance_type", "family", "noise") if name in row)
-                    fits[key] = grid_fit.result
+                slots += [(1, 0)] * (0 if data.stream else len(ks) - len(batch))  # left over: one component
+                jobs.append((index, batch, slots, start(configs[index].noise, slots)))
+
+        def fit(job):
+            index, batch, slots, job_draws = job
+            group_ks = [k for k, _ in slots]
+            return fit_groups(data, group_ks, configs[index], seed=seed, draws=job_draws, k_max=k_max, keep=len(batch))
+
+        for (index, batch, _, _), (refits, notices) in zip(jobs, _each(data, fit, jobs), strict=True):
+            _warn(notices, stacklevel=5)
+            for (_, _, i), grid_fit in zip(batch, refits, strict=True):
+                row = rows[i]
+                # another maximum: higher by more than EM's stopping tolerance (the same one, reached from
+                # elsewhere, differs by about that much and keeps the deterministic fit)
+                if grid_fit.spurious or grid_fit.result.log_likelihood <= row["log_likelihood"] + configs[index].tol:
+                    continue
+                row |= _criteria(grid_fit, total) | dict(start="kmeans")
+                key = tuple(row[name] for name in ("k", "covariance_type", "family", "noise") if name in row)
+                fits[key] = grid_fit.result
 
     refit(close[1:])
     values = np.array([row[criterion] for row in rows], dtype=float)

@@ -320,9 +320,9 @@ def test_every_chain_method_runs_the_same_sampler(monkeypatch, num_chains):
     # threads, so short float64 runs agree to round-off amplified over 30 NUTS steps
     # (observed: identical). Two cores are pretended, so "threads" runs one chain per call,
     # on two host threads.
-    from bayesgmm import inference
+    from bayesgmm import _threads
 
-    monkeypatch.setattr(inference, "_host_cores", lambda: 2)
+    monkeypatch.setattr(_threads, "host_cores", lambda: 2)
     X = _separated_data(n=100, seed=3)
     runs = [
         bayesgmm.infer(

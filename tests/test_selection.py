@@ -156,3 +156,51 @@ def test_families_default_leaves_the_table_and_keys_unchanged(selection):
 def test_bad_families_are_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         bayesgmm.select(load_faithful(), k=[1], **kwargs)
+
+
+def test_threaded_grid_equals_the_grid_fitted_one_type_at_a_time():
+    """``select`` fits its covariance types' programs in host threads (``_threads.thread_map``); each fit
+    is the one ``select`` gives for that type alone (its own call, one program, no thread), bit for bit."""
+    X = load_faithful()
+    together = bayesgmm.select(X, k=KS, covariance_types=TYPES, close_call_starts=0)
+    for covariance_type in TYPES:
+        alone = bayesgmm.select(X, k=KS, covariance_types=covariance_type, close_call_starts=0)
+        for k in KS:
+            np.testing.assert_array_equal(
+                together.fits[k, covariance_type].params.means, alone.fits[k, covariance_type].params.means
+            )
+            assert together.fits[k, covariance_type].log_likelihood == alone.fits[k, covariance_type].log_likelihood
+
+
+def test_threads_trace_in_the_caller_s_float_width():
+    """``jax.enable_x64`` is a thread-local context: a select inside ``enable_x64(True)`` while the global
+    setting is off fits float64 in every thread (a worker on the global setting would take the float64
+    rows as float32), and inside ``enable_x64(False)`` float32; as the same type fitted alone."""
+    import jax
+
+    X = load_faithful()
+    for context, dtype in ((True, np.float64), (False, np.float32)):
+        jax.config.update("jax_enable_x64", not context)
+        try:
+            with jax.enable_x64(context):
+                threaded = bayesgmm.select(X, k=[2, 3], covariance_types=["full", "tied"], close_call_starts=0)
+                alone = bayesgmm.select(X, k=[2, 3], covariance_types="tied", close_call_starts=0)
+        finally:
+            jax.config.update("jax_enable_x64", True)  # the suite's setting (conftest.py)
+        assert threaded.fits[3, "tied"].params.means.dtype == dtype
+        np.testing.assert_array_equal(threaded.fits[3, "tied"].params.means, alone.fits[3, "tied"].params.means)
+
+
+def test_thread_map_keeps_order_and_raises_the_first_error(monkeypatch):
+    from bayesgmm import _threads
+
+    monkeypatch.setattr(_threads, "host_cores", lambda: 2)
+    assert _threads.thread_map(lambda x: x * x, range(7)) == [x * x for x in range(7)]
+
+    def fail(x):
+        if x in (2, 5):
+            raise ValueError(f"item {x}")
+        return x
+
+    with pytest.raises(ValueError, match="item 2"):
+        _threads.thread_map(fail, range(7))

@@ -58,10 +58,11 @@ def svd_transform(X: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def _terms(count, trace, log_det, d: int, alpha):
-    """``term(l, W)`` from ``l``, ``tr W`` and ``log det W`` (−inf when singular), elementwise; 0 where ``l = 0``."""
+    """``term(l, W)`` from ``l``, ``tr W`` and ``log det W`` (−inf when singular; None: every ``W``
+    singular), elementwise; 0 where ``l = 0``."""
     safe = jnp.where(count > 0, count, 1.0)
     base = jnp.log((trace + alpha) / safe)
-    with_det = jnp.logaddexp(log_det - d * jnp.log(safe), base)
+    with_det = base if log_det is None else jnp.logaddexp(log_det - d * jnp.log(safe), base)
     return jnp.where(count > 0, count * jnp.where(count > d, with_det, base), 0.0)
 
 
@@ -115,11 +116,11 @@ def _initial_costs(means, count, terms, alpha):
     d = means.shape[1]
     others = jnp.arange(count.shape[0])
 
-    def row(i):
+    def row(i):  # 64 rows at a time: (64, S, d) differences, not (S, S, d)
         pair_count = count[i] + count
         squared = jnp.sum((means[i] - means) ** 2, axis=-1)
         trace = count[i] * count / jnp.where(pair_count > 0, pair_count, 1.0) * squared
-        log_det = jnp.log(trace) if d == 1 else jnp.full_like(trace, -jnp.inf)
+        log_det = jnp.log(trace) if d == 1 else None
         costs = _terms(pair_count, trace, log_det, d, alpha) - terms[i] - terms
         return jnp.where((count[i] > 0) & (count > 0) & (others != i), costs, jnp.inf)
 
@@ -173,7 +174,7 @@ def _merge(step, tree: _Tree, alpha) -> _Tree:
 def _merges(distinct, count, alpha, n_merges):
     """(S − 1, 2) the first ``n_merges`` greedy merges of the clusters ``distinct`` (S, d) of weight ``count``."""
     S, d = distinct.shape
-    terms = _terms(count, jnp.zeros_like(count), jnp.full_like(count, -jnp.inf), d, alpha)
+    terms = _terms(count, jnp.zeros_like(count), None, d, alpha)
     cost = _initial_costs(distinct, count, terms, alpha)
     tree = _Tree(
         jnp.zeros((S,), jnp.int32),
