@@ -85,10 +85,11 @@ def package_version(name: str) -> str:
         return "not installed"
 
 
-def git_revision() -> str:
+def git_revision(root=REPO_ROOT) -> str:
+    """``git describe --always --dirty`` of the checkout at ``root`` (this one by default)."""
     try:
         completed = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True
+            ["git", "-C", str(root), "describe", "--always", "--dirty"], capture_output=True, text=True
         )
     except OSError:
         return "unknown"

@@ -57,7 +57,17 @@ its own, so that a cold call compiles every program whatever the user's own cach
 ``--tables four`` or ``--tables mclust`` measures and writes one of the two tables (the
 scikit-learn processes run for both); ``--models EII,VEV`` times some models only.
 
-Results go to the ``bench_select`` and ``bench_select_mclust`` sections of ``--output``
+Against an earlier tree (third table, section ``bench_select_baseline``)
+-------------------------------------------------------------------------
+``--baseline PATH`` (a checkout of an earlier bayesgmm, e.g. ``git worktree add --detach
+/tmp/before fffb05c``, the tree before the right-answers issue changed ``select``'s defaults)
+times that tree's ``select(X, k=range(1, K + 1), covariance_types=<four types>, seed=0)``
+against this tree's, each with its own defaults: ``--rounds`` pairs of fresh processes per
+data set, this tree's first (with a new, empty persistent compilation cache, so its cold call
+compiles), cold and warm (median of ``BASELINE_REPEATS`` calls), and the median of the
+pairs' ratios. It writes only this table.
+
+Results go to the ``bench_select``, ``bench_select_mclust`` and ``bench_select_baseline`` sections of ``--output``
 (benchmarks/RESULTS.md). ``--quick`` (k = 1..3, one repeat, 2000 synthetic rows, the models
 ``QUICK_MODELS`` unless ``--models`` is given) checks the script and writes to a temporary
 file unless ``--output`` is given.
@@ -67,6 +77,7 @@ How to run::
     python benchmarks/bench_select.py --quick     # check the script (both tables)
     python benchmarks/bench_select.py             # both tables: 4 types and the 14 models
     python benchmarks/bench_select.py --tables mclust   # the 14-model table only
+    python benchmarks/bench_select.py --baseline /tmp/before --rounds 5   # against an earlier tree
 """
 
 from __future__ import annotations
@@ -90,6 +101,8 @@ REPO_ROOT = SCRIPT.parent.parent
 DEFAULT_OUTPUT = SCRIPT.parent / "RESULTS.md"
 SECTION_START, SECTION_END = "<!-- bench_select:start -->", "<!-- bench_select:end -->"
 MCLUST_START, MCLUST_END = "<!-- bench_select_mclust:start -->", "<!-- bench_select_mclust:end -->"
+BASELINE_START, BASELINE_END = "<!-- bench_select_baseline:start -->", "<!-- bench_select_baseline:end -->"
+BASELINE_REPEATS = 15  # warm calls per process against --baseline (a 272-row grid takes 40-70 ms: noisy)
 RESULT_PREFIX = "BENCH_SELECT_RESULT "
 TYPES = ("full", "tied", "diag", "spherical")
 TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
@@ -133,13 +146,13 @@ def worker_bayesgmm(args) -> dict:
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    sys.path.insert(0, str(REPO_ROOT))
+    sys.path.insert(0, str(args.baseline if args.variant == "baseline" else REPO_ROOT))
     import bayesgmm
 
     X = make_data(args.data, args.n, args.d)
     ks = range(1, args.max_k + 1)
 
-    options = {} if args.variant == "defaults" else dict(init="kmeans", n_init=1, tol=1e-3)
+    options = dict(init="kmeans", n_init=1, tol=1e-3) if args.variant == "previous" else {}  # baseline: its defaults
 
     def run(X):
         return bayesgmm.select(X, k=ks, covariance_types=TYPES, seed=0, **options)
@@ -150,6 +163,7 @@ def worker_bayesgmm(args) -> dict:
         "warm": statistics.median(warm),
         "best": [selection.best_k, selection.best_covariance_type],
         "jax": jax.__version__,
+        "bayesgmm": str(Path(bayesgmm.__file__).parent.parent),
     }
 
 
@@ -262,7 +276,8 @@ def run_worker(kind: str, args, env_extra=None, *, cache: Path | None = None, re
     options = dict(vars(args), repeats=args.repeats if repeats is None else repeats)
     command = [sys.executable, str(SCRIPT), "--worker", kind] + [
         f"--{name.replace('_', '-')}={options[name]}"
-        for name in ("data", "n", "d", "max_k", "variant", "repeats", "models")
+        for name in ("data", "n", "d", "max_k", "variant", "repeats", "models", "baseline")
+        if options[name] is not None
     ]
     env = dict(os.environ, **(env_extra or {}))
     if cache is not None:
@@ -410,11 +425,64 @@ def mclust_section(rows, args, load_before: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def baseline_rows(args) -> list:
+    """Per data set, ``--rounds`` pairs of fresh processes: this tree's select (a new, empty persistent cache:
+    its cold call compiles) then the baseline's, each cold and warm (median of ``BASELINE_REPEATS`` calls)."""
+    rows = []
+    for data in DATA_SETS:
+        args.data = data
+        pairs = []
+        for _ in range(args.rounds):
+            with tempfile.TemporaryDirectory(prefix="bench_select_cache_") as folder:
+                args.variant = "defaults"
+                ours = run_worker("bayesgmm", args, cache=Path(folder), repeats=BASELINE_REPEATS)
+            args.variant = "baseline"
+            before = run_worker("bayesgmm", args, repeats=BASELINE_REPEATS)
+            pairs.append((ours, before))
+            print(data, ours, before, flush=True)
+        args.variant = "defaults"
+        rows.append((data_label(data, args), pairs))
+    return rows
+
+
+def baseline_section(rows, args, load_before: str) -> str:
+    """The third table: this tree's select against an earlier tree's, pair by pair."""
+    lines = header_lines(
+        "## `select` against an earlier tree: cold and warm, fresh processes in alternation",
+        BASELINE_START,
+        load_before,
+    )
+    lines += [
+        f"- Baseline: `{args.baseline}` (commit {git_revision(args.baseline)}), its `select` defaults; this tree: its "
+        "defaults. Grid: k = 1..9 × the four types, seed=0, float64.",
+        f"- Each round: this tree's process (a new, empty persistent compilation cache), then the baseline's; cold = "
+        f"the first call (compilation included), warm = the median of {BASELINE_REPEATS} more calls.",
+        "",
+        "| data | round | this tree cold / warm (s) | baseline cold / warm (s) | ratio cold / warm | best (k, type): "
+        "this tree / baseline |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, pairs in rows:
+        for index, (ours, before) in enumerate(pairs, 1):
+            lines.append(
+                f"| {label} | {index} | {ours['cold']:.2f} / {ours['warm']:.3f} | {before['cold']:.2f} / "
+                f"{before['warm']:.3f} | {ours['cold'] / before['cold']:.2f} / {ours['warm'] / before['warm']:.2f} | "
+                f"{tuple(ours['best'])} / {tuple(before['best'])} |"
+            )
+        cold = statistics.median(ours["cold"] / before["cold"] for ours, before in pairs)
+        warm = statistics.median(ours["warm"] / before["warm"] for ours, before in pairs)
+        lines.append(f"| {label} | median of the ratios | | | **{cold:.2f} / {warm:.2f}** | |")
+    lines.append(BASELINE_END)
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small grid and one repeat (script check)")
     parser.add_argument("--max-k", type=int, default=9)
-    parser.add_argument("--variant", choices=["defaults", "previous"], default="defaults", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--variant", choices=["defaults", "previous", "baseline"], default="defaults", help=argparse.SUPPRESS
+    )
     parser.add_argument("--n", type=int, default=20_000, help="rows of the synthetic data set")
     parser.add_argument("--d", type=int, default=5, help="features of the synthetic data set")
     parser.add_argument("--repeats", type=int, default=3)
@@ -428,6 +496,13 @@ def main() -> None:
         "--models",
         help="the second table's models, comma-separated, or 'all' (default; --quick: " + ",".join(QUICK_MODELS) + ")",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of an earlier bayesgmm (e.g. `git worktree add --detach /tmp/before fffb05c`): time its "
+        "select's defaults against this tree's, fresh processes in alternation (the third table only)",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="--baseline: alternations per data set")
     parser.add_argument("--output", type=Path, help="default: benchmarks/RESULTS.md (--quick: a temporary file)")
     parser.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--data", default="faithful", help=argparse.SUPPRESS)
@@ -441,6 +516,12 @@ def main() -> None:
         args.models = ",".join(QUICK_MODELS) if args.quick else "all"
     if args.output is None:
         args.output = Path(tempfile.mkdtemp(prefix="bench_select_"), "RESULTS.md") if args.quick else DEFAULT_OUTPUT
+    if args.baseline is not None:
+        load_before = load_average()
+        rows = baseline_rows(args)
+        write_section(args.output, baseline_section(rows, args, load_before), BASELINE_START, BASELINE_END)
+        print(f"Wrote {args.output}")
+        return
     four, mclust = args.tables in ("all", "four"), args.tables in ("all", "mclust")
     load_before = load_average()
     four_rows, mclust_rows = [], []
