@@ -1,10 +1,11 @@
 """bayesgmm: Gaussian mixture models on JAX, by EM and by Bayesian inference.
 
-Public API (explicit re-exports; ArviZ and matplotlib load only when used):
+Public API (explicit re-exports; NumPyro, ArviZ and matplotlib load only when used):
 
 - ``em_fit(X, k, ...)`` -> ``EMResult``: maximum likelihood by EM.
 - ``em_partial_fit(start, X_batch)`` -> ``OnlineState``: online (stepwise) EM, one minibatch per call.
-- ``infer(X, k, method="nuts" | "svi" | "map", ...)`` -> ``Posterior``; ``Priors``.
+- ``infer(X, k, method="nuts" | "svi" | "map", ...)`` -> ``Posterior``; ``Priors``: loaded on
+  first use (NumPyro's import).
 - ``select(X, k, covariance_types, criterion=...)`` -> ``Selection``: the model-selection grid
   (BIC, AIC, ICL by batched EM; PSIS-LOO by ``infer``); ``loo_compare(X, ks, ...)``.
 - ``bootstrap(X, params, n_boot=...)`` -> ``Bootstrap``: standard errors and percentile intervals;
@@ -28,9 +29,7 @@ from bayesgmm._errors import (
     SpuriousComponentWarning,
 )
 from bayesgmm.em import EMResult, OnlineState, em_fit, em_partial_fit
-from bayesgmm.inference import Posterior, infer
 from bayesgmm.io import load, save
-from bayesgmm.model import Priors
 from bayesgmm.params import GMMParams
 from bayesgmm.selection import LooComparison, Selection, loo_compare, select
 from bayesgmm.sharding import ShardedRows, shard
@@ -39,11 +38,17 @@ __version__ = "0.1.0"
 
 _SKLEARN_ESTIMATORS = ("BayesianGMM", "GaussianMixture")
 _BOOTSTRAP = ("Bootstrap", "BootstrapLRT", "bootstrap", "bootstrap_lrt")
-_LAZY = {**dict.fromkeys(_SKLEARN_ESTIMATORS, "bayesgmm.sklearn"), **dict.fromkeys(_BOOTSTRAP, "bayesgmm.resampling")}
+_BAYESIAN = {"infer": "bayesgmm.inference", "Posterior": "bayesgmm.inference", "Priors": "bayesgmm.model"}
+_LAZY = {
+    **dict.fromkeys(_SKLEARN_ESTIMATORS, "bayesgmm.sklearn"),
+    **dict.fromkeys(_BOOTSTRAP, "bayesgmm.resampling"),
+    **_BAYESIAN,
+}
 
 
 def __getattr__(name: str):
-    """Load the scikit-learn estimators and the bootstrap on first use, so ``import bayesgmm`` stays light."""
+    """Load the scikit-learn estimators, the bootstrap and Bayesian inference (NumPyro: about a third
+    of ``import bayesgmm``'s time) on first use, so that ``import bayesgmm`` and ``em_fit`` stay light."""
     if name in _LAZY:
         return getattr(_importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'bayesgmm' has no attribute {name!r}")

@@ -36,7 +36,6 @@ from bayesgmm.em import (
     start_draws,
 )
 from bayesgmm.families import FAMILIES
-from bayesgmm.inference import infer
 
 CRITERIA = ("bic", "aic", "icl", "loo")
 
@@ -426,6 +425,8 @@ def _select_by_loo(X, ks, types, *, seed, **infer_kwargs) -> Selection:
     import arviz_stats
     import pandas as pd
 
+    from bayesgmm.inference import infer  # NumPyro: loaded by the calls that need it (LAZY_MODULES)
+
     rows, fits = [], {}
     for covariance_type in types:
         for n_components in ks:
@@ -488,6 +489,8 @@ def loo_compare(X, ks, *, method: str = "nuts", covariance_type: str = "full", *
     leave-one-out cross-validation and WAIC", Statistics and Computing 27, 2017.
     """
     import arviz_stats
+
+    from bayesgmm.inference import infer  # NumPyro: loaded by the calls that need it (LAZY_MODULES)
 
     ks = sorted({int(k) for k in ks})
     if not ks:
