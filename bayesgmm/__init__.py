@@ -21,6 +21,7 @@ Public API (explicit re-exports; NumPyro, ArviZ and matplotlib load only when us
 """
 
 import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from bayesgmm._errors import (
     ConvergenceWarning,
@@ -33,6 +34,10 @@ from bayesgmm.io import load, save
 from bayesgmm.params import GMMParams
 from bayesgmm.selection import LooComparison, Selection, loo_compare, select
 from bayesgmm.sharding import ShardedRows, shard
+
+if _TYPE_CHECKING:  # loaded on first use (``__getattr__``); seen by type checkers and the API reference
+    from bayesgmm.inference import Posterior, infer
+    from bayesgmm.model import Priors
 
 __version__ = "0.1.0"
 
