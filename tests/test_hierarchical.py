@@ -1,7 +1,7 @@
-"""The hierarchical start (mclust's model-based agglomeration, Fraley 1998) against a brute-force
-reference, known clusters, scikit-learn from the same start, and mclust's Old Faithful choice."""
+"""The hierarchical start (mclust's model-based agglomeration, Fraley 1998) against mclust's rule
+written out pair by pair, mclust's own tree on Old Faithful, known clusters, scikit-learn from the
+same start, and mclust's Old Faithful choice."""
 
-import itertools
 import warnings
 
 import numpy as np
@@ -15,42 +15,78 @@ from bayesgmm.em._init import subset_rows
 from tests._references import COVARIANCE_TYPES, covariances_in_layout, precisions_from_covariances
 
 
-def _brute_force_partitions(Z, ks):
-    """Naive agglomeration: every step scores every pair of clusters from their member rows.
+def _mclust_merges(Z, weights):
+    """mclust's ``hcvvv`` rule written out from its Fortran (mclust 6.1.1 ``src/mclust.f``), plain NumPy,
+    every pair scored anew at every step: O(S³) pairs. Returns the merged pairs (lower row first).
 
-    mclust's hcVVV criterion written out: a cluster of ``l`` rows with scatter ``W`` scores
-    ``l log(det(W / l) [l > d] + (tr W + alpha) / l)``, ``alpha = tr(total scatter) / (n d)``;
-    merge the pair whose merged score minus their scores is lowest. O(n³) pairs.
+    Clusters sit at positions 0 .. L − 1 (initially the rows in order). A cluster of weight ``l``
+    with scatter trace ``t`` and factor ``G`` scores ``l log(det(G / l) [l > d] + (t + alpha) / l)``,
+    ``alpha = t(all rows) / (n d)``; two single rows by the trace alone (the first scan). A pair's
+    ``G`` is, for its cost, the factor the younger cluster was made with plus the factor kept of
+    the older one plus ``v vᵀ`` (the cost is scored when the younger one is made), and for the
+    merged cluster the same if one of them was made by the last merge, else the factors kept of
+    both plus ``v vᵀ``; the factor kept of a cluster has its factor's first row copied into each
+    of its ``min(l − 1, d)`` rows, row ``k`` read from column ``k`` on. The cheapest pair merges,
+    the last of equal ones in the scan (``j`` = 1 .. L − 1, ``i`` < ``j``); the merged cluster takes
+    position ``i``, the cluster at the last position moves to ``j``. A cluster is named by its
+    first row.
     """
     n, d = Z.shape
-    alpha = np.sum((Z - Z.mean(axis=0)) ** 2) / (n * d)
+    mean = weights @ Z / weights.sum()
+    alpha = float(weights @ np.sum((Z - mean) ** 2, axis=1)) / (weights.sum() * d)
 
-    def score(members):
-        rows = Z[members]
-        size = len(members)
-        centred = rows - rows.mean(axis=0)
-        W = centred.T @ centred
-        inner = np.trace(W) + alpha
-        determinant = np.linalg.det(W / size) if size > d else 0.0
-        return size * np.log(determinant + inner / size)
+    def score(weight, trace, gram):
+        determinant = 0.0
+        if weight > d:
+            sign, log_det = np.linalg.slogdet(gram / weight)
+            determinant = np.exp(log_det) if sign > 0 else 0.0
+        return weight * np.log(determinant + (trace + alpha) / weight)
 
-    clusters = [[i] for i in range(n)]
-    cuts = {}
-    while True:
-        if len(clusters) in ks:
-            labels = np.empty(n, int)
-            for label, members in enumerate(clusters):
-                labels[members] = label
-            cuts[len(clusters)] = labels
-        if len(clusters) == min(ks):
-            return cuts
-        costs = {
-            (i, j): score(clusters[i] + clusters[j]) - score(clusters[i]) - score(clusters[j])
-            for i, j in itertools.combinations(range(len(clusters)), 2)
-        }
-        i, j = min(costs, key=costs.get)
-        clusters[i] = clusters[i] + clusters[j]
-        del clusters[j]
+    def kept(gram, weight):
+        first = gram[0] / np.sqrt(gram[0, 0]) if gram[0, 0] > 0 else np.zeros(d)
+        rows = np.zeros((d, d))
+        for k in range(int(min(weight - 1, d))):
+            rows[k, k:] = first[k:]
+        return rows.T @ rows
+
+    clusters = [
+        dict(name=i, weight=w, mean=Z[i], trace=0.0, gram=np.zeros((d, d)), kept=np.zeros((d, d)), made=-1)
+        for i, w in enumerate(weights)
+    ]
+    for cluster in clusters:
+        cluster["score"] = score(cluster["weight"], 0.0, cluster["gram"])
+
+    def merged(a, b, both_kept=False):
+        weight = a["weight"] + b["weight"]
+        v = np.sqrt(a["weight"] * b["weight"] / weight) * (a["mean"] - b["mean"])
+        trace = a["trace"] + b["trace"] + v @ v
+        young, old = (a, b) if a["made"] >= b["made"] else (b, a)
+        gram = (young["kept"] if both_kept else young["gram"]) + old["kept"] + np.outer(v, v)
+        if a["made"] == b["made"] == -1 and a["weight"] == b["weight"] == 1:
+            value = 2 * np.log((trace + alpha) / 2)  # two single rows: the trace alone, also for d = 1
+        else:
+            value = score(weight, trace, gram)
+        mean = (a["weight"] * a["mean"] + b["weight"] * b["mean"]) / weight
+        return dict(name=min(a["name"], b["name"]), weight=weight, mean=mean, trace=trace, gram=gram, score=value)
+
+    pairs = []
+    for step in range(n - 1):
+        best = None
+        for j in range(1, len(clusters)):
+            for i in range(j):
+                cost = merged(clusters[i], clusters[j])["score"] - clusters[i]["score"] - clusters[j]["score"]
+                if best is None or cost <= best[0]:
+                    best = (cost, i, j)
+        cost, i, j = best
+        last = step - 1 in (clusters[i]["made"], clusters[j]["made"])
+        new = merged(clusters[i], clusters[j], both_kept=not last) | dict(made=step)
+        new["score"] = cost + clusters[i]["score"] + clusters[j]["score"]
+        new["kept"] = kept(new["gram"], new["weight"])
+        pairs.append(sorted((clusters[i]["name"], clusters[j]["name"])))
+        clusters[i] = new
+        clusters[j] = clusters[-1]
+        clusters.pop()
+    return np.array(pairs)
 
 
 def _same_partition(a, b):
@@ -59,32 +95,51 @@ def _same_partition(a, b):
     return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
 
 
+@pytest.mark.parametrize("case", ["plain", "identical rows", "weighted"])
 @pytest.mark.parametrize("d", [1, 2, 3])
-def test_merge_tree_equals_brute_force(d):
-    """Continuous data (no ties): the incremental tree makes the same merges as scoring every pair anew."""
+def test_merge_tree_equals_mclusts_rule_written_out(d, case):
+    """The incremental tree makes the merges of mclust's rule scored pair by pair (``_mclust_merges``):
+    continuous rows, rows with copies (their pairs tie), and weighted rows."""
     rng = np.random.default_rng(d)
     Z = np.concatenate([rng.normal(center, 1.0, size=(12, d)) for center in (-3.0, 0.0, 4.0)])
-    ks = list(range(1, 11))
-    expected = _brute_force_partitions(Z, ks)
-    initial, merges = merge_tree(Z, np.ones(len(Z)), 1)
-    found = partitions(initial, merges, ks)
-    for k in ks:
-        assert _same_partition(found[k], expected[k]), k
+    weights = np.ones(len(Z))
+    if case == "identical rows":
+        Z = np.concatenate([Z, Z[[3, 20, 31, 20]]])
+        weights = np.ones(len(Z))
+    elif case == "weighted":
+        weights = rng.integers(1, 4, size=len(Z)).astype(float)
+    initial, merges = merge_tree(Z, weights, 1)
+    np.testing.assert_array_equal(initial, np.arange(len(Z)))
+    np.testing.assert_array_equal(merges, _mclust_merges(Z, weights))
 
 
-def test_duplicates_start_together_and_weights_count_as_copies():
-    """Identical rows form one initial cluster (mclust's dupPartition); a row of weight 2 is a duplicated row."""
+def test_identical_rows_start_apart_and_ties_go_to_the_last_pair():
+    """As ``Mclust``'s ``hc`` call (no ``partition``): one cluster per row, identical rows too; their
+    pairs all cost ``−2 log 2``, and mclust's scan merges the last of them first."""
     rng = np.random.default_rng(5)
     Z = rng.normal(size=(20, 2))
     duplicated = np.concatenate([Z, Z[:5]])
-    initial, _ = merge_tree(duplicated, np.ones(25), 1)
-    np.testing.assert_array_equal(initial[20:], initial[:5])
-    weights = np.ones(20)
-    weights[:5] = 2.0
-    by_copies = partitions(*merge_tree(duplicated, np.ones(25), 1), range(1, 8))
-    by_weights = partitions(*merge_tree(Z, weights, 1), range(1, 8))
-    for k in range(1, 8):
-        assert _same_partition(by_copies[k][:20], by_weights[k]), k
+    initial, merges = merge_tree(duplicated, np.ones(25), 1)
+    np.testing.assert_array_equal(initial, np.arange(25))
+    np.testing.assert_array_equal(merges[0], [4, 24])
+
+
+def test_old_faithful_tree_is_mclusts():
+    """Old Faithful's tree against mclust 6.1.1's ``hcvvv`` (its Fortran compiled and called as
+    ``hc(faithful, "VVV", use = "SVD")``, ``hclass``): the first merges (``hcPairs`` less one) and
+    the cluster sizes of the cuts at k = 2 .. 9, numbered by first row (``partconv``'s order)."""
+    X = np.asarray(load_faithful(), float)
+    initial, merges = merge_tree(svd_transform(X, np.ones(len(X))), np.ones(len(X)), 1)
+    np.testing.assert_array_equal(merges[:8] + 1, [[183, 264], [132, 183], [132, 222], [132, 268], [132, 175],
+                                                   [105, 132], [105, 196], [105, 141]])  # fmt: skip
+    sizes = {
+        2: [175, 97], 3: [40, 97, 135], 4: [40, 65, 135, 32], 5: [40, 65, 65, 32, 70],
+        6: [40, 65, 29, 32, 70, 36], 7: [40, 34, 29, 32, 70, 31, 36], 8: [26, 34, 29, 32, 70, 31, 36, 14],
+        9: [26, 34, 29, 32, 59, 31, 11, 36, 14],
+    }  # fmt: skip
+    cuts = partitions(initial, merges, sizes)
+    for k, expected in sizes.items():
+        assert np.bincount(cuts[k]).tolist() == expected, k
 
 
 def test_separated_clusters_are_found_exactly():
