@@ -1,7 +1,7 @@
 """Host or device arrays: the array namespace of a computation, at the bottom of the layers.
 
 Also ``bucket_size``, the coarse grid of padded sizes that lets nearby shapes share a compiled
-program (rows of a fit, distinct rows of the hierarchical start's tree).
+program (rows of a fit, rows of the hierarchical start's tree).
 
 A few table functions (``covariance``) and EM kernels (``em._kernels``) run on both kinds of
 arrays: traced or device arrays inside compiled programs (``jax.numpy``), and NumPy arrays on
