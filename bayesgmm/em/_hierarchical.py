@@ -26,6 +26,13 @@ which pair merges, and this module keeps them:
   order over the clusters' positions: merging positions ``i < j`` keeps the merged cluster at
   ``i`` and moves the cluster at the last position to ``j``.
 
+Its arithmetic is followed too (the scaled sums it keeps instead of means, its ``v``, ``ddot``'s
+order of sums without FMA, ``vvvtij``'s formula, alpha summed as ``mcltrw`` does), so that pairs
+whose costs are equal but for rounding (mirror images) mostly break as in mclust; the
+determinant comes from a Cholesky factor, not its Givens rotations. Checked against mclust
+6.1.1's Fortran compiled: the same merges on Old Faithful, iris, wine, thyroid, crabs,
+diabetes, penguins, galaxies and random data with identical rows.
+
 ``partitions`` cuts the tree at the requested numbers of clusters. ``svd_transform`` is
 mclust's default transform of the data before clustering (``hcUse = "SVD"``: standardised,
 rotated to the principal axes, each axis divided by the square root of its singular value).
