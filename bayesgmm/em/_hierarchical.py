@@ -198,8 +198,9 @@ class _Tree(NamedTuple):
     newest: Array  # () int the cluster the last merge made (−1 before the first)
     newest_gram: Array  # (d, d) the factor it was made with, exact where its kept one is not
     cost: Array  # (S, S) merge costs (see above)
-    best: Array  # (S,) int each live cluster's cheapest partner (ties: ``_last_of_ties``)
-    best_cost: Array  # (S,) its cost (inf: merged away)
+    best: Array  # (S,) int each live cluster's cheapest partner (ties: ``_last_of_ties``); stale: a guess
+    best_cost: Array  # (S,) its cost (inf: merged away); stale: a lower bound of it
+    stale: Array  # (S,) bool clusters whose cheapest partner merged or moved since they last looked
     merges: Array  # (S − 1, 2) int the pairs merged so far
 
 
@@ -227,9 +228,25 @@ def _initial_costs(rows, count, terms, slot, alpha):
 
 
 def _merge(step, tree: _Tree, alpha) -> _Tree:
-    """Merge the cheapest pair (b into a < b), score the new cluster against all, keep every ``best`` current."""
-    version, slot, at_slot, count, sums, kept, trace, terms, newest, newest_gram, cost, best, best_cost, merges = tree
+    """Merge the cheapest pair (b into a < b), score the new cluster against all, keep every ``best`` current
+    or, for a stale cluster, its ``best_cost`` a lower bound (it looks again when it reaches the minimum)."""
+    version, slot, at_slot, count, sums, kept, trace, terms, newest, newest_gram, cost, best, best_cost = tree[:13]
+    stale, merges = tree.stale, tree.merges
     S, d = sums.shape
+    live = count > 0
+
+    def unsettled(carry):  # a stale cluster at the minimum: its bound may be its cost, or below it
+        stale, _, best_cost = carry
+        return jnp.any(stale & (best_cost == jnp.min(best_cost)))
+
+    def look_again(carry):
+        stale, best, best_cost = carry
+        r = jnp.argmax(stale & (best_cost == jnp.min(best_cost)))
+        row = jnp.where(version[r] >= version, cost[r], cost[:, r])
+        partner, partner_cost = _last_of_ties(row, slot, live & (jnp.arange(S) != r))
+        return stale.at[r].set(False), best.at[r].set(partner), best_cost.at[r].set(partner_cost)
+
+    stale, best, best_cost = lax.while_loop(unsettled, look_again, (stale, best, best_cost))
     # the cheapest pair; of equal costs hcvvv's scan ends on the pair whose higher position is highest,
     # then whose lower one is
     low, high = jnp.minimum(slot, slot[best]), jnp.maximum(slot, slot[best])
@@ -251,7 +268,7 @@ def _merge(step, tree: _Tree, alpha) -> _Tree:
     merged_sum = scaled_a + scaled_b
     term = pair_cost + (terms[a] + terms[b])
     # positions: the merged cluster takes the pair's lower one, the cluster at the last position the higher
-    mover = at_slot[jnp.sum(count > 0) - 1]
+    mover = at_slot[jnp.sum(live) - 1]
     lower, higher = jnp.minimum(slot[a], slot[b]), jnp.maximum(slot[a], slot[b])
     slot = slot.at[mover].set(higher).at[a].set(lower)
     at_slot = at_slot.at[higher].set(mover).at[lower].set(a.astype(at_slot.dtype))
@@ -268,25 +285,20 @@ def _merge(step, tree: _Tree, alpha) -> _Tree:
     pair_trace = (merged_trace + trace) + _dot(v, v)
     new = jnp.where(others, _terms(pair_count, pair_trace, det_log, d, alpha) - (term + terms), jnp.inf)
     cost, version = cost.at[a].set(new), version.at[a].set(step + 1)
-    # clusters whose cheapest partner was a or b, or moved down (it may now lose a tie), look again;
-    # the others compare with the new cluster
-    stale = others & ((best == a) | (best == b) | (best == mover))
+    # clusters whose cheapest partner was a or b, or moved down (it may now lose a tie), are stale: their cost
+    # to the new cluster lowers their bound, and they look again only when they reach the minimum (most merge
+    # first); the others compare with the new cluster
+    stale = others & (stale | (best == a) | (best == b) | (best == mover))
     closer = others & ~stale & ((new < best_cost) | ((new == best_cost) & (slot[a] > slot[best])))
     partner, partner_cost = _last_of_ties(new, slot, others)
     best = jnp.where(closer, a, best).at[a].set(partner)
-    best_cost = jnp.where(closer, new, best_cost).at[a].set(partner_cost).at[b].set(jnp.inf)
-
-    def look_again(carry):
-        stale, best, best_cost = carry
-        r = jnp.argmax(stale)
-        row = jnp.where(version[r] >= version, cost[r], cost[:, r])
-        partner, partner_cost = _last_of_ties(row, slot, live & (jnp.arange(S) != r))
-        return stale.at[r].set(False), best.at[r].set(partner), best_cost.at[r].set(partner_cost)
-
-    _, best, best_cost = lax.while_loop(lambda carry: jnp.any(carry[0]), look_again, (stale, best, best_cost))
+    best_cost = jnp.where(closer, new, jnp.where(stale, jnp.minimum(best_cost, new), best_cost))
+    best_cost = best_cost.at[a].set(partner_cost).at[b].set(jnp.inf)
     merges = merges.at[step].set(jnp.stack([a, b]).astype(merges.dtype))
     newest = a.astype(newest.dtype)
-    return _Tree(version, slot, at_slot, count, sums, kept, trace, terms, newest, gram, cost, best, best_cost, merges)
+    return _Tree(
+        version, slot, at_slot, count, sums, kept, trace, terms, newest, gram, cost, best, best_cost, stale, merges
+    )
 
 
 @jax.jit
@@ -311,6 +323,7 @@ def _merges(rows, count, slot, alpha, n_merges):
         cost,
         best,
         best_cost,
+        jnp.zeros((S,), bool),
         jnp.zeros((max(S - 1, 1), 2), jnp.int32),
     )
     return lax.fori_loop(0, n_merges, lambda step, tree: _merge(step, tree, alpha), tree).merges
