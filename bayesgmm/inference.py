@@ -39,10 +39,11 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer.hmc import hmc
 from scipy.optimize import linear_sum_assignment
 
-from bayesgmm import _threads, _validation, _variational
+from bayesgmm import _validation, _variational
 from bayesgmm._cache import enable as enable_compilation_cache
 from bayesgmm._conditional import log_joint_with_errors
 from bayesgmm._errors import ArgumentTypeError, ConvergenceWarning, DegenerateFitError
+from bayesgmm._threads import host_cores, thread_map
 from bayesgmm.convert import to_datatree
 from bayesgmm.covariance import COVARIANCE_TYPES, get_structure, pooled_type
 from bayesgmm.em import EMConfig, EMResult, em_fit, fit_on_host
@@ -318,7 +319,7 @@ def resolve_chain_method(chain_method: str) -> str:
     if chain_method == "auto":
         if jax.default_backend() != "cpu":
             return "vectorized"
-        return "threads" if _threads.host_cores() > 1 else "sequential"
+        return "threads" if host_cores() > 1 else "sequential"
     return chain_method
 
 
@@ -535,7 +536,7 @@ def _run_nuts(request: InferenceRequest, start: GMMParams, compilation: _Compila
     if len(first_chains) == 1:
         draws, stats = call(first_chains[0])
     else:  # the calls hold no GIL while they run: one host thread per core
-        outputs = _threads.thread_map(call, first_chains)
+        outputs = thread_map(call, first_chains)
         draws, stats = jax.tree.map(lambda *chains: np.concatenate([np.asarray(chain) for chain in chains]), *outputs)
     return draws, _nuts_sample_stats(np.asarray(stats))
 
