@@ -230,8 +230,23 @@ def _initial_costs(rows, count, terms, slot, alpha):
 def _merge(step, tree: _Tree, alpha) -> _Tree:
     """Merge the cheapest pair (b into a < b), score the new cluster against all, keep every ``best`` current
     or, for a stale cluster, its ``best_cost`` a lower bound (it looks again when it reaches the minimum)."""
-    version, slot, at_slot, count, sums, kept, trace, terms, newest, newest_gram, cost, best, best_cost = tree[:13]
-    stale, merges = tree.stale, tree.merges
+    (
+        version,
+        slot,
+        at_slot,
+        count,
+        sums,
+        kept,
+        trace,
+        terms,
+        newest,
+        newest_gram,
+        cost,
+        best,
+        best_cost,
+        stale,
+        merges,
+    ) = tree
     S, d = sums.shape
     live = count > 0
 
