@@ -330,6 +330,33 @@ def test_select_marks_spurious_grid_points_and_never_chooses_them():
     assert selection.best_k == 2
 
 
+def test_a_component_on_a_subspace_is_spurious_with_reg_covar_zero():
+    """A cluster of 30 rows that share one value of a feature (iris's setosa: 29 of 50 flowers have
+    petal width 0.2) has a singular scatter: with ``reg_covar=0`` its covariance is held up only by
+    the fallback regularisation, and its likelihood is unbounded. It holds more rows than a full
+    covariance needs, so the effective-rows rule misses it; the fallback marks it (mclust prints NA
+    for such fits: iris, EVV with 6 components)."""
+    rng = np.random.default_rng(2)
+    flat = np.column_stack([rng.normal(size=(30, 2)), np.full(30, 0.2)])  # one feature constant
+    X = np.concatenate([flat, rng.normal(size=(60, 3)) + 8.0])
+    start = dict(
+        weights_init=[1 / 3, 2 / 3],
+        means_init=np.stack([flat.mean(axis=0), X[30:].mean(axis=0)]),
+        covariances_init=np.stack([np.eye(3)] * 2),
+        tol=1e-8,
+        max_iter=50,
+    )
+    with jax.enable_x64(True):
+        with pytest.warns(bayesgmm.SpuriousComponentWarning, match="singular without regularisation") as caught:
+            result = bayesgmm.em_fit(X, 2, reg_covar=0.0, **start)
+        (message,) = [str(w.message) for w in caught if w.category is bayesgmm.SpuriousComponentWarning]
+        assert "component 0 of the returned fit" in message
+        assert float(np.linalg.eigvalsh(np.asarray(result.params.covariance_matrices)[0])[0]) < 1e-9
+        # with reg_covar > 0 the same component sits at the reg_covar floor, the older rule
+        with pytest.warns(bayesgmm.SpuriousComponentWarning, match="reg_covar floor"):
+            bayesgmm.em_fit(X, 2, reg_covar=1e-3, **start)
+
+
 @pytest.mark.parametrize(
     "covariance_type, scale, rows_needed",
     [

@@ -46,7 +46,7 @@ from bayesgmm.em._data import (
     to_device,
 )
 from bayesgmm.em._init import INIT_METHODS, LabelledRows, restart
-from bayesgmm.em._kernels import EMPTY_FRACTION, best_restart, effective_rows
+from bayesgmm.em._kernels import EMPTY_FRACTION, best_restart, effective_rows, held_up
 from bayesgmm.em._state import DegenerateEvents, EMResult, EMState, Settings, UserInit
 from bayesgmm.params import GMMParams
 
@@ -663,14 +663,21 @@ def _spurious_notices(state: EMState, fit_settings: Settings, config: EMConfig) 
     d = params.n_features
     rows = np.asarray(effective_rows(params, fit_settings))
     needed = params.structure.em.supported_rows(d)
+    held = np.asarray(held_up(state))
     notices = []
     for component in np.flatnonzero(np.asarray(state.spurious)):
-        why = (
-            f"it holds {rows[component]:.2f} effective rows, fewer than the {needed:g} a {config.covariance_type!r} "
-            f"covariance needs in {d} dimension(s)"
-            if rows[component] < needed
-            else f"its smallest variance is at the reg_covar floor ({config.reg_covar:g}): only reg_covar holds it up"
-        )
+        if rows[component] < needed:
+            why = (
+                f"it holds {rows[component]:.2f} effective rows, fewer than the {needed:g} a "
+                f"{config.covariance_type!r} covariance needs in {d} dimension(s)"
+            )
+        elif held[component]:
+            why = (
+                f"its covariance is singular without regularisation (reg_covar={config.reg_covar:g}): its rows lie "
+                "on a subspace, e.g. they share one value of a feature"
+            )
+        else:
+            why = f"its smallest variance is at the reg_covar floor ({config.reg_covar:g}): only reg_covar holds it up"
         notices.append(
             Notice(
                 f"{config.context}Every restart ended with a component the data cannot support, a spurious maximum "

@@ -322,8 +322,14 @@ def finish(state: EMState, settings: Settings) -> EMState:
     xp = namespace(state.log_likelihood)
     return state._replace(
         log_likelihood=xp.where(xp.isfinite(state.log_likelihood), state.log_likelihood, -xp.inf),
-        spurious=spurious(state.params, settings),
+        spurious=spurious(state.params, settings, held_up(state)),
     )
+
+
+def held_up(state: EMState) -> Array:
+    """(k,) bool: components whose returned covariance needed the fallback regularisation (``repair``):
+    with ``reg_covar`` alone the M-step that gave them was not positive definite."""
+    return state.events.last_regularised == state.n_iter
 
 
 def effective_rows(params: GMMParams, settings: Settings) -> Array:
@@ -332,14 +338,17 @@ def effective_rows(params: GMMParams, settings: Settings) -> Array:
     return params.weights * share * (settings.total_weight / settings.mean_row_weight)
 
 
-def spurious(params: GMMParams, settings: Settings) -> Array:
+def spurious(params: GMMParams, settings: Settings, regularised: Array | None = None) -> Array:
     """(k,) bool: active components the data cannot support (a spurious maximum of the likelihood).
 
     A component is spurious when it holds fewer effective rows than its structure needs
-    (``em.supported_rows``: full ``d + 1``, diag and spherical 2, tied 1) or when its
+    (``em.supported_rows``: full ``d + 1``, diag and spherical 2, tied 1), when its
     smallest variance (eigenvalue) is within ``SPURIOUS_FLOOR_FACTOR`` of the ``reg_covar``
-    floor: then the likelihood grows without bound as the component shrinks onto a few rows,
-    and only ``reg_covar`` holds it up (McLachlan and Peel 2000, §3.10; Hathaway 1985).
+    floor, or when its covariance needed the fallback regularisation (``regularised``, (k,)
+    bool: ``held_up``; a singular scatter, e.g. many rows sharing one value of a feature with
+    ``reg_covar=0``): then the likelihood grows without bound as the component shrinks onto a
+    few rows or a subspace, and only the regularisation holds it up (McLachlan and Peel 2000,
+    §3.10; Hathaway 1985).
     """
     xp = namespace(params.means)
     structure, k, d = params.structure, params.n_components, params.n_features
@@ -348,6 +357,8 @@ def spurious(params: GMMParams, settings: Settings) -> Array:
     smallest = xp.linalg.eigvalsh(xp.where(xp.isfinite(covariances), covariances, 0.0))[..., 0]
     too_few_rows = effective_rows(params, settings) < structure.em.supported_rows(d)
     at_floor = smallest <= SPURIOUS_FLOOR_FACTOR * settings.reg_covar
+    if regularised is not None:
+        at_floor = at_floor | regularised
     return settings.active & (too_few_rows | at_floor)
 
 

@@ -43,12 +43,13 @@ class DegenerateEvents(NamedTuple):
     first_reseed: Array  # (k,) int iteration of the first re-seed, −1 if none
     regularised: Array  # (k,) int number of M-steps whose covariance needed the fallback reg_covar
     first_regularised: Array  # (k,) int iteration of the first, −1 if none
+    last_regularised: Array  # (k,) int iteration of the latest, −1 if none
 
     @classmethod
     def none(cls, k: int, xp=jnp) -> DegenerateEvents:
         """No events yet, as ``xp`` arrays (``jax.numpy`` or ``numpy``)."""
         zeros, never = xp.zeros((k,), xp.int32), xp.full((k,), -1, xp.int32)
-        return cls(zeros, never, zeros, never)
+        return cls(zeros, never, zeros, never, never)
 
     def record(self, iteration, reseeded, regularised) -> DegenerateEvents:
         xp = namespace(self.reseeded, reseeded, regularised)
@@ -61,6 +62,7 @@ class DegenerateEvents(NamedTuple):
             first(self.first_reseed, reseeded),
             self.regularised + regularised,
             first(self.first_regularised, regularised),
+            xp.where(regularised, iteration, self.last_regularised),
         )
 
 
