@@ -24,7 +24,7 @@ Public: ``em_fit``, ``EMResult``, ``em_partial_fit``, ``OnlineState``;
 for ``select``, ``bootstrap`` and tests also ``fit_groups``, ``refit``,
 ``prepare_data``, ``start_draws``, ``compute_dtype``, ``EMConfig``, ``e_step``, ``m_step``,
 ``SufficientStatistics``, the noise guess's ``noise_start`` / ``initial_rows`` and
-``kmeans_draws`` (``select``'s refits of its close calls).
+``kmeans_draws`` and ``classified_draws`` (``select``'s refits: its close calls, VVE from EVE).
 """
 
 from bayesgmm.em._config import EMConfig
@@ -39,7 +39,7 @@ from bayesgmm.em._fit import (
     fit_on_host,
     refit,
 )
-from bayesgmm.em._init import kmeans_draws
+from bayesgmm.em._init import classified_draws, kmeans_draws
 from bayesgmm.em._kernels import m_step
 from bayesgmm.em._online import OnlineState, em_partial_fit
 from bayesgmm.em._state import EMResult, SufficientStatistics, UserInit
@@ -55,6 +55,7 @@ __all__ = [
     "Refits",
     "SufficientStatistics",
     "UserInit",
+    "classified_draws",
     "compute_dtype",
     "e_step",
     "em_partial_fit",

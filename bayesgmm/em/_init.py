@@ -563,3 +563,11 @@ def kmeans_draws(draws: LabelledRows, starts: list[tuple[int, int]], seed, dtype
         for k, repeat in starts
     ]
     return labelled_draws(rows, weights, np.stack(labels), draws.means.shape[-2], dtype)
+
+
+def classified_draws(draws: LabelledRows, labels: np.ndarray, dtype) -> LabelledRows:
+    """(groups, 1, ...) ``LabelledRows`` on the rows of a hierarchical start's ``draws``, partitioned
+    by ``labels`` ((groups, S): for each group, every start row's cluster, e.g. another fit's
+    classification of them)."""
+    rows, weights = np.asarray(draws.rows[0, 0], np.float64), np.asarray(draws.weights[0, 0], np.float64)
+    return labelled_draws(rows, weights, np.asarray(labels, np.int32), draws.means.shape[-2], dtype)
