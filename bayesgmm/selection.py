@@ -33,6 +33,7 @@ from bayesgmm.em import (
     initial_rows,
     kmeans_draws,
     noise_start,
+    numpy_classify,
     prepare_data,
     start_draws,
 )
@@ -466,9 +467,9 @@ def _refit_from_nested(rows, fits, configs, data, ks, seed, draws) -> None:
         targets = [i for i, row in enumerate(rows) if row["config"] == index]
         by_k = {rows[i]["k"]: i for i, row in enumerate(rows) if row["config"] == sources[0]}
         labels = []
-        for i in targets:
+        for i in targets:  # on the host: eager JAX would compile a few programs per k
             source_fit = fits[_key(rows[by_k[rows[i]["k"]]])]
-            labels.append(np.asarray(source_fit.params.predict(start_rows)))
+            labels.append(numpy_classify(jax.device_get(source_fit.params), start_rows))
         jobs.append((index, targets, classified_draws(start, np.stack(labels), dtype)))
 
     def fit(job):

@@ -417,7 +417,10 @@ def mclust_section(rows, args, load_before: str) -> str:
         f"`backend_compile_duration` events, by module name): `{FIT_PROGRAM}` is one covariance model's fitting "
         "program (every k and restart in it); the others are shared by every model (the hierarchical start), "
         "compiled by the first call of a process, so the first model of the per-model table carries them. Each "
-        "per-model call also builds the start's tree again, which the grid builds once. The sklearn columns are "
+        "per-model call also builds the start's tree again, which the grid builds once. The grid also runs what "
+        "a per-model call cannot: VVE again from EVE's classification and EVV from EEV's (`select`'s "
+        "`NESTED_STARTS`, in their own programs: no compilation, one more run of each), so its warm time is more "
+        "than the per-model calls' share of it. The sklearn columns are "
         "its loop over k for the type of the same structure (VII = spherical, VVI = diag, EEE = tied, VVV = full); "
         "scikit-learn has no other of mclust's models.",
         MCLUST_END,

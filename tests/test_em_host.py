@@ -156,3 +156,29 @@ def test_host_fit_compiles_nothing():
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
     assert compiled == []
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_numpy_classify_is_predict(covariance_type):
+    """``select``'s classification on the host (``em.numpy_classify``, NumPy leaves, nothing compiled)
+    labels every row as ``GMMParams.predict`` does, for Gaussian and Student-t components."""
+    import dataclasses
+
+    from bayesgmm.em import numpy_classify
+    from tests._references import covariances_in_layout
+
+    rng = np.random.default_rng(3)
+    X, _ = make_mixture_data(rng, 300, 3, 3, separation=1.0)  # overlapping: many rows near a boundary
+    factors = rng.normal(size=(3, 3, 3)) * 0.5
+    full = factors @ np.swapaxes(factors, 1, 2) + 0.5 * np.eye(3)
+    means = X[rng.choice(len(X), 3, replace=False)]
+    with jax.enable_x64(True):
+        params = bayesgmm.GMMParams.from_covariances(
+            [0.2, 0.3, 0.5], means, covariances_in_layout(full, covariance_type), covariance_type
+        )
+        heavy = dataclasses.replace(params, family="student_t", dof_mode="component", dof=np.array([3.0, 8.0, 30.0]))
+        for each in (params, heavy):
+            expected = np.asarray(each.predict(X))
+            got = numpy_classify(jax.device_get(each), X)
+            assert isinstance(got, np.ndarray)
+            np.testing.assert_array_equal(got, expected)

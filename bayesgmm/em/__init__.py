@@ -24,12 +24,13 @@ Public: ``em_fit``, ``EMResult``, ``em_partial_fit``, ``OnlineState``;
 for ``select``, ``bootstrap`` and tests also ``fit_groups``, ``refit``,
 ``prepare_data``, ``start_draws``, ``compute_dtype``, ``EMConfig``, ``e_step``, ``m_step``,
 ``SufficientStatistics``, the noise guess's ``noise_start`` / ``initial_rows`` and
-``kmeans_draws`` and ``classified_draws`` (``select``'s refits: its close calls, VVE from EVE).
+``kmeans_draws``, ``classified_draws`` and ``numpy_classify`` (``select``'s refits: its close
+calls, VVE from EVE's classification).
 """
 
 from bayesgmm.em._config import EMConfig
 from bayesgmm.em._data import PreparedData, compute_dtype, initial_rows, noise_start, prepare_data, start_draws
-from bayesgmm.em._estep import E_STEPS, e_step
+from bayesgmm.em._estep import E_STEPS, e_step, numpy_classify
 from bayesgmm.em._fit import (
     GridFit,
     Notice,
@@ -66,6 +67,7 @@ __all__ = [
     "kmeans_draws",
     "m_step",
     "noise_start",
+    "numpy_classify",
     "prepare_data",
     "refit",
     "start_draws",

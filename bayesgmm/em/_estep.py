@@ -410,6 +410,13 @@ def numpy_dof_step(params: GMMParams, X, weights, active) -> GMMParams:
     return dataclasses.replace(params, dof=dof)
 
 
+def numpy_classify(params: GMMParams, X) -> np.ndarray:
+    """(n,) each row's most probable component, on NumPy arrays (``params`` with NumPy leaves, no
+    noise component): nothing is traced or compiled (``select``'s starts from another fit)."""
+    base, sq_norm, _ = _numpy_distances(params, X)
+    return np.argmax(base + params.family_functions.log_density(sq_norm, params.n_features, params.dof), axis=0)
+
+
 def _numpy_distances(params: GMMParams, X):
     """``(log π_k − log |Σ_k|^{1/2} (k,), δ² (k, n), x − μ (k, n, d))`` on NumPy arrays."""
     k, d = params.n_components, params.n_features
