@@ -7,7 +7,8 @@ Callers catch these by type, never by message text:
   positive definite with ``degenerate="raise"``, or every restart failed).
 - ``ConvergenceWarning``: EM stopped at ``max_iter`` before the change fell below ``tol``.
 - ``SpuriousComponentWarning``: the returned fit has a component the data cannot support
-  (too few effective rows for its covariance, or a covariance at the ``reg_covar`` floor).
+  (too few effective rows for its covariance, a covariance at the ``reg_covar`` floor, or one
+  singular without the fallback regularisation).
 - ``DegenerateComponentWarning``: EM re-seeded an empty component or regularised a singular
   covariance.
 
