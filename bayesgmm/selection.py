@@ -404,11 +404,13 @@ def _refit_close_calls(rows, fits, configs, data, ks, criterion, starts, seed, d
         def fit(job):
             index, batch, slots, job_draws = job
             group_ks = [k for k, _ in slots]
-            return _optional(data, group_ks, configs[index], seed=seed, draws=job_draws, k_max=k_max, keep=len(batch))
+            return _another_start(
+                data, group_ks, configs[index], seed=seed, draws=job_draws, k_max=k_max, keep=len(batch)
+            )
 
         for (index, batch, _, _), (refits, notices) in zip(jobs, _each(data, fit, jobs), strict=True):
             _warn(notices, stacklevel=5)
-            for (_, _, i), grid_fit in zip(batch, refits):  # none when the refit failed (``_optional``)
+            for (_, _, i), grid_fit in zip(batch, refits):  # none when the refit failed (``_another_start``)
                 _keep_better(rows[i], fits, grid_fit, configs[index].tol, total, "kmeans")
 
     refit(close[1:])
@@ -417,7 +419,7 @@ def _refit_close_calls(rows, fits, configs, data, ks, criterion, starts, seed, d
         refit(close[:1])
 
 
-def _optional(*args, **kwargs) -> tuple[list, list]:
+def _another_start(*args, **kwargs) -> tuple[list, list]:
     """``fit_groups`` for another start of grid points that already have a fit: when one of its fits fails
     (``DegenerateFitError``), none of them is kept (the grid's fits stand) and ``select`` goes on."""
     try:
@@ -452,9 +454,9 @@ def _refit_from_nested(rows, fits, configs, data, ks, seed, draws) -> None:
     total, dtype = data.total_weight, compute_dtype(data)
     jobs = []  # (configuration index, its rows' indices, draws)
     for index, config in enumerate(configs):
-        source = NESTED_STARTS.get(config.covariance_type)
         if config.noise:  # a noise fit's classification leaves rows to the noise, which the start has not
             continue
+        source = NESTED_STARTS.get(config.covariance_type)
         sources = [
             other
             for other, candidate in enumerate(configs)
@@ -474,12 +476,12 @@ def _refit_from_nested(rows, fits, configs, data, ks, seed, draws) -> None:
 
     def fit(job):
         index, _, job_draws = job
-        return _optional(data, ks, configs[index], seed=seed, draws=job_draws)
+        return _another_start(data, ks, configs[index], seed=seed, draws=job_draws)
 
     for (index, targets, _), (refits, notices) in zip(jobs, _each(data, fit, jobs), strict=True):
         _warn(notices, stacklevel=5)
         source = NESTED_STARTS[configs[index].covariance_type]
-        for i, grid_fit in zip(targets, refits):  # none when the refit failed (``_optional``)
+        for i, grid_fit in zip(targets, refits):  # none when the refit failed (``_another_start``)
             _keep_better(rows[i], fits, grid_fit, configs[index].tol, total, source)
 
 

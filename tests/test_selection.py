@@ -204,3 +204,33 @@ def test_thread_map_keeps_order_and_raises_the_first_error(monkeypatch):
 
     with pytest.raises(ValueError, match="item 2"):
         _threads.thread_map(fail, range(7))
+
+
+def test_a_failed_refit_leaves_the_grid_s_fits(monkeypatch):
+    """``select``'s other starts (EVV from EEV's classification, the close calls' k-means partitions)
+    refit grid points that already have a fit: when such a refit cannot continue (``DegenerateFitError``)
+    the grid's fits stand and ``select`` returns them (on Old Faithful EVV with 3 components is
+    otherwise refitted from EEV's classification, 7.0 BIC units better)."""
+    import bayesgmm.selection as selection_module
+
+    X = load_faithful()
+    options = dict(k=[1, 2, 3], covariance_types=["EEV", "EVV"], close_call_starts=0)
+    with_refits = bayesgmm.select(X, **options)
+    nested = (with_refits.table["start"] == "EEV").to_numpy()
+    assert nested.any()
+    calls = []
+    fit_groups = selection_module.fit_groups
+
+    def failing_refits(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 2:  # the grid's two programs ran; every later call is another start
+            raise bayesgmm.DegenerateFitError("a refit's covariance stopped being positive definite")
+        return fit_groups(*args, **kwargs)
+
+    monkeypatch.setattr(selection_module, "fit_groups", failing_refits)
+    refitted = bayesgmm.select(X, **(options | dict(close_call_starts=5)))
+    assert len(calls) > 2  # the refits ran (and failed)
+    assert set(refitted.table["start"]) == {"hierarchical"}
+    bic, refitted_bic = with_refits.table["bic"].to_numpy(), refitted.table["bic"].to_numpy()
+    np.testing.assert_array_equal(refitted_bic[~nested], bic[~nested])  # the grid's own fits
+    assert np.all(refitted_bic[nested] > bic[nested])  # the tree's fits, where the refit would have won
