@@ -1,5 +1,7 @@
 """Sparse finite mixtures: infer(X, k_max, sparse=True) and the posterior of the number of clusters."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -133,7 +135,15 @@ def test_sparse_reuses_the_compiled_program_and_refuses_map():
         bayesgmm.infer(X, 3, method="map", sparse=True, progress_bar=False)
 
 
+@pytest.mark.sampling
+def test_sampling_tests_run_at_xla_default_optimisation():
+    """conftest.py runs a ``sampling`` test in a process of its own, without the suite's fast compilation."""
+    assert os.environ.get("BAYESGMM_TEST_DEFAULT_OPTIMISATION") == "1"
+    assert "--xla_backend_optimization_level=0" not in os.environ.get("XLA_FLAGS", "")
+
+
 @pytest.mark.slow
+@pytest.mark.sampling
 def test_sparse_nuts_recovers_the_number_of_clusters():
     """k = 1..5 well-separated clusters, k_max = 6: the posterior mode of the occupied count is k.
 
@@ -156,6 +166,7 @@ def test_sparse_nuts_recovers_the_number_of_clusters():
 
 
 @pytest.mark.slow
+@pytest.mark.sampling
 def test_sparse_old_faithful_agrees_with_bic_for_tied_covariances():
     """Old Faithful, tied covariances (mclust's EEE): BIC's choice over k = 1..6 is 3, and so is the
     posterior mode of the occupied count of a sparse mixture with k_max = 6.
