@@ -55,7 +55,7 @@ import numpy as np
 import scipy.special
 from jax import Array, lax
 
-from bayesgmm._arrays import namespace
+from bayesgmm._arrays import host_logsumexp, namespace
 from bayesgmm.covariance import LOG_2PI
 
 LOG_PI = 1.1447298858494002  # log(π)
@@ -259,8 +259,7 @@ def update_dof(dof: Array, dof_sums: Array, counts: Array, active: Array | None,
 
 def _logsumexp(xp, values, axis):
     if xp is np:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return scipy.special.logsumexp(values, axis=axis)
+        return host_logsumexp(values, axis=axis)
     return jax.nn.logsumexp(values, axis=axis)
 
 

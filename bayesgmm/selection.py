@@ -17,7 +17,6 @@ import warnings
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from bayesgmm import _validation
@@ -34,7 +33,8 @@ from bayesgmm.em import (
     kmeans_draws,
     noise_start,
     numpy_classify,
-    prepare_data,
+    on_host,
+    prepare_grid,
     start_draws,
 )
 from bayesgmm.families import FAMILIES
@@ -266,7 +266,7 @@ def select(
         for family in families
         for option in noise_options
     ]
-    data = prepare_data(X, sample_weight, dtype=jnp.result_type(float))
+    data = prepare_grid(X, sample_weight, ks, configs)  # small grids stay on the host: the NumPy driver
     _validation.check_n_components(max(ks), data.n_positive)
     total = data.total_weight
     draws = {}  # one start per kind of fit (with or without the noise guess's rows), shared by the grid
@@ -317,7 +317,7 @@ def _each(data, fit, configs) -> list:
     one program runs while Python prepares or reads back another. Streamed rows (a reader
     thread each) and sharded data (collectives across devices) are fitted one after another.
     """
-    if data.stream or data.mesh is not None:
+    if data.stream or data.mesh is not None or on_host(data):
         return [fit(config) for config in configs]
     return thread_map(fit, configs)
 

@@ -12,9 +12,19 @@ KS = [1, 2, 3]
 TYPES = ["full", "tied", "diag", "spherical"]  # tied pools the components: the switched-off ones must not count
 
 
-@pytest.fixture(scope="module")
-def selection():
-    return bayesgmm.select(load_faithful(), k=KS, covariance_types=TYPES, n_init=2, seed=3)
+@pytest.fixture(scope="module", params=["numpy", "compiled"])
+def selection(request):
+    """The grid on each driver: small data are fitted by em's NumPy driver (``GRID_HOST_MAX_WORK``);
+    with the limit at 0, by the compiled programs (every k in one)."""
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "compiled":
+            patch.setattr(bayesgmm.em._fit, "GRID_HOST_MAX_WORK", 0)
+        yield bayesgmm.select(load_faithful(), k=KS, covariance_types=TYPES, n_init=2, seed=3)
+
+
+def compiled_grid(monkeypatch):
+    """``select`` fits its grid in compiled programs, even on small data."""
+    monkeypatch.setattr(bayesgmm.em._fit, "GRID_HOST_MAX_WORK", 0)
 
 
 def test_table_has_one_row_per_fit(selection):
@@ -37,11 +47,13 @@ def test_table_has_one_row_per_fit(selection):
 
 
 def test_each_grid_fit_equals_em_fit(selection, monkeypatch):
-    """The grid batches every k in one program (unused components switched off); same seed, same fit.
+    """Each grid point's fit is em_fit's with the same seed: the compiled grid batches every k in one
+    program (unused components switched off), the NumPy driver fits each k from the grid's draws.
 
-    Only the chunking differs (round-off): 1e-9 relative. em_fit's compiled program, not its
-    NumPy driver for small data (which equals it to round-off, tests/test_em_host.py, but may
-    then prefer the other of two restarts that reach the same maximum in another labelling).
+    Compared with em_fit's compiled program, not its NumPy driver for small data (which equals it
+    to round-off, tests/test_em_host.py, but may then prefer the other of two restarts that reach
+    the same maximum in another labelling). Only the chunking or the driver differs (round-off):
+    1e-9 relative.
     """
     monkeypatch.setattr(bayesgmm.em._fit, "HOST_MAX_WORK", 0)
     X = load_faithful()
@@ -158,9 +170,10 @@ def test_bad_families_are_clear_errors(kwargs, message):
         bayesgmm.select(load_faithful(), k=[1], **kwargs)
 
 
-def test_threaded_grid_equals_the_grid_fitted_one_type_at_a_time():
+def test_threaded_grid_equals_the_grid_fitted_one_type_at_a_time(monkeypatch):
     """``select`` fits its covariance types' programs in host threads (``_threads.thread_map``); each fit
     is the one ``select`` gives for that type alone (its own call, one program, no thread), bit for bit."""
+    compiled_grid(monkeypatch)
     X = load_faithful()
     together = bayesgmm.select(X, k=KS, covariance_types=TYPES, close_call_starts=0)
     for covariance_type in TYPES:
@@ -172,11 +185,13 @@ def test_threaded_grid_equals_the_grid_fitted_one_type_at_a_time():
             assert together.fits[k, covariance_type].log_likelihood == alone.fits[k, covariance_type].log_likelihood
 
 
-def test_threads_trace_in_the_caller_s_float_width():
+def test_threads_trace_in_the_caller_s_float_width(monkeypatch):
     """``jax.enable_x64`` is a thread-local context: a select inside ``enable_x64(True)`` while the global
     setting is off fits float64 in every thread (a worker on the global setting would take the float64
     rows as float32), and inside ``enable_x64(False)`` float32; as the same type fitted alone."""
     import jax
+
+    compiled_grid(monkeypatch)
 
     X = load_faithful()
     for context, dtype in ((True, np.float64), (False, np.float32)):
@@ -234,3 +249,40 @@ def test_a_failed_refit_leaves_the_grid_s_fits(monkeypatch):
     bic, refitted_bic = with_refits.table["bic"].to_numpy(), refitted.table["bic"].to_numpy()
     np.testing.assert_array_equal(refitted_bic[~nested], bic[~nested])  # the grid's own fits
     assert np.all(refitted_bic[nested] > bic[nested])  # the tree's fits, where the refit would have won
+
+
+@pytest.mark.parametrize(
+    "X, options",
+    [
+        (load_faithful(), dict()),  # the default grid: 4 types x k = 1..9, three close calls refitted
+        (load_faithful(), dict(k=[1, 2, 3], covariance_types=["EEV", "EVV", "VVE", "EVE"])),  # nested starts
+        (load_faithful(), dict(k=[2, 3], covariance_types="tied", families=("gaussian", "student_t"))),
+        (load_faithful(), dict(k=[1, 2, 3], covariance_types=["full", "diag"], noise=(False, True))),
+    ],
+    ids=["default", "nested", "families", "noise"],
+)
+def test_the_numpy_driver_s_grid_is_the_compiled_grid(X, options, monkeypatch):
+    """Small grids run on em's NumPy driver (``prepare_grid``): no program is compiled, and every grid
+    point, refits included (close calls, nested starts), is the compiled grid's fit to round-off
+    (float64 both; the compiled fits sum in chunks): the same table, the same choice."""
+    import warnings
+
+    assert bayesgmm.em.on_host(bayesgmm.em.prepare_grid(X, None, [1, 2, 3], [bayesgmm.em.EMConfig.validated()]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        numpy = bayesgmm.select(X, **options)
+        compiled_grid(monkeypatch)
+        compiled = bayesgmm.select(X, **options)
+    left, right = numpy.table, compiled.table
+    assert list(left.columns) == list(right.columns)
+    for column in ("k", "covariance_type", "n_parameters", "n_iter", "converged", "spurious", "start"):
+        assert left[column].tolist() == right[column].tolist(), column
+    for column in ("log_likelihood", "bic", "aic", "icl"):
+        np.testing.assert_allclose(left[column].to_numpy(), right[column].to_numpy(), rtol=1e-9, err_msg=column)
+    assert (numpy.best_k, numpy.best_covariance_type, numpy.best_family) == (
+        compiled.best_k,
+        compiled.best_covariance_type,
+        compiled.best_family,
+    )
+    for key, fit in numpy.fits.items():
+        np.testing.assert_allclose(fit.params.means, compiled.fits[key].params.means, rtol=1e-8, atol=1e-9)

@@ -17,11 +17,12 @@ lower layers: ``_errors``, ``_validation``, ``covariance``, ``params``, ``chunks
 - drivers: ``_memory`` (rows in memory or sharded, one compiled program), ``_streaming``
   (rows streamed from the host, block by block) and ``_host`` (NumPy, for small data);
 - ``_online``: ``em_partial_fit``, stepwise (online) EM over minibatches with the same kernels;
-- ``_fit``: ``em_fit``, ``fit_groups`` (``select``'s grid), ``fit_on_host`` (``infer``'s start) and
+- ``_fit``: ``em_fit``, ``prepare_grid`` / ``fit_groups`` (``select``'s grid; small grids on the
+  NumPy driver), ``fit_on_host`` (``infer``'s start) and
   ``refit`` (the bootstrap's replicates: ``_memory.fit_replicates``).
 
 Public: ``em_fit``, ``EMResult``, ``em_partial_fit``, ``OnlineState``;
-for ``select``, ``bootstrap`` and tests also ``fit_groups``, ``refit``,
+for ``select``, ``bootstrap`` and tests also ``prepare_grid``, ``fit_groups``, ``refit``,
 ``prepare_data``, ``start_draws``, ``compute_dtype``, ``EMConfig``, ``e_step``, ``m_step``,
 ``SufficientStatistics``, the noise guess's ``noise_start`` / ``initial_rows`` and
 ``kmeans_draws``, ``classified_draws`` and ``numpy_classify`` (``select``'s refits: its close
@@ -29,7 +30,15 @@ calls, VVE from EVE's classification).
 """
 
 from bayesgmm.em._config import EMConfig
-from bayesgmm.em._data import PreparedData, compute_dtype, initial_rows, noise_start, prepare_data, start_draws
+from bayesgmm.em._data import (
+    PreparedData,
+    compute_dtype,
+    initial_rows,
+    noise_start,
+    on_host,
+    prepare_data,
+    start_draws,
+)
 from bayesgmm.em._estep import E_STEPS, e_step, numpy_classify
 from bayesgmm.em._fit import (
     GridFit,
@@ -38,6 +47,7 @@ from bayesgmm.em._fit import (
     em_fit,
     fit_groups,
     fit_on_host,
+    prepare_grid,
     refit,
 )
 from bayesgmm.em._init import classified_draws, kmeans_draws
@@ -68,7 +78,9 @@ __all__ = [
     "m_step",
     "noise_start",
     "numpy_classify",
+    "on_host",
     "prepare_data",
+    "prepare_grid",
     "refit",
     "start_draws",
 ]

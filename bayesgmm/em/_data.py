@@ -61,7 +61,9 @@ class PreparedData(NamedTuple):
         return self.errors is not None
 
 
-def prepare_data(X, sample_weight=None, *, dtype, stream=None, missing=None, measurement_error=None) -> PreparedData:
+def prepare_data(
+    X, sample_weight=None, *, dtype, stream=None, missing=None, measurement_error=None, host=False
+) -> PreparedData:
     """Validate ``X`` (array-like, ``ShardedRows`` or rows to stream) and ``sample_weight``; centre and rescale.
 
     ``stream``: True, False, or None (stream an ``np.memmap``, keep anything else in memory).
@@ -71,6 +73,8 @@ def prepare_data(X, sample_weight=None, *, dtype, stream=None, missing=None, mea
     (``_validation.check_measurement_error``), kept as variances or covariances on the
     rescaled data, in the order of the rows (in memory only; the fit then needs
     ``moments="errors"``).
+    ``host``: rows in memory stay on the host, for the NumPy driver (``prepare_host``: float64, not
+    padded; ``on_device`` moves them later); streamed or sharded rows are prepared as without it.
     """
     enable_compilation_cache()  # before the first compilation: JAX keeps the compiled programs across sessions
     streamed = stream is True or (stream is None and isinstance(X, np.memmap))
@@ -99,9 +103,9 @@ def prepare_data(X, sample_weight=None, *, dtype, stream=None, missing=None, mea
         advice = "drop or impute them, or pass missing='marginalize' to fit the observed entries of those rows."
     X = _validation.check_data(X, allow_nan=missing == "marginalize", nan_advice=advice)
     weights = _validation.check_sample_weight(sample_weight, X.shape[0])
-    if measurement_error is None:
-        return _prepare(X, weights, dtype)
-    return _prepare(X, weights, dtype, _validation.check_measurement_error(measurement_error, X))
+    errors = None if measurement_error is None else _validation.check_measurement_error(measurement_error, X)
+    data = prepare_host(X, weights, errors)
+    return data if host else on_device(data, dtype)
 
 
 def _prepare_stream(X, sample_weight, dtype) -> PreparedData:
@@ -161,21 +165,27 @@ def prepare_host(X: np.ndarray, weights: np.ndarray, errors: np.ndarray | None =
     )
 
 
-def _prepare(X: np.ndarray, weights: np.ndarray, dtype, errors: np.ndarray | None = None) -> PreparedData:
-    """``prepare_host``, then on the device in ``dtype``, padded to ``bucket_size`` rows.
+def on_device(data: PreparedData, dtype) -> PreparedData:
+    """Data prepared on the host (``prepare_host``) on the device in ``dtype``, padded to ``bucket_size`` rows.
 
     Rows of weight 0 up to a bucket size: data sets of nearby sizes share one compiled fit.
     Measurement errors, if any, are padded with zeros.
     """
-    data = prepare_host(X, weights, errors)
-    pad = bucket_size(X.shape[0]) - X.shape[0]
+    n, d = data.X.shape
+    pad = bucket_size(n) - n
     data = data._replace(
-        X=to_device(np.concatenate([data.X, np.zeros((pad, X.shape[1]))]), dtype),
+        X=to_device(np.concatenate([data.X, np.zeros((pad, d))]), dtype),
         weights=to_device(np.concatenate([data.weights, np.zeros(pad)]), dtype),
     )
-    if errors is None:
+    if data.errors is None:
         return data
-    return data._replace(errors=to_device(np.concatenate([data.errors, np.zeros((pad,) + errors.shape[1:])]), dtype))
+    errors = data.errors
+    return data._replace(errors=to_device(np.concatenate([errors, np.zeros((pad,) + errors.shape[1:])]), dtype))
+
+
+def on_host(data: PreparedData) -> bool:
+    """The data were prepared for the NumPy driver (``prepare_data(..., host=True)``): float64 rows on the host."""
+    return isinstance(data.X, np.ndarray) and not data.stream
 
 
 def _prepare_sharded(rows: ShardedRows, dtype) -> PreparedData:

@@ -47,10 +47,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.special
 from jax import Array, lax
 
-from bayesgmm._arrays import host_cholesky
+from bayesgmm._arrays import host_cholesky, host_logsumexp
 from bayesgmm._conditional import conditional_moments, error_covariances
 from bayesgmm.chunks import Rows, WorstRow, accumulate, add, zeros_like_shapes
 from bayesgmm.covariance import raw_coefficients
@@ -442,7 +441,7 @@ def numpy_e_step(params: GMMParams, X, weights) -> tuple[SufficientStatistics, i
     family = params.family_functions
     log_joint = base + family.log_density(sq_norm, d, params.dof)  # (k, n)
     every = with_noise(params, log_joint)  # and the noise component's row, if any
-    log_norm = scipy.special.logsumexp(every, axis=0)  # (n,)
+    log_norm = host_logsumexp(every, axis=0)  # (n,)
     resp = np.exp(log_joint - log_norm) * weights  # (k, n)
     moment_resp, extra = resp, {}
     if family.e_step_terms is not None:  # Student-t: moments weighted by u

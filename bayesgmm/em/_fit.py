@@ -39,6 +39,8 @@ from bayesgmm.em._data import (
     default_chunk_size,
     initial_rows,
     noise_start,
+    on_device,
+    on_host,
     prepare_data,
     prepare_host,
     settings,
@@ -57,6 +59,12 @@ _NO_USER_INIT = UserInit()
 # k = 4, 50 ms) costs far less than compiling its program (1-1.5 s), and at most a few
 # milliseconds more than the compiled program once compiled (benchmarks/RESULTS.md).
 HOST_MAX_WORK = 50_000
+
+# select's limit for the NumPy driver, in n k d (d + 1) n_init summed over the grid's k for each
+# configuration (covariance type, family, noise option): each configuration is one compiled
+# program, which costs 1-3 s to compile in a fresh session and 0.3-0.7 s to trace, lower and load
+# from the persistent cache in the next one, against about 1 µs per unit of work on the host.
+GRID_HOST_MAX_WORK = 500_000
 
 
 class Notice(NamedTuple):
@@ -344,6 +352,29 @@ def _small_for_the_host(data: PreparedData, k: int, config: EMConfig, user_init:
     return data.n_positive * k * d * (d + 1) * config.n_init <= HOST_MAX_WORK
 
 
+def prepare_grid(X, sample_weight, ks: list[int], configs: list[EMConfig]) -> PreparedData:
+    """``select``'s data: on the host for the NumPy driver (``prepare_data(..., host=True)``) when every
+    configuration's grid is small enough (``GRID_HOST_MAX_WORK``), else on the device as ``prepare_data``'s.
+
+    Small in-memory rows on a CPU, for starts the NumPy driver draws (not ``init="random"``): there
+    ``fit_groups`` fits each ``k`` in NumPy, in milliseconds, where compiling the grid's programs
+    would cost seconds in a fresh session.
+    """
+    dtype = jnp.result_type(float)
+    data = prepare_data(X, sample_weight, dtype=dtype, host=True)
+    if not on_host(data):  # streamed or sharded rows
+        return data
+    d = data.n_features
+    small = all(
+        data.n_positive * sum(ks) * d * (d + 1) * config.n_init <= GRID_HOST_MAX_WORK
+        and (INIT_METHODS[config.init].from_rows or INIT_METHODS[config.init].deterministic)
+        for config in configs
+    )
+    if small and jax.devices()[0].platform == "cpu":
+        return data
+    return on_device(data, dtype)
+
+
 def fit_groups(
     data: PreparedData,
     ks: list[int],
@@ -368,6 +399,8 @@ def fit_groups(
     ``k_max`` (≥ ``max(ks)``): the components of the program, when the caller reuses the program
     of a wider grid (``select``'s refits of its close calls); ``ks`` may repeat a number.
     ``keep``: the results of the first ``keep`` groups only (the others pad the program's batch).
+    Data prepared on the host (``prepare_grid``) are fitted by the NumPy driver instead, one ``k``
+    after another (``_fit_groups_on_host``), from the same draws.
 
     Raises ``DegenerateFitError`` when a fit cannot continue (``degenerate="raise"``).
     """
@@ -376,8 +409,10 @@ def fit_groups(
     init_weights, noise_share = noise_start(data, config, user_init)
     if draws is None or n_init != config.n_init:
         draws = start_draws(initial_rows(data, init_weights), ks, config.init, seed, n_init, dtype)
-    k_max = max(ks) if k_max is None else k_max
     scaled_init = _rescaled(user_init, data, dtype)
+    if on_host(data):
+        return _fit_groups_on_host(data, ks[:keep], config, draws, scaled_init, seed=seed)
+    k_max = max(ks) if k_max is None else k_max
     program = _program(
         config,
         config.covariance_type,
@@ -413,6 +448,24 @@ def fit_groups(
         init_weights=init_weights,
     )
     return _results(data, ks[:keep], states, log_likelihoods, fit_settings, config)
+
+
+def _fit_groups_on_host(data: PreparedData, ks, config: EMConfig, draws, user_init: UserInit, *, seed):
+    """``fit_groups`` by the NumPy driver (``_host.fit``): each group's fit with its own ``k`` components,
+    from the group's draws (``_first_draws``), as ``fit_on_host``'s; results in the compute dtype."""
+    fits, notices = [], []
+    for group, k in enumerate(ks):
+        state, log_likelihoods = _host.fit(
+            data, k, config, seed=seed, user_init=user_init, draws=_first_draws(restart(draws, group), k)
+        )
+        batched = jax.tree.map(lambda leaf: np.asarray(leaf)[None], state)
+        fit_settings = settings(data, k, config, np.float64)
+        (fit,), fit_notices = _results(
+            data, [k], batched, log_likelihoods[None], fit_settings, config, dtype=jnp.result_type(float)
+        )
+        fits.append(fit)
+        notices += fit_notices
+    return fits, notices
 
 
 def _program(

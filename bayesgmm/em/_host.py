@@ -85,7 +85,7 @@ def _initial_statistics(assignment, X: np.ndarray, weights: np.ndarray, structur
     )
 
 
-def _initial_params(data: PreparedData, k: int, config: EMConfig, fit_settings, user_init: UserInit, *, seed):
+def _initial_params(data: PreparedData, k: int, config: EMConfig, fit_settings, user_init: UserInit, *, seed, draws):
     """``(params, regularised)`` of every restart: the user's, or from ``INIT_METHODS`` and one M-step."""
     params = user_params(user_init, config.covariance_type)
     if params is not None:
@@ -93,7 +93,8 @@ def _initial_params(data: PreparedData, k: int, config: EMConfig, fit_settings, 
     entry = INIT_METHODS[config.init]
     structure = get_structure(config.covariance_type)
     host = NumpyRows(data)
-    draws = restart(start_draws(data, [k], config.init, seed, config.n_init, np.float64), 0)
+    if draws is None:
+        draws = restart(start_draws(data, [k], config.init, seed, config.n_init, np.float64), 0)
     indices = entry.seed_host_rows(host, draws, k, k)
     shifts = host.rows(indices)
     if entry.refine:
@@ -110,11 +111,15 @@ def _initial_params(data: PreparedData, k: int, config: EMConfig, fit_settings, 
     return starts
 
 
-def fit(data: PreparedData, k: int, config: EMConfig, *, seed, user_init: UserInit) -> tuple[EMState, np.ndarray]:
+def fit(
+    data: PreparedData, k: int, config: EMConfig, *, seed, user_init: UserInit, draws=None
+) -> tuple[EMState, np.ndarray]:
     """Every restart of one fit on the host: ``(best state, final mean log-likelihood of each restart)``.
 
     ``user_init``: initial parameters on the rescaled data (covariances in scikit-learn's
-    layout) or Nones, as ``_memory.fit_batch``'s.
+    layout) or Nones, as ``_memory.fit_batch``'s. ``draws``: the restarts' initial draws
+    (restarts, ...) for ``k`` components, when the caller made them (``select``'s grid shares one
+    hierarchical tree, or starts from other partitions); by default ``start_draws``' for ``seed``.
     """
     entry = INIT_METHODS[config.init]
     if not (entry.from_rows or entry.deterministic or user_init.complete):
@@ -127,7 +132,9 @@ def fit(data: PreparedData, k: int, config: EMConfig, *, seed, user_init: UserIn
     user_init = device_user_init(user_init, structure)
     ecme = uses_observed_dof_step(config.family, config.dof_mode)
     states = []
-    starts = _initial_params(initial_rows(data, init_weights), k, config, fit_settings, user_init, seed=seed)
+    starts = _initial_params(
+        initial_rows(data, init_weights), k, config, fit_settings, user_init, seed=seed, draws=draws
+    )
     for params, regularised in starts:
         params = start_model(params, config.family, config.dof_mode, fit_settings)
         state = start_state(params, regularised, fit_settings, history_size=config.max_iter + 1)
