@@ -90,6 +90,16 @@ def _clear_compiled_programs() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_grid_ledger():
+    """Each test starts as a fresh session for ``select``'s choice of driver: the work its grids did on
+    em's NumPy driver in earlier tests does not count (``em._fit.GRID_HOST_MAX_WORK``)."""
+    import bayesgmm.em._fit
+
+    bayesgmm.em._fit._host_grid_work.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _bounded_mappings():
     if _mappings() > _MAX_MAPPINGS:
         _clear_compiled_programs()

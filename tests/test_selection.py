@@ -286,3 +286,22 @@ def test_the_numpy_driver_s_grid_is_the_compiled_grid(X, options, monkeypatch):
     )
     for key, fit in numpy.fits.items():
         np.testing.assert_allclose(fit.params.means, compiled.fits[key].params.means, rtol=1e-8, atol=1e-9)
+
+
+def test_a_grid_fitted_again_and_again_moves_to_the_compiled_programs(monkeypatch):
+    """Ski rental (``GRID_HOST_MAX_WORK``): a grid runs on the NumPy driver while the work done there for
+    it in this process, the call's own included, stays within the limit per configuration; then on the
+    compiled programs. Another grid (other ks) keeps its own count."""
+    from bayesgmm.em import EMConfig, on_host, prepare_grid
+
+    X = load_faithful()
+    configs = [EMConfig.validated(covariance_type=t) for t in ("full", "diag")]
+    work = 272 * (1 + 2 + 3) * 2 * 3 * len(configs)  # n (Σ k) d (d + 1) n_init, summed over the configurations
+    monkeypatch.setattr(bayesgmm.em._fit, "GRID_HOST_MAX_WORK", 3 * work // len(configs))
+    drivers = [on_host(prepare_grid(X, None, [1, 2, 3], configs)) for _ in range(5)]
+    assert drivers == [True, True, True, False, False]
+    assert on_host(prepare_grid(X, None, [1, 2], configs))  # another grid
+    assert not on_host(prepare_grid(X, None, [1, 2, 3], configs))
+    monkeypatch.setattr(bayesgmm.em._fit, "GRID_HOST_MAX_WORK", work // len(configs) - 1)  # one call's work
+    assert on_host(prepare_grid(X[:200], None, [1, 2, 3], configs))  # fewer rows: within the limit
+    assert not on_host(prepare_grid(np.vstack([X, X]), None, [1, 2, 3], configs))  # too big at once

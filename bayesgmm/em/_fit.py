@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import warnings
 from typing import NamedTuple
 
@@ -60,11 +61,18 @@ _NO_USER_INIT = UserInit()
 # milliseconds more than the compiled program once compiled (benchmarks/RESULTS.md).
 HOST_MAX_WORK = 50_000
 
-# select's limit for the NumPy driver, in n k d (d + 1) n_init summed over the grid's k for each
-# configuration (covariance type, family, noise option): each configuration is one compiled
-# program, which costs 1-3 s to compile in a fresh session and 0.3-0.7 s to trace, lower and load
-# from the persistent cache in the next one, against about 1 µs per unit of work on the host.
-GRID_HOST_MAX_WORK = 500_000
+# select's grids: each configuration (covariance type, family, noise option) is one compiled program,
+# which costs 1.5-2.5 s to compile in a fresh session on 2 cores (0.5 s to trace, lower and load from
+# the persistent cache in the next one) and then fits the whole grid fast (Old Faithful's default
+# grid: 0.06 s), where em's NumPy driver compiles nothing but takes about 1-5 µs per unit of work
+# (n k d (d + 1) n_init summed over the grid; Old Faithful's default grid: 0.5 s). Ski rental: a
+# grid runs on the NumPy driver while the work done there for it in this process, this call's
+# included, stays within GRID_HOST_MAX_WORK per configuration (about one compilation's worth),
+# then on the compiled programs; so a session never spends much more than twice the cheaper way,
+# whether it fits the grid once (Old Faithful's: 14 calls on the NumPy driver) or a thousand times.
+GRID_HOST_MAX_WORK = 1_000_000
+_host_grid_work: dict[tuple, int] = {}  # grid -> work done on the NumPy driver in this process
+_host_grid_lock = threading.Lock()
 
 
 class Notice(NamedTuple):
@@ -353,25 +361,28 @@ def _small_for_the_host(data: PreparedData, k: int, config: EMConfig, user_init:
 
 
 def prepare_grid(X, sample_weight, ks: list[int], configs: list[EMConfig]) -> PreparedData:
-    """``select``'s data: on the host for the NumPy driver (``prepare_data(..., host=True)``) when every
-    configuration's grid is small enough (``GRID_HOST_MAX_WORK``), else on the device as ``prepare_data``'s.
+    """``select``'s data: on the host for the NumPy driver (``prepare_data(..., host=True)``) while the
+    grid's work there stays within ``GRID_HOST_MAX_WORK``, else on the device as ``prepare_data``'s.
 
-    Small in-memory rows on a CPU, for starts the NumPy driver draws (not ``init="random"``): there
+    In-memory rows on a CPU, for starts the NumPy driver draws (not ``init="random"``): there
     ``fit_groups`` fits each ``k`` in NumPy, in milliseconds, where compiling the grid's programs
-    would cost seconds in a fresh session.
+    would cost seconds in a fresh session. The work counts per grid (rows, features, ``ks`` and the
+    configurations, messages aside) across the process's calls.
     """
     dtype = jnp.result_type(float)
     data = prepare_data(X, sample_weight, dtype=dtype, host=True)
     if not on_host(data):  # streamed or sharded rows
         return data
-    d = data.n_features
-    small = all(
-        data.n_positive * sum(ks) * d * (d + 1) * config.n_init <= GRID_HOST_MAX_WORK
-        and (INIT_METHODS[config.init].from_rows or INIT_METHODS[config.init].deterministic)
-        for config in configs
-    )
-    if small and jax.devices()[0].platform == "cpu":
-        return data
+    n, d = data.X.shape
+    starts = all(INIT_METHODS[config.init].from_rows or INIT_METHODS[config.init].deterministic for config in configs)
+    if starts and jax.devices()[0].platform == "cpu":
+        work = sum(data.n_positive * sum(ks) * d * (d + 1) * config.n_init for config in configs)
+        grid = (n, d, tuple(ks), tuple(dataclasses.replace(config, context="") for config in configs))
+        with _host_grid_lock:
+            done = _host_grid_work.get(grid, 0) + work
+            if done <= GRID_HOST_MAX_WORK * len(configs):
+                _host_grid_work[grid] = done
+                return data
     return on_device(data, dtype)
 
 
