@@ -3,6 +3,7 @@ written out pair by pair, mclust's own tree on Old Faithful, known clusters, sci
 same start, and mclust's Old Faithful choice."""
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,9 +96,13 @@ def _same_partition(a, b):
     return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
 
 
+LOOPS = pytest.mark.parametrize("on_host", [True, False], ids=["numpy", "compiled"])  # merge_tree's two loops
+
+
+@LOOPS
 @pytest.mark.parametrize("case", ["plain", "identical rows", "weighted"])
 @pytest.mark.parametrize("d", [1, 2, 3])
-def test_merge_tree_equals_mclusts_rule_written_out(d, case):
+def test_merge_tree_equals_mclusts_rule_written_out(d, case, on_host):
     """The incremental tree makes the merges of mclust's rule scored pair by pair (``_mclust_merges``):
     continuous rows, rows with copies (their pairs tie), and weighted rows."""
     rng = np.random.default_rng(d)
@@ -108,28 +113,30 @@ def test_merge_tree_equals_mclusts_rule_written_out(d, case):
         weights = np.ones(len(Z))
     elif case == "weighted":
         weights = rng.integers(1, 4, size=len(Z)).astype(float)
-    initial, merges = merge_tree(Z, weights, 1)
+    initial, merges = merge_tree(Z, weights, 1, on_host=on_host)
     np.testing.assert_array_equal(initial, np.arange(len(Z)))
     np.testing.assert_array_equal(merges, _mclust_merges(Z, weights))
 
 
-def test_identical_rows_start_apart_and_ties_go_to_the_last_pair():
+@LOOPS
+def test_identical_rows_start_apart_and_ties_go_to_the_last_pair(on_host):
     """As ``Mclust``'s ``hc`` call (no ``partition``): one cluster per row, identical rows too; their
     pairs all cost ``−2 log 2``, and mclust's scan merges the last of them first."""
     rng = np.random.default_rng(5)
     Z = rng.normal(size=(20, 2))
     duplicated = np.concatenate([Z, Z[:5]])
-    initial, merges = merge_tree(duplicated, np.ones(25), 1)
+    initial, merges = merge_tree(duplicated, np.ones(25), 1, on_host=on_host)
     np.testing.assert_array_equal(initial, np.arange(25))
     np.testing.assert_array_equal(merges[0], [4, 24])
 
 
-def test_old_faithful_tree_is_mclusts():
+@LOOPS
+def test_old_faithful_tree_is_mclusts(on_host):
     """Old Faithful's tree against mclust 6.1.1's ``hcvvv`` (its Fortran compiled and called as
     ``hc(faithful, "VVV", use = "SVD")``, ``hclass``): the first merges (``hcPairs`` less one) and
     the cluster sizes of the cuts at k = 2 .. 9, numbered by first row (``partconv``'s order)."""
     X = np.asarray(load_faithful(), float)
-    initial, merges = merge_tree(svd_transform(X, np.ones(len(X))), np.ones(len(X)), 1)
+    initial, merges = merge_tree(svd_transform(X, np.ones(len(X))), np.ones(len(X)), 1, on_host=on_host)
     np.testing.assert_array_equal(merges[:8] + 1, [[183, 264], [132, 183], [132, 222], [132, 268], [132, 175],
                                                    [105, 132], [105, 196], [105, 141]])  # fmt: skip
     sizes = {
@@ -140,6 +147,40 @@ def test_old_faithful_tree_is_mclusts():
     cuts = partitions(initial, merges, sizes)
     for k, expected in sizes.items():
         assert np.bincount(cuts[k]).tolist() == expected, k
+
+
+def _csv_rows(name: str) -> np.ndarray:
+    """The numeric columns of a data set in tests/data."""
+    import pandas as pd
+
+    frame = pd.read_csv(Path(__file__).parent / "data" / f"{name}.csv", comment="#")
+    return frame.select_dtypes("number").to_numpy(float)
+
+
+def test_the_numpy_loop_makes_the_compiled_loop_s_merges():
+    """``merge_tree`` runs small trees in NumPy and larger ones compiled (``HOST_MAX_WORK``): one loop
+    (``_merge_loop``), the same merges, ties included, on real data sets of 1 to 13 features, rows with
+    copies and weighted rows."""
+    from sklearn.datasets import load_iris, load_wine
+
+    rng = np.random.default_rng(7)
+    rows = rng.normal(size=(60, 3))
+    sets = {
+        "faithful": (np.asarray(load_faithful(), float), None),
+        "iris": (load_iris().data, None),  # has identical rows
+        "wine": (load_wine().data, None),  # 13 features: the factorisation's general path
+        "galaxies": (_csv_rows("galaxies"), None),  # 1 feature
+        "thyroid": (_csv_rows("thyroid"), None),
+        "crabs": (_csv_rows("crabs"), None),
+        "penguins": (_csv_rows("penguins"), None),
+        "copies": (np.concatenate([rows, rows[:20], rows[5:9]]), None),
+        "weighted": (rows, rng.integers(1, 5, size=60).astype(float)),
+    }
+    for name, (X, weights) in sets.items():
+        weights = np.ones(len(X)) if weights is None else weights
+        Z = svd_transform(X, weights)
+        numpy_loop = merge_tree(Z, weights, 1, on_host=True)[1]
+        np.testing.assert_array_equal(numpy_loop, merge_tree(Z, weights, 1, on_host=False)[1], err_msg=name)
 
 
 def test_separated_clusters_are_found_exactly():

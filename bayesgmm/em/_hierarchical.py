@@ -39,10 +39,13 @@ rotated to the principal axes, each axis divided by the square root of its singu
 The clustering is deterministic; above ``MAX_ROWS`` rows it runs on a random subset of that
 many rows, as mclust does.
 
-The merges run in one compiled loop (``lax.fori_loop``, float64): a merge scores the new
-cluster against every other one at once (``O(S d³)`` vectorised over S) and rewrites one row
-of the (S, S) cost matrix, so the tree costs ``O(S² d³)`` for ``S`` rows. The data's
-transform and the cuts are NumPy on the host.
+The merges run in one loop (float64): a merge scores the new cluster against every other one
+at once (``O(S d³)`` vectorised over S) and rewrites one row of the (S, S) cost matrix, so the
+tree costs ``O(S² d³)`` for ``S`` rows. The loop's functions take JAX or NumPy arrays
+(``_arrays.namespace``; ``_set``, ``_while``, ``_fori``, ``_map`` and ``_barrier`` stand for
+``lax``'s): small trees run in NumPy, where compiling the loop would cost seconds in a fresh
+session, larger ones compiled (``lax.fori_loop``; ``HOST_MAX_WORK``). The data's transform
+and the cuts are NumPy on the host.
 
 References
 ----------
@@ -62,12 +65,17 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
-from bayesgmm._arrays import bucket_size
+from bayesgmm._arrays import bucket_size, host_cholesky, namespace
 
 # Above this many rows of positive weight the tree is built on a random subset of them (mclust's
 # ``subset`` is 2000; the tree's cost grows as the square, and 1000 keeps it a fraction of a second).
 MAX_ROWS = 1000
 _UNROLL = 8  # dimensions up to which ``_log_dets`` writes the Cholesky factorisation out
+# Trees of S rows in d dimensions with S² d up to this are merged in NumPy (Old Faithful: 0.10 s; wine,
+# 178 x 13: 0.31 s; 500 x 2: 0.38 s), larger ones in the compiled loop (1.1-2.2 s to compile in a fresh
+# session, about 0.5 s to trace and load from the persistent cache; 1000 x 5: 0.27 s warm, 1.4 s in
+# NumPy). The same merges either way (tests/test_hierarchical.py).
+HOST_MAX_WORK = 1_000_000
 
 
 def svd_transform(X: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -84,22 +92,62 @@ def svd_transform(X: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return Z @ vt[keep].T / np.sqrt(singular[keep])
 
 
+def _barrier(values):
+    """``lax.optimization_barrier`` inside a compiled program; NumPy arrays as they are (NumPy fuses nothing)."""
+    return values if namespace(*jax.tree.leaves(values)) is np else lax.optimization_barrier(values)
+
+
+def _set(array, index, value):
+    """``array`` with ``array[index] = value``: a NumPy array in place (the loop owns its state), a JAX one as
+    ``.at[index].set``."""
+    if isinstance(array, np.ndarray):
+        array[index] = value
+        return array
+    return array.at[index].set(value)
+
+
+def _while(condition, body, carry):
+    """``lax.while_loop``, or a Python loop on NumPy arrays."""
+    if namespace(*jax.tree.leaves(carry)) is not np:
+        return lax.while_loop(condition, body, carry)
+    while condition(carry):
+        carry = body(carry)
+    return carry
+
+
+def _fori(lower: int, upper, body, carry):
+    """``lax.fori_loop``, or a Python loop on NumPy arrays."""
+    if namespace(*jax.tree.leaves(carry)) is not np:
+        return lax.fori_loop(lower, upper, body, carry)
+    for step in range(lower, int(upper)):
+        carry = body(step, carry)
+    return carry
+
+
+def _map(function, values, batch_size: int):
+    """``lax.map`` over the leading axis, or a Python loop on NumPy arrays."""
+    if namespace(values) is not np:
+        return lax.map(function, values, batch_size=batch_size)
+    return np.stack([function(value) for value in values])
+
+
 def _terms(count, trace, det_log, d: int, alpha):
     """``term(l, W)`` as hcvvv's ``vvvtij`` computes it, elementwise; 0 where ``l = 0``.
 
     ``det_log`` is ``log det(G / l)`` (−inf where a pivot is zero; None: every ``G`` singular).
     """
-    safe = jnp.where(count > 0, count, 1.0)
+    xp = namespace(count, trace)
+    safe = xp.where(count > 0, count, 1.0)
     share = (trace + alpha) / safe
-    base = jnp.log(share)
+    base = xp.log(share)
     if det_log is None:
         with_det = base
     else:
         # vvvtij's log(det + share), written so that neither exponential overflows
-        small = jnp.log(jnp.exp(jnp.minimum(det_log, 0.0)) + share)
-        large = jnp.log(1.0 + jnp.exp(-jnp.maximum(det_log, 0.0)) * share) + det_log
-        with_det = jnp.where(jnp.isfinite(det_log), jnp.where(det_log <= 0, small, large), base)
-    return jnp.where(count > 0, count * jnp.where(count > d, with_det, base), 0.0)
+        small = xp.log(xp.exp(xp.minimum(det_log, 0.0)) + share)
+        large = xp.log(1.0 + xp.exp(-xp.maximum(det_log, 0.0)) * share) + det_log
+        with_det = xp.where(xp.isfinite(det_log), xp.where(det_log <= 0, small, large), base)
+    return xp.where(count > 0, count * xp.where(count > d, with_det, base), 0.0)
 
 
 def _dot(u, v):
@@ -108,7 +156,7 @@ def _dot(u, v):
     Mirror-image pairs (``v`` and ``−v`` up to rounding) then tie, or not, as in mclust. The barrier
     keeps XLA from fusing a product and a sum into one FMA, which rounds once.
     """
-    products = lax.optimization_barrier(u * v)
+    products = _barrier(u * v)
     total = products[..., 0]
     for k in range(1, u.shape[-1]):
         total = total + products[..., k]
@@ -119,12 +167,13 @@ def _between(count_a, sums_a, count_b, sums_b, single):
     """hcvvv's ``v`` for merging clusters a and b (up to its sign): ``sqrt(n_a n_b / n) (mean_a − mean_b)``
     from the scaled sums ``x = sum / sqrt(n)`` it keeps, ``x_b sqrt(n_a / n) − x_a sqrt(n_b / n)``, and
     ``(x_a − x_b) sqrt(1/2)`` for two single rows (``single``); broadcasts over leading axes."""
+    xp = namespace(count_a, count_b, sums_a, sums_b)
     share = 1.0 / (count_a + count_b)
-    first, second = lax.optimization_barrier(
-        (jnp.sqrt(count_a * share)[..., None] * sums_b, jnp.sqrt(count_b * share)[..., None] * sums_a)
+    first, second = _barrier(
+        (xp.sqrt(count_a * share)[..., None] * sums_b, xp.sqrt(count_b * share)[..., None] * sums_a)
     )
     general = first - second
-    return jnp.where(single[..., None], (sums_a - sums_b) * jnp.sqrt(0.5), general)
+    return xp.where(single[..., None], (sums_a - sums_b) * xp.sqrt(0.5), general)
 
 
 def _log_dets(W, scale):
@@ -132,27 +181,28 @@ def _log_dets(W, scale):
     ``det2mc``: ``log det(scale² W)``; −inf when singular.
 
     Up to ``_UNROLL`` dimensions the factorisation is written out over the batch (elementwise
-    vector operations, which XLA fuses); above, ``jnp.linalg.cholesky``.
+    vector operations, which XLA fuses); above, ``linalg.cholesky``.
     """
     d = W.shape[-1]
+    xp = namespace(W, scale)
     if d > _UNROLL:
-        factor = jnp.linalg.cholesky(W)
-        roots = jnp.abs(jnp.diagonal(factor, axis1=-2, axis2=-1) * scale[..., None])
-        log_det = 2.0 * jnp.sum(jnp.log(roots), axis=-1)
-        return jnp.where(jnp.isfinite(log_det), log_det, -jnp.inf)
+        factor = host_cholesky(W) if xp is np else jnp.linalg.cholesky(W)
+        roots = xp.abs(xp.diagonal(factor, axis1=-2, axis2=-1) * scale[..., None])
+        log_det = 2.0 * xp.sum(xp.log(roots), axis=-1)
+        return xp.where(xp.isfinite(log_det), log_det, -xp.inf)
     factor = [[None] * d for _ in range(d)]
-    half_log_det = jnp.zeros(W.shape[:-2], W.dtype)
-    positive = jnp.ones(W.shape[:-2], bool)
+    half_log_det = xp.zeros(W.shape[:-2], W.dtype)
+    positive = xp.ones(W.shape[:-2], bool)
     for j in range(d):
-        pivot = W[..., j, j] - sum((factor[j][i] ** 2 for i in range(j)), jnp.zeros_like(half_log_det))
+        pivot = W[..., j, j] - sum((factor[j][i] ** 2 for i in range(j)), xp.zeros_like(half_log_det))
         positive = positive & (pivot > 0)
-        root = jnp.sqrt(jnp.where(pivot > 0, pivot, 1.0))
-        half_log_det = half_log_det + jnp.log(root * scale)
+        root = xp.sqrt(xp.where(pivot > 0, pivot, 1.0))
+        half_log_det = half_log_det + xp.log(root * scale)
         factor[j][j] = root
         for row in range(j + 1, d):
-            below = W[..., row, j] - sum((factor[row][i] * factor[j][i] for i in range(j)), jnp.zeros_like(root))
+            below = W[..., row, j] - sum((factor[row][i] * factor[j][i] for i in range(j)), xp.zeros_like(root))
             factor[row][j] = below / root
-    return jnp.where(positive, 2.0 * half_log_det, -jnp.inf)
+    return xp.where(positive, 2.0 * half_log_det, -xp.inf)
 
 
 def _kept(gram, count):
@@ -164,19 +214,21 @@ def _kept(gram, count):
     exact for a pair (one row) and for ``d = 1``. (A zero first column keeps nothing here.)
     """
     d = gram.shape[-1]
+    xp = namespace(gram, count)
     top = gram[0, 0]
-    first = jnp.where(top > 0, gram[0] / jnp.sqrt(jnp.where(top > 0, top, 1.0)), 0.0)
-    index = jnp.arange(1, d + 1, dtype=gram.dtype)
-    rows = jnp.clip(count - 1.0, 0.0, d)
-    return jnp.outer(first, first) * jnp.minimum(jnp.minimum(index[:, None], index), rows)
+    first = xp.where(top > 0, gram[0] / xp.sqrt(xp.where(top > 0, top, 1.0)), 0.0)
+    index = xp.arange(1, d + 1, dtype=gram.dtype)
+    rows = xp.clip(count - 1.0, 0.0, d)
+    return xp.outer(first, first) * xp.minimum(xp.minimum(index[:, None], index), rows)
 
 
 def _last_of_ties(row, slot, valid):
     """A row's cheapest partner and its cost; of equal costs, the one at the highest position
     (``hcvvv`` keeps the last minimum of its scan, ``dij .le. dopt``)."""
-    row = jnp.where(valid, row, jnp.inf)
-    low = jnp.min(row)
-    return jnp.argmax(jnp.where(row == low, slot, -1)), low
+    xp = namespace(row, slot)
+    row = xp.where(valid, row, xp.inf)
+    low = xp.min(row)
+    return xp.argmax(xp.where(row == low, slot, -1)), low
 
 
 class _Tree(NamedTuple):
@@ -207,24 +259,23 @@ class _Tree(NamedTuple):
 def _initial_costs(rows, count, terms, slot, alpha):
     """(S, S) costs of merging two rows (rank-one scatter: det 0 unless d = 1), and each row's best partner."""
     d = rows.shape[1]
-    others = jnp.arange(count.shape[0])
-    sums = jnp.sqrt(count)[:, None] * rows
+    xp = namespace(rows, count)
+    others = xp.arange(count.shape[0])
+    sums = xp.sqrt(count)[:, None] * rows
 
     def row(i):  # 64 rows at a time: (64, S, d) differences, not (S, S, d)
         single = (count[i] == 1.0) & (count == 1.0)
-        pair_count = jnp.where(count > 0, count[i] + count, 1.0)
+        pair_count = xp.where(count > 0, count[i] + count, 1.0)
         v = _between(count[i], sums[i], count, sums, single)
         trace = _dot(v, v)
         # hcvvv's first scan scores two single rows by the trace alone, even when d = 1
-        det_log = (
-            None if d > 1 else jnp.where(single, -jnp.inf, _log_dets(v[:, :, None] ** 2, jnp.sqrt(1 / pair_count)))
-        )
+        det_log = None if d > 1 else xp.where(single, -xp.inf, _log_dets(v[:, :, None] ** 2, xp.sqrt(1 / pair_count)))
         costs = _terms(count[i] + count, trace, det_log, d, alpha) - (terms[i] + terms)
-        return jnp.where((count[i] > 0) & (count > 0) & (others != i), costs, jnp.inf)
+        return xp.where((count[i] > 0) & (count > 0) & (others != i), costs, xp.inf)
 
-    cost = lax.map(row, others, batch_size=64)
-    low = jnp.min(cost, axis=1)
-    return cost, jnp.argmax(jnp.where(cost == low[:, None], slot, -1), axis=1), low
+    cost = _map(row, others, 64)
+    low = xp.min(cost, axis=1)
+    return cost, xp.argmax(xp.where(cost == low[:, None], slot, -1), axis=1), low
 
 
 def _merge(step, tree: _Tree, alpha) -> _Tree:
@@ -248,100 +299,102 @@ def _merge(step, tree: _Tree, alpha) -> _Tree:
         merges,
     ) = tree
     S, d = sums.shape
+    xp = namespace(sums, count)
     live = count > 0
 
     def unsettled(carry):  # a stale cluster at the minimum: its bound may be its cost, or below it
         stale, _, best_cost = carry
-        return jnp.any(stale & (best_cost == jnp.min(best_cost)))
+        return xp.any(stale & (best_cost == xp.min(best_cost)))
 
     def look_again(carry):
         stale, best, best_cost = carry
-        r = jnp.argmax(stale & (best_cost == jnp.min(best_cost)))
-        row = jnp.where(version[r] >= version, cost[r], cost[:, r])
-        partner, partner_cost = _last_of_ties(row, slot, live & (jnp.arange(S) != r))
-        return stale.at[r].set(False), best.at[r].set(partner), best_cost.at[r].set(partner_cost)
+        r = xp.argmax(stale & (best_cost == xp.min(best_cost)))
+        row = xp.where(version[r] >= version, cost[r], cost[:, r])
+        partner, partner_cost = _last_of_ties(row, slot, live & (xp.arange(S) != r))
+        return _set(stale, r, False), _set(best, r, partner), _set(best_cost, r, partner_cost)
 
-    stale, best, best_cost = lax.while_loop(unsettled, look_again, (stale, best, best_cost))
+    stale, best, best_cost = _while(unsettled, look_again, (stale, best, best_cost))
     # the cheapest pair; of equal costs hcvvv's scan ends on the pair whose higher position is highest,
     # then whose lower one is
-    low, high = jnp.minimum(slot, slot[best]), jnp.maximum(slot, slot[best])
-    key = high.astype(jnp.int64) * S + low
-    first = jnp.argmax(jnp.where(best_cost == jnp.min(best_cost), key, -1))
+    low, high = xp.minimum(slot, slot[best]), xp.maximum(slot, slot[best])
+    key = high.astype(xp.int64) * S + low
+    first = xp.argmax(xp.where(best_cost == xp.min(best_cost), key, -1))
     pair_cost = best_cost[first]
-    a, b = jnp.minimum(first, best[first]), jnp.maximum(first, best[first])
+    a, b = xp.minimum(first, best[first]), xp.maximum(first, best[first])
     n = count[a] + count[b]
     single = (version[a] == 0) & (version[b] == 0) & (count[a] == 1.0) & (count[b] == 1.0)
     v = _between(count[a], sums[a], count[b], sums[b], single)
     # the cluster the last merge made brings the factor it was made with, an older one the factor kept of it
-    gram = jnp.where(a == newest, newest_gram, kept[a]) + jnp.where(b == newest, newest_gram, kept[b])
-    gram = gram + jnp.outer(v, v)
+    gram = xp.where(a == newest, newest_gram, kept[a]) + xp.where(b == newest, newest_gram, kept[b])
+    gram = gram + xp.outer(v, v)
     merged_trace = (trace[a] + trace[b]) + _dot(v, v)
     share = 1.0 / n  # hcvvv: sqrt(n_a (1 / n)), not sqrt(n_a / n)
-    scaled_a, scaled_b = lax.optimization_barrier(
-        (jnp.sqrt(count[a] * share) * sums[a], jnp.sqrt(count[b] * share) * sums[b])
-    )
+    scaled_a, scaled_b = _barrier((xp.sqrt(count[a] * share) * sums[a], xp.sqrt(count[b] * share) * sums[b]))
     merged_sum = scaled_a + scaled_b
     term = pair_cost + (terms[a] + terms[b])
     # positions: the merged cluster takes the pair's lower one, the cluster at the last position the higher
-    mover = at_slot[jnp.sum(live) - 1]
-    lower, higher = jnp.minimum(slot[a], slot[b]), jnp.maximum(slot[a], slot[b])
-    slot = slot.at[mover].set(higher).at[a].set(lower)
-    at_slot = at_slot.at[higher].set(mover).at[lower].set(a.astype(at_slot.dtype))
-    count = count.at[a].set(n).at[b].set(0.0)
-    sums, kept = sums.at[a].set(merged_sum), kept.at[a].set(_kept(gram, n))
-    trace, terms = trace.at[a].set(merged_trace), terms.at[a].set(term)
+    mover = at_slot[xp.sum(live) - 1]
+    lower, higher = xp.minimum(slot[a], slot[b]), xp.maximum(slot[a], slot[b])
+    slot = _set(_set(slot, mover, higher), a, lower)
+    at_slot = _set(_set(at_slot, higher, mover), lower, a.astype(at_slot.dtype))
+    count = _set(_set(count, a, n), b, 0.0)
+    sums, kept = _set(sums, a, merged_sum), _set(kept, a, _kept(gram, n))
+    trace, terms = _set(trace, a, merged_trace), _set(terms, a, term)
     live = count > 0
-    others = live & (jnp.arange(S) != a)
+    others = live & (xp.arange(S) != a)
     # the cost of merging the new cluster with every other one: its factor with theirs as kept
-    pair_count = jnp.where(live, n + count, 1.0)
-    v = _between(n, merged_sum, count, sums, jnp.zeros(S, bool))
+    pair_count = xp.where(live, n + count, 1.0)
+    v = _between(n, merged_sum, count, sums, xp.zeros(S, bool))
     pair_gram = gram + kept + v[:, :, None] * v[:, None, :]
-    det_log = jnp.where(pair_count > d, _log_dets(pair_gram, jnp.sqrt(1.0 / pair_count)), -jnp.inf)
+    det_log = xp.where(pair_count > d, _log_dets(pair_gram, xp.sqrt(1.0 / pair_count)), -xp.inf)
     pair_trace = (merged_trace + trace) + _dot(v, v)
-    new = jnp.where(others, _terms(pair_count, pair_trace, det_log, d, alpha) - (term + terms), jnp.inf)
-    cost, version = cost.at[a].set(new), version.at[a].set(step + 1)
+    new = xp.where(others, _terms(pair_count, pair_trace, det_log, d, alpha) - (term + terms), xp.inf)
+    cost, version = _set(cost, a, new), _set(version, a, step + 1)
     # clusters whose cheapest partner was a or b, or moved down (it may now lose a tie), are stale: their cost
     # to the new cluster lowers their bound, and they look again only when they reach the minimum (most merge
     # first); the others compare with the new cluster
     stale = others & (stale | (best == a) | (best == b) | (best == mover))
     closer = others & ~stale & ((new < best_cost) | ((new == best_cost) & (slot[a] > slot[best])))
     partner, partner_cost = _last_of_ties(new, slot, others)
-    best = jnp.where(closer, a, best).at[a].set(partner)
-    best_cost = jnp.where(closer, new, jnp.where(stale, jnp.minimum(best_cost, new), best_cost))
-    best_cost = best_cost.at[a].set(partner_cost).at[b].set(jnp.inf)
-    merges = merges.at[step].set(jnp.stack([a, b]).astype(merges.dtype))
+    best = _set(xp.where(closer, a, best), a, partner)
+    best_cost = xp.where(closer, new, xp.where(stale, xp.minimum(best_cost, new), best_cost))
+    best_cost = _set(_set(best_cost, a, partner_cost), b, xp.inf)
+    merges = _set(merges, step, xp.stack([a, b]).astype(merges.dtype))
     newest = a.astype(newest.dtype)
     return _Tree(
         version, slot, at_slot, count, sums, kept, trace, terms, newest, gram, cost, best, best_cost, stale, merges
     )
 
 
-@jax.jit
-def _merges(rows, count, slot, alpha, n_merges):
+def _merge_loop(rows, count, slot, alpha, n_merges):
     """(S − 1, 2) the first ``n_merges`` of mclust's merges of the rows ``rows`` (S, d) of weight ``count``,
     at positions ``slot`` (those of positive weight first)."""
     S, d = rows.shape
-    zeros = jnp.zeros_like(count)
+    xp = namespace(rows, count)
+    zeros = xp.zeros_like(count)
     terms = _terms(count, zeros, None, d, alpha)
     cost, best, best_cost = _initial_costs(rows, count, terms, slot, alpha)
     tree = _Tree(
-        jnp.zeros((S,), jnp.int32),
+        xp.zeros((S,), xp.int32),
         slot,
-        jnp.argsort(slot).astype(slot.dtype),
+        xp.argsort(slot).astype(slot.dtype),
         count,
-        jnp.sqrt(count)[:, None] * rows,
-        jnp.zeros((S, d, d), rows.dtype),
+        xp.sqrt(count)[:, None] * rows,
+        xp.zeros((S, d, d), rows.dtype),
         zeros,
         terms,
-        jnp.asarray(-1, jnp.int32),
-        jnp.zeros((d, d), rows.dtype),
+        xp.asarray(-1, xp.int32),
+        xp.zeros((d, d), rows.dtype),
         cost,
         best,
         best_cost,
-        jnp.zeros((S,), bool),
-        jnp.zeros((max(S - 1, 1), 2), jnp.int32),
+        xp.zeros((S,), bool),
+        xp.zeros((max(S - 1, 1), 2), xp.int32),
     )
-    return lax.fori_loop(0, n_merges, lambda step, tree: _merge(step, tree, alpha), tree).merges
+    return _fori(0, n_merges, lambda step, tree: _merge(step, tree, alpha), tree).merges
+
+
+_merges = jax.jit(_merge_loop)
 
 
 def _alpha(Z: np.ndarray, weights: np.ndarray) -> float:
@@ -359,7 +412,9 @@ def _alpha(Z: np.ndarray, weights: np.ndarray) -> float:
     return max(float(trace), np.finfo(np.float64).eps)
 
 
-def merge_tree(Z: np.ndarray, weights: np.ndarray, n_clusters: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def merge_tree(
+    Z: np.ndarray, weights: np.ndarray, n_clusters: int = 1, *, on_host: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """mclust's greedy merges of the rows of ``Z``, one cluster per row to start, down to ``n_clusters``.
 
     Parameters
@@ -375,30 +430,34 @@ def merge_tree(Z: np.ndarray, weights: np.ndarray, n_clusters: int = 1) -> tuple
     merges : (m, 2) int, the clusters merged at each step (the second joins the first; a cluster is
         named by its first row, as mclust's ``hcPairs`` less one)
 
+    on_host : run the loop in NumPy (True) or compiled (False); by default NumPy for small trees
+        (``HOST_MAX_WORK``)
+
     Notes
     -----
-    One compiled loop in float64 (``jax.enable_x64`` inside), compiled once per bucket of
-    rows (padded with clusters of weight 0) and dimension.
+    The same loop (``_merge_loop``) in float64 either way: compiled (``jax.enable_x64`` inside),
+    once per bucket of rows (padded with clusters of weight 0) and dimension, or on NumPy arrays,
+    where it compiles nothing.
     """
     Z = np.asarray(Z, np.float64)
     n = Z.shape[0]
     count = np.asarray(weights, np.float64)
     alpha = _alpha(Z, count)
     n_merges = max(int(np.count_nonzero(count > 0)) - max(n_clusters, 1), 0)
-    padded = bucket_size(n)
+    host = n * n * Z.shape[1] <= HOST_MAX_WORK if on_host is None else on_host
+    padded = n if host else bucket_size(n)
     # positions in hcvvv's scan: the rows in order, those of weight 0 and the padding after
     order = np.concatenate([np.flatnonzero(count > 0), np.flatnonzero(count <= 0), np.arange(n, padded)])
     slot = np.empty(padded, np.int32)
     slot[order] = np.arange(padded, dtype=np.int32)
-    with jax.enable_x64(True):
-        merges = _merges(
-            np.pad(Z, ((0, padded - n), (0, 0))),
-            np.pad(count, (0, padded - n)),
-            slot,
-            np.float64(alpha),
-            np.int32(n_merges),
-        )
-        return np.arange(n), np.asarray(merges)[:n_merges].astype(np.int64)
+    rows, count = np.pad(Z, ((0, padded - n), (0, 0))), np.pad(count, (0, padded - n))
+    if host:
+        with np.errstate(all="ignore"):  # −inf log-determinants of singular factors, as in the compiled loop
+            merges = _merge_loop(rows, count, slot, np.float64(alpha), n_merges)
+    else:
+        with jax.enable_x64(True):
+            merges = np.asarray(_merges(rows, count, slot, np.float64(alpha), np.int32(n_merges)))
+    return np.arange(n), merges[:n_merges].astype(np.int64)
 
 
 def partitions(initial: np.ndarray, merges: np.ndarray, ks) -> dict[int, np.ndarray]:
