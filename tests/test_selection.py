@@ -16,10 +16,10 @@ TYPES = ["full", "tied", "diag", "spherical"]  # tied pools the components: the 
 def selection(request):
     """The grid on each driver: small data are fitted by em's NumPy driver (``GRID_HOST_MAX_WORK``);
     with the limit at 0, by the compiled programs (every k in one)."""
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch:  # for this call only: the fixture lives through the module
         if request.param == "compiled":
             patch.setattr(bayesgmm.em._fit, "GRID_HOST_MAX_WORK", 0)
-        yield bayesgmm.select(load_faithful(), k=KS, covariance_types=TYPES, n_init=2, seed=3)
+        return bayesgmm.select(load_faithful(), k=KS, covariance_types=TYPES, n_init=2, seed=3)
 
 
 def compiled_grid(monkeypatch):
