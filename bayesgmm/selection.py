@@ -3,8 +3,9 @@
 - ``select(X, k=range(1, 10), covariance_types=..., criterion="bic", families=("gaussian",))``:
   the mclust-style grid. For each covariance type (and family), the fits for every ``k`` (and
   their ``n_init`` restarts) run as one compiled program (``bayesgmm.em.fit_groups``: equal
-  shapes, unused components switched off), then BIC, AIC and ICL rank them; ``criterion="loo"``
-  ranks Bayesian fits by PSIS-LOO instead.
+  shapes, unused components switched off), or, for small grids until a session has spent about
+  a compilation's worth of work on them, on em's NumPy driver (``bayesgmm.em.prepare_grid``);
+  then BIC, AIC and ICL rank them; ``criterion="loo"`` ranks Bayesian fits by PSIS-LOO instead.
 - ``loo_compare(X, ks, ...)``: fits ``infer`` for each k and ranks the fits with ArviZ's
   ``compare`` (expected log pointwise predictive density, estimated by Pareto-smoothed
   importance sampling leave-one-out cross-validation).
@@ -315,7 +316,8 @@ def _each(data, fit, configs) -> list:
 
     Each configuration is its own compiled program, and XLA compiles and runs without the GIL:
     one program runs while Python prepares or reads back another. Streamed rows (a reader
-    thread each) and sharded data (collectives across devices) are fitted one after another.
+    thread each), sharded data (collectives across devices) and data on the host for em's NumPy
+    driver (Python and small NumPy calls, which hold the lock) are fitted one after another.
     """
     if data.stream or data.mesh is not None or on_host(data):
         return [fit(config) for config in configs]

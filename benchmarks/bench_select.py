@@ -57,6 +57,15 @@ its own, so that a cold call compiles every program whatever the user's own cach
 ``--tables four`` or ``--tables mclust`` measures and writes one of the two tables (the
 scikit-learn processes run for both); ``--models EII,VEV`` times some models only.
 
+Called again and again (section ``bench_select_rental``)
+--------------------------------------------------------
+``--tables rental``: Old Faithful's four-type grid (``select``'s defaults) called
+``RENTAL_CALLS`` times in one fresh process with an empty compilation cache: each call's
+seconds and driver. Small grids start on em's NumPy driver, nothing compiled, and move to the
+compiled programs once the session's NumPy work on that grid reaches about a compilation's
+worth (``bayesgmm.em._fit.GRID_HOST_MAX_WORK``); the table shows both costs and the switch,
+beside scikit-learn's loop.
+
 Against an earlier tree (third table, section ``bench_select_baseline``)
 -------------------------------------------------------------------------
 ``--baseline PATH`` (a checkout of an earlier bayesgmm, e.g. ``git worktree add --detach
@@ -77,6 +86,7 @@ How to run::
     python benchmarks/bench_select.py --quick     # check the script (both tables)
     python benchmarks/bench_select.py             # both tables: 4 types and the 14 models
     python benchmarks/bench_select.py --tables mclust   # the 14-model table only
+    python benchmarks/bench_select.py --tables rental   # Old Faithful's grid, 16 calls in one session
     python benchmarks/bench_select.py --baseline /tmp/before --rounds 5   # against an earlier tree
 """
 
@@ -102,6 +112,8 @@ DEFAULT_OUTPUT = SCRIPT.parent / "RESULTS.md"
 SECTION_START, SECTION_END = "<!-- bench_select:start -->", "<!-- bench_select:end -->"
 MCLUST_START, MCLUST_END = "<!-- bench_select_mclust:start -->", "<!-- bench_select_mclust:end -->"
 BASELINE_START, BASELINE_END = "<!-- bench_select_baseline:start -->", "<!-- bench_select_baseline:end -->"
+RENTAL_START, RENTAL_END = "<!-- bench_select_rental:start -->", "<!-- bench_select_rental:end -->"
+RENTAL_CALLS = 16  # --tables rental: calls per process (Old Faithful's grid moves to the compiled programs at 14)
 BASELINE_REPEATS = 15  # warm calls per process against --baseline (a 272-row grid takes 40-70 ms: noisy)
 RESULT_PREFIX = "BENCH_SELECT_RESULT "
 TYPES = ("full", "tied", "diag", "spherical")
@@ -165,6 +177,58 @@ def worker_bayesgmm(args) -> dict:
         "jax": jax.__version__,
         "bayesgmm": str(Path(bayesgmm.__file__).parent.parent),
     }
+
+
+def worker_rental(args) -> dict:
+    """``RENTAL_CALLS`` calls of the four-type grid in one fresh process (its own empty compilation cache): the
+    seconds of each and the driver ``select`` chose for it (``em._fit.GRID_HOST_MAX_WORK``: NumPy, then
+    compiled once the session's NumPy work on the grid reaches about a compilation's worth)."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    sys.path.insert(0, str(REPO_ROOT))
+    import bayesgmm
+    from bayesgmm.em import _fit
+
+    X = make_data(args.data, args.n, args.d)
+    calls = []
+    for call in range(RENTAL_CALLS):
+        before = sum(_fit._host_grid_work.values())
+        start = time.perf_counter()
+        bayesgmm.select(X + 1e-9 * call, k=range(1, args.max_k + 1), covariance_types=TYPES, seed=0)
+        seconds = time.perf_counter() - start
+        calls.append(dict(seconds=seconds, numpy=sum(_fit._host_grid_work.values()) > before))
+    return {"calls": calls, "limit": _fit.GRID_HOST_MAX_WORK}
+
+
+def rental_section(data_rows, args, load_before: str) -> str:
+    lines = header_lines(
+        "## select's first calls and later ones: the NumPy driver, then the compiled grid", RENTAL_START, load_before
+    )
+    lines += [
+        f"- Setting: `select(X, k=range(1, {args.max_k + 1}), covariance_types=<four types>, seed=0)` (its defaults: "
+        f"the hierarchical start, close calls refitted), {RENTAL_CALLS} calls in one fresh process with an empty "
+        "compilation cache, float64; scikit-learn: the loop of the first table (median sweep, default malloc).",
+        "",
+        "| data | call | driver | seconds | seconds so far | scikit-learn loop (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, rental, theirs in data_rows:
+        total = 0.0
+        for index, call in enumerate(rental["calls"], start=1):
+            total += call["seconds"]
+            driver = "NumPy" if call["numpy"] else "compiled"
+            lines.append(
+                f"| {label} | {index} | {driver} | {call['seconds']:.3f} | {total:.2f} | {theirs['warm']:.3f} |"
+            )
+    lines += [
+        "",
+        f"The grid stays on em's NumPy driver while the session's work on it (n k d (d + 1) n_init over its fits) "
+        f"is within GRID_HOST_MAX_WORK = {data_rows[0][1]['limit']:_} per covariance type, then compiles its programs "
+        "(the first compiled call pays the compilation) and runs compiled.",
+        RENTAL_END,
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def worker_sklearn(args) -> dict:
@@ -268,6 +332,7 @@ WORKERS = {
     "sklearn": worker_sklearn,
     "mclust_grid": worker_mclust_grid,
     "mclust_models": worker_mclust_models,
+    "rental": worker_rental,
 }
 
 
@@ -491,9 +556,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--tables",
-        choices=["all", "four", "mclust"],
+        choices=["all", "four", "mclust", "rental"],
         default="all",
-        help="the four-type table, the 14-model one, or both",
+        help="the four-type table, the 14-model one, or both; or 'rental': Old Faithful's grid called again and "
+        "again in one session (the NumPy driver, then the compiled programs)",
     )
     parser.add_argument(
         "--models",
@@ -523,6 +589,16 @@ def main() -> None:
         load_before = load_average()
         rows = baseline_rows(args)
         write_section(args.output, baseline_section(rows, args, load_before), BASELINE_START, BASELINE_END)
+        print(f"Wrote {args.output}")
+        return
+    if args.tables == "rental":
+        load_before = load_average()
+        args.data = "faithful"
+        with tempfile.TemporaryDirectory(prefix="bench_select_cache_") as folder:
+            rental = run_worker("rental", args, cache=Path(folder))
+        theirs = run_worker("sklearn", args)
+        section = rental_section([(data_label("faithful", args), rental, theirs)], args, load_before)
+        write_section(args.output, section, RENTAL_START, RENTAL_END)
         print(f"Wrote {args.output}")
         return
     four, mclust = args.tables in ("all", "four"), args.tables in ("all", "mclust")

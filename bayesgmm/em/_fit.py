@@ -69,7 +69,7 @@ HOST_MAX_WORK = 50_000
 # grid runs on the NumPy driver while the work done there for it in this process, this call's
 # included, stays within GRID_HOST_MAX_WORK per configuration (about one compilation's worth),
 # then on the compiled programs; so a session never spends much more than twice the cheaper way,
-# whether it fits the grid once (Old Faithful's: 14 calls on the NumPy driver) or a thousand times.
+# whether it fits the grid once (Old Faithful's default grid: 13 calls on the NumPy driver) or a thousand times.
 GRID_HOST_MAX_WORK = 1_000_000
 _host_grid_work: dict[tuple, int] = {}  # grid -> work done on the NumPy driver in this process
 _host_grid_lock = threading.Lock()
