@@ -296,7 +296,7 @@ def test_a_grid_fitted_again_and_again_moves_to_the_compiled_programs(monkeypatc
 
     X = load_faithful()
     configs = [EMConfig.validated(covariance_type=t) for t in ("full", "diag")]
-    work = 272 * (1 + 2 + 3) * 2 * 3 * len(configs)  # n (Σ k) d (d + 1) n_init, summed over the configurations
+    work = 272 * (1 + 2 + 3) * 2 * 3 * len(configs)  # n (Σ k) d (d + 1) n_init max_iter / 100, over the configurations
     monkeypatch.setattr(bayesgmm.em._fit, "GRID_HOST_MAX_WORK", 3 * work // len(configs))
     drivers = [on_host(prepare_grid(X, None, [1, 2, 3], configs)) for _ in range(5)]
     assert drivers == [True, True, True, False, False]
@@ -305,3 +305,5 @@ def test_a_grid_fitted_again_and_again_moves_to_the_compiled_programs(monkeypatc
     monkeypatch.setattr(bayesgmm.em._fit, "GRID_HOST_MAX_WORK", work // len(configs) - 1)  # one call's work
     assert on_host(prepare_grid(X[:200], None, [1, 2, 3], configs))  # fewer rows: within the limit
     assert not on_host(prepare_grid(np.vstack([X, X]), None, [1, 2, 3], configs))  # too big at once
+    longer = [EMConfig.validated(covariance_type=t, max_iter=200) for t in ("full", "diag")]
+    assert not on_host(prepare_grid(X[:200], None, [1, 2, 3], longer))  # twice the iterations: too much work
