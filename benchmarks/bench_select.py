@@ -223,7 +223,8 @@ def rental_section(data_rows, args, load_before: str) -> str:
             )
     lines += [
         "",
-        f"The grid stays on em's NumPy driver while the session's work on it (n k d (d + 1) n_init over its fits) "
+        f"The grid stays on em's NumPy driver while the session's work on it (n k d (d + 1) n_init max_iter / 100 over "
+        "its fits) "
         f"is within GRID_HOST_MAX_WORK = {data_rows[0][1]['limit']:_} per covariance type, then compiles its programs "
         "(the first compiled call pays the compilation) and runs compiled.",
         RENTAL_END,
