@@ -112,3 +112,59 @@ def test_the_default_folder_is_the_user_cache_directory(tmp_path):
     assert result["directory"] == str(expected)
     assert _entries(expected)
     assert expected.stat().st_mode & 0o077 == 0
+
+
+_SVI_WORKER = """
+import json, warnings
+from pathlib import Path
+import jax
+traced = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda event, duration, **kwargs: traced.append(kwargs.get("fun_name"))
+    if event.endswith("jaxpr_trace_duration") else None
+)
+import numpy as np
+from bayesgmm import _cache, infer
+from bayesgmm.datasets import load_faithful
+warnings.simplefilter("ignore")
+posterior = infer(load_faithful(), 2, method="svi", num_steps=300, num_samples=20, seed=1)
+folder = Path(_cache.directory(), _cache.EXPORTED_FOLDER)
+print(json.dumps(dict(
+    means=np.asarray(posterior.params.means).tolist(),
+    traced_svi="traced_for_export" in traced,
+    entries=sorted(path.name for path in folder.iterdir()),
+)))
+"""
+
+
+def _start_svi(folder: Path):
+    return subprocess.Popen(
+        [sys.executable, "-c", _SVI_WORKER],
+        cwd=ROOT,
+        env=_environment(BAYESGMM_COMPILATION_CACHE=str(folder)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_a_next_session_loads_the_exported_svi_program_instead_of_tracing_it(tmp_path):
+    """``_cache.lower``: the first sessions (two at once) trace NumPyro's SVI program and write its
+    ``jax.export`` (one entry, written atomically; the later of the two may load it); a next session
+    deserializes it, traces no SVI program, and draws the same posterior bit for bit. An unreadable
+    entry is traced and written again."""
+    folder = tmp_path / "cache"
+    first, second = _start_svi(folder), _start_svi(folder)  # at once
+    first, second = _finish(first), _finish(second)
+    assert first["traced_svi"] or second["traced_svi"]  # the other may find the entry already written
+    assert first["means"] == second["means"]
+    (entry,) = first["entries"]
+    assert entry.endswith(".jaxexport") and second["entries"] == [entry]  # no temporary file left
+    third = _finish(_start_svi(folder))
+    assert not third["traced_svi"]
+    assert third["means"] == first["means"]
+    (folder / "exported" / entry).write_bytes(b"not a flatbuffer")
+    fourth = _finish(_start_svi(folder))
+    assert fourth["traced_svi"] and fourth["means"] == first["means"]
+    assert (folder / "exported" / entry).stat().st_size > 100  # written again
