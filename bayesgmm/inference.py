@@ -590,7 +590,7 @@ def _run_variational(request: InferenceRequest, start: GMMParams, compilation: _
     _compile_finish(draws_info, request, num_chains=1)
     executable = compilation.executable.result()
     draws, losses = executable(request.seed, start, request.Z, request.w, request.hyper, request.errors)
-    return draws, {"loss": np.asarray(losses)}
+    return jax.device_get(draws), {"loss": np.asarray(losses)}
 
 
 class InferenceMethod(NamedTuple):
