@@ -46,19 +46,25 @@ def test_table_has_one_row_per_fit(selection):
     assert set(selection.fits) == {(k, t) for t in TYPES for k in KS}
 
 
-def test_each_grid_fit_equals_em_fit(selection, monkeypatch):
-    """Each grid point's fit is em_fit's with the same seed: the compiled grid batches every k in one
-    program (unused components switched off), the NumPy driver fits each k from the grid's draws.
+def test_each_grid_fit_equals_em_fit(selection, request, monkeypatch):
+    """Each grid point's fit is em_fit's with the same seed and driver: the compiled grid batches every
+    k in one program (unused components switched off), the NumPy driver fits each k from the grid's draws.
 
-    Compared with em_fit's compiled program, not its NumPy driver for small data (which equals it
-    to round-off, tests/test_em_host.py, but may then prefer the other of two restarts that reach
-    the same maximum in another labelling). Only the chunking or the driver differs (round-off):
-    1e-9 relative.
+    The compiled grid is compared with em_fit's compiled program (``HOST_MAX_WORK = 0``), not its
+    NumPy driver for small data (which equals it to round-off, tests/test_em_host.py, but may then
+    prefer the other of two restarts that reach the same maximum in another labelling): only the
+    chunking differs (round-off), 1e-9 relative. The NumPy driver's grid is em_fit's NumPy driver
+    from the same draws (a restart's first draws do not depend on k): bit for bit.
     """
-    monkeypatch.setattr(bayesgmm.em._fit, "HOST_MAX_WORK", 0)
+    numpy_driver = request.node.callspec.params["selection"] == "numpy"
+    if not numpy_driver:
+        monkeypatch.setattr(bayesgmm.em._fit, "HOST_MAX_WORK", 0)
     X = load_faithful()
     for (k, covariance_type), result in selection.fits.items():
         alone = bayesgmm.em_fit(X, k, covariance_type=covariance_type, n_init=2, seed=3, tol=1e-4)  # select's tol
+        if numpy_driver:
+            assert result.log_likelihood == alone.log_likelihood, (k, covariance_type)
+            np.testing.assert_array_equal(result.params.means, alone.params.means)
         assert result.n_iter == alone.n_iter, (k, covariance_type)
         np.testing.assert_allclose(result.log_likelihood, alone.log_likelihood, rtol=1e-9)
         np.testing.assert_allclose(result.params.means, alone.params.means, rtol=1e-9, atol=1e-9)
