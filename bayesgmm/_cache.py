@@ -97,14 +97,18 @@ def lower(function, name: str, config: tuple, signature: tuple, treedef) -> jax.
     in an earlier session is deserialized and lowered (no tracing); else it is traced once,
     exported, written, and lowered from the export, so that both sessions compile the same
     program (and JAX's cache finds it). A program JAX cannot export (a host callback, as NUTS's
-    progress bar) or a configuration without a stable ``repr`` is lowered as it is.
+    progress bar; an empty ``.none`` entry tells later sessions) or a configuration without a
+    stable ``repr`` is lowered as it is.
     """
     arguments = jax.tree.unflatten(treedef, signature)
     folder = directory()
     described = repr((name, config, signature, str(treedef)))
     if folder is None or " at 0x" in described:
         return function.lower(*arguments)
-    path = Path(folder, EXPORTED_FOLDER, _digest(described) + ".jaxexport")
+    digest = _digest(described)
+    path, refused = (Path(folder, EXPORTED_FOLDER, digest + suffix) for suffix in (".jaxexport", ".none"))
+    if refused.is_file():  # an earlier session found it cannot be exported
+        return function.lower(*arguments)
     exported = None
     if path.is_file():
         try:
@@ -120,6 +124,7 @@ def lower(function, name: str, config: tuple, signature: tuple, treedef) -> jax.
             exported = export.export(jax.jit(traced_for_export))(*signature)
             data = exported.serialize()
         except (ValueError, NotImplementedError, TypeError):  # e.g. host callbacks have no serialized form
+            _write_atomically(refused, b"")  # later sessions skip the attempt (its trace costs about 0.2 s)
             return function.lower(*arguments)
         _write_atomically(path, data)
     call = exported.call

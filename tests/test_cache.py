@@ -168,3 +168,31 @@ def test_a_next_session_loads_the_exported_svi_program_instead_of_tracing_it(tmp
     fourth = _finish(_start_svi(folder))
     assert fourth["traced_svi"] and fourth["means"] == first["means"]
     assert (folder / "exported" / entry).stat().st_size > 100  # written again
+
+
+def test_a_program_that_cannot_be_exported_is_lowered_as_it_is_and_not_tried_again(tmp_path, monkeypatch):
+    """A host callback (NUTS's progress bar) has no serialized form: ``_cache.lower`` lowers the program as
+    it is and leaves an empty ``.none`` entry, so that a later session does not trace it for export again."""
+    import jax
+    import numpy as np
+
+    from bayesgmm import _cache
+
+    monkeypatch.setitem(_cache._state, "directory", str(tmp_path))
+
+    @jax.jit
+    def reports(x):
+        jax.debug.callback(lambda value: None, x)
+        return 2 * x
+
+    signature, treedef = jax.tree.flatten((jax.ShapeDtypeStruct((3,), np.float32),))
+    lowered = _cache.lower(reports, "tests.reports", (), tuple(signature), treedef)
+    assert np.array_equal(lowered.compile()(np.ones(3, np.float32)), 2 * np.ones(3))
+    (entry,) = (tmp_path / _cache.EXPORTED_FOLDER).iterdir()
+    assert entry.suffix == ".none" and entry.stat().st_size == 0
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("tried to export again")
+
+    monkeypatch.setattr(_cache.export, "export", no_export)
+    _cache.lower(reports, "tests.reports", (), tuple(signature), treedef).compile()
