@@ -39,8 +39,9 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer.hmc import hmc
 from scipy.optimize import linear_sum_assignment
 
-from bayesgmm import _cache, _validation, _variational
+from bayesgmm import _validation, _variational
 from bayesgmm._cache import enable as enable_compilation_cache
+from bayesgmm._cache import lower as lower_through_export
 from bayesgmm._conditional import log_joint_with_errors
 from bayesgmm._errors import ArgumentTypeError, ConvergenceWarning, DegenerateFitError
 from bayesgmm._threads import host_cores, thread_map
@@ -458,11 +459,11 @@ def _lowered(build: Callable, config: tuple, signature: tuple, treedef):
 
     ``build``: ``_nuts_program`` or ``_variational.program``; ``config`` its arguments;
     ``signature`` the ``ShapeDtypeStruct`` leaves of the program's arguments and ``treedef``
-    their structure. Through ``_cache.lower``: a next session loads the traced and lowered
+    their structure. Through ``_cache.lower`` (``lower_through_export``): a next session loads the traced and lowered
     program (its ``jax.export``) instead of tracing NumPyro's model again.
     """
     name = f"{build.__module__}.{build.__qualname__}"
-    return _cache.lower(build(*config), name, config, signature, treedef)
+    return lower_through_export(build(*config), name, config, signature, treedef)
 
 
 @functools.lru_cache(maxsize=32)
