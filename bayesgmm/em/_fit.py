@@ -466,12 +466,12 @@ def fit_groups(
 
 def _fit_groups_on_host(data: PreparedData, ks, config: EMConfig, draws, user_init: UserInit, *, seed):
     """``fit_groups`` by the NumPy driver (``_host.fit``): each group's fit with its own ``k`` components,
-    from the group's draws (``_first_draws``), as ``fit_on_host``'s; results in the compute dtype."""
+    from the group's draws (``_first_draws``; None: ``_host.fit``'s own for ``seed``); results in the
+    compute dtype. ``fit_on_host`` is its one group without draws."""
     fits, notices = [], []
     for group, k in enumerate(ks):
-        state, log_likelihoods = _host.fit(
-            data, k, config, seed=seed, user_init=user_init, draws=_first_draws(restart(draws, group), k)
-        )
+        group_draws = None if draws is None else _first_draws(restart(draws, group), k)
+        state, log_likelihoods = _host.fit(data, k, config, seed=seed, user_init=user_init, draws=group_draws)
         batched = jax.tree.map(lambda leaf: np.asarray(leaf)[None], state)
         fit_settings = settings(data, k, config, np.float64)
         (fit,), fit_notices = _results(
@@ -536,12 +536,7 @@ def fit_on_host(
     k = _validation.check_n_components(k, data.n_positive)
     if user_init.complete:
         config = dataclasses.replace(config, n_init=1)
-    state, log_likelihoods = _host.fit(data, k, config, seed=seed, user_init=_rescaled(user_init, data, np.float64))
-    fit_settings = settings(data, k, config, np.float64)
-    batched = jax.tree.map(lambda leaf: np.asarray(leaf)[None], state)
-    (fit,), notices = _results(
-        data, [k], batched, log_likelihoods[None], fit_settings, config, dtype=jnp.result_type(float)
-    )
+    (fit,), notices = _fit_groups_on_host(data, [k], config, None, _rescaled(user_init, data, np.float64), seed=seed)
     return fit.result, notices
 
 
