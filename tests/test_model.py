@@ -230,26 +230,12 @@ def _check_hand_written_density(covariance_type, std_prior, d, family="gaussian"
     errors = None if error_form is None else jnp.asarray(_random_errors(rng, n, d, error_form))
     model_args = (X, hyper) if errors is None else (X, hyper, None, None, errors)
     sites = sites_from_params(params)
-    reference_unconstrained = jax.jit(lambda s: unconstrain_fn(gmm_model, model_args, settings, s))(sites)
-    unconstrained = jax.jit(unconstrain)(sites)
-    assert set(unconstrained) == set(reference_unconstrained)
-    for name, value in reference_unconstrained.items():
-        np.testing.assert_allclose(unconstrained[name], value, rtol=1e-12, atol=1e-12)
 
     def reference(u):
         return -potential_energy(gmm_model, model_args, settings, u)
 
     def hand_written(u):
         return unconstrained_log_density(u, X, hyper, None, errors, **settings)
-
-    expected_value, expected_gradient = jax.jit(jax.value_and_grad(reference))(unconstrained)
-    value, gradient = jax.jit(jax.value_and_grad(hand_written))(unconstrained)
-    np.testing.assert_allclose(value, expected_value, rtol=1e-13)
-    for name in unconstrained:
-        np.testing.assert_allclose(gradient[name], expected_gradient[name], rtol=1e-11, atol=1e-11)
-    expected_sites = jax.jit(lambda u: constrain_fn(gmm_model, model_args, settings, u))(unconstrained)
-    for name, value in jax.jit(constrain)(unconstrained).items():
-        np.testing.assert_allclose(value, expected_sites[name], rtol=1e-12, atol=1e-14)
 
     # jacobian=False (MAP's objective): NumPyro's log joint density of the constrained sites
     def reference_joint(u):
@@ -258,12 +244,30 @@ def _check_hand_written_density(covariance_type, std_prior, d, family="gaussian"
     def hand_written_joint(u):
         return unconstrained_log_density(u, X, hyper, None, errors, jacobian=False, **settings)
 
-    expected_value, expected_gradient = jax.jit(jax.value_and_grad(reference_joint))(unconstrained)
-    value, gradient = jax.jit(jax.value_and_grad(hand_written_joint))(unconstrained)
-    np.testing.assert_allclose(value, expected_value, rtol=1e-13)
-    assert abs(float(value) - float(hand_written(unconstrained))) > 1e-3  # the Jacobian is not zero here
-    for name in unconstrained:
-        np.testing.assert_allclose(gradient[name], expected_gradient[name], rtol=1e-11, atol=1e-11)
+    @jax.jit  # one program for both sides of every comparison (one compilation, not six)
+    def all_of_it(sites):
+        reference_unconstrained = unconstrain_fn(gmm_model, model_args, settings, sites)
+        unconstrained = unconstrain(sites)
+        return (
+            reference_unconstrained,
+            unconstrained,
+            [jax.value_and_grad(f)(reference_unconstrained) for f in (reference, hand_written)],
+            [jax.value_and_grad(f)(reference_unconstrained) for f in (reference_joint, hand_written_joint)],
+            constrain_fn(gmm_model, model_args, settings, reference_unconstrained),
+            constrain(reference_unconstrained),
+        )
+
+    reference_unconstrained, unconstrained, with_jacobian, joint, expected_sites, sites_back = all_of_it(sites)
+    assert set(unconstrained) == set(reference_unconstrained)
+    for name, value in reference_unconstrained.items():
+        np.testing.assert_allclose(unconstrained[name], value, rtol=1e-12, atol=1e-12)
+    for (expected_value, expected_gradient), (value, gradient) in (with_jacobian, joint):
+        np.testing.assert_allclose(value, expected_value, rtol=1e-13)
+        for name in unconstrained:
+            np.testing.assert_allclose(gradient[name], expected_gradient[name], rtol=1e-11, atol=1e-11)
+    for name, value in sites_back.items():
+        np.testing.assert_allclose(value, expected_sites[name], rtol=1e-12, atol=1e-14)
+    assert abs(float(joint[1][0]) - float(with_jacobian[1][0])) > 1e-3  # the Jacobian is not zero here
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
