@@ -1,4 +1,4 @@
-"""SVI and MAP for ``gmm_model``: a compiled fit and a compiled sampler per configuration, nothing traced op by op.
+"""SVI and MAP for ``gmm_model``: one compiled program per configuration, nothing traced op by op.
 
 NumPyro's ``SVI`` with an autoguide traces the model and the guide for ``svi.init``, again for
 every step and again for ``Predictive``; a first ``infer(method="svi")`` compiled them as four
@@ -6,11 +6,8 @@ programs, the largest of its first call. Here the guide is a distribution over t
 ``u`` of the model's unconstrained sites (``model.unconstrain``, raveled), as NumPyro's
 autoguides define it, and the model enters through its log density in those coordinates
 (``model.unconstrained_log_density``, the potential NUTS uses, written out without tracing
-the model). One jitted ``run`` (``program``) starts the guide at the EM fit and takes every
-optimisation step (``lax.scan``); a second, small one (``sampler``) draws from the fitted guide
-and constrains the draws. The two compile side by side (``inference`` compiles the sampler in
-the caller's thread while a worker compiles ``run``), and the draws' cost of compilation stays
-off the long program:
+the model). One jitted ``run`` starts the guide at the EM fit, takes every optimisation step
+(``lax.scan``) and draws from the fitted guide:
 
 - SVI: the one-particle reparameterised ELBO, ``loss = log q(u) − log p(x, θ(u)) − log |∂θ/∂u|``
   with ``u ~ q``: NumPyro's ``Trace_ELBO`` for an autoguide, whose guide density carries the
@@ -106,27 +103,17 @@ GUIDES: dict[str, Guide] = {
 }
 
 
-def _coordinates(start):
-    """The flat unconstrained vector of the EM start and its ``unravel`` (to the model's unconstrained sites)."""
-    return ravel_pytree(unconstrain(sites_from_params(start)))
-
-
-def _keys(seed):
-    """The keys of the optimisation steps, of the minibatches' row orders and of the draws, from ``seed``."""
-    return jax.random.split(jax.random.key(seed), 3)
-
-
 @functools.lru_cache(maxsize=16)
-def program(k, covariance_type, std_prior, family, guide_name, num_steps, batch_size):
-    """The jitted ``run(seed, start, Z, w, hyper, errors) -> (params, losses)`` of one configuration.
+def program(k, covariance_type, std_prior, family, guide_name, num_steps, num_samples, batch_size):
+    """The jitted ``run(seed, start, Z, w, hyper, errors) -> (draws, losses)`` of one configuration.
 
     ``seed`` a uint32 scalar (the key is made inside: no eager random operations), ``start``
     the EM fit (``GMMParams``, standardised scale), ``Z (n, d)``, ``w (n,)``, ``hyper`` the
     prior's hyperparameters, ``errors`` the rows' measurement-error variances (n, d) or
-    covariances (n, d, d), or None; ``family`` the components' (static). ``params``: the fitted
-    guide's parameters, constrained (``{"loc": (D,), "scale": (D,), ...}``; MAP: ``{"loc"}``,
-    the mode), for ``sampler``; ``losses (num_steps,)``: each step's loss (the negative ELBO, or
-    MAP's negative log joint density). ``batch_size``: rows per step, ``None`` for all.
+    covariances (n, d, d), or None; ``family`` the components' (static). ``draws``: the
+    model's sites with leading (chain, draw) axes, ``(1, num_samples)`` (MAP: ``(1, 1)``, the
+    mode); ``losses (num_steps,)``: each step's loss (the negative ELBO, or MAP's negative log
+    joint density). ``batch_size``: rows per step, ``None`` for all.
     """
     guide = GUIDES[guide_name]
     settings = dict(k=k, covariance_type=covariance_type, std_prior=std_prior, family=family)
@@ -135,8 +122,8 @@ def program(k, covariance_type, std_prior, family, guide_name, num_steps, batch_
 
     @jax.jit
     def run(seed, start, Z, w, hyper, errors):
-        key_steps, key_rows, _ = _keys(seed)
-        loc, unravel = _coordinates(start)
+        key_steps, key_rows, key_draws = jax.random.split(jax.random.key(seed), 3)
+        loc, unravel = ravel_pytree(unconstrain(sites_from_params(start)))
         initial = guide.parameters(loc)
         transforms = {name: biject_to(constraint) for name, (_, constraint) in initial.items()}
         n = Z.shape[0]
@@ -181,26 +168,10 @@ def program(k, covariance_type, std_prior, family, guide_name, num_steps, batch_
         stored = {name: transforms[name].inv(value) for name, (value, _) in initial.items()}
         order = None if batch_size is None else jnp.arange(n)
         (state, _), losses = jax.lax.scan(step, (adam.init(stored), order), jnp.arange(num_steps))
-        return constrained(adam.get_params(state)), losses
+        params = constrained(adam.get_params(state))
+        if guide.distribution is None:
+            return jax.tree.map(lambda site: site[None, None], constrain(unravel(params["loc"]))), losses
+        u = guide.distribution(params).sample(key_draws, (num_samples,))
+        return jax.tree.map(lambda site: site[None], jax.vmap(lambda u: constrain(unravel(u)))(u)), losses
 
     return run
-
-
-@functools.lru_cache(maxsize=16)
-def sampler(guide_name, num_samples):
-    """The jitted ``draw(seed, start, params) -> draws`` of ``program``'s fitted guide ``params``.
-
-    ``draws``: the model's sites with leading (chain, draw) axes, ``(1, num_samples)`` draws
-    ``u ~ q`` constrained (MAP: ``(1, 1)``, the mode); ``start`` gives only the layout of ``u``.
-    """
-    guide = GUIDES[guide_name]
-
-    @jax.jit
-    def draw(seed, start, params):
-        _, unravel = _coordinates(start)
-        if guide.distribution is None:
-            return jax.tree.map(lambda site: site[None, None], constrain(unravel(params["loc"])))
-        u = guide.distribution(params).sample(_keys(seed)[2], (num_samples,))
-        return jax.tree.map(lambda site: site[None], jax.vmap(lambda u: constrain(unravel(u)))(u))
-
-    return draw

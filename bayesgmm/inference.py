@@ -10,9 +10,8 @@ draws relabelled to the reference by optimal assignment on the means -> ``Poster
 on the data's own scale.
 
 The methods are the table ``INFERENCE_METHODS``: each entry's ``prepare`` starts what can
-overlap the EM start (every method compiles its long program in a worker thread: NUTS's
-sampler here, SVI's and MAP's optimisation in ``_variational``, whose small sampler of the
-fitted guide compiles in the caller's thread meanwhile), its ``run`` turns the start
+overlap the EM start (every method compiles its one program in a worker thread: NUTS's
+sampler here, SVI's and MAP's optimisation in ``_variational``), its ``run`` turns the start
 into draws; both take one ``InferenceRequest``. The programs make their PRNG key from the
 seed inside, so a call runs no JAX operation op by op.
 
@@ -568,46 +567,31 @@ def _variational_config(request: InferenceRequest, guide: str) -> tuple:
         request.family,
         guide,
         request.num_steps,
+        request.num_samples,
         request.batch_size,
     )
 
 
-class _Variational(NamedTuple):
-    """SVI's or MAP's optimisation, being compiled, and its guide."""
-
-    guide: str  # one of _variational.GUIDES
-    program: _Compilation  # of _variational.program
+def _compile_svi(pool: ThreadPoolExecutor, request: InferenceRequest) -> _Compilation:
+    """SVI with ``request.guide``: one program (optimisation and draws), compiling in ``pool``."""
+    return _compile(pool, request, _variational.program, _variational_config(request, request.guide))
 
 
-def _compile_variational(pool: ThreadPoolExecutor, request: InferenceRequest, guide: str) -> _Variational:
-    """The optimisation with ``guide`` (one program), compiling in ``pool``."""
-    return _Variational(guide, _compile(pool, request, _variational.program, _variational_config(request, guide)))
+def _compile_map(pool: ThreadPoolExecutor, request: InferenceRequest) -> _Compilation:
+    """MAP (a point-mass guide): one program, compiling in ``pool``."""
+    return _compile(pool, request, _variational.program, _variational_config(request, "map"))
 
 
-def _compile_svi(pool: ThreadPoolExecutor, request: InferenceRequest) -> _Variational:
-    """SVI with ``request.guide``, compiling in ``pool``."""
-    return _compile_variational(pool, request, request.guide)
+def _run_variational(request: InferenceRequest, start: GMMParams, compilation: _Compilation) -> tuple[dict, dict]:
+    """Run the compiled SVI or MAP program from ``start``: its draws and ``{"loss": (num_steps,)}``.
 
-
-def _compile_map(pool: ThreadPoolExecutor, request: InferenceRequest) -> _Variational:
-    """MAP (a point-mass guide), compiling in ``pool``."""
-    return _compile_variational(pool, request, "map")
-
-
-def _run_variational(request: InferenceRequest, start: GMMParams, variational: _Variational) -> tuple[dict, dict]:
-    """Run the compiled SVI or MAP program from ``start`` and draw from its fitted guide (``_variational.sampler``):
-    the draws and ``{"loss": (num_steps,)}``.
-
-    While the worker still compiles the optimisation, the sampler and the programs that follow
-    compile here (``_compile_finish``).
+    While the worker still compiles it, the programs that follow compile here (``_compile_finish``).
     """
-    params_info, _ = variational.program.lowered.out_info
-    num_samples = 1 if variational.guide == "map" else request.num_samples
-    draw = _variational.sampler(variational.guide, num_samples).lower(request.seed, start, params_info).compile()
-    _compile_finish(draw.out_info, request, num_chains=1)
-    executable = variational.program.executable.result()
-    params, losses = executable(request.seed, start, request.Z, request.w, request.hyper, request.errors)
-    return jax.device_get(draw(request.seed, start, params)), {"loss": np.asarray(losses)}
+    draws_info, _ = compilation.lowered.out_info
+    _compile_finish(draws_info, request, num_chains=1)
+    executable = compilation.executable.result()
+    draws, losses = executable(request.seed, start, request.Z, request.w, request.hyper, request.errors)
+    return jax.device_get(draws), {"loss": np.asarray(losses)}
 
 
 class InferenceMethod(NamedTuple):

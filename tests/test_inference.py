@@ -408,7 +408,7 @@ def test_init_is_checked():
 
 
 def test_map_takes_numpyro_autodelta_steps():
-    """MAP's compiled program (``_variational``, a point in unconstrained coordinates and
+    """MAP's one compiled program (``_variational``, a point in unconstrained coordinates and
     ``unconstrained_log_density`` without Jacobian) against NumPyro's own ``SVI`` with
     ``AutoDelta`` on ``gmm_model``: same start, same Adam schedule, same objective, so the same
     path up to float32 round-off of differently ordered sums (observed ≤ 2e-6 relative after
