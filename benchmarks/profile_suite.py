@@ -13,7 +13,8 @@ first process that starts). Per test (its setup, call and teardown together): wa
 and from ``jax.monitoring`` listeners in the test's own process: XLA compilations (count and
 seconds, per ``fun_name``, the jitted function's name), tracing and lowering seconds. Work in
 the processes a test starts (the notebooks' kernels, the CLI, ``sampling`` tests, sharding)
-counts in its wall time only. Compilations in a worker thread (``infer`` and ``select`` compile
+counts in its wall time only, except a ``sampling`` test's own pytest process (conftest.py), which
+records its compilations too. Compilations in a worker thread (``infer`` and ``select`` compile
 beside the caller) count in full, so a test's compile seconds can exceed its wall time.
 """
 
@@ -39,6 +40,8 @@ SMALL_SECONDS = 0.08  # a compilation this short is one jnp operation run eagerl
 _counts: collections.Counter = collections.Counter()
 _programs: dict = collections.defaultdict(lambda: [0.0, 0])
 _output = None
+_nested = False
+OWNER = "BAYESGMM_SUITE_PROFILE_OWNER"
 
 
 def _listen(event: str, duration: float, **kwargs) -> None:
@@ -58,11 +61,14 @@ def pytest_configure(config) -> None:
     global _output
     import jax.monitoring
 
-    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist) starts afresh
-        FOLDER.mkdir(parents=True, exist_ok=True)
+    global _nested
+    FOLDER.mkdir(parents=True, exist_ok=True)
+    if OWNER not in os.environ:  # the run's first process (xdist's controller) starts afresh
+        os.environ[OWNER] = str(os.getpid())  # inherited by the workers and by the pytest processes they start
         for old in FOLDER.glob("*.jsonl"):
             old.unlink()
-    FOLDER.mkdir(parents=True, exist_ok=True)
+    else:  # a pytest process a test started (conftest's ``sampling`` tests): its test's record is the parent's
+        _nested = not hasattr(config, "workerinput")
     jax.monitoring.register_event_duration_secs_listener(_listen)
     _output = open(FOLDER / f"{os.getpid()}.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - open for the session
 
@@ -74,6 +80,8 @@ def pytest_runtest_protocol(item, nextitem):
     start = time.perf_counter()
     yield
     record = {"test": item.nodeid, "wall": time.perf_counter() - start, **_counts, "programs": dict(_programs)}
+    if _nested:  # its compilations count, its wall time is in the parent's record
+        record.update(wall=0.0, nested=True)
     _output.write(json.dumps(record) + "\n")
     _output.flush()
 
@@ -110,8 +118,9 @@ def summary(records: list[dict], top: int = 15) -> str:
             if seconds / count < SMALL_SECONDS:
                 total["small"] += seconds
                 total["small_count"] += count
+    tests_run = sum(not record.get("nested") for record in records)
     parts = [
-        f"{len(records)} tests, {total['wall']:.0f} s of test time in all (setup, call and teardown, "
+        f"{tests_run} tests, {total['wall']:.0f} s of test time in all (setup, call and teardown, "
         f"summed over the workers); in the tests' own processes {total['compile']:.0f} s of XLA compilation "
         f"({total['compilations']:.0f} programs; {total['small']:.0f} s in {total['small_count']:.0f} "
         f"compilations under {SMALL_SECONDS} s each: eager operations), {total['trace']:.0f} s of tracing "
@@ -155,15 +164,40 @@ def summary(records: list[dict], top: int = 15) -> str:
     return "\n".join(parts)
 
 
+SECTION_START, SECTION_END = "<!-- profile_suite:start -->", "<!-- profile_suite:end -->"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", nargs="?", type=Path, default=FOLDER)
     parser.add_argument("--top", type=int, default=15, help="rows per table")
+    parser.add_argument("--write", type=Path, help="also replace this script's section of this file (RESULTS.md)")
+    parser.add_argument("--note", default="", help="a line on the run (its command, wall time) for --write")
     args = parser.parse_args(argv)
     records = _load(args.folder)
     if not records:
         sys.exit(f"no records in {args.folder}: run the suite with -p profile_suite first (see the docstring)")
-    print(summary(records, args.top))
+    text = summary(records, args.top)
+    print(text)
+    if args.write:
+        from _common import cpu_model, git_revision, memory_total, package_version, write_section
+
+        section = "\n".join(
+            [
+                SECTION_START,
+                "## The test suite's time: where CI's minutes go (profile_suite.py)",
+                "",
+                f"- Machine: {cpu_model()}, {os.cpu_count()} logical cores, {memory_total()} RAM",
+                f"- Versions: Python {sys.version.split()[0]}, jax {package_version('jax')}, "
+                f"numpyro {package_version('numpyro')}; bayesgmm commit {git_revision()}",
+                *([f"- Run: {args.note}"] if args.note else []),
+                "",
+                text,
+                SECTION_END,
+                "",
+            ]
+        )
+        write_section(args.write, section, SECTION_START, SECTION_END)
 
 
 if __name__ == "__main__":
