@@ -62,11 +62,14 @@ class EigenModel(NamedTuple):
     n_parameters : (k, d) -> int, mclust's number of free covariance parameters
     supported_rows : d -> float, the fewest effective rows a component needs (fewer leave the
         component's own part of the covariance singular; a spurious maximum)
+    host_cost : float, the M-step's time on em's NumPy driver per unit of ``select``'s work
+        estimate relative to a closed-form M-step's (``HOST_COST``)
     """
 
     covariances: Callable
     n_parameters: Callable[[int, int], int]
     supported_rows: Callable[[int], float]
+    host_cost: float = 1.0
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -403,6 +406,16 @@ def _pairs(d: int) -> int:
     return d * (d - 1) // 2
 
 
+# EVE's and VVE's M-step takes majorisation steps (each two SVDs of d x d matrices) at every EM
+# iteration: in NumPy, small calls whose overhead is the cost. Measured with the NumPy driver and
+# compiled (compilation included), one fresh process each: thyroid (215 x 5, k = 2 and 7, tol=1e-8,
+# max_iter=1000; 5.8e5 units of select's work estimate): EVE 8.2 s against 4.6 s compiled, VVE 4.8
+# against 4.3 s, where VVV took 0.36 s, VEV 0.32, VEI 0.83, VEE 1.3 s; Old Faithful's default grid
+# (k = 1..9; 7.3e4 units): EVE 1.3 s against 4.0 s compiled, VVE 0.7 against 3.6 s. About 15 µs a
+# unit against the 1-5 µs that GRID_HOST_MAX_WORK's budget assumes: 6 keeps Old Faithful's grid on
+# NumPy (4.4e5) and compiles thyroid's (3.5e6).
+HOST_COST = 6.0
+
 # mclust's nVarParams (R/mclust.R): covariance parameters of each model for G components in d dimensions
 MODELS: dict[str, EigenModel] = {
     "EII": EigenModel(_quiet(_eii), lambda k, d: 1, lambda d: 1.0),
@@ -413,8 +426,8 @@ MODELS: dict[str, EigenModel] = {
     "VVI": EigenModel(_quiet(_vvi), lambda k, d: k * d, lambda d: 2.0),
     "EEE": EigenModel(_quiet(_eee), lambda k, d: d + _pairs(d), lambda d: 1.0),
     "VEE": EigenModel(_quiet(_vee), lambda k, d: k + (d - 1) + _pairs(d), lambda d: 2.0),
-    "EVE": EigenModel(_quiet(_eve), lambda k, d: 1 + k * (d - 1) + _pairs(d), lambda d: 2.0),
-    "VVE": EigenModel(_quiet(_vve), lambda k, d: k + k * (d - 1) + _pairs(d), lambda d: 2.0),
+    "EVE": EigenModel(_quiet(_eve), lambda k, d: 1 + k * (d - 1) + _pairs(d), lambda d: 2.0, HOST_COST),
+    "VVE": EigenModel(_quiet(_vve), lambda k, d: k + k * (d - 1) + _pairs(d), lambda d: 2.0, HOST_COST),
     "EEV": EigenModel(_quiet(_eev), lambda k, d: 1 + (d - 1) + k * _pairs(d), lambda d: 1.0),
     "VEV": EigenModel(_quiet(_vev), lambda k, d: k + (d - 1) + k * _pairs(d), lambda d: 2.0),
     "EVV": EigenModel(_quiet(_evv), lambda k, d: 1 + k * (d - 1) + k * _pairs(d), lambda d: d + 1.0),

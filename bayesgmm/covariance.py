@@ -153,6 +153,10 @@ class EMFunctions(NamedTuple):
     second_from_full : S (k, d, d) -> second moments in the type's layout
         From dense per-component second moments: full as is, tied summed over components,
         diag the diagonals, spherical the traces (EM's missing-value E-step).
+    host_cost : float
+        The M-step's cost on em's NumPy driver per unit of ``select``'s work estimate, relative
+        to a closed-form M-step's (``em._fit.prepare_grid``): 1 but for mclust's models whose
+        M-step iterates steps with a high price in NumPy (``_eigen.EigenModel.host_cost``).
     """
 
     second_moment: Callable
@@ -164,6 +168,7 @@ class EMFunctions(NamedTuple):
     second_from_raw: Callable
     second_from_full: Callable
     supported_rows: Callable[[int], float]
+    host_cost: float = 1.0
 
 
 class PriorFunctions(NamedTuple):
@@ -945,7 +950,9 @@ def _eigen_structure(name: str, model: EigenModel) -> CovarianceStructure:
     return CovarianceStructure(
         name=name,
         core=FULL.core._replace(n_parameters=model.n_parameters),
-        em=FULL.em._replace(scale_from_moments=scale_from_moments, supported_rows=model.supported_rows),
+        em=FULL.em._replace(
+            scale_from_moments=scale_from_moments, supported_rows=model.supported_rows, host_cost=model.host_cost
+        ),
         prior=None,
     )
 

@@ -31,6 +31,7 @@ from bayesgmm._errors import (
     DegenerateFitError,
     SpuriousComponentWarning,
 )
+from bayesgmm.covariance import get_structure
 from bayesgmm.em import _host, _memory, _streaming
 from bayesgmm.em._config import MISSING, EMConfig, Program
 from bayesgmm.em._data import (
@@ -368,8 +369,9 @@ def prepare_grid(X, sample_weight, ks: list[int], configs: list[EMConfig]) -> Pr
 
     In-memory rows on a CPU, for starts the NumPy driver draws (not ``init="random"``): there
     ``fit_groups`` fits each ``k`` in NumPy, in milliseconds, where compiling the grid's programs
-    would cost seconds in a fresh session. The work (``n k d (d + 1) n_init max_iter / 100``) counts
-    per grid (rows, features, ``ks`` and the configurations, messages aside) across the process's calls.
+    would cost seconds in a fresh session. The work (``n k d (d + 1) n_init max_iter / 100``, times the
+    covariance type's ``host_cost``: EVE's and VVE's iterated M-steps cost more in NumPy) counts per
+    grid (rows, features, ``ks`` and the configurations, messages aside) across the process's calls.
     """
     dtype = jnp.result_type(float)
     data = prepare_data(X, sample_weight, dtype=dtype, host=True)
@@ -379,7 +381,10 @@ def prepare_grid(X, sample_weight, ks: list[int], configs: list[EMConfig]) -> Pr
     starts = all(INIT_METHODS[config.init].from_rows or INIT_METHODS[config.init].deterministic for config in configs)
     if starts and jax.devices()[0].platform == "cpu":
         rows = data.n_positive * sum(ks) * d * (d + 1)
-        work = sum(rows * config.n_init * config.max_iter / 100 for config in configs)
+        work = sum(
+            rows * config.n_init * config.max_iter / 100 * get_structure(config.covariance_type).em.host_cost
+            for config in configs
+        )
         grid = (n, d, tuple(ks), tuple(dataclasses.replace(config, context="") for config in configs))
         with _host_grid_lock:
             done = _host_grid_work.get(grid, 0) + work
