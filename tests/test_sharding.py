@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent(
     import bayesgmm.em._fit
     from tests._references import make_mixture_data
 
-    def single_device(X, **kwargs):
+    def single_device(X, weights, **kwargs):
         # the reference on em's NumPy driver (equal to the compiled fit to round-off, tests/test_em_host.py):
         # only the sharded fits compile
         with mock.patch.object(bayesgmm.em._fit, "HOST_MAX_WORK", float("inf")):
@@ -41,7 +41,7 @@ SCRIPT = textwrap.dedent(
         ("EEV", "kmeans"), ("VEV", "random_from_data"),  # mclust's: closed form, fixed-point M-step
     ]:
         kwargs = dict(covariance_type=covariance_type, init=init, n_init=2, seed=3, tol=1e-8, max_iter=300)
-        single = single_device(X, **kwargs)
+        single = single_device(X, weights, **kwargs)
         rows = bayesgmm.shard(X, sample_weight=weights)
         assert len(rows.X.sharding.device_set) == 4
         sharded = bayesgmm.em_fit(rows, 3, chunk_size=64, **kwargs)
@@ -53,7 +53,7 @@ SCRIPT = textwrap.dedent(
         ]
     # Student-t components: the E-step's u-weighted sums and the degrees of freedom's sums are summed over devices too
     kwargs = dict(family="student_t", n_init=2, seed=3, tol=1e-8, max_iter=300)
-    single = single_device(X, **kwargs)
+    single = single_device(X, weights, **kwargs)
     sharded = bayesgmm.em_fit(bayesgmm.shard(X, sample_weight=weights), 3, chunk_size=64, **kwargs)
     out["full/student_t"] = [
         [float(single.log_likelihood), float(sharded.log_likelihood)],
