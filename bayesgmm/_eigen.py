@@ -22,8 +22,9 @@ component needs. The M-steps maximise ``−½ Σ_k (n_k log |Σ_k| + tr(Σ_k⁻�
 
 The iterations stop when the relative change of the objective is under ``INNER_TOL`` (or
 after ``INNER_MAX_ITER`` steps); each starts from the closed-form fit of a nearby model (the
-volumes ``tr(W_k)/(d n_k)``, the orientation of ``Σ_k W_k``), since the M-step keeps no state
-between EM iterations. The functions are pure and run on NumPy arrays (the NumPy driver) and
+volumes ``tr(W_k)/(d n_k)``, the orientation of ``Σ_k W_k``); EVE's and VVE's orientation
+also from EM's current covariances when that start is better (the M-step keeps no state of its
+own between EM iterations). The functions are pure and run on NumPy arrays (the NumPy driver) and
 JAX arrays (the compiled programs; the iterations are ``lax.while_loop``\\ s), picking the
 array module with ``_arrays.namespace``. Components with ``n_k = 0`` (switched off in
 ``select``'s grid) get the identity and take no part in the shared parameters.
@@ -57,8 +58,10 @@ INNER_MAX_ITER = 500
 class EigenModel(NamedTuple):
     """One of mclust's covariance models.
 
-    covariances : (scatter (k, d, d), counts (k,)) -> (k, d, d) the M-step's covariance
-        matrices (before ``reg_covar``); ``counts`` 0 marks a component switched off
+    covariances : (scatter (k, d, d), counts (k,), previous=None) -> (k, d, d) the M-step's
+        covariance matrices (before ``reg_covar``); ``counts`` 0 marks a component switched off;
+        ``previous`` (k, d, d), optional: the covariances the scatter was computed under (EM's
+        current parameters), where EVE's and VVE's orientation may start (``_common_orientation``)
     n_parameters : (k, d) -> int, mclust's number of free covariance parameters
     supported_rows : d -> float, the fewest effective rows a component needs (fewer leave the
         component's own part of the covariance singular; a spurious maximum)
@@ -153,15 +156,17 @@ def _finish(covariances, counts):
     return xp.where((counts > 0)[:, None, None], covariances, _eye(d, covariances))
 
 
-def _quiet(covariances):
+def _quiet(covariances, *, warm: bool = False):
     """An M-step on NumPy arrays without NumPy's warnings on degenerate components (their
-    NaN or zero covariances are EM's to repair and report), as JAX computes them."""
+    NaN or zero covariances are EM's to repair and report), as JAX computes them; it takes
+    ``previous`` covariances, which only a ``warm`` one (EVE, VVE) uses."""
 
-    def quietly(scatter, counts):
+    def quietly(scatter, counts, previous=None):
+        arguments = (scatter, counts, previous) if warm else (scatter, counts)
         if namespace(scatter, counts) is np:
             with np.errstate(divide="ignore", invalid="ignore"):
-                return covariances(scatter, counts)
-        return covariances(scatter, counts)
+                return covariances(*arguments)
+        return covariances(*arguments)
 
     quietly.__name__ = quietly.__qualname__ = covariances.__name__
     quietly.__doc__ = covariances.__doc__
@@ -333,7 +338,7 @@ def _vee(scatter, counts):
     return _finish(volumes(shape)[:, None, None] * shape[None], counts)
 
 
-def _common_orientation(scatter, counts, *, equal_volume: bool):
+def _common_orientation(scatter, counts, previous=None, *, equal_volume: bool):
     """EVE (``equal_volume``) and VVE: ``Σ_k = λ_(k) D A_k Dᵀ`` with one orientation ``D``.
 
     Given ``D``: ``A_k ∝ diag(Dᵀ W_k D)`` with ``|A_k| = 1``, and the volumes in closed form.
@@ -342,6 +347,13 @@ def _common_orientation(scatter, counts, *, equal_volume: bool):
     ``F₁ = Σ_k A_k⁻¹ Dᵀ W̃_k − ω_k A_k⁻¹ Dᵀ`` (``ω_k`` the largest eigenvalue of ``W̃_k``),
     ``D ← R Pᵀ`` for ``F₁ = P S Rᵀ``, and of ``F₂ = Σ_k W̃_k D A_k⁻¹ − max(A_k⁻¹) W̃_k D``,
     ``D ← P Rᵀ`` for ``F₂ = P S Rᵀ``.
+
+    The iterations start from the orientation of ``Σ_k W_k``, or from that of the ``previous``
+    covariances (EM's current ones, ``λ_k D A_k Dᵀ + reg_covar I``: the eigenvectors of their sum
+    over the active components are ``D``) where its objective is lower. Each step lowers the
+    objective, so the M-step is never worse than EM's current parameters and EM's likelihood
+    never decreases (a generalised EM). From ``Σ_k W_k`` alone it did: the objective has local
+    minima, and on iris with k = 5 EVE's EM lost 0.03 of mean log-likelihood in one iteration.
     """
     xp = namespace(counts)
     d = scatter.shape[-1]
@@ -385,18 +397,22 @@ def _common_orientation(scatter, counts, *, equal_volume: bool):
         return xp.sum(weight * (counts * d * xp.log(_safe(volumes)) + trace_terms))
 
     pooled = xp.sum(weight[:, None, None] * scatter, axis=0)
-    orientation = _iterate(step, _descending_eigh(pooled)[1], objective, scatter)
+    orientation = _descending_eigh(pooled)[1]
+    if previous is not None:
+        current = _descending_eigh(xp.sum(weight[:, None, None] * previous, axis=0))[1]
+        orientation = xp.where(objective(current) < objective(orientation), current, orientation)
+    orientation = _iterate(step, orientation, objective, scatter)
     shapes, volumes = shapes_and_volumes(orientation)
     covariances = xp.matmul(orientation[None] * (volumes[:, None] * shapes)[:, None, :], orientation.T[None])
     return _finish(covariances, counts)
 
 
-def _eve(scatter, counts):
-    return _common_orientation(scatter, counts, equal_volume=True)
+def _eve(scatter, counts, previous=None):
+    return _common_orientation(scatter, counts, previous, equal_volume=True)
 
 
-def _vve(scatter, counts):
-    return _common_orientation(scatter, counts, equal_volume=False)
+def _vve(scatter, counts, previous=None):
+    return _common_orientation(scatter, counts, previous, equal_volume=False)
 
 
 # ----------------------------------------------------------------------------- the table
@@ -426,8 +442,8 @@ MODELS: dict[str, EigenModel] = {
     "VVI": EigenModel(_quiet(_vvi), lambda k, d: k * d, lambda d: 2.0),
     "EEE": EigenModel(_quiet(_eee), lambda k, d: d + _pairs(d), lambda d: 1.0),
     "VEE": EigenModel(_quiet(_vee), lambda k, d: k + (d - 1) + _pairs(d), lambda d: 2.0),
-    "EVE": EigenModel(_quiet(_eve), lambda k, d: 1 + k * (d - 1) + _pairs(d), lambda d: 2.0, HOST_COST),
-    "VVE": EigenModel(_quiet(_vve), lambda k, d: k + k * (d - 1) + _pairs(d), lambda d: 2.0, HOST_COST),
+    "EVE": EigenModel(_quiet(_eve, warm=True), lambda k, d: 1 + k * (d - 1) + _pairs(d), lambda d: 2.0, HOST_COST),
+    "VVE": EigenModel(_quiet(_vve, warm=True), lambda k, d: k + k * (d - 1) + _pairs(d), lambda d: 2.0, HOST_COST),
     "EEV": EigenModel(_quiet(_eev), lambda k, d: 1 + (d - 1) + k * _pairs(d), lambda d: 1.0),
     "VEV": EigenModel(_quiet(_vev), lambda k, d: k + (d - 1) + k * _pairs(d), lambda d: 2.0),
     "EVV": EigenModel(_quiet(_evv), lambda k, d: 1 + k * (d - 1) + k * _pairs(d), lambda d: d + 1.0),

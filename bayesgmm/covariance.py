@@ -157,6 +157,10 @@ class EMFunctions(NamedTuple):
         The M-step's cost on em's NumPy driver per unit of ``select``'s work estimate, relative
         to a closed-form M-step's (``em._fit.prepare_grid``): 1 but for mclust's models whose
         M-step iterates steps with a high price in NumPy (``_eigen.EigenModel.host_cost``).
+    warm_start : bool
+        ``scale_from_moments`` takes a last argument ``previous_scale``, the scale the statistics
+        were computed under (EM's current parameters), where its iterations may start: mclust's
+        EVE and VVE (``_eigen._common_orientation``), so that EM's likelihood never decreases.
     """
 
     second_moment: Callable
@@ -169,6 +173,7 @@ class EMFunctions(NamedTuple):
     second_from_full: Callable
     supported_rows: Callable[[int], float]
     host_cost: float = 1.0
+    warm_start: bool = False
 
 
 class PriorFunctions(NamedTuple):
@@ -942,8 +947,9 @@ def _eigen_structure(name: str, model: EigenModel) -> CovarianceStructure:
     scikit-learn types).
     """
 
-    def scale_from_moments(counts, nk, first, delta, second, reg_covar):
-        covariance = model.covariances(_outer_scatter(counts, first, delta, second), nk)  # nk 0: switched off
+    def scale_from_moments(counts, nk, first, delta, second, reg_covar, previous_scale=None):
+        previous = None if previous_scale is None else _gram(previous_scale)
+        covariance = model.covariances(_outer_scatter(counts, first, delta, second), nk, previous)  # nk 0: off
         return _cholesky(covariance + reg_covar * _eye_like(covariance))
 
     scale_from_moments.__name__ = scale_from_moments.__qualname__ = f"_{name.lower()}_scale_from_moments"
@@ -951,7 +957,10 @@ def _eigen_structure(name: str, model: EigenModel) -> CovarianceStructure:
         name=name,
         core=FULL.core._replace(n_parameters=model.n_parameters),
         em=FULL.em._replace(
-            scale_from_moments=scale_from_moments, supported_rows=model.supported_rows, host_cost=model.host_cost
+            scale_from_moments=scale_from_moments,
+            supported_rows=model.supported_rows,
+            host_cost=model.host_cost,
+            warm_start=name in ("EVE", "VVE"),
         ),
         prior=None,
     )

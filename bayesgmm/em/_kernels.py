@@ -56,7 +56,8 @@ def m_step(
     Σ w r u``, scale ``Σ w r u (x − μ_k)(x − μ_k)ᵀ / n_k``, then the degrees of freedom's ECM
     step (``families.update_dof``; the in-memory and NumPy drivers then replace it by ECME's,
     ``_estep.dof_step``). ``previous``: the parameters the statistics were computed
-    under; the new ones continue their family (None: Gaussian).
+    under; the new ones continue their family (None: Gaussian), and M-steps that iterate from a
+    start (``warm_start``: EVE, VVE) may start there.
     """
     structure = get_structure(covariance_type)
     xp = namespace(stats.counts)
@@ -70,7 +71,11 @@ def m_step(
         scatter_counts = stats.weighted_counts
         safe_scatter = xp.where(nk > 0, scatter_counts + eps, 1.0)
     delta = stats.first / safe_scatter[:, None]
-    scale = structure.em.scale_from_moments(scatter_counts, safe_nk, stats.first, delta, stats.second, reg_covar)
+    moments = (scatter_counts, safe_nk, stats.first, delta, stats.second, reg_covar)
+    if structure.em.warm_start and previous is not None:  # EVE, VVE: a generalised EM step from ``previous``
+        scale = structure.em.scale_from_moments(*moments, previous.scale)
+    else:
+        scale = structure.em.scale_from_moments(*moments)
     new = GMMParams(nk / xp.sum(nk), stats.shift + delta, scale, covariance_type)
     return new if previous is None else continue_model(new, previous, stats, active)
 
