@@ -168,6 +168,30 @@ def test_numpy_and_jax_m_steps_agree(name):
     np.testing.assert_allclose(host[:3], MODELS[name].covariances(scatter[:3], counts[:3]), rtol=1e-12)
 
 
+@pytest.mark.parametrize("seed", [2, 3, 4])
+def test_a_singular_scatter_takes_no_part_in_the_common_orientation(seed):
+    """A component of three rows in five dimensions (rank-2 scatter) leaves EVE's and VVE's shared
+    orientation to the others: VVE's other covariances are those of the M-step without it, and
+    the NumPy and compiled M-steps agree (float64). With it in the orientation's objective, which
+    then has no minimum, the two parted by up to 6 in a covariance entry (these seeds)."""
+    scatter, counts = _random_problem(seed, k=4, d=5)
+    rows = np.random.default_rng(seed + 10).normal(size=(3, 5)) * 2.0
+    centred = rows - rows.mean(axis=0)
+    scatter[2], counts[2] = centred.T @ centred, 3.0
+    others = [0, 1, 3]
+    np.testing.assert_allclose(
+        MODELS["VVE"].covariances(scatter, counts)[others],
+        MODELS["VVE"].covariances(scatter[others], counts[others]),
+        rtol=1e-8,
+        atol=1e-10,
+    )
+    for name in ("EVE", "VVE"):
+        host = MODELS[name].covariances(scatter, counts)
+        with jax.enable_x64(True):
+            device = np.asarray(jax.jit(MODELS[name].covariances)(jnp.asarray(scatter), jnp.asarray(counts)))
+        np.testing.assert_allclose(device, host, rtol=1e-8, atol=1e-10)
+
+
 @pytest.mark.parametrize("name", ["EVE", "VVE"])
 def test_em_never_loses_likelihood_with_a_common_orientation(name):
     """EM on iris, k = 2..7 (float64, the NumPy driver): the mean log-likelihood never decreases
