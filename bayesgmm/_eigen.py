@@ -433,14 +433,16 @@ def _pairs(d: int) -> int:
 
 
 # EVE's and VVE's M-step takes majorisation steps (each two SVDs of d x d matrices) at every EM
-# iteration: in NumPy, small calls whose overhead is the cost. Measured with the NumPy driver and
-# compiled (compilation included), one fresh process each: thyroid (215 x 5, k = 2 and 7, tol=1e-8,
-# max_iter=1000; 5.8e5 units of select's work estimate): EVE 8.2 s against 4.6 s compiled, VVE 4.8
-# against 4.3 s, where VVV took 0.36 s, VEV 0.32, VEI 0.83, VEE 1.3 s; Old Faithful's default grid
-# (k = 1..9; 7.3e4 units): EVE 1.3 s against 4.0 s compiled, VVE 0.7 against 3.6 s. About 15 µs a
-# unit against the 1-5 µs that GRID_HOST_MAX_WORK's budget assumes: 6 keeps Old Faithful's grid on
-# NumPy (4.4e5) and compiles thyroid's (3.5e6).
-HOST_COST = 6.0
+# iteration: in NumPy, small calls whose overhead is the cost. Since the steps start from EM's current
+# orientation (``_common_orientation``) they take few per iteration. Measured with the NumPy driver
+# and compiled (compilation included), one fresh process each, two runs (2026-12-05): thyroid (215 x 5,
+# k = 2 and 7, tol=1e-8, max_iter=1000; 5.8e5 units of select's work estimate): EVE 2.3-3.1 s
+# against 3.1-3.4 s compiled (4-5 µs a unit), VVE 1.5-2.0 s against 3.0-3.2 s (2.6-3.4 µs), VVV
+# 0.44 s (0.8 µs), VEE 0.71 s (1.2 µs); Old Faithful's default grid (k = 1..9; 7.3e4 units): EVE
+# 0.94 s against 2.9 s compiled, VVE 0.62 s against 2.9 s. GRID_HOST_MAX_WORK's budget assumes 1-5 µs
+# a unit: EVE's work counts twice. (From Σ_k W_k's orientation at every iteration they took about
+# 15 µs a unit, and HOST_COST was 6 for both.)
+HOST_COST = 2.0
 
 # mclust's nVarParams (R/mclust.R): covariance parameters of each model for G components in d dimensions
 MODELS: dict[str, EigenModel] = {
@@ -453,7 +455,7 @@ MODELS: dict[str, EigenModel] = {
     "EEE": EigenModel(_quiet(_eee), lambda k, d: d + _pairs(d), lambda d: 1.0),
     "VEE": EigenModel(_quiet(_vee), lambda k, d: k + (d - 1) + _pairs(d), lambda d: 2.0),
     "EVE": EigenModel(_quiet(_eve, warm=True), lambda k, d: 1 + k * (d - 1) + _pairs(d), lambda d: 2.0, HOST_COST),
-    "VVE": EigenModel(_quiet(_vve, warm=True), lambda k, d: k + k * (d - 1) + _pairs(d), lambda d: 2.0, HOST_COST),
+    "VVE": EigenModel(_quiet(_vve, warm=True), lambda k, d: k + k * (d - 1) + _pairs(d), lambda d: 2.0),
     "EEV": EigenModel(_quiet(_eev), lambda k, d: 1 + (d - 1) + k * _pairs(d), lambda d: 1.0),
     "VEV": EigenModel(_quiet(_vev), lambda k, d: k + (d - 1) + k * _pairs(d), lambda d: 2.0),
     "EVV": EigenModel(_quiet(_evv), lambda k, d: 1 + k * (d - 1) + k * _pairs(d), lambda d: d + 1.0),

@@ -155,7 +155,7 @@ class EMFunctions(NamedTuple):
         diag the diagonals, spherical the traces (EM's missing-value E-step).
     host_cost : float
         The M-step's cost on em's NumPy driver per unit of ``select``'s work estimate, relative
-        to a closed-form M-step's (``em._fit.prepare_grid``): 1 but for mclust's models whose
+        to a closed-form M-step's (``em._fit.prepare_grid``): 1 but for mclust's EVE, whose
         M-step iterates steps with a high price in NumPy (``_eigen.EigenModel.host_cost``).
     warm_start : bool
         ``scale_from_moments`` takes a last argument ``previous_scale``, the scale the statistics

@@ -315,18 +315,19 @@ def test_a_grid_fitted_again_and_again_moves_to_the_compiled_programs(monkeypatc
     assert not on_host(prepare_grid(X[:200], None, [1, 2, 3], longer))  # twice the iterations: too much work
 
 
-def test_eve_and_vve_grids_count_their_costlier_m_step(monkeypatch):
-    """EVE's and VVE's iterated M-steps cost more per unit of work on the NumPy driver (``host_cost``,
-    measured in _eigen.py): at the limit where another model's grid stays on NumPy, theirs compiles;
-    Old Faithful's default grid of them (where NumPy is three times faster than compiling) stays."""
+def test_eve_grids_count_their_costlier_m_step(monkeypatch):
+    """EVE's iterated M-step costs about twice as much per unit of work on the NumPy driver as the
+    budget assumes (``host_cost``, measured in _eigen.py): at the limit where another model's grid
+    stays on NumPy, EVE's compiles; Old Faithful's default grids of EVE and VVE (where NumPy is three
+    times faster than compiling) stay."""
     from bayesgmm.covariance import get_structure
     from bayesgmm.em import EMConfig, on_host, prepare_grid
 
-    assert [get_structure(name).em.host_cost for name in ("full", "VVV", "VEV", "EVE", "VVE")] == [1, 1, 1, 6, 6]
+    assert [get_structure(name).em.host_cost for name in ("full", "VVV", "VEV", "EVE", "VVE")] == [1, 1, 1, 2, 1]
     X = load_faithful()
     work = 272 * (1 + 2 + 3) * 2 * 3  # n (Σ k) d (d + 1) n_init max_iter / 100 of one configuration
-    monkeypatch.setattr(bayesgmm.em._fit, "GRID_HOST_MAX_WORK", 2 * work)
-    for name, stays in (("VVV", True), ("VEV", True), ("EVE", False), ("VVE", False)):
+    monkeypatch.setattr(bayesgmm.em._fit, "GRID_HOST_MAX_WORK", 1.5 * work)
+    for name, stays in (("VVV", True), ("VEV", True), ("EVE", False), ("VVE", True)):
         assert on_host(prepare_grid(X, None, [1, 2, 3], [EMConfig.validated(covariance_type=name)])) is stays, name
     monkeypatch.undo()
     for name in ("EVE", "VVE"):

@@ -370,7 +370,7 @@ def prepare_grid(X, sample_weight, ks: list[int], configs: list[EMConfig]) -> Pr
     In-memory rows on a CPU, for starts the NumPy driver draws (not ``init="random"``): there
     ``fit_groups`` fits each ``k`` in NumPy, in milliseconds, where compiling the grid's programs
     would cost seconds in a fresh session. The work (``n k d (d + 1) n_init max_iter / 100``, times the
-    covariance type's ``host_cost``: EVE's and VVE's iterated M-steps cost more in NumPy) counts per
+    covariance type's ``host_cost``: EVE's iterated M-step costs more in NumPy) counts per
     grid (rows, features, ``ks`` and the configurations, messages aside) across the process's calls.
     """
     dtype = jnp.result_type(float)
