@@ -58,21 +58,23 @@ INNER_MAX_ITER = 500
 class EigenModel(NamedTuple):
     """One of mclust's covariance models.
 
-    covariances : (scatter (k, d, d), counts (k,), previous=None) -> (k, d, d) the M-step's
-        covariance matrices (before ``reg_covar``); ``counts`` 0 marks a component switched off;
-        ``previous`` (k, d, d), optional: the covariances the scatter was computed under (EM's
-        current parameters), where EVE's and VVE's orientation may start (``_common_orientation``)
+    covariances : (scatter (k, d, d), counts (k,)) -> (k, d, d) the M-step's covariance
+        matrices (before ``reg_covar``); ``counts`` 0 marks a component switched off; a
+        ``warm_start`` model's also takes ``previous`` (k, d, d), optional: the covariances the
+        scatter was computed under (EM's current parameters), where its iterations may start
     n_parameters : (k, d) -> int, mclust's number of free covariance parameters
     supported_rows : d -> float, the fewest effective rows a component needs (fewer leave the
         component's own part of the covariance singular; a spurious maximum)
     host_cost : float, the M-step's time on em's NumPy driver per unit of ``select``'s work
         estimate relative to a closed-form M-step's (``HOST_COST``)
+    warm_start : bool, ``covariances`` takes ``previous`` (EVE and VVE: ``_common_orientation``)
     """
 
     covariances: Callable
     n_parameters: Callable[[int, int], int]
     supported_rows: Callable[[int], float]
     host_cost: float = 1.0
+    warm_start: bool = False
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -156,17 +158,15 @@ def _finish(covariances, counts):
     return xp.where((counts > 0)[:, None, None], covariances, _eye(d, covariances))
 
 
-def _quiet(covariances, *, warm: bool = False):
+def _quiet(covariances):
     """An M-step on NumPy arrays without NumPy's warnings on degenerate components (their
-    NaN or zero covariances are EM's to repair and report), as JAX computes them; it takes
-    ``previous`` covariances, which only a ``warm`` one (EVE, VVE) uses."""
+    NaN or zero covariances are EM's to repair and report), as JAX computes them."""
 
-    def quietly(scatter, counts, previous=None):
-        arguments = (scatter, counts, previous) if warm else (scatter, counts)
+    def quietly(scatter, counts, *previous):
         if namespace(scatter, counts) is np:
             with np.errstate(divide="ignore", invalid="ignore"):
-                return covariances(*arguments)
-        return covariances(*arguments)
+                return covariances(scatter, counts, *previous)
+        return covariances(scatter, counts, *previous)
 
     quietly.__name__ = quietly.__qualname__ = covariances.__name__
     quietly.__doc__ = covariances.__doc__
@@ -454,8 +454,10 @@ MODELS: dict[str, EigenModel] = {
     "VVI": EigenModel(_quiet(_vvi), lambda k, d: k * d, lambda d: 2.0),
     "EEE": EigenModel(_quiet(_eee), lambda k, d: d + _pairs(d), lambda d: 1.0),
     "VEE": EigenModel(_quiet(_vee), lambda k, d: k + (d - 1) + _pairs(d), lambda d: 2.0),
-    "EVE": EigenModel(_quiet(_eve, warm=True), lambda k, d: 1 + k * (d - 1) + _pairs(d), lambda d: 2.0, HOST_COST),
-    "VVE": EigenModel(_quiet(_vve, warm=True), lambda k, d: k + k * (d - 1) + _pairs(d), lambda d: 2.0),
+    "EVE": EigenModel(
+        _quiet(_eve), lambda k, d: 1 + k * (d - 1) + _pairs(d), lambda d: 2.0, HOST_COST, warm_start=True
+    ),
+    "VVE": EigenModel(_quiet(_vve), lambda k, d: k + k * (d - 1) + _pairs(d), lambda d: 2.0, warm_start=True),
     "EEV": EigenModel(_quiet(_eev), lambda k, d: 1 + (d - 1) + k * _pairs(d), lambda d: 1.0),
     "VEV": EigenModel(_quiet(_vev), lambda k, d: k + (d - 1) + k * _pairs(d), lambda d: 2.0),
     "EVV": EigenModel(_quiet(_evv), lambda k, d: 1 + k * (d - 1) + k * _pairs(d), lambda d: d + 1.0),

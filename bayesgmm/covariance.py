@@ -947,9 +947,9 @@ def _eigen_structure(name: str, model: EigenModel) -> CovarianceStructure:
     scikit-learn types).
     """
 
-    def scale_from_moments(counts, nk, first, delta, second, reg_covar, previous_scale=None):
-        previous = None if previous_scale is None else _gram(previous_scale)
-        covariance = model.covariances(_outer_scatter(counts, first, delta, second), nk, previous)  # nk 0: off
+    def scale_from_moments(counts, nk, first, delta, second, reg_covar, *previous_scale):
+        previous = [_gram(scale) for scale in previous_scale]  # a warm_start model's start, when given
+        covariance = model.covariances(_outer_scatter(counts, first, delta, second), nk, *previous)  # nk 0: off
         return _cholesky(covariance + reg_covar * _eye_like(covariance))
 
     scale_from_moments.__name__ = scale_from_moments.__qualname__ = f"_{name.lower()}_scale_from_moments"
@@ -960,7 +960,7 @@ def _eigen_structure(name: str, model: EigenModel) -> CovarianceStructure:
             scale_from_moments=scale_from_moments,
             supported_rows=model.supported_rows,
             host_cost=model.host_cost,
-            warm_start=name in ("EVE", "VVE"),
+            warm_start=model.warm_start,
         ),
         prior=None,
     )
