@@ -354,6 +354,7 @@ def _common_orientation(scatter, counts, previous=None, *, equal_volume: bool):
     objective, so the M-step is never worse than EM's current parameters and EM's likelihood
     never decreases (a generalised EM). From ``Σ_k W_k`` alone it did: the objective has local
     minima, and on iris with k = 5 EVE's EM lost 0.03 of mean log-likelihood in one iteration.
+    mclust's Fortran (``meeve``, ``mevve``) keeps its orientation between EM iterations too.
 
     Components whose scatter is singular to working precision (``numpy.linalg.matrix_rank``'s
     tolerance, ``d ε`` times the largest eigenvalue: at most ``d`` rows, or rows in a subspace)
@@ -361,7 +362,8 @@ def _common_orientation(scatter, counts, previous=None, *, equal_volume: bool):
     objective has no minimum (VVE's falls without bound as ``D`` turns a column into a singular
     ``W_k``'s null space) and the iterations followed round-off: on thyroid with k = 7 (clusters
     of 3 and 5 rows in 5 dimensions) the NumPy driver's and the compiled program's first M-steps
-    parted (mean log-likelihood −11.213 against −10.708); now both give −10.806.
+    parted (mean log-likelihood −11.213 against −10.708); now both give −10.806. (mclust stops
+    there instead: its EVE and VVE return no fit when a scatter matrix has an eigenvalue below √ε.)
     """
     xp = namespace(counts)
     d = scatter.shape[-1]
