@@ -375,20 +375,22 @@ def _common_orientation(scatter, counts, previous=None, *, equal_volume: bool):
     def rotated(orientation):
         return _diagonal(xp.matmul(xp.matmul(orientation.T[None], scatter), orientation[None]))  # diag(Dᵀ W_k D)
 
-    def shapes_and_volumes(orientation):
+    def with_shapes(orientation):
+        """``(D, A (k, d), λ (k,))``: an orientation with its closed-form shapes and volumes."""
         spread = xp.where(active[:, None], rotated(orientation), 1.0)
         size = _geometric_mean(spread)
         if equal_volume:
             volumes = xp.broadcast_to(xp.sum(weight * size) / n, counts.shape)
         else:
             volumes = size / _safe(counts)
-        return spread / size[:, None], xp.where(active, volumes, 0.0)
+        return orientation, spread / size[:, None], xp.where(active, volumes, 0.0)
 
-    def step(orientation):
-        shapes, volumes = shapes_and_volumes(orientation)
+    def step(state):
+        orientation, shapes, volumes = state
         weighted = scatter / _safe(volumes)[:, None, None]
         omega = largest / _safe(volumes)
-        inverse_shapes = steering[:, None] / shapes  # (k, d); components without full spread add nothing
+        # (k, d); components without full spread add nothing (a zero shape entry of theirs: no NaN)
+        inverse_shapes = xp.where(steering[:, None] > 0, 1.0 / _safe(shapes), 0.0)
         # MM 1: F = Σ_k A_k⁻¹ Dᵀ W̃_k − ω_k A_k⁻¹ Dᵀ
         scaled = inverse_shapes[:, :, None] * orientation.T[None]  # A_k⁻¹ Dᵀ
         first = xp.sum(xp.matmul(scaled, weighted) - omega[:, None, None] * scaled, axis=0)
@@ -401,20 +403,20 @@ def _common_orientation(scatter, counts, previous=None, *, equal_volume: bool):
             axis=0,
         )
         left, _, right_t = xp.linalg.svd(second)
-        return xp.matmul(left, right_t)
+        return with_shapes(xp.matmul(left, right_t))
 
-    def objective(orientation):
-        shapes, volumes = shapes_and_volumes(orientation)
-        trace_terms = xp.sum(rotated(orientation) / shapes, axis=-1) / _safe(volumes)
-        return xp.sum(steering * (counts * d * xp.log(_safe(volumes)) + trace_terms))
+    def objective(state):
+        orientation, shapes, volumes = state
+        trace_terms = xp.sum(rotated(orientation) / _safe(shapes), axis=-1) / _safe(volumes)
+        return xp.sum(xp.where(steering > 0, counts * d * xp.log(_safe(volumes)) + trace_terms, 0.0))
 
     pooled = xp.sum(steering[:, None, None] * scatter, axis=0)
-    orientation = _descending_eigh(pooled)[1]
+    state = with_shapes(_descending_eigh(pooled)[1])
     if previous is not None:
-        current = _descending_eigh(xp.sum(steering[:, None, None] * previous, axis=0))[1]
-        orientation = xp.where(objective(current) < objective(orientation), current, orientation)
-    orientation = _iterate(step, orientation, objective, scatter)
-    shapes, volumes = shapes_and_volumes(orientation)
+        current = with_shapes(_descending_eigh(xp.sum(steering[:, None, None] * previous, axis=0))[1])
+        better = objective(current) < objective(state)
+        state = tuple(xp.where(better, new, old) for new, old in zip(current, state))
+    orientation, shapes, volumes = _iterate(step, state, objective, scatter)
     covariances = xp.matmul(orientation[None] * (volumes[:, None] * shapes)[:, None, :], orientation.T[None])
     return _finish(covariances, counts)
 
