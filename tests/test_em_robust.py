@@ -357,6 +357,45 @@ def test_a_component_on_a_subspace_is_spurious_with_reg_covar_zero():
             bayesgmm.em_fit(X, 2, reg_covar=1e-3, **start)
 
 
+def test_held_up_counts_recent_regularisation_in_an_unconverged_fit():
+    """A converged fit is held up by the fallback regularisation when its last M-step needed it; one
+    stopped by max_iter (cycling) when any of its last ``HELD_UP_WINDOW`` M-steps did."""
+    from types import SimpleNamespace
+
+    from bayesgmm.em._kernels import HELD_UP_WINDOW, held_up
+    from bayesgmm.em._state import DegenerateEvents, Settings
+
+    settings = Settings(*(np.asarray(v) for v in (1e-8, 0.0, 0, 0, 100.0, 1.0, np.ones(4, bool), 1000)))
+
+    def state(change, n_iter, last):  # the fields held_up reads; last: each component's last regularised M-step
+        last = np.asarray(last)
+        events = DegenerateEvents(np.ones(4, int), last, np.ones(4, int), last, last)
+        return SimpleNamespace(change=np.asarray(change), n_iter=np.asarray(n_iter), events=events)
+
+    last = [-1, 1000, 998, 1000 - HELD_UP_WINDOW - 1]
+    np.testing.assert_array_equal(held_up(state(1e-9, 1000, last), settings), [False, True, False, False])
+    np.testing.assert_array_equal(held_up(state(-2.16, 1000, last), settings), [False, True, True, False])
+    np.testing.assert_array_equal(held_up(state(0.1, 3, [-1] * 4), settings), [False] * 4)  # never, not recent
+
+
+def test_select_never_keeps_a_fit_cycling_through_a_singular_covariance():
+    """iris, EVV with 5 to 7 components and reg_covar=0 (mclust prints NA for 5 and 6): from the
+    hierarchical start a component's covariance turns singular in about every other M-step and EM
+    cycles until max_iter. Whether its last M-step needed the fallback regularisation is round-off
+    (it did on one CPU, not on another), so the last step alone decided whether the cycling fit was
+    supported; now each grid point is a converged fit or marked spurious, and select raises no
+    ConvergenceWarning for a spurious one (its table says converged=False, spurious=True)."""
+    from sklearn.datasets import load_iris
+
+    with jax.enable_x64(True), warnings.catch_warnings():
+        warnings.simplefilter("error", bayesgmm.ConvergenceWarning)
+        warnings.simplefilter("ignore", DegenerateComponentWarning)
+        selection = bayesgmm.select(load_iris().data, range(1, 10), ["EVV"], tol=1e-8, max_iter=1000, reg_covar=0.0)
+    table = selection.table
+    assert np.all(table["converged"] | table["spurious"]), table
+    assert np.all(np.isnan(table.loc[table["spurious"], "bic"]))
+
+
 @pytest.mark.parametrize(
     "covariance_type, scale, rows_needed",
     [

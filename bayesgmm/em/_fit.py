@@ -678,12 +678,14 @@ def _first_components(params: GMMParams, k: int) -> GMMParams:
 
 
 def _result(data: PreparedData, state: EMState, restart_log_likelihoods, config: EMConfig, dtype=None):
-    """The EMResult on the data's scale, and a non-convergence notice if the fit did not converge."""
+    """The EMResult on the data's scale, and a non-convergence notice if the fit did not converge (for
+    a fit with a spurious component, ``_spurious_notices`` says it: the likelihood had no maximum there
+    to converge to, and more iterations would not help)."""
     context, tol, max_iter = config.context, config.tol, config.max_iter
     notices = []
     n_iter = int(state.n_iter)
     converged = bool(abs(float(state.change)) < tol)
-    if not converged and max_iter > 0:
+    if not converged and max_iter > 0 and not np.any(state.spurious):
         notices.append(
             Notice(
                 f"{context}EM did not converge in max_iter={max_iter} iterations: the last change in mean "
@@ -730,8 +732,15 @@ def _spurious_notices(state: EMState, fit_settings: Settings, config: EMConfig) 
     d = params.n_features
     rows = np.asarray(effective_rows(params, fit_settings))
     needed = params.structure.em.supported_rows(d)
-    held = np.asarray(held_up(state))
+    held = np.asarray(held_up(state, fit_settings))
     notices = []
+    unconverged = ""
+    if not abs(float(state.change)) < config.tol and config.max_iter > 0:
+        unconverged = (
+            f" EM did not converge in max_iter={config.max_iter} iterations (the last change in mean "
+            f"log-likelihood was {float(state.change):.3g}): the likelihood has no maximum where that component "
+            "collapses, so more iterations would not help."
+        )
     for component in np.flatnonzero(np.asarray(state.spurious)):
         if rows[component] < needed:
             why = (
@@ -748,9 +757,9 @@ def _spurious_notices(state: EMState, fit_settings: Settings, config: EMConfig) 
         notices.append(
             Notice(
                 f"{config.context}Every restart ended with a component the data cannot support, a spurious maximum "
-                f"of the likelihood: component {component} of the returned fit ({why}). Use fewer components, a "
-                "constrained covariance_type ('tied', 'diag'), a larger reg_covar, more restarts (n_init), or "
-                "bayesgmm.infer(..., method='map') with a prior.",
+                f"of the likelihood: component {component} of the returned fit ({why}).{unconverged} Use fewer "
+                "components, a constrained covariance_type ('tied', 'diag'), a larger reg_covar, more restarts "
+                "(n_init), or bayesgmm.infer(..., method='map') with a prior.",
                 SpuriousComponentWarning,
             )
         )

@@ -33,6 +33,11 @@ EMPTY_FRACTION = 1e-3
 # A smallest variance at most this factor times reg_covar is at the floor: what the rows give is
 # no more than reg_covar adds (``spurious``).
 SPURIOUS_FLOOR_FACTOR = 2.0
+# An EM stopped by max_iter before converging may cycle through a singular covariance (EVV on iris,
+# k = 5..7, reg_covar=0: regularised in about every other M-step, the last one or not by round-off):
+# a component that needed the fallback regularisation in any of its last this many M-steps is held up
+# by it (``held_up``).
+HELD_UP_WINDOW = 10
 # Final mean log-likelihoods of two restarts closer than this many machine epsilons (relative)
 # are equal up to the round-off of summing n rows in another order (``best_restart``).
 RESTART_TIE_EPS = 1000.0
@@ -327,14 +332,20 @@ def finish(state: EMState, settings: Settings) -> EMState:
     xp = namespace(state.log_likelihood)
     return state._replace(
         log_likelihood=xp.where(xp.isfinite(state.log_likelihood), state.log_likelihood, -xp.inf),
-        spurious=spurious(state.params, settings, held_up(state)),
+        spurious=spurious(state.params, settings, held_up(state, settings)),
     )
 
 
-def held_up(state: EMState) -> Array:
+def held_up(state: EMState, settings: Settings) -> Array:
     """(k,) bool: components whose returned covariance needed the fallback regularisation (``repair``):
-    with ``reg_covar`` alone the M-step that gave them was not positive definite."""
-    return state.events.last_regularised == state.n_iter
+    with ``reg_covar`` alone the M-step that gave them was not positive definite. For a fit that did
+    not converge, an M-step among the last ``HELD_UP_WINDOW`` counts too: a cycle that passes
+    through a singular covariance is held up by the regularisation whichever step it stopped at."""
+    xp = namespace(state.change)
+    converged = xp.abs(state.change) < settings.tol
+    since = state.n_iter - xp.where(converged, 0, HELD_UP_WINDOW)
+    last = state.events.last_regularised
+    return (last >= 0) & (last >= since)
 
 
 def effective_rows(params: GMMParams, settings: Settings) -> Array:
