@@ -132,6 +132,8 @@ def lower(function, name: str, config: tuple, signature: tuple, treedef) -> jax.
     def exported_program(*values):
         return call(*jax.tree.leaves(values))
 
+    # named as the program it runs: jit(run), as when lowered without the export (compile logs, profiles)
+    exported_program.__name__ = getattr(function, "__name__", exported_program.__name__)
     return jax.jit(exported_program).lower(*arguments)
 
 

@@ -52,6 +52,17 @@ Per first call, from ``jax.monitoring`` listeners registered after the import:
   ``jit`` traces overlap, so an upper bound), the programs' names, and the cache folder
   bayesgmm reports (``_cache.directory()``), which must be the one set.
 
+Per program (a second table): each program's compile seconds in the empty-cache session (the
+``backend_compile_duration`` event of each, by ``fun_name``), and its kernels, counted in one more
+first session of the same call (its own new cache folder) with XLA's dump on
+(``--xla_dump_to``): XLA's CPU backend compiles every kernel of a program (a fusion, an op of a
+loop's body, a custom call) to its own object file, and the dump keeps one
+``module_<n>.jit_<name>.obj-file.*.o`` per kernel (``kernels_per_program``). Compile time grows
+with the number of kernels; the dump slows compilation, so that session's times are not used.
+Programs compiled in the same second in two threads (``infer`` compiles its sampler in a worker
+thread while the caller compiles the small programs after it) share the two cores, so a small
+program's seconds there include waiting for a core.
+
 Ratios: bayesgmm's import + first call over scikit-learn's import + first call, for
 ``em_fit`` against ``GaussianMixture(2).fit`` and for ``select`` against the loop; the warm
 ratio uses the same scikit-learn processes (scikit-learn has no compilation cache). The
@@ -95,6 +106,7 @@ SEED = 0
 CACHE_VARIABLE = "BAYESGMM_COMPILATION_CACHE"
 REMOVED_VARIABLES = ("JAX_ENABLE_X64", "JAX_COMPILATION_CACHE_DIR")
 STATES = ("empty", "warm")
+SMALL_PROGRAM_S = 0.05  # programs that compile faster are summed in one row of the programs table
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 LOWERING = "/jax/core/compile/jaxpr_to_mlir_module_duration"
 TRACING = "/jax/core/compile/jaxpr_trace_duration"
@@ -177,6 +189,7 @@ class CompileRecorder:
         import jax
 
         self.names: list[str] = []
+        self.program_seconds: list[float] = []  # per entry of ``names``
         self.seconds = {BACKEND_COMPILE: 0.0, LOWERING: 0.0, TRACING: 0.0}
         self.events = collections.Counter()
         jax.monitoring.register_event_duration_secs_listener(self._duration)
@@ -187,6 +200,7 @@ class CompileRecorder:
             self.seconds[event] += duration
         if event == BACKEND_COMPILE:
             self.names.append(str(kwargs.get("fun_name", "?")))
+            self.program_seconds.append(duration)
 
     def _event(self, event, **kwargs):
         self.events[event] += 1
@@ -205,6 +219,7 @@ class CompileRecorder:
             "op_by_op": sum(op_by_op.values()),
             "op_by_op_names": dict(op_by_op.most_common()),
             "programs": dict(collections.Counter(self.names).most_common()),
+            "program_seconds": [[name, seconds] for name, seconds in zip(self.names, self.program_seconds)],
             "cache_hits": self.events[CACHE_HITS],
             "cache_writes": self.events[CACHE_WRITES],
         }
@@ -232,6 +247,22 @@ def single_operation_names() -> set[str]:
             module, name = str(getattr(obj, "__module__", None)), str(getattr(obj, "__name__", None))
             (in_jax if module == "jax" or module.startswith("jax.") else elsewhere).add(name)
     return primitives | (in_jax - elsewhere)
+
+
+def kernels_per_program(dump: Path) -> list[list]:
+    """``[[name, kernels], ...]`` in compilation order, from an XLA dump folder (``--xla_dump_to``).
+
+    XLA's CPU backend compiles each kernel of a program (a fusion, a loop's body op, a custom
+    call) to its own object file, and the dump holds one ``module_<n>.jit_<name>.obj-file.*.o``
+    per kernel: their number is the program's kernel count, ``jit_<name>`` its ``jit(<name>)``.
+    """
+    counts: dict[tuple[int, str], int] = collections.Counter()
+    for path in dump.iterdir():
+        module, _, rest = path.name.partition(".")
+        name, _, kind = rest.partition(".")
+        if module.startswith("module_") and kind.startswith("obj-file"):
+            counts[(int(module[len("module_") :]), name)] += 1
+    return [[f"jit({name[len('jit_') :]})", kernels] for (_, name), kernels in sorted(counts.items())]
 
 
 def wait(result) -> None:
@@ -317,13 +348,20 @@ def write_data(folder: Path) -> None:
     np.save(folder / "x3.npy", x3)
 
 
-def run_worker(case: str, folder: Path, cache: Path | None, timeout: float) -> dict:
-    """Run one case in a fresh process; its JSON record, or ``{"error": ...}``."""
+def run_worker(case: str, folder: Path, cache: Path | None, timeout: float, dump: Path | None = None) -> dict:
+    """Run one case in a fresh process; its JSON record, or ``{"error": ...}``.
+
+    With ``dump`` (a new folder), XLA dumps every program it compiles there and the record holds
+    ``kernels`` (``kernels_per_program``): the run that counts kernels, whose times are not used.
+    """
     env = {name: value for name, value in os.environ.items() if name not in REMOVED_VARIABLES}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     if cache is not None:
         env[CACHE_VARIABLE] = str(cache)
     command = [sys.executable, str(SCRIPT), "--worker", case, "--data-dir", str(folder)]
+    if dump is not None:
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_dump_to={dump}".strip()
+        command += ["--dump-dir", str(dump)]
     try:
         completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, check=True)
     except subprocess.TimeoutExpired:
@@ -418,7 +456,35 @@ def cache_check(results: dict) -> list[str]:
     ]
 
 
+def program_rows(case: str, results: dict) -> list[str]:
+    """The table rows of one call's programs: name, kernels, compile seconds (empty cache)."""
+    label = CALLS[case][0]
+    timed, counted = results.get((case, "empty")), results.get((case, "kernels"))
+    if not timed or "error" in timed:
+        return [f"| {label} | — | — | {seconds(timed, 'call_seconds')} |"]
+    kernels = collections.defaultdict(list)  # name -> kernel counts in compilation order
+    for name, count_ in (counted or {}).get("kernels", []):
+        kernels[name].append(count_)
+    seen = collections.Counter()
+    rows, small = [], [0, 0, 0.0]  # programs, kernels, seconds
+    for name, compile_seconds in timed.get("program_seconds", []):
+        counts = kernels.get(name, [])
+        kernel_count = counts[seen[name]] if seen[name] < len(counts) else None
+        seen[name] += 1
+        if compile_seconds < SMALL_PROGRAM_S:
+            small[0] += 1
+            small[1] += kernel_count or 0
+            small[2] += compile_seconds
+            continue
+        rows.append(f"| {label} | `{name}` | {'—' if kernel_count is None else kernel_count} | {compile_seconds:.2f} |")
+    if small[0]:
+        programs = "1 smaller program" if small[0] == 1 else f"{small[0]} smaller programs"
+        rows.append(f"| {label} | {programs} | {small[1]} | {small[2]:.2f} |")
+    return rows or [f"| {label} | none: no XLA program (em's NumPy driver) | 0 | 0.00 |"]
+
+
 def report(results: dict, args, load_before: str, cases: list[str]) -> str:
+    goal_lines = [goal_row(goal, results) for goal in GOALS]
     runtime = next((record for record in results.values() if record and "backend" in record), {})
     lines = [
         SECTION_START,
@@ -453,7 +519,19 @@ def report(results: dict, args, load_before: str, cases: list[str]) -> str:
         "| goal (issue) | measured | status |",
         "|---|---|---|",
     ]
-    lines += [goal_row(goal, results) for goal in GOALS]
+    lines += goal_lines
+    lines += [
+        "",
+        "The programs of each first call with an empty cache: compile seconds from that session's "
+        "`backend_compile_duration` events, kernels from one more first session with XLA's dump on "
+        "(`--xla_dump_to`: the CPU backend compiles each kernel, a fusion or an op of a loop's body, to its "
+        "own object file; compile time grows with their number). Programs are matched by name and order; "
+        f"programs under {SMALL_PROGRAM_S:g} s are summed in one row.",
+        "",
+        "| call | program | kernels | compile (s), empty cache |",
+        "|---|---|---|---|",
+    ]
+    lines += [row for case in cases for row in program_rows(case, results)]
     lines += cache_check(results)
     lines.append(SECTION_END)
     return "\n".join(lines) + "\n"
@@ -466,6 +544,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per worker process")
     parser.add_argument("--worker", choices=["warmup", "sklearn_fit", "sklearn_loop", *CALLS], help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--dump-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         if args.worker == "warmup":
@@ -474,6 +553,8 @@ def main() -> None:
             result = worker_sklearn(args.worker, args.data_dir)
         else:
             result = worker_bayesgmm(args.worker, args.data_dir)
+            if args.dump_dir is not None:
+                result["kernels"] = kernels_per_program(args.dump_dir)
         print(RESULT_PREFIX + json.dumps(result))
         return
     if args.output is None:
@@ -498,6 +579,13 @@ def main() -> None:
                 record["cache_expected"] = str(cache)
                 results[(case, state)] = record
                 print(case, state, json.dumps(record), flush=True)
+            dump = folder / f"dump_{case}"  # kernels: one more first session, its own new cache folder
+            dump.mkdir()
+            (folder / f"cache_{case}_kernels").mkdir()
+            record = run_worker(case, folder, folder / f"cache_{case}_kernels", args.timeout, dump)
+            record["cache_expected"] = str(folder / f"cache_{case}_kernels")
+            results[(case, "kernels")] = record
+            print(case, "kernels", json.dumps(record.get("kernels", record)), flush=True)
     section = report(results, args, load_before, cases)
     write_section(args.output, section, SECTION_START, SECTION_END)
     print(section)
