@@ -355,6 +355,12 @@ def test_a_component_on_a_subspace_is_spurious_with_reg_covar_zero():
         # with reg_covar > 0 the same component sits at the reg_covar floor, the older rule
         with pytest.warns(bayesgmm.SpuriousComponentWarning, match="reg_covar floor"):
             bayesgmm.em_fit(X, 2, reg_covar=1e-3, **start)
+        # stopped by max_iter: the spurious notice says so, with the numbers; no ConvergenceWarning
+        # (its advice, more iterations, would not help)
+        with pytest.warns(bayesgmm.SpuriousComponentWarning, match=r"did not converge in max_iter=3") as caught:
+            result = bayesgmm.em_fit(X, 2, reg_covar=0.0, **(start | dict(max_iter=3)))
+        assert not result.converged
+        assert not [w for w in caught if issubclass(w.category, bayesgmm.ConvergenceWarning)]
 
 
 def test_held_up_counts_recent_regularisation_in_an_unconverged_fit():
