@@ -50,7 +50,7 @@ from bayesgmm.em._data import (
     to_device,
 )
 from bayesgmm.em._init import INIT_METHODS, LabelledRows, restart
-from bayesgmm.em._kernels import EMPTY_FRACTION, best_restart, effective_rows, held_up
+from bayesgmm.em._kernels import EMPTY_FRACTION, best_restart, converged, effective_rows, held_up
 from bayesgmm.em._state import DegenerateEvents, EMResult, EMState, Settings, UserInit
 from bayesgmm.params import GMMParams
 
@@ -609,11 +609,10 @@ def refit(data: PreparedData, start: GMMParams, config: EMConfig, *, weights=Non
     finite = np.isfinite(log_likelihood) & np.all(np.isfinite(means.reshape(means.shape[0], -1)), axis=1)
     finite &= np.all(np.isfinite(scale.reshape(scale.shape[0], -1)), axis=1)
     failed = np.asarray(states.failed) | ~finite
-    converged = (np.abs(np.asarray(states.change)) < config.tol) & ~failed
     return Refits(
         GMMParams(params.weights, means.astype(dtype), scale.astype(dtype), start.covariance_type),
         np.where(failed, -np.inf, log_likelihood),
-        converged,
+        np.asarray(converged(states, config.tol)) & ~failed,
         failed,
     )
 
@@ -658,8 +657,9 @@ def _results(data: PreparedData, ks, states, log_likelihoods, fit_settings: Sett
         notices += _degenerate_notices(
             state.events, config, fallback_reg=float(fit_settings.fallback_reg) * data.scale**2
         )
-        notices += _spurious_notices(state, fit_settings, config)
-        result, result_notices = _result(data, state, log_likelihoods[group], config, dtype)
+        stopped = not bool(converged(state, config.tol)) and config.max_iter > 0  # by max_iter
+        notices += _spurious_notices(state, fit_settings, config, stopped)
+        result, result_notices = _result(data, state, log_likelihoods[group], config, stopped, dtype)
         notices += result_notices
         fits.append(GridFit(result, float(state.max_log_resp), bool(np.any(state.spurious))))
     # every fit's parameters to the device in one transfer (one per fit costs about 0.5 ms each)
@@ -677,15 +677,14 @@ def _first_components(params: GMMParams, k: int) -> GMMParams:
     return dataclasses.replace(params, weights=params.weights[:k], means=params.means[:k], scale=scale, dof=dof)
 
 
-def _result(data: PreparedData, state: EMState, restart_log_likelihoods, config: EMConfig, dtype=None):
-    """The EMResult on the data's scale, and a non-convergence notice if the fit did not converge (for
-    a fit with a spurious component, ``_spurious_notices`` says it: the likelihood had no maximum there
-    to converge to, and more iterations would not help)."""
+def _result(data: PreparedData, state: EMState, restart_log_likelihoods, config: EMConfig, stopped: bool, dtype=None):
+    """The EMResult on the data's scale, and a non-convergence notice if EM was ``stopped`` by
+    ``max_iter`` before it converged (for a fit with a spurious component, ``_spurious_notices``
+    says it: the likelihood had no maximum there to converge to, and more iterations would not help)."""
     context, tol, max_iter = config.context, config.tol, config.max_iter
     notices = []
     n_iter = int(state.n_iter)
-    converged = bool(abs(float(state.change)) < tol)
-    if not converged and max_iter > 0 and not np.any(state.spurious):
+    if stopped and not np.any(state.spurious):
         notices.append(
             Notice(
                 f"{context}EM did not converge in max_iter={max_iter} iterations: the last change in mean "
@@ -720,14 +719,15 @@ def _result(data: PreparedData, state: EMState, restart_log_likelihoods, config:
         params,
         float(state.log_likelihood) - log_scale,
         n_iter,
-        converged,
+        bool(converged(state, tol)),
         history,
         np.asarray(restart_log_likelihoods) - log_scale,
     ), notices
 
 
-def _spurious_notices(state: EMState, fit_settings: Settings, config: EMConfig) -> list[Notice]:
-    """One notice per component of the returned fit that the data cannot support (every restart had one)."""
+def _spurious_notices(state: EMState, fit_settings: Settings, config: EMConfig, stopped: bool) -> list[Notice]:
+    """One notice per component of the returned fit that the data cannot support (every restart had
+    one); ``stopped``: EM stopped at ``max_iter`` before it converged, which the notice says."""
     params = state.params
     d = params.n_features
     rows = np.asarray(effective_rows(params, fit_settings))
@@ -735,7 +735,7 @@ def _spurious_notices(state: EMState, fit_settings: Settings, config: EMConfig) 
     held = np.asarray(held_up(state, fit_settings))
     notices = []
     unconverged = ""
-    if not abs(float(state.change)) < config.tol and config.max_iter > 0:
+    if stopped:
         unconverged = (
             f" EM did not converge in max_iter={config.max_iter} iterations (the last change in mean "
             f"log-likelihood was {float(state.change):.3g}): the likelihood has no maximum where that component "

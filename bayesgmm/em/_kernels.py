@@ -336,14 +336,18 @@ def finish(state: EMState, settings: Settings) -> EMState:
     )
 
 
+def converged(state: EMState, tol) -> Array:
+    """() bool: the last M-step changed the mean log-likelihood by less than ``tol``."""
+    return namespace(state.change).abs(state.change) < tol
+
+
 def held_up(state: EMState, settings: Settings) -> Array:
     """(k,) bool: components whose returned covariance needed the fallback regularisation (``repair``):
     with ``reg_covar`` alone the M-step that gave them was not positive definite. For a fit that did
     not converge, an M-step among the last ``HELD_UP_WINDOW`` counts too: a cycle that passes
     through a singular covariance is held up by the regularisation whichever step it stopped at."""
     xp = namespace(state.change)
-    converged = xp.abs(state.change) < settings.tol
-    since = state.n_iter - xp.where(converged, 0, HELD_UP_WINDOW)
+    since = state.n_iter - xp.where(converged(state, settings.tol), 0, HELD_UP_WINDOW)
     last = state.events.last_regularised
     return (last >= 0) & (last >= since)
 
