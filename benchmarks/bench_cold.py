@@ -188,8 +188,7 @@ class CompileRecorder:
     def __init__(self):
         import jax
 
-        self.names: list[str] = []
-        self.program_seconds: list[float] = []  # per entry of ``names``
+        self.compilations: list[tuple[str, float]] = []  # (fun_name, seconds) of each, in order
         self.seconds = {BACKEND_COMPILE: 0.0, LOWERING: 0.0, TRACING: 0.0}
         self.events = collections.Counter()
         jax.monitoring.register_event_duration_secs_listener(self._duration)
@@ -199,8 +198,7 @@ class CompileRecorder:
         if event in self.seconds:
             self.seconds[event] += duration
         if event == BACKEND_COMPILE:
-            self.names.append(str(kwargs.get("fun_name", "?")))
-            self.program_seconds.append(duration)
+            self.compilations.append((str(kwargs.get("fun_name", "?")), duration))
 
     def _event(self, event, **kwargs):
         self.events[event] += 1
@@ -208,18 +206,19 @@ class CompileRecorder:
     def summary(self) -> dict:
         """The record of everything since the listeners were registered."""
         single = single_operation_names()
+        names = [name for name, _ in self.compilations]
         op_by_op = collections.Counter(
-            name for name in self.names if name.startswith("jit(") and name.endswith(")") and name[4:-1] in single
+            name for name in names if name.startswith("jit(") and name.endswith(")") and name[4:-1] in single
         )
         return {
-            "compilations": len(self.names),
+            "compilations": len(names),
             "compile_seconds": self.seconds[BACKEND_COMPILE],
             "lowering_seconds": self.seconds[LOWERING],
             "tracing_seconds": self.seconds[TRACING],
             "op_by_op": sum(op_by_op.values()),
             "op_by_op_names": dict(op_by_op.most_common()),
-            "programs": dict(collections.Counter(self.names).most_common()),
-            "program_seconds": [[name, seconds] for name, seconds in zip(self.names, self.program_seconds)],
+            "programs": dict(collections.Counter(names).most_common()),
+            "program_seconds": [list(compilation) for compilation in self.compilations],
             "cache_hits": self.events[CACHE_HITS],
             "cache_writes": self.events[CACHE_WRITES],
         }
@@ -484,7 +483,6 @@ def program_rows(case: str, results: dict) -> list[str]:
 
 
 def report(results: dict, args, load_before: str, cases: list[str]) -> str:
-    goal_lines = [goal_row(goal, results) for goal in GOALS]
     runtime = next((record for record in results.values() if record and "backend" in record), {})
     lines = [
         SECTION_START,
@@ -519,7 +517,7 @@ def report(results: dict, args, load_before: str, cases: list[str]) -> str:
         "| goal (issue) | measured | status |",
         "|---|---|---|",
     ]
-    lines += goal_lines
+    lines += [goal_row(goal, results) for goal in GOALS]
     lines += [
         "",
         "The programs of each first call with an empty cache: compile seconds from that session's "
@@ -579,11 +577,11 @@ def main() -> None:
                 record["cache_expected"] = str(cache)
                 results[(case, state)] = record
                 print(case, state, json.dumps(record), flush=True)
-            dump = folder / f"dump_{case}"  # kernels: one more first session, its own new cache folder
+            dump, cache = folder / f"dump_{case}", folder / f"cache_{case}_kernels"  # kernels: one more first session
             dump.mkdir()
-            (folder / f"cache_{case}_kernels").mkdir()
-            record = run_worker(case, folder, folder / f"cache_{case}_kernels", args.timeout, dump)
-            record["cache_expected"] = str(folder / f"cache_{case}_kernels")
+            cache.mkdir()
+            record = run_worker(case, folder, cache, args.timeout, dump)
+            record["cache_expected"] = str(cache)
             results[(case, "kernels")] = record
             print(case, "kernels", json.dumps(record.get("kernels", record)), flush=True)
     section = report(results, args, load_before, cases)
