@@ -90,12 +90,15 @@ def _clear_compiled_programs() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_grid_ledger():
-    """Each test starts as a fresh session for ``select``'s choice of driver: the work its grids did on
-    em's NumPy driver in earlier tests does not count (``em._fit.GRID_HOST_MAX_WORK``)."""
+def _fresh_rentals():
+    """Each test starts as a fresh session for the choice between NumPy and compiled programs: the
+    work select's grids and the merge trees did in NumPy in earlier tests does not count
+    (``em._fit.GRID_HOST_MAX_WORK``, ``em._hierarchical.HOST_MAX_WORK``)."""
     import bayesgmm.em._fit
+    import bayesgmm.em._hierarchical
 
-    bayesgmm.em._fit._host_grid_work.clear()
+    bayesgmm.em._fit.grid_rental.clear()
+    bayesgmm.em._hierarchical.tree_rental.clear()
     yield
 
 

@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "bayesgmm"
 # Lowest first. A module may import modules of strictly lower layers, and the private
 # modules of its own subpackage listed in an earlier layer.
 LAYERS: list[tuple[str, ...]] = [
-    ("bayesgmm._errors", "bayesgmm._arrays", "bayesgmm._cache", "bayesgmm._threads"),
+    ("bayesgmm._errors", "bayesgmm._arrays", "bayesgmm._cache", "bayesgmm._threads", "bayesgmm._rental"),
     ("bayesgmm._eigen",),
     ("bayesgmm.covariance", "bayesgmm.chunks", "bayesgmm.datasets", "bayesgmm.convert", "bayesgmm.em._hierarchical"),
     ("bayesgmm.families",),

@@ -183,6 +183,32 @@ def test_the_numpy_loop_makes_the_compiled_loop_s_merges():
         np.testing.assert_array_equal(numpy_loop, merge_tree(Z, weights, 1, on_host=False)[1], err_msg=name)
 
 
+def test_a_tree_shape_met_again_and_again_moves_to_the_compiled_loop(monkeypatch):
+    """Ski rental (``HOST_MAX_WORK``): trees of one shape (rows padded to their bucket, dimensions) are
+    merged in NumPy while the session's S² d for that shape, this tree's included, stays within the
+    budget, then in the compiled loop, with the same merges; another shape keeps its own count, and a
+    tree over the budget compiles at once."""
+    import bayesgmm.em._hierarchical as hierarchical
+
+    calls = []
+    loop = hierarchical._merge_loop
+    monkeypatch.setattr(hierarchical, "_merge_loop", lambda *args: calls.append("numpy") or loop(*args))
+    compiled = hierarchical._merges
+    monkeypatch.setattr(hierarchical, "_merges", lambda *args: calls.append("compiled") or compiled(*args))
+    rng = np.random.default_rng(3)
+    Z = rng.normal(size=(40, 2))
+    weights = np.ones(40)
+    monkeypatch.setattr(hierarchical, "HOST_MAX_WORK", 3 * 40 * 40 * 2)  # three trees' worth
+    merges = [merge_tree(Z + 1e-9 * call, weights)[1] for call in range(5)]
+    assert calls == ["numpy"] * 3 + ["compiled"] * 2
+    for later in merges[1:]:
+        np.testing.assert_array_equal(later, merges[0])
+    calls.clear()
+    merge_tree(rng.normal(size=(40, 3)), weights)  # another shape
+    merge_tree(rng.normal(size=(4000 // 40, 2)), np.ones(100))  # 100² 2 = 20_000 > the budget: at once
+    assert calls == ["numpy", "compiled"]
+
+
 def test_separated_clusters_are_found_exactly():
     rng = np.random.default_rng(0)
     centers = np.array([[0.0, 0.0, 0.0], [12.0, 0.0, 0.0], [0.0, 12.0, 0.0]])

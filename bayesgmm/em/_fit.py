@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import threading
 import warnings
 from typing import NamedTuple
 
@@ -31,6 +30,7 @@ from bayesgmm._errors import (
     DegenerateFitError,
     SpuriousComponentWarning,
 )
+from bayesgmm._rental import Rental
 from bayesgmm.covariance import get_structure
 from bayesgmm.em import _host, _memory, _streaming
 from bayesgmm.em._config import MISSING, EMConfig, Program
@@ -74,8 +74,7 @@ HOST_MAX_WORK = 50_000
 # then on the compiled programs; so a session never spends much more than twice the cheaper way,
 # whether it fits the grid once (Old Faithful's default grid: 13 calls on the NumPy driver) or a thousand times.
 GRID_HOST_MAX_WORK = 1_000_000
-_host_grid_work: dict[tuple, float] = {}  # grid -> work done on the NumPy driver in this process
-_host_grid_lock = threading.Lock()
+grid_rental = Rental()  # grid -> work done on the NumPy driver in this process
 
 
 class Notice(NamedTuple):
@@ -386,11 +385,8 @@ def prepare_grid(X, sample_weight, ks: list[int], configs: list[EMConfig]) -> Pr
             for config in configs
         )
         grid = (n, d, tuple(ks), tuple(dataclasses.replace(config, context="") for config in configs))
-        with _host_grid_lock:
-            done = _host_grid_work.get(grid, 0) + work
-            if done <= GRID_HOST_MAX_WORK * len(configs):
-                _host_grid_work[grid] = done
-                return data
+        if grid_rental.on_host(grid, work, GRID_HOST_MAX_WORK * len(configs)):
+            return data
     return on_device(data, dtype)
 
 

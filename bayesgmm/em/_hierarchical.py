@@ -44,8 +44,8 @@ at once (``O(S d³)`` vectorised over S) and rewrites one row of the (S, S) cost
 tree costs ``O(S² d³)`` for ``S`` rows. The loop's functions take JAX or NumPy arrays
 (``_arrays.namespace``; ``_set``, ``_while``, ``_fori``, ``_map`` and ``_barrier`` stand for
 ``lax``'s): small trees run in NumPy, where compiling the loop would cost seconds in a fresh
-session, larger ones compiled (``lax.fori_loop``; ``HOST_MAX_WORK``). The data's transform
-and the cuts are NumPy on the host.
+session, larger ones and small ones met again and again compiled (``lax.fori_loop``; ski rental,
+``HOST_MAX_WORK``). The data's transform and the cuts are NumPy on the host.
 
 References
 ----------
@@ -66,16 +66,23 @@ import numpy as np
 from jax import Array, lax
 
 from bayesgmm._arrays import bucket_size, host_cholesky, namespace
+from bayesgmm._rental import Rental
 
 # Above this many rows of positive weight the tree is built on a random subset of them (mclust's
 # ``subset`` is 2000; the tree's cost grows as the square, and 1000 keeps it a fraction of a second).
 MAX_ROWS = 1000
 _UNROLL = 8  # dimensions up to which ``_log_dets`` writes the Cholesky factorisation out
-# Trees of S rows in d dimensions with S² d up to this are merged in NumPy (Old Faithful: 0.10 s; wine,
-# 178 x 13: 0.31 s; 500 x 2: 0.38 s), larger ones in the compiled loop (1.1-2.2 s to compile in a fresh
-# session, about 0.5 s to trace and load from the persistent cache; 1000 x 5: 0.27 s warm, 1.4 s in
-# NumPy). The same merges either way (tests/test_hierarchical.py).
-HOST_MAX_WORK = 1_000_000
+# Ski rental (``_rental``): trees of one shape (S rows padded to their bucket, d dimensions) are merged
+# in NumPy while the work done there for that shape in this process, S² d summed over its trees this
+# one included, stays within this budget, then in the compiled loop; the same merges either way
+# (tests/test_hierarchical.py). The budget is about one compilation's worth: the loop compiles in
+# 1.1-2.2 s in a fresh session on 2 cores (about 0.5 s to trace and load from the persistent cache),
+# where NumPy takes 0.4-0.7 µs per unit (Old Faithful, S² d = 1.5e5: 0.065-0.10 s; wine, 178 x 13:
+# 0.31 s; 1000 x 5: 1.4 s) and the compiled loop several times less (Old Faithful 0.008-0.014 s,
+# 1000 x 5 0.27 s). So a tree over 2e6 compiles at once, and Old Faithful's is merged in NumPy
+# 13 times in a session, then compiled.
+HOST_MAX_WORK = 2_000_000
+tree_rental = Rental()  # (bucket of rows, d) -> NumPy work done in this process
 
 
 def svd_transform(X: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -431,7 +438,7 @@ def merge_tree(
         named by its first row, as mclust's ``hcPairs`` less one)
 
     on_host : run the loop in NumPy (True) or compiled (False); by default NumPy for small trees
-        (``HOST_MAX_WORK``)
+        until their shape has done about a compilation's worth of work in NumPy (``HOST_MAX_WORK``)
 
     Notes
     -----
@@ -444,14 +451,15 @@ def merge_tree(
     count = np.asarray(weights, np.float64)
     alpha = _alpha(Z, count)
     n_merges = max(int(np.count_nonzero(count > 0)) - max(n_clusters, 1), 0)
-    host = n * n * Z.shape[1] <= HOST_MAX_WORK if on_host is None else on_host
-    padded = n if host else bucket_size(n)
+    if on_host is None:
+        on_host = tree_rental.on_host((bucket_size(n), Z.shape[1]), n * n * Z.shape[1], HOST_MAX_WORK)
+    padded = n if on_host else bucket_size(n)
     # positions in hcvvv's scan: the rows in order, those of weight 0 and the padding after
     order = np.concatenate([np.flatnonzero(count > 0), np.flatnonzero(count <= 0), np.arange(n, padded)])
     slot = np.empty(padded, np.int32)
     slot[order] = np.arange(padded, dtype=np.int32)
     rows, count = np.pad(Z, ((0, padded - n), (0, 0))), np.pad(count, (0, padded - n))
-    if host:
+    if on_host:
         with np.errstate(all="ignore"):  # −inf log-determinants of singular factors, as in the compiled loop
             merges = _merge_loop(rows, count, slot, np.float64(alpha), n_merges)
     else:
