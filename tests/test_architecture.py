@@ -160,22 +160,24 @@ def test_lazy_imports_go_down():
     assert not upward, "\n".join(upward)
 
 
-def test_em_never_imports_numpyro():
-    """``import bayesgmm``, ``em_fit`` and ``select`` by BIC leave NumPyro (and inference) unloaded; ``infer``
-    loads them on first use. In a fresh interpreter: this process has imported everything."""
+def test_em_and_select_leave_numpyro_and_pandas_unloaded():
+    """``import bayesgmm``, ``em_fit`` and ``select`` by BIC leave NumPyro (and inference) and pandas
+    unloaded; ``infer`` loads NumPyro on first use, and reading a selection's ``table`` pandas. In a
+    fresh interpreter: this process has imported everything."""
     import subprocess
     import sys
 
     script = (
         "import sys, numpy as np, bayesgmm\n"
         "X = np.random.default_rng(0).normal(size=(60, 2))\n"
-        "bayesgmm.em_fit(X, 2); bayesgmm.select(X, k=[1, 2])\n"
-        "print(sorted(m for m in ('numpyro', 'bayesgmm.inference', 'bayesgmm.model') if m in sys.modules))\n"
+        "bayesgmm.em_fit(X, 2); selection = bayesgmm.select(X, k=[1, 2])\n"
+        "print(sorted(m for m in ('numpyro', 'bayesgmm.inference', 'bayesgmm.model', 'pandas') if m in sys.modules))\n"
+        "print(type(selection.table).__name__, 'pandas' in sys.modules, len(selection.table))\n"
         "bayesgmm.infer\n"
         "print('numpyro' in sys.modules)\n"
     )
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert completed.stdout.split() == ["[]", "True"], completed.stdout + completed.stderr
+    assert completed.stdout.split() == ["[]", "DataFrame", "True", "8", "True"], completed.stdout + completed.stderr
 
 
 @pytest.mark.parametrize("name", ["bayesgmm.em", "bayesgmm"])
