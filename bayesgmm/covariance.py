@@ -86,8 +86,8 @@ class CoreFunctions(NamedTuple):
         Free parameters of the covariances alone.
     identity_scale : (k, d, dtype, xp=jax.numpy) -> scale
         Unit covariance, used to accumulate raw moments at initialisation.
-    permute : (scale, permutation (k,)) -> scale
-        Reorder components (tied: unchanged).
+    permute : (scale, permutation (*B, k)) -> scale
+        Reorder components, of each of a batch ``B`` of draws (tied: unchanged).
     component_valid : (scale, k) -> (k,) bool
         Each component's Cholesky factor is finite with a positive diagonal.
     reset_components : (mask (k,) bool, new scale, old scale) -> scale
@@ -321,8 +321,10 @@ def _sqrt_pairs(d: int) -> int:
     return int(round((np.sqrt(8 * d + 1) - 1) / 2))
 
 
-def _permute_components(scale, permutation):
-    return scale[permutation]
+def permute_components(scale, permutation):
+    """``scale``'s components reordered by ``permutation (*B, k)``: the axis after ``B`` (a batch of draws)."""
+    index = permutation.reshape(permutation.shape + (1,) * (scale.ndim - permutation.ndim))
+    return namespace(scale, permutation).take_along_axis(scale, index, axis=permutation.ndim - 1)
 
 
 def _correlated_scale(std, correlation):
@@ -485,7 +487,7 @@ FULL = CovarianceStructure(
         from_covariances=_cholesky,
         n_parameters=_full_n_parameters,
         identity_scale=_full_identity_scale,
-        permute=_permute_components,
+        permute=permute_components,
         component_valid=_full_component_valid,
         reset_components=_reset_per_component,
         layout_from_full=_full_layout_from_full,
@@ -772,7 +774,7 @@ DIAG = CovarianceStructure(
         from_covariances=_std_from_variances,
         n_parameters=_diag_n_parameters,
         identity_scale=_diag_identity_scale,
-        permute=_permute_components,
+        permute=permute_components,
         component_valid=_diag_component_valid,
         reset_components=_reset_per_component,
         layout_from_full=_diag_layout_from_full,
@@ -907,7 +909,7 @@ SPHERICAL = CovarianceStructure(
         from_covariances=_std_from_variances,
         n_parameters=_spherical_n_parameters,
         identity_scale=_spherical_identity_scale,
-        permute=_permute_components,
+        permute=permute_components,
         component_valid=_spherical_component_valid,
         reset_components=_reset_per_component,
         layout_from_full=_spherical_layout_from_full,

@@ -46,7 +46,7 @@ from bayesgmm._conditional import log_joint_with_errors
 from bayesgmm._errors import ArgumentTypeError, ConvergenceWarning, DegenerateFitError
 from bayesgmm._threads import host_cores, thread_map
 from bayesgmm.convert import to_datatree
-from bayesgmm.covariance import COVARIANCE_TYPES, get_structure, pooled_type
+from bayesgmm.covariance import COVARIANCE_TYPES, get_structure, permute_components, pooled_type
 from bayesgmm.em import EMConfig, EMResult, em_fit, fit_on_host
 from bayesgmm.families import FAMILIES
 from bayesgmm.model import (
@@ -93,12 +93,14 @@ class Standardisation(NamedTuple):
         return errors / self.scale**2
 
 
-@jax.jit
 def _affine(params: GMMParams, shift, factor) -> GMMParams:
-    """The mixture of ``factor · x + shift`` for ``x`` from ``params`` (one compile per shape).
+    """The mixture of ``factor · x + shift`` for ``x`` from ``params``, as host (NumPy) arrays.
 
-    Degrees of freedom (Student-t) do not change under an affine map.
+    NumPy, not a compiled program: two products over the draws, where compiling one per shape
+    took 0.05-0.45 s of a first ``infer`` call. Degrees of freedom (Student-t) do not change
+    under an affine map.
     """
+    params = jax.tree.map(np.asarray, params)
     dtype = params.dtype
     means = params.means * factor.astype(dtype) + shift.astype(dtype)
     return dataclasses.replace(params, means=means, scale=params.scale * factor.astype(dtype))
@@ -156,22 +158,17 @@ def relabel(params: GMMParams, reference_means: np.ndarray) -> tuple[GMMParams, 
     return _permute_components(params, permutations), permutations
 
 
-@jax.jit
-def _permute_components(params: GMMParams, permutations: Array) -> GMMParams:
-    """Reorder the components of draws ``params`` (batch axes ``B``) by ``permutations (*B, k)``."""
-    structure = params.structure
-    batch_shape = params.batch_shape
-
-    def permute(draw: GMMParams, permutation: Array) -> GMMParams:
-        scale = structure.core.permute(draw.scale, permutation)
-        dof = None if draw.dof is None else draw.dof[permutation]
-        return dataclasses.replace(
-            draw, weights=draw.weights[permutation], means=draw.means[permutation], scale=scale, dof=dof
-        )
-
-    flat = jax.tree.map(lambda leaf: leaf.reshape((-1,) + leaf.shape[len(batch_shape) :]), params)
-    permuted = jax.vmap(permute)(flat, permutations.reshape((-1, permutations.shape[-1])))
-    return jax.tree.map(lambda leaf: leaf.reshape(batch_shape + leaf.shape[1:]), permuted)
+def _permute_components(params: GMMParams, permutations: np.ndarray) -> GMMParams:
+    """Reorder the components of draws ``params`` (batch axes ``B``) by ``permutations (*B, k)``, as host
+    (NumPy) arrays: indexing, where compiling a program per shape took 0.1-0.25 s of a first ``infer`` call."""
+    params = jax.tree.map(np.asarray, params)
+    return dataclasses.replace(
+        params,
+        weights=permute_components(params.weights, permutations),
+        means=permute_components(params.means, permutations),
+        scale=params.structure.core.permute(params.scale, permutations),
+        dof=None if params.dof is None else permute_components(params.dof, permutations),
+    )
 
 
 # Elements of the (draws, k, d, rows) whitened array formed per block of rows when the per-row
@@ -484,7 +481,7 @@ def _compile(pool: ThreadPoolExecutor, request: InferenceRequest, build: Callabl
 
     It needs only shapes. Tracing and lowering hold the GIL, XLA's compilation does not:
     lowering first and then compiling in the worker lets the caller fit the EM start and
-    compile the small programs that follow (``_compile_finish``) meanwhile.
+    compile the small program that follows (``_compile_finish``) meanwhile.
     """
     Z = request.Z
     abstract_start = jax.eval_shape(
@@ -525,7 +522,7 @@ def _compile_nuts(pool: ThreadPoolExecutor, request: InferenceRequest) -> _Compi
 def _run_nuts(request: InferenceRequest, start: GMMParams, compilation: _Compilation) -> tuple[dict, dict]:
     """Run the compiled NUTS program: in one call or (``"threads"``) one call per chain.
 
-    While the worker still compiles it, the post-NUTS programs compile here (``_compile_finish``).
+    While the worker still compiles it, the post-NUTS program compiles here (``_compile_finish``).
     """
     draws_info, _ = compilation.lowered.out_info
     _compile_finish(draws_info, request, request.num_chains)
@@ -585,7 +582,7 @@ def _compile_map(pool: ThreadPoolExecutor, request: InferenceRequest) -> _Compil
 def _run_variational(request: InferenceRequest, start: GMMParams, compilation: _Compilation) -> tuple[dict, dict]:
     """Run the compiled SVI or MAP program from ``start``: its draws and ``{"loss": (num_steps,)}``.
 
-    While the worker still compiles it, the programs that follow compile here (``_compile_finish``).
+    While the worker still compiles it, the program that follows compiles here (``_compile_finish``).
     """
     draws_info, _ = compilation.lowered.out_info
     _compile_finish(draws_info, request, num_chains=1)
@@ -896,16 +893,16 @@ def _finish(draws: dict, Z: np.ndarray, errors: np.ndarray | None, start: GMMPar
 
 
 def _compile_finish(draws_info: dict, request: InferenceRequest, num_chains: int) -> None:
-    """Compile, without running them, the programs ``infer`` runs after the sampler, for the draws' shapes.
+    """Compile, without running it, the program ``infer`` runs after the sampler, for the draws' shapes.
 
     ``draws_info``: the sampler program's draws (its lowered ``out_info``, one call's chains);
     ``num_chains`` of all its calls together. Run while the worker compiles the sampler (the
-    cores are not all busy then), not after it: the small programs (parameters and per-row log-likelihood,
-    relabelling, rescaling). They are called with the same kinds of arguments as in
-    ``_finish`` and ``infer`` (host arrays, static arguments in the same places), so those
-    calls find them in ``jax.jit``'s cache.
+    cores are not all busy then), not after it: the parameters and per-row log-likelihood of the
+    draws (relabelling and rescaling are NumPy). It is called with the same kinds of arguments as
+    in ``_finish`` (host arrays, static arguments in the same places), so that call finds it in
+    ``jax.jit``'s cache.
     """
-    Z, standard, k, covariance_type = request.Z_host, request.standard, request.k, request.covariance_type
+    Z, covariance_type = request.Z_host, request.covariance_type
     errors = request.errors_host
     draws = {
         name: jax.ShapeDtypeStruct((num_chains,) + info.shape[1:], info.dtype) for name, info in draws_info.items()
@@ -915,12 +912,6 @@ def _compile_finish(draws_info: dict, request: InferenceRequest, num_chains: int
     rows = jax.ShapeDtypeStruct((block, d), Z.dtype)
     row_errors = None if errors is None else jax.ShapeDtypeStruct((block,) + errors.shape[1:], errors.dtype)
     _params_and_block_log_likelihood.lower(draws, rows, row_errors, covariance_type).compile()
-    params = jax.eval_shape(lambda draws: params_from_sites(draws, covariance_type), draws)
-    permutations = np.zeros(params.batch_shape + (k,), dtype=np.int64)  # as linear_sum_assignment's
-    _permute_components.lower(params, permutations).compile()
-    start = jax.eval_shape(lambda: _identity_params(k, d, covariance_type, Z.dtype, request.family))
-    for shapes in (params, start):
-        _affine.lower(shapes, np.asarray(standard.center), np.asarray(standard.scale)).compile()
 
 
 # The NumPy driver's limit, in n * k * d * (d + 1): below it an EM fit in NumPy takes well under the
