@@ -258,8 +258,7 @@ class GMMParams:
             self._check_gaussian("measurement_error", noise=True)
             X, errors = self._with_errors(X, measurement_error)
             return _log_joint_errors(self, X, errors)
-        X = self.as_data(X)
-        return map_batch(lambda p: _log_joint(p, X).T, self)
+        return _log_joint_rows(self, self.as_data(X))
 
     def log_prob(self, X, measurement_error=None) -> Array:
         """Log density of each row under the mixture, shape (..., n).
@@ -285,7 +284,7 @@ class GMMParams:
         >>> float(np.round(params.log_prob([[0.0]], measurement_error=[[1.0]])[0], 4))
         -1.2655
         """
-        return jax.nn.logsumexp(self.log_joint(X, measurement_error), axis=-1)
+        return _logsumexp_rows(self.log_joint(X, measurement_error))
 
     score_samples = log_prob
 
@@ -298,7 +297,7 @@ class GMMParams:
 
         With ``measurement_error`` (see ``log_prob``): ``r_ik ∝ π_k N(x_i | μ_k, Σ_k + S_i)``.
         """
-        return jax.nn.softmax(self.log_joint(X, measurement_error), axis=-1)
+        return _softmax_rows(self.log_joint(X, measurement_error))
 
     def predict(self, X, measurement_error=None) -> Array:
         """Most probable component of each row, shape (..., n) (``measurement_error``: see ``log_prob``);
@@ -308,13 +307,11 @@ class GMMParams:
 
     def bic(self, X) -> Array:
         """Bayesian information criterion ``−2 log L + p log n`` (lower is better)."""
-        n = jnp.shape(X)[0]
-        return -2.0 * n * self.score(X) + self.n_parameters * math.log(n)
+        return _penalised(self.log_prob(X), self.n_parameters * math.log(jnp.shape(X)[0]))
 
     def aic(self, X) -> Array:
         """Akaike information criterion ``−2 log L + 2 p`` (lower is better)."""
-        n = jnp.shape(X)[0]
-        return -2.0 * n * self.score(X) + 2.0 * self.n_parameters
+        return _penalised(self.log_prob(X), 2.0 * self.n_parameters)
 
     def icl(self, X) -> Array:
         """Integrated completed likelihood ``BIC − 2 Σ_i log max_k r_ik`` (lower is better).
@@ -322,9 +319,7 @@ class GMMParams:
         BIC plus twice the entropy of the hard classification (Biernacki, Celeux and Govaert
         2000; mclust's ICL with the sign flipped): it penalises overlapping components.
         """
-        log_joint = self.log_joint(X)
-        log_resp = log_joint - jax.nn.logsumexp(log_joint, axis=-1, keepdims=True)
-        return self.bic(X) - 2.0 * jnp.sum(jnp.max(log_resp, axis=-1), axis=-1)
+        return _icl(self.log_joint(X), self.n_parameters * math.log(jnp.shape(X)[0]))
 
     def impute(self, X) -> Array:
         """``X`` with every NaN replaced by its conditional mean under the mixture.
@@ -517,8 +512,7 @@ class GMMParams:
         if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
         key = jax.random.key(seed) if isinstance(seed, (int, np.integer)) else seed
-        keys = jax.random.split(key, math.prod(self.batch_shape)).reshape(self.batch_shape)
-        return map_batch(lambda p, k: _sample(p, k, int(n_samples)), self, keys)
+        return _sample_batch(self, key, int(n_samples))
 
     # ------------------------------------------------------------------ helpers
 
@@ -712,6 +706,38 @@ def _regression(params: GMMParams, given: tuple[int, ...], X: Array, with_covari
         return mean, within + between
 
     return map_batch(unbatched, params)
+
+
+# jax.nn's logsumexp and softmax are not jitted as a whole: called eagerly, each compiles a dozen programs
+_logsumexp_rows = jax.jit(lambda log_joint: jax.nn.logsumexp(log_joint, axis=-1))
+_softmax_rows = jax.jit(lambda log_joint: jax.nn.softmax(log_joint, axis=-1))
+
+
+@jax.jit
+def _penalised(log_prob: Array, penalty) -> Array:
+    """(...) ``−2 log L + penalty`` from the rows' log densities (..., n): BIC's and AIC's."""
+    return -2.0 * log_prob.shape[-1] * jnp.mean(log_prob, axis=-1) + penalty
+
+
+@jax.jit
+def _icl(log_joint: Array, penalty) -> Array:
+    """(...) ICL, ``BIC − 2 Σ_i max_k log r_ik``, from the log joint densities (..., n, k) and BIC's penalty."""
+    log_prob = jax.nn.logsumexp(log_joint, axis=-1)
+    log_resp = log_joint - log_prob[..., None]
+    return _penalised(log_prob, penalty) - 2.0 * jnp.sum(jnp.max(log_resp, axis=-1), axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames="n_samples")  # eagerly: 20 random and indexing programs
+def _sample_batch(params: GMMParams, key: Array, n_samples: int) -> tuple[Array, Array]:
+    """``n_samples`` rows from each mixture of the batch, each from its own split of ``key``."""
+    keys = jax.random.split(key, math.prod(params.batch_shape)).reshape(params.batch_shape)
+    return map_batch(lambda p, k: _sample(p, k, n_samples), params, keys)
+
+
+@jax.jit  # one compiled program per shape: eagerly, its operations compiled one by one (40, 0.5 s on a first call)
+def _log_joint_rows(params: GMMParams, X: Array) -> Array:
+    """(..., n, k) log joint densities ``log π_k + log f_k(x_i)`` (and the noise component's, last)."""
+    return map_batch(lambda p: _log_joint(p, X).T, params)
 
 
 @jax.jit  # one compiled program per shape, not a retrace of the chunk loop at every call

@@ -117,6 +117,12 @@ def _log_prob_and_log_resp(weights, means, covariances, dof, X, covariance_type,
     return log_prob, log_joint - log_prob[:, None]
 
 
+@jax.jit  # eagerly, the products and triangular solves compiled one program each (10 on a first fit)
+def _derived_attributes(params: GMMParams):
+    """``covariances_``, ``precisions_`` and ``precisions_cholesky_`` of fitted parameters."""
+    return params.covariances, params.precisions, params.precisions_cholesky
+
+
 @functools.partial(jax.jit, static_argnames="covariance_type")
 def _coloured_noise(covariances, labels, noise, covariance_type):
     """``L_{label_i} z_i`` for each row: standard normal ``noise`` (n, d) given each label's covariance."""
@@ -231,9 +237,10 @@ class _MixtureEstimator(DensityMixin, BaseEstimator):
         with jax.enable_x64(True):
             self.weights_ = np.asarray(params.weights, dtype=np.float64)
             self.means_ = np.asarray(params.means, dtype=np.float64)
-            self.covariances_ = np.asarray(params.covariances, dtype=np.float64)
-            self.precisions_ = np.asarray(params.precisions, dtype=np.float64)
-            self.precisions_cholesky_ = np.asarray(params.precisions_cholesky, dtype=np.float64)
+            covariances, precisions, precisions_cholesky = _derived_attributes(params)
+            self.covariances_ = np.asarray(covariances, dtype=np.float64)
+            self.precisions_ = np.asarray(precisions, dtype=np.float64)
+            self.precisions_cholesky_ = np.asarray(precisions_cholesky, dtype=np.float64)
 
     # ------------------------------------------------------------------ evaluation
 
@@ -667,7 +674,8 @@ class GaussianMixture(_MixtureEstimator):
                 covariance_type=self.covariance_type,
                 family=self.family,
             )
-            return np.asarray(log_prob[:n_rows], dtype=np.float64), np.asarray(log_resp[:n_rows], dtype=np.float64)
+            # sliced on the host: a device array's slice compiles a program per shape
+            return np.asarray(log_prob, dtype=np.float64)[:n_rows], np.asarray(log_resp, dtype=np.float64)[:n_rows]
 
     def _score_samples(self, X: np.ndarray) -> np.ndarray:
         return self._log_prob_and_log_resp(X)[0]

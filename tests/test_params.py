@@ -146,3 +146,46 @@ def test_covariance_matrices_are_dense_for_every_type(covariance_type):
     params, (weights, means, covariances) = _random_params(covariance_type)
     expected = full_covariances(covariances, covariance_type, K, D)
     np.testing.assert_allclose(params.covariance_matrices, expected, rtol=1e-12)
+
+
+def test_a_first_call_compiles_whole_programs_not_operations_one_by_one():
+    """``log_prob``, ``predict_proba``, ``icl`` and ``sample`` on a new shape compile at most three programs
+    each (their own, jitted, and at most key or dtype handling), where eagerly they compiled each JAX
+    operation as a program of its own (``log_prob`` 40, ``sample`` 23, ``icl`` 20 on a first call);
+    the scikit-learn estimator's ``fit`` compiles its derived attributes as one program and ``predict``
+    one program (no slices of device arrays)."""
+    from bayesgmm.sklearn import GaussianMixture as BayesGaussianMixture
+
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(157, 3))  # a shape no other test uses
+    params = GMMParams.from_covariances(
+        np.array([0.3, 0.7]), rng.normal(size=(2, 3)), np.stack([np.eye(3), 2.0 * np.eye(3)]), "full"
+    )
+    compiled = []
+
+    def listen(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.append(kwargs.get("fun_name"))
+
+    calls = {
+        "log_prob": lambda: params.log_prob(X),
+        "predict_proba": lambda: params.predict_proba(X),
+        "icl": lambda: params.icl(X),
+        "sample": lambda: params.sample(131, seed=5),
+        "estimator fit": lambda: BayesGaussianMixture(2, random_state=0).fit(X[:149]),
+    }
+    counts = {}
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        for name, call in calls.items():
+            compiled.clear()
+            jax.block_until_ready(call())
+            counts[name] = list(compiled)
+        estimator = BayesGaussianMixture(2, random_state=0).fit(X[:149])
+        compiled.clear()
+        estimator.predict(X[:139])
+        counts["estimator predict"] = list(compiled)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert all(len(programs) <= 3 for programs in counts.values()), counts
+    assert counts["estimator predict"] == ["jit(_log_prob_and_log_resp)"], counts
