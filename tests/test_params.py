@@ -149,9 +149,10 @@ def test_covariance_matrices_are_dense_for_every_type(covariance_type):
 
 
 def test_a_first_call_compiles_whole_programs_not_operations_one_by_one():
-    """``log_prob``, ``predict_proba``, ``icl`` and ``sample`` on a new shape compile at most three programs
-    each (their own, jitted, and at most key or dtype handling), where eagerly they compiled each JAX
-    operation as a program of its own (``log_prob`` 40, ``sample`` 23, ``icl`` 20 on a first call);
+    """``log_prob``, ``predict_proba``, ``icl``, ``sample``, ``covariances`` and ``precisions`` on a new shape
+    compile at most three programs each (their own, jitted, and at most key or dtype handling), where
+    eagerly they compiled each JAX operation as a program of its own (``log_prob`` 40, ``sample`` 23,
+    ``icl`` 20, ``precisions`` 8 on a first call);
     the scikit-learn estimator's ``fit`` compiles its derived attributes as one program and ``predict``
     one program (no slices of device arrays)."""
     from bayesgmm.sklearn import GaussianMixture as BayesGaussianMixture
@@ -161,6 +162,7 @@ def test_a_first_call_compiles_whole_programs_not_operations_one_by_one():
     params = GMMParams.from_covariances(
         np.array([0.3, 0.7]), rng.normal(size=(2, 3)), np.stack([np.eye(3), 2.0 * np.eye(3)]), "full"
     )
+    params = jax.tree.map(jnp.asarray, params)  # device arrays, as em_fit returns them
     compiled = []
 
     def listen(event, duration, **kwargs):
@@ -172,6 +174,8 @@ def test_a_first_call_compiles_whole_programs_not_operations_one_by_one():
         "predict_proba": lambda: params.predict_proba(X),
         "icl": lambda: params.icl(X),
         "sample": lambda: params.sample(131, seed=5),
+        "covariances": lambda: params.covariances,
+        "precisions": lambda: params.precisions,
         "estimator fit": lambda: BayesGaussianMixture(2, random_state=0).fit(X[:149]),
     }
     counts = {}
