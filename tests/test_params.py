@@ -193,3 +193,4 @@ def test_a_first_call_compiles_whole_programs_not_operations_one_by_one():
         jax.monitoring.unregister_event_duration_listener(listen)
     assert all(len(programs) <= 3 for programs in counts.values()), counts
     assert counts["estimator predict"] == ["jit(_log_prob_and_log_resp)"], counts
+    assert counts["covariances"] == ["jit(_covariances)"] and counts["precisions"] == ["jit(_precisions)"], counts
